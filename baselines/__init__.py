@@ -1,0 +1,1 @@
+"""baselines layer (see README)."""

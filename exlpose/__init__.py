@@ -1,0 +1,1 @@
+"""The umbrella ``exlpose`` command: wires the layers' own CLIs together, lazily."""

@@ -1,0 +1,94 @@
+"""The umbrella ``exlpose`` CLI.
+
+Each tool's app is mounted under a short name and imported only when used, so ``exlpose --help`` stays fast
+and a layer's heavy imports (torch, pypylon) are paid only by the commands that need them. The core's own
+commands (validate, stats, verify, schema) sit at the top level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from exlpose_data import __version__
+
+__all__ = ["app", "main", "SUBCOMMANDS"]
+
+# name -> ("module:attribute", help). The module is imported only when the command runs.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "split": ("exlpose_data.cli.split:app", "Split annotation files by gain (LL-N/H/E) or by scene (exlpose-split)."),
+}
+
+_CORE = "exlpose_data.cli.core:app"
+
+
+def _load(target: str) -> Any:
+    module, attr = target.split(":")
+    return typer.main.get_command(getattr(importlib.import_module(module), attr))
+
+
+def _available(target: str) -> bool:
+    return importlib.util.find_spec(target.split(":")[0]) is not None
+
+
+class _LazyGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = set(super().list_commands(ctx)) | set(_core_group().commands)
+        names |= {n for n, (t, _) in SUBCOMMANDS.items() if _available(t)}
+        return sorted(names)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name in SUBCOMMANDS and _available(SUBCOMMANDS[name][0]):
+            cmd = _load(SUBCOMMANDS[name][0])
+            if not cmd.help:
+                cmd.help = SUBCOMMANDS[name][1]
+            return cmd
+        core = _core_group()
+        if name in core.commands:
+            return core.commands[name]
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        core = _core_group()
+        for name in self.list_commands(ctx):
+            if name in SUBCOMMANDS:
+                rows.append((name, SUBCOMMANDS[name][1]))
+            elif name in core.commands:
+                rows.append((name, core.commands[name].get_short_help_str(80)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+_core_cache: list[Any] = []
+
+
+def _core_group() -> Any:
+    if not _core_cache:
+        _core_cache.append(_load(_CORE))
+    return _core_cache[0]
+
+
+app = typer.Typer(
+    cls=_LazyGroup,
+    help=f"exlpose-data {__version__}: build and use paired low-light / well-lit human-pose datasets.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """exlpose-data: build and use paired low-light / well-lit human-pose datasets."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="exlpose")

@@ -1,0 +1,67 @@
+"""What every CLI of the toolkit shares: one-line errors with the right exit code, consoles, progress."""
+
+from __future__ import annotations
+
+import errno
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import ExlposeError, UsageError
+
+__all__ = ["handle_errors", "new_app", "err_console", "out_console", "progress_bar", "fail"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+def new_app(help_text: str, *, name: str | None = None) -> typer.Typer:
+    """A typer app with the toolkit's settings (no shell-completion options, rich markup off)."""
+    return typer.Typer(name=name, help=help_text, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the Exit to raise."""
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn the toolkit's errors into one line on stderr: usage errors exit 2, I/O failures exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UsageError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except ExlposeError as exc:
+            raise fail(str(exc), 1) from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise fail(f"{exc.filename or 'output'}: no space left on device; nothing half-written was kept", 1) from None
+            if exc.filename is not None:
+                raise fail(f"{exc.filename}: {exc.strerror}", 2 if exc.errno in (errno.ENOENT, errno.EACCES, errno.EISDIR, errno.ENOTDIR) else 1) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def progress_bar(*, transient: bool = False, disable: bool = False) -> Progress:
+    """A rich progress bar on stderr (stdout stays machine-readable)."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=transient,
+        disable=disable,
+    )

@@ -1,0 +1,209 @@
+"""Our dataset layout and its manifest.
+
+Every tool writes datasets as::
+
+    ROOT/bright/<release name>.png           well-lit images (aligned into the LL frame)
+    ROOT/dark/<release name>.png             low-light images
+    ROOT/brightPath2darkPath.txt             "<bright path> <dark path>" per line, ROOT-relative
+    ROOT/annotations/*.json                  the release's annotation file names
+    ROOT/manifest.json                       SHA-256 and size of every other file
+
+``update_manifest`` is the one way files enter the manifest; it holds a lock file so parallel writers do
+not lose each other's entries, and it replaces manifest.json atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .atomic import TMP_MARK, write_json_atomic, write_text_atomic
+from .errors import InputError
+
+__all__ = [
+    "BRIGHT_DIR",
+    "DARK_DIR",
+    "PAIRS_FILE",
+    "ANNOTATIONS_DIR",
+    "MANIFEST_FILE",
+    "sha256_file",
+    "read_pairs",
+    "write_pairs",
+    "update_manifest",
+    "rebuild_manifest",
+    "load_manifest",
+    "verify_dataset",
+    "ManifestDifference",
+    "safe_relpath",
+]
+
+BRIGHT_DIR = "bright"
+DARK_DIR = "dark"
+PAIRS_FILE = "brightPath2darkPath.txt"
+ANNOTATIONS_DIR = "annotations"
+MANIFEST_FILE = "manifest.json"
+_LOCK_FILE = ".manifest.lock"
+_MANIFEST_VERSION = 1
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def safe_relpath(name: str) -> str | None:
+    """Why ``name`` is unsafe as a dataset-relative path (absolute, ``..``, drive letter), or None if safe."""
+    if not name:
+        return "empty path"
+    if "\\" in name:
+        return "backslash in path"
+    if name.startswith("/") or name.startswith("~"):
+        return "absolute path"
+    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
+        return "drive letter"
+    if any(part == ".." for part in PurePosixPath(name).parts):
+        return "'..' in path"
+    if "\x00" in name:
+        return "NUL byte in path"
+    return None
+
+
+def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Read a ``brightPath2darkPath.txt``: one ``<bright> <dark>`` per non-empty line."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such pair list") from None
+    pairs = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise InputError(f"{p}:{n}: expected '<bright path> <dark path>', got {line.strip()!r}")
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
+def write_pairs(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) -> Path:
+    """Write a pair list atomically, sorted by bright path."""
+    text = "".join(f"{b} {d}\n" for b, d in sorted(set(pairs)))
+    return write_text_atomic(path, text)
+
+
+@contextlib.contextmanager
+def _manifest_lock(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / _LOCK_FILE, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def load_manifest(root: str | os.PathLike) -> dict[str, dict]:
+    """The manifest's file table ``{relpath: {"sha256": ..., "size": ...}}`` (empty when absent)."""
+    p = Path(root) / MANIFEST_FILE
+    if not p.exists():
+        return {}
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        return dict(data["files"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{p}: not a valid manifest ({exc})") from None
+
+
+def _entry(path: Path) -> dict:
+    return {"sha256": sha256_file(path), "size": path.stat().st_size}
+
+
+def _is_payload(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return rel != MANIFEST_FILE and name != _LOCK_FILE and TMP_MARK not in name
+
+
+def update_manifest(root: str | os.PathLike, relpaths: Iterable[str], *, known_hashes: dict[str, str] | None = None) -> None:
+    """Add or refresh the entries of ``relpaths`` (removing those whose file is gone), atomically.
+
+    Args:
+        root: dataset root.
+        relpaths: ROOT-relative paths of files that were written or removed.
+        known_hashes: SHA-256 already computed by the writer, to avoid reading the files again.
+    """
+    r = Path(root)
+    known_hashes = known_hashes or {}
+    with _manifest_lock(r):
+        files = load_manifest(r)
+        for rel in relpaths:
+            path = r / rel
+            if path.is_file():
+                files[rel] = {"sha256": known_hashes[rel], "size": path.stat().st_size} if rel in known_hashes else _entry(path)
+            else:
+                files.pop(rel, None)
+        write_json_atomic(r / MANIFEST_FILE, {"version": _MANIFEST_VERSION, "files": dict(sorted(files.items()))}, indent=1)
+
+
+def _walk(root: Path) -> list[str]:
+    out = []
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            rel = Path(dirpath, name).relative_to(root).as_posix()
+            if _is_payload(rel):
+                out.append(rel)
+    return sorted(out)
+
+
+def rebuild_manifest(root: str | os.PathLike) -> int:
+    """Hash every file under ``root`` into a new manifest; returns the file count."""
+    r = Path(root)
+    rels = _walk(r)
+    with _manifest_lock(r):
+        files = {rel: _entry(r / rel) for rel in rels}
+        write_json_atomic(r / MANIFEST_FILE, {"version": _MANIFEST_VERSION, "files": files}, indent=1)
+    return len(rels)
+
+
+@dataclass(frozen=True)
+class ManifestDifference:
+    """One way a dataset differs from its manifest: ``missing``, ``changed``, ``size`` or ``unlisted``."""
+
+    kind: str
+    path: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path}" + (f" ({self.detail})" if self.detail else "")
+
+
+def verify_dataset(root: str | os.PathLike) -> list[ManifestDifference]:
+    """Every difference between the files under ``root`` and its manifest."""
+    r = Path(root)
+    if not (r / MANIFEST_FILE).is_file():
+        raise InputError(f"{r}: no {MANIFEST_FILE} (not a dataset written by exlpose-data?)")
+    files = load_manifest(r)
+    diffs: list[ManifestDifference] = []
+    for rel, entry in files.items():
+        p = r / rel
+        if not p.is_file():
+            diffs.append(ManifestDifference("missing", rel))
+            continue
+        size = p.stat().st_size
+        if size != entry.get("size", size):
+            diffs.append(ManifestDifference("size", rel, f"{size} bytes, manifest says {entry['size']}"))
+        elif sha256_file(p) != entry.get("sha256"):
+            diffs.append(ManifestDifference("changed", rel, "SHA-256 differs"))
+    for rel in _walk(r):
+        if rel not in files:
+            diffs.append(ManifestDifference("unlisted", rel))
+    return diffs

@@ -1,0 +1,136 @@
+"""The ExLPose release file-name grammar: the one place it is parsed and written.
+
+``bright/imgs_<MMDD>[_<site>]_vid<6 digits>_exp<R>_bright_<6-digit frame>__gain_<dB>_exposure_<us>.png``
+and its dark twin ``dark/..._dark_<frame>__gain_<LL dB>_exposure_<us>.png``. The gain has two decimals and
+the exposure is the nominal integer. Scene key = (date, site, video).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from .errors import NameGrammarError
+from .exposure import ll_gain_from_wl
+
+__all__ = ["ImageName", "parse_name", "scene_key", "CONDITION_DIRS", "SceneKey"]
+
+Condition = Literal["LL", "WL"]
+CONDITION_DIRS: dict[str, str] = {"WL": "bright", "LL": "dark"}
+_WORD_TO_CONDITION = {"bright": "WL", "dark": "LL"}
+
+_NAME_RE = re.compile(
+    r"^imgs_(?P<date>\d{4})"
+    r"(?:_(?P<site>[A-Za-z0-9-]+))?"
+    r"_vid(?P<video>\d{6})"
+    r"_exp(?P<ratio>\d+)"
+    r"_(?P<word>bright|dark)_(?P<frame>\d{6})"
+    r"__gain_(?P<gain>\d+\.\d{2})"
+    r"_exposure_(?P<exposure>\d+)"
+    r"\.(?P<ext>png|PNG)$"
+)
+
+SceneKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class ImageName:
+    """A parsed release file name.
+
+    Attributes:
+        date: ``MMDD`` of the capture.
+        site: capture site (may be digits) or ``""`` when the name has none.
+        video: video number.
+        ratio: the ``R`` label (ND factor x exposure cut).
+        frame: frame number within the video.
+        gain_db: gain of this image's camera.
+        exposure_us: nominal exposure time.
+        condition: ``"WL"`` (bright) or ``"LL"`` (dark).
+        ext: file extension as written.
+    """
+
+    date: str
+    site: str
+    video: int
+    ratio: int
+    frame: int
+    gain_db: float
+    exposure_us: int
+    condition: Condition
+    ext: str = "png"
+
+    @property
+    def scene(self) -> SceneKey:
+        return (self.date, self.site, self.video)
+
+    @property
+    def scene_id(self) -> str:
+        """The scene as a string: ``<MMDD>[_<site>]_vid<6 digits>``."""
+        site = f"_{self.site}" if self.site else ""
+        return f"{self.date}{site}_vid{self.video:06d}"
+
+    @property
+    def k(self) -> float:
+        """Exposure cut implied by the ratio with the release's 100x ND filter."""
+        return self.ratio / 100
+
+    @property
+    def pair_key(self) -> tuple:
+        """Everything that identifies a pair: the name without condition and gain."""
+        return (self.date, self.site, self.video, self.ratio, self.frame, self.exposure_us)
+
+    @property
+    def basename(self) -> str:
+        word = "bright" if self.condition == "WL" else "dark"
+        return (
+            f"imgs_{self.scene_id}_exp{self.ratio}_{word}_{self.frame:06d}"
+            f"__gain_{self.gain_db:.2f}_exposure_{self.exposure_us}.{self.ext}"
+        )
+
+    @property
+    def relpath(self) -> str:
+        """Root-relative path, ``bright/<name>`` or ``dark/<name>``."""
+        return f"{CONDITION_DIRS[self.condition]}/{self.basename}"
+
+    def twin(self, gain_db: float | None = None) -> "ImageName":
+        """The other image of the pair. The LL gain is inferred from the protocol unless given."""
+        if self.condition == "WL":
+            g = ll_gain_from_wl(self.gain_db, self.ratio) if gain_db is None else gain_db
+            return replace(self, condition="LL", gain_db=g)
+        if gain_db is None:
+            raise ValueError("the well-lit gain cannot be inferred from a dark name; pass gain_db")
+        return replace(self, condition="WL", gain_db=gain_db)
+
+
+def parse_name(path: str) -> ImageName:
+    """Parse a release path (``bright/...``, ``dark/...`` or a bare file name).
+
+    Raises:
+        NameGrammarError: the name does not follow the grammar, or its folder contradicts its condition.
+    """
+    text = path.replace("\\", "/")
+    parts = text.rsplit("/", 2)
+    base = parts[-1]
+    m = _NAME_RE.match(base)
+    if m is None:
+        raise NameGrammarError(f"{path!r} is not an ExLPose release name (imgs_<MMDD>[_<site>]_vid<6>_exp<R>_<bright|dark>_<6>__gain_<x.xx>_exposure_<us>.png)")
+    condition = _WORD_TO_CONDITION[m["word"]]
+    if len(parts) >= 2 and parts[-2] in _WORD_TO_CONDITION and _WORD_TO_CONDITION[parts[-2]] != condition:
+        raise NameGrammarError(f"{path!r}: a {m['word']} image inside the {parts[-2]}/ folder")
+    return ImageName(
+        date=m["date"],
+        site=m["site"] or "",
+        video=int(m["video"]),
+        ratio=int(m["ratio"]),
+        frame=int(m["frame"]),
+        gain_db=float(m["gain"]),
+        exposure_us=int(m["exposure"]),
+        condition=condition,  # type: ignore[arg-type]
+        ext=m["ext"],
+    )
+
+
+def scene_key(path: str) -> SceneKey:
+    """The scene (date, site, video) of a release path."""
+    return parse_name(path).scene

@@ -1,0 +1,186 @@
+"""The HDF5 capture-session format: paths, attribute names and a reader.
+
+The rig writes sessions (``rig.session``); alignment and export read them through :class:`SessionReader`,
+so this module is the one description of the format::
+
+    /                                   attrs: rig_config (JSON), software_version, created (ISO 8601)
+    /reference/<name>/ll, .../wl        (n, H, W) raw frames of a static reference pair
+    /scenes/<scene>                     attrs: date_mmdd, site, video_id, base_exposure_us, base_gain_db,
+                                               ll_gain_db, k_list (JSON), nd_factor
+    /scenes/<scene>/steps/<k>/ll, .../wl   (n, H, W) uint16 raw (LSB-aligned) or (n, H, W, 3); one frame per chunk
+    /scenes/<scene>/steps/<k>/frames    compound table, one row per kept pair (FRAME_DTYPE)
+
+Frame datasets carry attrs pixel_format, bayer_pattern (after any ReverseX), bit_depth, black_level,
+mirrored_x (whether the frame was mirrored on the camera). Step groups carry k, ratio, exposure_us,
+nominal_exposure_us, wl_gain_db, ll_gain_db (planned values; the values read back are in ``frames``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["FRAME_DTYPE", "SCENES", "REFERENCE", "STEPS", "SessionReader", "FrameAttrs", "step_path", "reference_path"]
+
+SCENES = "scenes"
+REFERENCE = "reference"
+STEPS = "steps"
+LL = "ll"
+WL = "wl"
+FRAMES = "frames"
+
+FRAME_DTYPE = np.dtype(
+    [
+        ("index", np.int64),
+        ("host_time_ns", np.int64),
+        ("ll_block_id", np.int64),
+        ("wl_block_id", np.int64),
+        ("ll_timestamp_ns", np.int64),
+        ("wl_timestamp_ns", np.int64),
+        ("ll_exposure_us", np.float64),
+        ("wl_exposure_us", np.float64),
+        ("ll_gain_db", np.float64),
+        ("wl_gain_db", np.float64),
+    ]
+)
+
+SCENE_ATTRS = ("date_mmdd", "site", "video_id", "base_exposure_us", "base_gain_db", "ll_gain_db", "k_list")
+FRAME_ATTRS = ("pixel_format", "bayer_pattern", "bit_depth", "black_level")
+
+
+def step_path(scene: str, step: str) -> str:
+    return f"/{SCENES}/{scene}/{STEPS}/{step}"
+
+
+def reference_path(name: str) -> str:
+    return f"/{REFERENCE}/{name}"
+
+
+@dataclass(frozen=True)
+class FrameAttrs:
+    """How to interpret the frames of one dataset."""
+
+    pixel_format: str
+    bayer_pattern: str | None
+    bit_depth: int
+    black_level: float
+    mirrored_x: bool = False
+
+    @classmethod
+    def from_h5(cls, attrs: Any) -> "FrameAttrs":
+        pattern = attrs.get("bayer_pattern", "")
+        pattern = pattern.decode() if isinstance(pattern, bytes) else str(pattern)
+        fmt = attrs.get("pixel_format", "")
+        fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+        return cls(
+            pixel_format=fmt,
+            bayer_pattern=pattern or None,
+            bit_depth=int(attrs.get("bit_depth", 8)),
+            black_level=float(attrs.get("black_level", 0.0)),
+            mirrored_x=bool(attrs.get("mirrored_x", False)),
+        )
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class SessionReader:
+    """Read-only access to a session file. Use as a context manager.
+
+    Args:
+        path: the ``.h5`` session file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: no such session file")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise InputError(f"{self.path}: not a readable HDF5 session file ({exc})") from None
+
+    def __enter__(self) -> "SessionReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._f.close()
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return {k: _text(v) if isinstance(v, (bytes, str)) else v for k, v in self._f.attrs.items()}
+
+    @property
+    def rig_config(self) -> dict[str, Any]:
+        raw = self._f.attrs.get("rig_config")
+        return json.loads(_text(raw)) if raw is not None else {}
+
+    def references(self) -> list[str]:
+        return sorted(self._f[REFERENCE].keys()) if REFERENCE in self._f else []
+
+    def reference(self, name: str) -> tuple[np.ndarray, np.ndarray, FrameAttrs, FrameAttrs]:
+        """All frames of a reference pair: (ll, wl, ll_attrs, wl_attrs)."""
+        if name not in self.references():
+            raise InputError(f"{self.path}: no reference {name!r}; have {self.references() or 'none'}")
+        g = self._f[reference_path(name)]
+        return g[LL][()], g[WL][()], FrameAttrs.from_h5(g[LL].attrs), FrameAttrs.from_h5(g[WL].attrs)
+
+    def scenes(self) -> list[str]:
+        return sorted(self._f[SCENES].keys()) if SCENES in self._f else []
+
+    def scene_meta(self, scene: str) -> dict[str, Any]:
+        g = self._scene(scene)
+        meta = {k: (_text(v) if isinstance(v, (bytes, str)) else (v.item() if hasattr(v, "item") else v)) for k, v in g.attrs.items()}
+        if "k_list" in meta and isinstance(meta["k_list"], str):
+            meta["k_list"] = json.loads(meta["k_list"])
+        return meta
+
+    def steps(self, scene: str) -> list[str]:
+        g = self._scene(scene)
+        return sorted(g[STEPS].keys(), key=float) if STEPS in g else []
+
+    def step_meta(self, scene: str, step: str) -> dict[str, Any]:
+        g = self._step(scene, step)
+        return {k: (_text(v) if isinstance(v, (bytes, str)) else (v.item() if hasattr(v, "item") else v)) for k, v in g.attrs.items()}
+
+    def frames_table(self, scene: str, step: str) -> np.ndarray:
+        """The per-pair table of a step (structured array of :data:`FRAME_DTYPE`), only rows whose frames exist."""
+        g = self._step(scene, step)
+        table = g[FRAMES][()] if FRAMES in g else np.zeros(0, FRAME_DTYPE)
+        n = min(len(table), g[LL].shape[0], g[WL].shape[0])
+        return table[:n]
+
+    def frame_attrs(self, scene: str, step: str) -> tuple[FrameAttrs, FrameAttrs]:
+        g = self._step(scene, step)
+        return FrameAttrs.from_h5(g[LL].attrs), FrameAttrs.from_h5(g[WL].attrs)
+
+    def pair(self, scene: str, step: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw frames (ll, wl) of pair ``index`` of a step."""
+        g = self._step(scene, step)
+        n = len(self.frames_table(scene, step))
+        if not 0 <= index < n:
+            raise InputError(f"{self.path}: scene {scene!r} step {step}: no pair {index} (have {n})")
+        return g[LL][index], g[WL][index]
+
+    def _scene(self, scene: str) -> Any:
+        if scene not in self.scenes():
+            raise InputError(f"{self.path}: no scene {scene!r}; have {self.scenes() or 'none'}")
+        return self._f[f"/{SCENES}/{scene}"]
+
+    def _step(self, scene: str, step: str) -> Any:
+        g = self._scene(scene)
+        if STEPS not in g or str(step) not in g[STEPS]:
+            raise InputError(f"{self.path}: scene {scene!r} has no step {step!r}; have {self.steps(scene)}")
+        return g[STEPS][str(step)]

@@ -1,0 +1,1 @@
+"""rig layer (see README)."""
