@@ -37,7 +37,8 @@ def nominal_exposure_us(base_exposure_us: float, k: float) -> int:
 
 def round_gain(gain_db: float) -> float:
     """Gains carry two decimals, rounded half up (as the release's names do)."""
-    return float(Decimal(repr(gain_db)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    # "+ 0.0" turns a rounded -0.00 into 0.00
+    return float(Decimal(repr(gain_db)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)) + 0.0
 
 
 def wl_gain_db(base_gain_db: float, k: float) -> float:
@@ -54,8 +55,11 @@ def ratio_label(k: float, nd_factor: float = DEFAULT_ND_FACTOR) -> int:
 
 
 def ll_gain_from_wl(wl_gain: float, ratio: int, nd_factor: float = DEFAULT_ND_FACTOR) -> float:
-    """Low-light gain implied by a WL gain and ratio label (inferred protocol): ``G_WL - 20*log10(R/nd)``."""
-    return round_gain(wl_gain - 20.0 * math.log10(ratio / nd_factor))
+    """Low-light gain implied by a WL gain and ratio label (inferred protocol): ``G_WL - 20*log10(R/nd)``.
+
+    Clamped at 0 dB, the cameras' minimum gain (18.06 dB at R = 800 gives 0.00, not -0.00).
+    """
+    return max(0.0, round_gain(wl_gain - 20.0 * math.log10(ratio / nd_factor)))
 
 
 def resolve_ks(preset: str | None = None, ks: list[float] | tuple[float, ...] | None = None) -> tuple[float, ...]:

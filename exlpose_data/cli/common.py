@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import ExlposeError, UsageError
 
-__all__ = ["handle_errors", "new_app", "err_console", "out_console", "progress_bar", "fail"]
+__all__ = ["handle_errors", "new_app", "err_console", "out_console", "progress_bar", "fail", "warn"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,6 +30,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr and return the Exit to raise."""
     err_console.print(f"error: {message}", markup=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print ``warning: message`` on stderr as one line."""
+    err_console.print(f"warning: {message}", markup=False, soft_wrap=True)
 
 
 def handle_errors(func: F) -> F:
