@@ -1,0 +1,76 @@
+"""Reading and checking COCO-format keypoint results (``[{image_id, category_id, keypoints, score}, ...]``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..keypoints import NUM_KEYPOINTS
+
+__all__ = ["load_predictions", "validate_predictions"]
+
+
+def load_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Read a results file (a JSON list); raise :class:`InputError` naming the file when it is unusable."""
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a directory, expected a JSON results file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(raw, list):
+        raise InputError(f"{p}: expected a JSON list of results, got {type(raw).__name__}")
+    return raw
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_predictions(
+    predictions: Iterable[Any], image_ids: set[int], *, source: str = "predictions", category_id: int = 1
+) -> list[dict[str, Any]]:
+    """Check every result and return clean copies (only the fields the evaluator reads).
+
+    Args:
+        predictions: the results, as loaded.
+        image_ids: ids of the ground-truth images; a result on another image is an error.
+        source: name used in error messages (the file name).
+        category_id: category given to results that carry none.
+    """
+    clean = []
+    n_values = 3 * NUM_KEYPOINTS
+    for i, res in enumerate(predictions):
+        where = f"{source}: result {i}"
+        if not isinstance(res, dict):
+            raise InputError(f"{where}: expected an object, got {type(res).__name__}")
+        for key in ("image_id", "keypoints", "score"):
+            if key not in res:
+                raise InputError(f"{where}: missing field '{key}'")
+        image_id = res["image_id"]
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            raise InputError(f"{where}: image_id must be an integer, got {image_id!r}")
+        if image_id not in image_ids:
+            raise InputError(f"{where}: image_id {image_id} is not an image of the ground-truth file")
+        kps = res["keypoints"]
+        if not isinstance(kps, list) or len(kps) != n_values or not all(_number(v) for v in kps):
+            got = len(kps) if isinstance(kps, list) else type(kps).__name__
+            raise InputError(f"{where}: keypoints must be {n_values} finite numbers (14 x, y, score), got {got}")
+        if not _number(res["score"]):
+            raise InputError(f"{where}: score must be a finite number, got {res['score']!r}")
+        clean.append(
+            {
+                "image_id": image_id,
+                "category_id": int(res.get("category_id", category_id)),
+                "keypoints": [float(v) for v in kps],
+                "score": float(res["score"]),
+            }
+        )
+    return clean
