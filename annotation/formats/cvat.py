@@ -1,0 +1,111 @@
+"""CVAT: its "COCO Keypoints 1.0" export, our export in that format, and the project label configuration.
+
+CVAT draws people as skeletons; the person box is a rectangle grouped with the skeleton (Ctrl+G). Its COCO
+Keypoints export (via Datumaro) writes one annotation per skeleton with visibility absent -> 0, occluded -> 1,
+visible -> 2, the grouped rectangle as ``bbox`` (its category is then the rectangle's label), and for an
+ungrouped skeleton the extent of its points as ``bbox``. Such a box is not a person box, so it is read as
+"no box". Absent points keep their last coordinates in CVAT; they become (0, 0).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exlpose_data.keypoints import crowdpose14
+from exlpose_data.schema import AnnotationDocument
+
+from ..labels import LabelSet
+from ..problems import ProblemLog
+from . import load_json
+from .coco import parse_coco, to_coco_dict
+
+__all__ = ["read_cvat", "to_cvat_dict", "cvat_labels", "SKELETON_LABEL", "BOX_LABEL"]
+
+SKELETON_LABEL = "person"
+BOX_LABEL = "person_box"
+_EXTENT_TOL = 1e-3
+
+
+def _is_extent(bbox: list[float], raw_points: np.ndarray) -> bool:
+    """Whether ``bbox`` is the extent of the skeleton's points (all of them, or the labelled ones)."""
+    for pts in (raw_points[:, :2], raw_points[raw_points[:, 2] > 0, :2]):
+        if len(pts) == 0:
+            continue
+        x0, y0 = pts.min(axis=0)
+        x1, y1 = pts.max(axis=0)
+        if np.allclose(bbox, [x0, y0, x1 - x0, y1 - y0], atol=_EXTENT_TOL):
+            return True
+    return False
+
+
+def _grouped_box_only(bbox: list[float], raw_points: np.ndarray, keypoints: np.ndarray) -> list[float] | None:
+    return None if _is_extent(bbox, raw_points) else bbox
+
+
+def read_cvat(path: str | Path, log: ProblemLog) -> LabelSet:
+    """Read a CVAT "COCO Keypoints 1.0" export (the ``person_keypoints_*.json`` inside the zip)."""
+    return parse_coco(load_json(path), log, names_required=True, single_keypoint_category=True, box_filter=_grouped_box_only)
+
+
+def to_cvat_dict(doc: AnnotationDocument) -> dict[str, Any]:
+    """A CrowdPose document as CVAT's COCO Keypoints 1.0 import expects it.
+
+    Each person's box is written as its bbox (CVAT imports it as the skeleton's group box); image ids and
+    file names are kept, so an import back lands every person on the same image.
+    """
+    out = to_coco_dict(doc)
+    out["info"] = {"contributor": "", "date_created": "", "description": "exported by exlpose-data", "url": "", "version": "", "year": ""}
+    out["licenses"] = [{"name": "", "id": 0, "url": ""}]
+    for ann in out["annotations"]:
+        ann["attributes"] = {"occluded": False}
+    return out
+
+
+def _svg() -> str:
+    """The skeleton drawing CVAT's label constructor stores: circles per joint, lines per limb (1-based nodes)."""
+    spec = crowdpose14()
+    # A front view in CVAT's 100x100 canvas: joint -> (x, y).
+    layout = {
+        "head": (50, 8), "neck": (50, 20),
+        "left_shoulder": (62, 22), "right_shoulder": (38, 22),
+        "left_elbow": (68, 38), "right_elbow": (32, 38),
+        "left_wrist": (72, 52), "right_wrist": (28, 52),
+        "left_hip": (58, 55), "right_hip": (42, 55),
+        "left_knee": (60, 75), "right_knee": (40, 75),
+        "left_ankle": (61, 94), "right_ankle": (39, 94),
+    }
+    parts = []
+    for a, b in spec.skeleton:
+        (x1, y1), (x2, y2) = layout[spec.keypoints[a]], layout[spec.keypoints[b]]
+        parts.append(
+            f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="black" data-type="edge" '
+            f'data-node-from="{a + 1}" stroke-width="0.5" data-node-to="{b + 1}"></line>'
+        )
+    for i, name in enumerate(spec.keypoints, start=1):
+        x, y = layout[name]
+        parts.append(
+            f'<circle r="1.5" stroke="black" fill="#b3b3b3" cx="{x}" cy="{y}" stroke-width="0.1" '
+            f'data-type="element node" data-element-id="{i}" data-node-id="{i}" data-label-name="{name}"></circle>'
+        )
+    return "".join(parts)
+
+
+def cvat_labels() -> list[dict[str, Any]]:
+    """Labels for a CVAT project (paste into the project's Raw label editor).
+
+    A 14-point skeleton ``person`` with the CrowdPose joint names, and a rectangle ``person_box`` to group with
+    each skeleton as the person's box.
+    """
+    return [
+        {
+            "name": SKELETON_LABEL,
+            "type": "skeleton",
+            "attributes": [],
+            "sublabels": [{"name": n, "type": "points", "attributes": []} for n in crowdpose14().keypoints],
+            "svg": _svg(),
+        },
+        {"name": BOX_LABEL, "type": "rectangle", "attributes": []},
+    ]

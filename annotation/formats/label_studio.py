@@ -1,0 +1,316 @@
+"""Label Studio: its JSON export, our export in that format, and the labelling configuration.
+
+A Label Studio export is a list of tasks, each with ``data.image`` and ``annotations[].result[]``. Results of
+type ``rectanglelabels`` are person boxes, ``keypointlabels`` joints (label = joint name), ``relation`` links
+(``from_id`` / ``to_id``), and a per-region ``choices`` result with a joint's id marks it occluded. Geometry is
+in percent of ``original_width`` / ``original_height``.
+
+Label Studio has no person grouping, so a joint belongs to the person whose rectangle it is related to (the
+configuration we export asks annotators for these relations); a joint without a relation belongs to the one
+rectangle containing it, and a joint in no rectangle or in several is an error naming its result id.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+from xml.sax.saxutils import quoteattr
+
+from exlpose_data.errors import NameGrammarError
+from exlpose_data.keypoints import crowdpose14
+from exlpose_data.naming import parse_name
+from exlpose_data.schema import AnnotationDocument
+
+from ..aliases import joint_index
+from ..labels import ImageLabel, LabelSet, PersonLabel, empty_keypoints
+from ..problems import ProblemLog
+from . import is_number, load_json
+
+__all__ = [
+    "read_label_studio",
+    "parse_label_studio",
+    "image_name_from_url",
+    "to_label_studio_tasks",
+    "label_studio_config",
+    "BOX_TAG",
+    "JOINT_TAG",
+    "OCCLUSION_TAG",
+    "IMAGE_TAG",
+    "DEFAULT_URL_PREFIX",
+]
+
+IMAGE_TAG = "image"
+BOX_TAG = "person"
+JOINT_TAG = "joints"
+OCCLUSION_TAG = "occlusion"
+OCCLUDED = "occluded"
+DEFAULT_URL_PREFIX = "/data/local-files/?d="
+# Label Studio prefixes uploaded files with 8 hex digits and a dash.
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(?P<name>.+)$")
+
+
+def image_name_from_url(url: str) -> str:
+    """The dataset path or file name inside a Label Studio image reference.
+
+    Handles ``/data/local-files/?d=<path>``, ``/data/upload/<project>/<hex>-<name>``, ``s3://``/``gs://`` and
+    http URLs; keeps a ``bright/`` or ``dark/`` folder when the path has one.
+    """
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    path = unquote(query["d"][0] if "d" in query else parsed.path or url)
+    base = path.rsplit("/", 1)[-1]
+    m = _UPLOAD_PREFIX.match(base)
+    if m:
+        try:
+            parse_name(base)
+        except NameGrammarError:
+            path = path[: len(path) - len(base)] + m["name"]
+    return path
+
+
+def _size(item: dict[str, Any], place: str, log: ProblemLog) -> tuple[int, int] | None:
+    w, h = item.get("original_width"), item.get("original_height")
+    if not (is_number(w) and is_number(h) and w > 0 and h > 0):
+        log.add(place, "original_width/original_height", f"missing or not positive ({w!r} x {h!r})")
+        return None
+    return int(w), int(h)
+
+
+def _value(item: dict[str, Any], keys: tuple[str, ...], place: str, log: ProblemLog) -> dict[str, Any] | None:
+    value = item.get("value")
+    if not isinstance(value, dict) or not all(is_number(value.get(k)) for k in keys):
+        log.add(place, "value", f"needs numbers {', '.join(keys)}")
+        return None
+    return value
+
+
+def _chosen_annotation(task: dict[str, Any], place: str, log: ProblemLog) -> dict[str, Any] | None:
+    anns = task.get("annotations", task.get("completions"))
+    if not isinstance(anns, list):
+        log.add(place, "annotations", "missing (export the project with its annotations)")
+        return None
+    live = [a for a in anns if isinstance(a, dict) and not a.get("was_cancelled", False)]
+    if not live:
+        log.add(place, "annotations", "not labelled yet (no annotation that was not skipped)")
+        return None
+    if len(live) > 1:
+        ids = ", ".join(str(a.get("id")) for a in live)
+        log.add(place, "annotations", f"{len(live)} annotations ({ids}); keep exactly one per task")
+        return None
+    if not isinstance(live[0].get("result"), list):
+        log.add(place, "annotations[].result", "must be a list")
+        return None
+    return live[0]
+
+
+def _contains(box: list[float], x: float, y: float) -> bool:
+    return box[0] <= x <= box[0] + box[2] and box[1] <= y <= box[1] + box[3]
+
+
+def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
+    if not isinstance(task, dict):
+        log.add(f"tasks[{i}]", "", "must be an object")
+        return None
+    place = f"task {task['id']}" if "id" in task else f"tasks[{i}]"
+    data = task.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get(IMAGE_TAG), str):
+        log.add(place, "data.image", "missing (the task must reference its image)")
+        return None
+    ann = _chosen_annotation(task, place, log)
+    if ann is None:
+        return None
+    file_name = image_name_from_url(data[IMAGE_TAG])
+    size: tuple[int, int] | None = None
+    boxes: dict[str, list[float]] = {}
+    joints: dict[str, tuple[int, float, float]] = {}
+    occluded: set[str] = set()
+    relations: list[tuple[str, str, str]] = []
+    ok = True
+    for j, item in enumerate(ann["result"]):
+        rid = item.get("id") if isinstance(item, dict) else None
+        rplace = f"{place}, result {rid!r}" if rid is not None else f"{place}, result[{j}]"
+        if not isinstance(item, dict):
+            log.add(rplace, "", "must be an object")
+            ok = False
+            continue
+        kind = item.get("type")
+        if kind == "relation":
+            if not (isinstance(item.get("from_id"), str) and isinstance(item.get("to_id"), str)):
+                log.add(rplace, "from_id/to_id", "a relation needs both ends")
+                ok = False
+                continue
+            relations.append((item["from_id"], item["to_id"], rplace))
+            continue
+        if kind == "choices":
+            value = item.get("value")
+            if isinstance(value, dict) and OCCLUDED in [str(c).lower() for c in value.get("choices", [])]:
+                occluded.add(str(rid))
+            continue
+        if kind not in ("rectanglelabels", "keypointlabels"):
+            log.add(rplace, "type", f"{kind!r} is not a person box (rectanglelabels) or joint (keypointlabels)")
+            ok = False
+            continue
+        if not isinstance(rid, str) or not rid:
+            log.add(rplace, "id", "a region needs its id")
+            ok = False
+            continue
+        got = _size(item, rplace, log)
+        if got is None:
+            ok = False
+            continue
+        if size is not None and got != size:
+            log.add(rplace, "original_width/original_height", f"{got[0]}x{got[1]} differs from {size[0]}x{size[1]} of the task's other results")
+            ok = False
+            continue
+        size = got
+        w, h = size
+        if kind == "rectanglelabels":
+            value = _value(item, ("x", "y", "width", "height"), rplace, log)
+            if value is None:
+                ok = False
+                continue
+            if value.get("rotation", 0) not in (0, None):
+                log.add(rplace, "value.rotation", f"person boxes must not be rotated (rotation {value['rotation']})")
+                ok = False
+                continue
+            boxes[rid] = [value["x"] * w / 100, value["y"] * h / 100, value["width"] * w / 100, value["height"] * h / 100]
+        else:
+            value = _value(item, ("x", "y"), rplace, log)
+            if value is None:
+                ok = False
+                continue
+            names = value.get("keypointlabels")
+            if not isinstance(names, list) or len(names) != 1 or not isinstance(names[0], str):
+                log.add(rplace, "value.keypointlabels", f"needs exactly one joint name, got {names!r}")
+                ok = False
+                continue
+            idx = joint_index(names[0])
+            if idx is None:
+                log.add(rplace, "value.keypointlabels", f"{names[0]!r} is not a CrowdPose joint or a known alias of one")
+                ok = False
+                continue
+            joints[rid] = (idx, value["x"] * w / 100, value["y"] * h / 100)
+    owner: dict[str, set[str]] = {}
+    for a, b, rplace in relations:
+        if a in boxes and b in joints:
+            owner.setdefault(b, set()).add(a)
+        elif b in boxes and a in joints:
+            owner.setdefault(a, set()).add(b)
+        elif a not in boxes and a not in joints or b not in boxes and b not in joints:
+            log.add(rplace, "from_id/to_id", f"relates {a!r} and {b!r}, not both regions of this annotation")
+            ok = False
+    people = {rid: empty_keypoints() for rid in boxes}
+    joint_ids: dict[tuple[str, int], str] = {}
+    spec = crowdpose14()
+    for rid, (idx, x, y) in joints.items():
+        rplace = f"{place}, result {rid!r}"
+        linked = owner.get(rid, set())
+        if len(linked) > 1:
+            log.add(rplace, "relation", f"{spec.keypoints[idx]} is related to {len(linked)} person boxes ({', '.join(sorted(linked))})")
+            ok = False
+            continue
+        if not linked:
+            linked = {b for b, box in boxes.items() if _contains(box, x, y)}
+            if len(linked) != 1:
+                where = "no person box" if not linked else f"{len(linked)} person boxes ({', '.join(sorted(linked))})"
+                log.add(rplace, "relation", f"{spec.keypoints[idx]} lies in {where} and is related to none; relate it to its person's box")
+                ok = False
+                continue
+        box_id = next(iter(linked))
+        if (box_id, idx) in joint_ids:
+            log.add(rplace, "value.keypointlabels", f"person {box_id!r} already has {spec.keypoints[idx]} (result {joint_ids[(box_id, idx)]!r})")
+            ok = False
+            continue
+        joint_ids[(box_id, idx)] = rid
+        people[box_id][idx] = (x, y, 1 if rid in occluded else 2)
+    if not ok:
+        return None
+    image_id = data.get("image_id") if isinstance(data.get("image_id"), int) else None
+    image = ImageLabel(file_name, size[0] if size else None, size[1] if size else None, place, image_id=image_id)
+    image.people = [PersonLabel(people[b], boxes[b], f"{place}, result {b!r}") for b in boxes]
+    return image
+
+
+def parse_label_studio(raw: Any, log: ProblemLog) -> LabelSet:
+    """Turn a parsed Label Studio JSON export (a list of tasks, or one task) into a :class:`LabelSet`."""
+    labels = LabelSet(log.file)
+    tasks = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(tasks, list):
+        log.add("", "", "not a Label Studio JSON export (expected a list of tasks)")
+        return labels
+    for i, task in enumerate(tasks):
+        image = _task(task, i, log)
+        if image is not None:
+            labels.images.append(image)
+    return labels
+
+
+def read_label_studio(path: str | Path, log: ProblemLog) -> LabelSet:
+    """Read a Label Studio JSON export."""
+    return parse_label_studio(load_json(path), log)
+
+
+def _result(rid: str, kind: str, from_name: str, value: dict[str, Any], w: int, h: int) -> dict[str, Any]:
+    return {"id": rid, "type": kind, "from_name": from_name, "to_name": IMAGE_TAG, "original_width": w, "original_height": h, "image_rotation": 0, "value": value}
+
+
+def to_label_studio_tasks(doc: AnnotationDocument, url_prefix: str = DEFAULT_URL_PREFIX) -> list[dict[str, Any]]:
+    """A CrowdPose document as Label Studio tasks with one annotation each (importable as pre-labelled tasks).
+
+    Every joint is related to its person's rectangle, as our labelling configuration asks, so the import back
+    needs no guessing. ``data.image`` is ``url_prefix`` + the document's file name; ``data.image_id`` keeps the
+    image id so an import back keeps it too.
+    """
+    names = crowdpose14().keypoints
+    by_image: dict[int, list] = {}
+    for a in doc.annotations:
+        by_image.setdefault(a.image_id, []).append(a)
+    tasks = []
+    for t, im in enumerate(doc.images, start=1):
+        w, h = im.width, im.height
+        result: list[dict[str, Any]] = []
+        for p, a in enumerate(by_image.get(im.id, []), start=1):
+            box_id = f"i{im.id}p{p}"
+            x, y, bw, bh = a.bbox
+            box = {"x": x / w * 100, "y": y / h * 100, "width": bw / w * 100, "height": bh / h * 100, "rotation": 0, "rectanglelabels": [BOX_TAG]}
+            result.append(_result(box_id, "rectanglelabels", BOX_TAG, box, w, h))
+            for j, name in enumerate(names):
+                kx, ky, v = a.keypoints[3 * j : 3 * j + 3]
+                if v <= 0:
+                    continue
+                kp_id = f"{box_id}j{j}"
+                point = {"x": kx / w * 100, "y": ky / h * 100, "width": 0.5}
+                result.append(_result(kp_id, "keypointlabels", JOINT_TAG, {**point, "keypointlabels": [name]}, w, h))
+                if v == 1:
+                    result.append(_result(kp_id, "choices", OCCLUSION_TAG, {**point, "choices": [OCCLUDED]}, w, h))
+                result.append({"type": "relation", "from_id": box_id, "to_id": kp_id, "direction": "right", "labels": []})
+        tasks.append({"id": t, "data": {IMAGE_TAG: url_prefix + im.file_name, "image_id": im.id}, "annotations": [{"id": t, "result": result, "was_cancelled": False}]})
+    return tasks
+
+
+def label_studio_config() -> str:
+    """The labelling configuration (Settings > Labeling Interface > Code) for persons with 14 CrowdPose joints."""
+    spec = crowdpose14()
+    colours = {"left": "#1f77b4", "right": "#d62728"}
+    labels = "\n".join(
+        f"    <Label value={quoteattr(n)} background={quoteattr(colours.get(n.split('_')[0], '#2ca02c'))}/>" for n in spec.keypoints
+    )
+    return f"""<View>
+  <Header value="Per person: draw its box (person), place its joints, relate every joint to the box (select the joint, Alt+R, click the box). Mark hidden joints occluded."/>
+  <Image name="{IMAGE_TAG}" value="$image" zoom="true" zoomControl="true"/>
+  <RectangleLabels name="{BOX_TAG}" toName="{IMAGE_TAG}" canRotate="false">
+    <Label value="{BOX_TAG}" background="#ff7f0e"/>
+  </RectangleLabels>
+  <KeyPointLabels name="{JOINT_TAG}" toName="{IMAGE_TAG}" strokeWidth="2">
+{labels}
+  </KeyPointLabels>
+  <Relations>
+    <Relation value="part_of"/>
+  </Relations>
+  <Choices name="{OCCLUSION_TAG}" toName="{IMAGE_TAG}" perRegion="true" whenTagName="{JOINT_TAG}">
+    <Choice value="{OCCLUDED}"/>
+  </Choices>
+</View>
+"""

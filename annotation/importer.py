@@ -1,0 +1,238 @@
+"""Import labels from an annotation tool into a dataset's LL and WL annotation files.
+
+Read the tool's file (:mod:`annotation.formats`), resolve every image against the dataset's pairs, check
+every person (a box inside the image, joints inside the image), then normalise (ids from 1, ``num_keypoints``,
+``area`` = w*h*0.53, ``crowdIndex``; :func:`exlpose_data.annotations.normalise_document`) and write the WL
+file (naming the bright images) and the LL file (naming their dark twins). All problems are collected first;
+nothing is written while there is any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from exlpose_data.annotations import normalise_document
+from exlpose_data.atomic import atomic_path
+from exlpose_data.errors import UsageError
+from exlpose_data.layout import ANNOTATIONS_DIR, update_manifest
+from exlpose_data.release import Pair, Release, open_release
+from exlpose_data.schema import AnnotationDocument, AnnotationRecord, ImageRecord, Info
+
+from .formats.coco import read_coco, read_crowdpose
+from .formats.cvat import read_cvat
+from .formats.label_studio import read_label_studio
+from .labels import ImageLabel, LabelSet, PersonLabel, keypoints_extent
+from .problems import ProblemLog
+
+__all__ = [
+    "FORMATS",
+    "SPLITS",
+    "ImportResult",
+    "read_labels",
+    "resolve_labels",
+    "annotation_file_names",
+    "import_annotations",
+    "png_size",
+    "BOX_FROM_KEYPOINTS",
+]
+
+Reader = Callable[[str | Path, ProblemLog], LabelSet]
+FORMATS: dict[str, Reader] = {"cvat": read_cvat, "label-studio": read_label_studio, "coco": read_coco, "crowdpose": read_crowdpose}
+SPLITS = ("all", "train", "val", "test")
+# Value of the extra ``bbox_source`` field on people whose box was derived from their joints.
+BOX_FROM_KEYPOINTS = "keypoints"
+# Coordinates this close outside the image are taken as on its edge (percent round trips, float noise).
+_EDGE_TOL_PX = 1e-3
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import wrote."""
+
+    wl_path: Path
+    ll_path: Path
+    images: int
+    people: int
+    boxes_from_keypoints: int
+
+
+def png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG's header, or None when ``path`` is not a readable PNG."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    w, h = struct.unpack(">II", head[16:24])
+    return int(w), int(h)
+
+
+def annotation_file_names(split: str) -> tuple[str, str]:
+    """(WL file name, LL file name) of a split as the release names them (the test LL file is ``LL-A``)."""
+    if split not in SPLITS:
+        raise UsageError(f"split name {split!r}: choose one of {', '.join(SPLITS)}")
+    ll = "LL-A" if split == "test" else "LL"
+    return f"ExLPose_{split}_WL.json", f"ExLPose_{split}_{ll}.json"
+
+
+def read_labels(path: str | Path, fmt: str, log: ProblemLog) -> LabelSet:
+    """Read ``path`` in format ``fmt`` (one of :data:`FORMATS`), logging problems."""
+    if fmt not in FORMATS:
+        raise UsageError(f"format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return FORMATS[fmt](path, log)
+
+
+def _inside(v: float, hi: float) -> bool:
+    return -_EDGE_TOL_PX <= v <= hi + _EDGE_TOL_PX
+
+
+def _check_person(person: PersonLabel, w: int, h: int, log: ProblemLog, box_from_keypoints: bool) -> tuple[list[float], bool] | None:
+    """(checked bbox, derived-from-joints flag), or None with problems logged."""
+    ok = True
+    kp = person.keypoints
+    for j in range(len(kp)):
+        x, y, v = kp[j]
+        if v > 0 and not (_inside(x, w) and _inside(y, h)):
+            log.add(person.place, f"keypoints[{3 * j}:{3 * j + 2}]", f"joint at ({x:g}, {y:g}) lies outside the {w}x{h} image")
+            ok = False
+    derived = False
+    bbox = person.bbox
+    if bbox is None:
+        if not box_from_keypoints:
+            log.add(person.place, "bbox", "person has no box (draw/group one in the tool, or import with --box-from-keypoints)")
+            return None
+        bbox = keypoints_extent(kp)
+        if bbox is None or bbox[2] <= 0 or bbox[3] <= 0:
+            log.add(person.place, "bbox", "person has no box and too few distinct joints to derive one")
+            return None
+        derived = True
+    x, y, bw, bh = bbox
+    if bw <= 0 or bh <= 0:
+        log.add(person.place, "bbox", f"box {bbox} has no area")
+        return None
+    if not (_inside(x, w) and _inside(y, h) and _inside(x + bw, w) and _inside(y + bh, h)):
+        log.add(person.place, "bbox", f"box {[round(b, 3) for b in bbox]} reaches outside the {w}x{h} image")
+        return None
+    # Within the tolerance: snap onto the image edges so the written box is exactly inside.
+    x0, y0 = min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))
+    x1, y1 = min(max(x + bw, 0.0), float(w)), min(max(y + bh, 0.0), float(h))
+    return ([x0, y0, x1 - x0, y1 - y0], derived) if ok else None
+
+
+def _image_size(image: ImageLabel, pair: Pair, release: Release, log: ProblemLog) -> tuple[int, int] | None:
+    on_disk = png_size(release.image_root / pair.bright)
+    if image.width is None or image.height is None:
+        if on_disk is None:
+            log.add(image.place, "width/height", f"the input gives no image size and {pair.bright} is not on disk to read it from")
+        return on_disk
+    if on_disk is not None and on_disk != (image.width, image.height):
+        log.add(image.place, "width/height", f"labelled on a {image.width}x{image.height} image but {pair.bright} is {on_disk[0]}x{on_disk[1]}")
+        return None
+    return image.width, image.height
+
+
+def resolve_labels(
+    labels: LabelSet, release: Release, log: ProblemLog, *, box_from_keypoints: bool = False, source: str = ""
+) -> tuple[AnnotationDocument, AnnotationDocument, int]:
+    """Resolve labels against a dataset: (WL document, LL document, number of boxes derived from joints).
+
+    Problems are logged; the documents are only meaningful when ``log`` stays empty.
+    """
+    taken: dict[str, str] = {}
+    images: list[tuple[ImageLabel, Pair, int, int]] = []
+    for image in labels.images:
+        pair = release.pair_of(image.file_name)
+        if pair is None:
+            log.add(image.place, "file_name", f"{image.file_name!r} is not an image of the dataset {release.image_root} (neither its bright nor its dark twin)")
+            continue
+        if pair.bright in taken:
+            log.add(image.place, "file_name", f"{image.file_name!r} is the same pair as {taken[pair.bright]}")
+            continue
+        taken[pair.bright] = image.place
+        size = _image_size(image, pair, release, log)
+        if size is not None:
+            images.append((image, pair, *size))
+    ids = [im.image_id for im, *_ in images]
+    keep_ids = all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == len(ids)
+    wl_images: list[ImageRecord] = []
+    ll_images: list[ImageRecord] = []
+    records: list[AnnotationRecord] = []
+    derived = 0
+    for n, (image, pair, w, h) in enumerate(images, start=1):
+        image_id = image.image_id if keep_ids else n
+        wl_images.append(ImageRecord(id=image_id, file_name=pair.bright, width=w, height=h))
+        ll_images.append(ImageRecord(id=image_id, file_name=pair.dark, width=w, height=h))
+        for person in image.people:
+            checked = _check_person(person, w, h, log, box_from_keypoints)
+            if checked is None:
+                continue
+            bbox, from_joints = checked
+            extra = {"bbox_source": BOX_FROM_KEYPOINTS} if from_joints else {}
+            derived += from_joints
+            records.append(
+                AnnotationRecord(
+                    id=len(records) + 1, image_id=image_id, category_id=1, keypoints=[round(float(v), 4) for v in person.keypoints.ravel()],
+                    bbox=[round(b, 4) for b in bbox], iscrowd=person.iscrowd, **extra,
+                )
+            )
+    info = Info(description=f"Imported by exlpose-data from {source or labels.source}", year=_dt.date.today().year, date_created=_dt.date.today().isoformat())
+    wl = normalise_document(AnnotationDocument(info=info, images=wl_images, annotations=records))
+    ll = wl.model_copy(deep=True)
+    ll.images = [img.model_copy(update={"crowdIndex": wimg.crowdIndex}) for img, wimg in zip(ll_images, wl.images)]
+    return wl, ll, derived
+
+
+def _write_pair(wl_path: Path, wl: AnnotationDocument, ll_path: Path, ll: AnnotationDocument) -> None:
+    """Write both files; either both appear or neither does (each is replaced only after both are written)."""
+    with contextlib.ExitStack() as stack:
+        tmp_wl = stack.enter_context(atomic_path(wl_path))
+        tmp_ll = stack.enter_context(atomic_path(ll_path))
+        tmp_wl.write_text(json.dumps(wl.to_json_dict(), separators=(",", ":")) + "\n", encoding="utf-8")
+        tmp_ll.write_text(json.dumps(ll.to_json_dict(), separators=(",", ":")) + "\n", encoding="utf-8")
+
+
+def import_annotations(
+    path: str | Path,
+    fmt: str,
+    dataset: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    split: str = "all",
+    box_from_keypoints: bool = False,
+) -> ImportResult:
+    """Import a tool's export into the dataset's WL and LL annotation files.
+
+    Args:
+        path: the tool's export.
+        fmt: ``cvat``, ``label-studio``, ``coco`` or ``crowdpose``.
+        dataset: the dataset root (``bright/``, ``dark/``, ``brightPath2darkPath.txt``).
+        out_dir: where to write; ``ROOT/annotations`` by default. Inside ROOT the manifest is updated.
+        split: ``all``, ``train``, ``val`` or ``test``: names the files as the release does.
+        box_from_keypoints: give people without a box the extent of their joints (marked
+            ``"bbox_source": "keypoints"`` in the files).
+
+    Raises:
+        AnnotationProblems: the input has problems (all of them listed); nothing was written.
+    """
+    wl_name, ll_name = annotation_file_names(split)
+    release = open_release(dataset)
+    log = ProblemLog(str(path))
+    labels = read_labels(path, fmt, log)
+    wl, ll, derived = resolve_labels(labels, release, log, box_from_keypoints=box_from_keypoints, source=f"{fmt} file {Path(path).name}")
+    log.raise_if_any()
+    out = Path(out_dir) if out_dir is not None else release.image_root / ANNOTATIONS_DIR
+    wl_path, ll_path = out / wl_name, out / ll_name
+    _write_pair(wl_path, wl, ll_path, ll)
+    root = release.image_root.resolve()
+    written = [wl_path.resolve(), ll_path.resolve()]
+    if all(p.is_relative_to(root) for p in written):
+        update_manifest(root, [p.relative_to(root).as_posix() for p in written])
+    return ImportResult(wl_path, ll_path, len(wl.images), len(wl.annotations), derived)

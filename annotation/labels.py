@@ -1,0 +1,80 @@
+"""Labels as read from a tool, before they are resolved against a dataset.
+
+Every reader turns its format into a :class:`LabelSet`: images named as the tool named them, people with 14
+CrowdPose joints in annotation order, each item carrying its place in the input for problem reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from exlpose_data.keypoints import NUM_KEYPOINTS
+
+__all__ = ["PersonLabel", "ImageLabel", "LabelSet", "empty_keypoints", "keypoints_extent"]
+
+
+def empty_keypoints() -> np.ndarray:
+    """A (14, 3) array of unlabelled joints: v = 0 at (0, 0)."""
+    return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float64)
+
+
+def keypoints_extent(keypoints: np.ndarray) -> list[float] | None:
+    """``[x, y, w, h]`` spanned by the labelled joints, or None when fewer than one is labelled."""
+    pts = keypoints[keypoints[:, 2] > 0, :2]
+    if len(pts) == 0:
+        return None
+    x0, y0 = pts.min(axis=0)
+    x1, y1 = pts.max(axis=0)
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+@dataclass
+class PersonLabel:
+    """One person.
+
+    Attributes:
+        keypoints: (14, 3) array of x, y, v in CrowdPose order; unlabelled joints are v = 0 at (0, 0).
+        bbox: ``[x, y, w, h]`` in pixels, or None when the tool gave no person box.
+        place: where the person is in the input (for problem reports).
+        iscrowd: the COCO crowd flag.
+    """
+
+    keypoints: np.ndarray
+    bbox: list[float] | None
+    place: str
+    iscrowd: int = 0
+
+
+@dataclass
+class ImageLabel:
+    """One labelled image.
+
+    Attributes:
+        file_name: the image as the tool named it (a release path, a bare file name).
+        width: image width in pixels, or None when the input does not say.
+        height: image height in pixels, or None when the input does not say.
+        place: where the image is in the input.
+        people: its people.
+        image_id: the input's image id, when it has one.
+    """
+
+    file_name: str
+    width: int | None
+    height: int | None
+    place: str
+    people: list[PersonLabel] = field(default_factory=list)
+    image_id: int | None = None
+
+
+@dataclass
+class LabelSet:
+    """Everything read from one input file."""
+
+    source: str
+    images: list[ImageLabel] = field(default_factory=list)
+
+    @property
+    def num_people(self) -> int:
+        return sum(len(im.people) for im in self.images)
