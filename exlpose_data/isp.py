@@ -5,7 +5,7 @@ raw frames into release images), so simulated and captured data go through the s
 
 1. ``x = clip(raw - black_level, 0) / (white_level - black_level)``   (linear, 0..1 at saturation)
 2. demosaic the Bayer mosaic (OpenCV bilinear or edge-aware)          -> camera RGB
-3. multiply by the white-balance gains (R, G, B)
+3. multiply by the white-balance gains (R, G, B) and clip at saturation (highlights stay neutral)
 4. apply the 3x3 colour matrix (camera RGB -> linear sRGB), clip to [0, 1]
 5. sRGB transfer curve, round to 8 (or 16) bits
 
@@ -145,9 +145,10 @@ def raw_to_rgb(raw: np.ndarray, params: IspParams | None = None, *, out_bits: in
         raise ValueError("out_bits must be 8 or 16")
     scale = 65535.0 / (p.white_level - p.black_level)
     lin16 = np.clip((raw.astype(np.float32) - p.black_level) * scale, 0, 65535).astype(np.uint16)
-    cam = demosaic(lin16, p.pattern, p.demosaic)
-    matrix = (p.ccm_array() @ np.diag(p.wb_gains)) * digital_gain
-    srgb_lin = cv2.transform(cam.astype(np.float32), matrix.astype(np.float32))
+    cam = demosaic(lin16, p.pattern, p.demosaic).astype(np.float32)
+    # White balance, then clip at the sensor's saturation so blown highlights stay white instead of tinted.
+    balanced = np.minimum(cam * np.asarray(p.wb_gains, np.float32) * np.float32(digital_gain), np.float32(65535.0))
+    srgb_lin = cv2.transform(balanced, p.ccm_array().astype(np.float32))
     index = np.clip(srgb_lin, 0, 65535).astype(np.uint16)
     return _srgb_lut(out_bits)[index]
 

@@ -1,0 +1,55 @@
+"""The umbrella CLI, the named tools and the README's promises."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from exlpose.cli import SUBCOMMANDS, _available, app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_help_lists_core_and_mounted_commands():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for name in ("validate", "stats", "verify", "schema", "split"):
+        assert re.search(rf"^\s+{name}\s", res.output, re.M), name
+
+
+def test_every_mounted_tool_loads_and_has_help():
+    for name, (target, _) in SUBCOMMANDS.items():
+        assert _available(target), f"{name}: {target} is registered but missing"
+        res = runner.invoke(app, [name, "--help"])
+        assert res.exit_code == 0, (name, res.output)
+
+
+def test_schema_prints_a_json_schema():
+    import json
+
+    res = runner.invoke(app, ["schema", "annotations"])
+    schema = json.loads(res.output)
+    assert set(schema["required"]) == {"images", "annotations"}
+    assert "AnnotationRecord" in schema["$defs"]
+
+
+def test_unknown_command_is_a_usage_error():
+    res = runner.invoke(app, ["frobnicate"])
+    assert res.exit_code == 2
+
+
+def test_help_does_not_import_heavy_layers():
+    code = "import sys; from exlpose.cli import app; from typer.testing import CliRunner; CliRunner().invoke(app, ['--help']); print(sorted(m for m in ('torch', 'pypylon') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_ci_runs_the_readme_commands():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    install = 'pip install torch==2.13.0 && pip install -e ".[dev]"'
+    assert install in readme and install in ci
+    assert re.search(r"^pytest$", ci, re.M) and "\npytest\n" in readme

@@ -1,0 +1,109 @@
+import json
+
+from typer.testing import CliRunner
+
+from exlpose_data.cli.split import app
+from exlpose_data.naming import parse_name
+from exlpose_data.schema import AnnotationDocument, load_document
+from exlpose_data.split import PairMap, gain_split, split_by_gain, split_by_scene, well_lit_gain
+from tests.conftest import OFFICIAL_LL_ALL
+
+runner = CliRunner()
+
+
+def test_gain_split_thresholds():
+    assert gain_split(14.99) == "LL-N"
+    assert gain_split(15.0) == "LL-H"
+    assert gain_split(23.99) == "LL-H"
+    assert gain_split(24.0) == "LL-E"
+    assert gain_split(20.0, (10.0, 20.0)) == "LL-E"
+
+
+def test_official_file_splits_into_167_169_155():
+    result = split_by_gain(load_document(OFFICIAL_LL_ALL))
+    docs = result.documents
+    assert [len(docs[k].images) for k in ("LL-N", "LL-H", "LL-E", "LL-A", "WL")] == [167, 169, 155, 491, 491]
+    assert sum(len(docs[k].annotations) for k in ("LL-N", "LL-H", "LL-E")) == 2810
+    # no pairing given: LL files keep the bright names, with a warning
+    assert result.warnings and "491" in result.warnings[0]
+
+
+def test_split_files_have_ids_from_1_num_keypoints_and_area_and_nothing_else_changes(official_ll_all):
+    docs = split_by_gain(load_document(OFFICIAL_LL_ALL)).documents
+    for doc in docs.values():
+        ids = [a.id for a in doc.annotations]
+        assert ids == list(range(1, len(ids) + 1))
+        for a in doc.annotations:
+            assert a.num_keypoints == sum(1 for v in a.keypoints[2::3] if v > 0)
+            assert a.area == round(a.bbox[2] * a.bbox[3] * 0.53, 4)
+    original = {(a["image_id"], tuple(a["keypoints"]), tuple(a["bbox"])) for a in official_ll_all["annotations"]}
+    assert {(a.image_id, tuple(a.keypoints), tuple(a.bbox)) for a in docs["LL-A"].annotations} == original
+    assert {i.id: i.file_name for i in docs["WL"].images} == {i["id"]: i["file_name"] for i in official_ll_all["images"]}
+
+
+def test_ll_files_name_dark_twins_when_pairing_is_known():
+    doc = load_document(OFFICIAL_LL_ALL)
+    pairs = PairMap({img.file_name: parse_name(img.file_name).twin().relpath for img in doc.images})
+    result = split_by_gain(doc, pairs=pairs)
+    assert not result.warnings
+    assert all(img.file_name.startswith("dark/") for img in result.documents["LL-E"].images)
+    assert all(img.file_name.startswith("bright/") for img in result.documents["WL"].images)
+    # the split goes by the WL gain even for dark names
+    assert [len(result.documents[k].images) for k in ("LL-N", "LL-H", "LL-E")] == [167, 169, 155]
+
+
+def test_well_lit_gain_of_a_dark_name_is_inferred_without_pairs():
+    dark = "dark/imgs_0212_hwangridan_vid000005_exp800_dark_000052__gain_4.50_exposure_625.png"
+    assert well_lit_gain(dark) == 22.56
+
+
+def test_by_scene_keeps_scenes_whole_and_is_seeded():
+    doc = load_document(OFFICIAL_LL_ALL)
+    r1 = split_by_scene(doc, test_fraction=0.2, val_fraction=0.1, seed=3)
+    r2 = split_by_scene(doc, test_fraction=0.2, val_fraction=0.1, seed=3)
+    scenes = {p: {parse_name(i.file_name).scene for i in d.images} for p, d in r1.documents.items()}
+    assert not (scenes["train"] & scenes["test"]) and not (scenes["train"] & scenes["val"]) and not (scenes["val"] & scenes["test"])
+    assert (len(scenes["test"]), len(scenes["val"]), len(scenes["train"])) == (10, 5, 35)
+    assert sum(len(d.images) for d in r1.documents.values()) == 491
+    assert [i.file_name for i in r1.documents["test"].images] == [i.file_name for i in r2.documents["test"].images]
+    r3 = split_by_scene(doc, test_fraction=0.2, seed=4)
+    assert {i.file_name for i in r3.documents["test"].images} != {i.file_name for i in r1.documents["test"].images}
+
+
+def test_cli_by_gain_writes_the_five_files(tmp_path):
+    res = runner.invoke(app, ["by-gain", str(OFFICIAL_LL_ALL), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    counts = {p.name: len(json.loads(p.read_text())["images"]) for p in tmp_path.glob("*.json")}
+    assert counts == {"ExLPose_test_LL-N.json": 167, "ExLPose_test_LL-H.json": 169, "ExLPose_test_LL-E.json": 155,
+                      "ExLPose_test_LL-A.json": 491, "ExLPose_test_WL.json": 491}
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_cli_by_gain_with_pairs_and_custom_thresholds(tmp_path):
+    doc = json.loads(OFFICIAL_LL_ALL.read_text())
+    pairs = tmp_path / "brightPath2darkPath.txt"
+    pairs.write_text("".join(f"{i['file_name']} {parse_name(i['file_name']).twin().relpath}\n" for i in doc["images"]))
+    res = runner.invoke(app, ["by-gain", str(OFFICIAL_LL_ALL), "--out", str(tmp_path / "o"), "--thresholds", "10", "30",
+                              "--prefix", "X", "--pairs", str(pairs)])
+    assert res.exit_code == 0, res.output
+    ll_n = AnnotationDocument.model_validate_json((tmp_path / "o" / "X_LL-N.json").read_text())
+    assert ll_n.images and all(i.file_name.startswith("dark/") for i in ll_n.images)
+    assert all(well_lit_gain(i.file_name, PairMap({})) < 10 for i in ll_n.images)
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    res = runner.invoke(app, ["by-gain", str(bad), "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "bad.json" in res.output and "not valid JSON" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["by-gain", str(OFFICIAL_LL_ALL), "--out", str(tmp_path), "--thresholds", "24", "15"])
+    assert res.exit_code == 2 and "increase" in res.output
+
+
+def test_cli_by_scene_prints_counts(tmp_path):
+    res = runner.invoke(app, ["by-scene", str(OFFICIAL_LL_ALL), "--out", str(tmp_path), "--test-fraction", "0.2", "--val-fraction", "0.1", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    assert "test: 10 scenes" in res.output and "val: 5 scenes" in res.output and "train: 35 scenes" in res.output
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(
+        f"ExLPose_{p}_{c}.json" for p in ("train", "val", "test") for c in ("LL", "WL"))
