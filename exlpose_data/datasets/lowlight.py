@@ -1,0 +1,95 @@
+"""Input scaling: the paper's low-light brightening and well-lit mean/std normalisation.
+
+Low-light (LL) input: each channel is multiplied so that its *whole-image* mean becomes 0.4 on a 0-1 scale
+(the reference computes ``x * 255 * 0.4 / mean`` on 0-255 values, then divides by 255), unclipped and not
+mean/std-normalised. The mean is taken over the whole image before cropping, so every crop of an image gets
+the same gain. The reference has no guard for an all-black image; here a channel mean below ``min_mean``
+counts as ``min_mean``, so an all-black image stays black instead of becoming NaN.
+
+Well-lit (WL) input: ``(x / 255 - mean) / std`` with the ImageNet statistics by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "LowLightScaling",
+    "Normalisation",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "rgb_means",
+    "ll_gains",
+    "wl_affine",
+    "apply_channel_affine",
+    "input_affine",
+]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class LowLightScaling:
+    """The paper's LL brightening.
+
+    Attributes:
+        target_mean: per-channel whole-image mean after scaling, on a 0-1 scale.
+        min_mean: floor of the measured mean (0-1 scale) guarding against all-black images.
+    """
+
+    target_mean: float = 0.4
+    min_mean: float = 1e-3
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """``(x / 255 - mean) / std`` per channel (RGB order)."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+def rgb_means(bgr_image: np.ndarray) -> np.ndarray:
+    """Per-channel mean (R, G, B order, 0-255, float64) of a whole decoded ``(H, W, 3)`` BGR uint8 image."""
+    return np.asarray(cv2.mean(bgr_image)[:3][::-1], dtype=np.float64)
+
+
+def ll_gains(means_255: np.ndarray, scaling: LowLightScaling) -> np.ndarray:
+    """Per-channel factors mapping 0-255 pixel values to the scaled LL input."""
+    means01 = np.maximum(np.asarray(means_255, dtype=np.float64) / 255.0, scaling.min_mean)
+    return scaling.target_mean / (255.0 * means01)
+
+
+def apply_channel_affine(pixels: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``pixels * gain + offset`` per channel of a float32 ``(H, W, 3)`` array, as float32."""
+    return (pixels * gain.astype(np.float32) + offset.astype(np.float32)).astype(np.float32, copy=False)
+
+
+def wl_affine(norm: Normalisation | None) -> tuple[np.ndarray, np.ndarray]:
+    """Gain and offset turning 0-255 values into normalised WL input (``x / 255`` when ``norm`` is None)."""
+    if norm is None:
+        return np.full(3, 1.0 / 255.0), np.zeros(3)
+    mean = np.asarray(norm.mean, dtype=np.float64)
+    std = np.asarray(norm.std, dtype=np.float64)
+    if mean.shape != (3,) or std.shape != (3,) or np.any(std <= 0):
+        raise ValueError(f"normalisation needs 3 means and 3 positive stds, got mean={norm.mean} std={norm.std}")
+    return 1.0 / (255.0 * std), -mean / std
+
+
+
+def input_affine(
+    condition: str, rgb_means_255: np.ndarray, ll_scaling: LowLightScaling | None, wl_normalisation: Normalisation | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel gain and offset turning an image's 0-255 RGB values into network input.
+
+    LL images get the paper's scaling (``x / 255`` when ``ll_scaling`` is None); WL images the normalisation.
+    """
+    if condition == "LL":
+        if ll_scaling is None:
+            return wl_affine(None)
+        return ll_gains(rgb_means_255, ll_scaling), np.zeros(3)
+    return wl_affine(wl_normalisation)

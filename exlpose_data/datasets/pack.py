@@ -1,0 +1,134 @@
+"""Packs: decoded images in one HDF5 file, so a sample reads only its crop's pixels instead of two PNGs.
+
+Layout (``format = "exlpose-pack"``, ``version = 1`` as root attributes)::
+
+    /paths    (N,)      image-root-relative paths (UTF-8)
+    /shapes   (N, 2)    int64 (H, W)
+    /means    (N, 3)    float64 per-channel RGB mean of the whole image, 0-255
+    /images/<i>         (H, W, 3) uint8 BGR, contiguous (unchunked, uncompressed)
+
+Images are stored exactly as :func:`~exlpose_data.datasets.sources.decode_image` decodes them and the means
+are computed by the same function as the file path does, so a packed dataset returns bit-identical samples.
+Contiguous storage lets a crop read a hyperslab of rows straight from the page cache without decompression.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import InputError
+from .lowlight import rgb_means
+from .records import report_missing
+from .sources import decode_image
+
+__all__ = ["PACK_FORMAT", "PACK_VERSION", "write_pack", "PackSource", "pack_paths"]
+
+PACK_FORMAT = "exlpose-pack"
+PACK_VERSION = 1
+
+
+def write_pack(
+    image_root: str | os.PathLike,
+    relpaths: Iterable[str],
+    out: str | os.PathLike,
+    *,
+    on_image: Callable[[str], None] | None = None,
+) -> Path:
+    """Decode ``relpaths`` under ``image_root`` into a pack at ``out`` (written atomically).
+
+    Args:
+        image_root: folder the paths start from.
+        relpaths: images to pack (repeats are packed once).
+        out: the pack file.
+        on_image: called with each path after it is stored (progress).
+    """
+    root = Path(image_root)
+    paths = list(dict.fromkeys(relpaths))
+    if not paths:
+        raise InputError(f"{out}: nothing to pack (no images)")
+    missing = [p for p in paths if not (root / p).is_file()]
+    report_missing(missing, len(paths), f"under {root}")
+    shapes = np.zeros((len(paths), 2), dtype=np.int64)
+    means = np.zeros((len(paths), 3), dtype=np.float64)
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = PACK_FORMAT
+            f.attrs["version"] = PACK_VERSION
+            group = f.create_group("images")
+            for i, rel in enumerate(paths):
+                img = decode_image(root / rel)
+                group.create_dataset(str(i), data=img)
+                shapes[i] = img.shape[:2]
+                means[i] = rgb_means(img)
+                if on_image is not None:
+                    on_image(rel)
+            f.create_dataset("paths", data=np.array(paths, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            f.create_dataset("shapes", data=shapes)
+            f.create_dataset("means", data=means)
+    return Path(out)
+
+
+def _open(path: Path) -> h5py.File:
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such pack") from None
+    except OSError as exc:
+        raise InputError(f"{path}: not an HDF5 pack ({exc})") from None
+    if f.attrs.get("format") != PACK_FORMAT or int(f.attrs.get("version", -1)) != PACK_VERSION:
+        f.close()
+        raise InputError(f"{path}: not an {PACK_FORMAT} version {PACK_VERSION} file (write it with 'exlpose pack')")
+    return f
+
+
+def pack_paths(path: str | os.PathLike) -> list[str]:
+    """The image paths a pack holds, in pack order."""
+    with _open(Path(path)) as f:
+        return [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in f["paths"][()]]
+
+
+class PackSource:
+    """Read images from a pack. The HDF5 file is opened on first use in each process (DataLoader workers
+    must not share an HDF5 handle opened before the fork) and never pickled.
+
+    Args:
+        path: the pack file.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        with _open(self.path) as f:
+            paths = [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in f["paths"][()]]
+            self._shapes = f["shapes"][()]
+            self._means = f["means"][()]
+        self._slot = {p: i for i, p in enumerate(paths)}
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def check(self, relpaths: list[str]) -> None:
+        missing = [p for p in relpaths if p not in self._slot]
+        report_missing(missing, len(relpaths), f"from the pack {self.path}")
+
+    def get(self, relpath: str) -> tuple[Any, tuple[int, int], np.ndarray]:
+        if self._file is None or self._pid != os.getpid():
+            self._file = _open(self.path)
+            self._pid = os.getpid()
+        i = self._slot[relpath]
+        h, w = self._shapes[i]
+        return self._file["images"][str(i)], (int(h), int(w)), self._means[i]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_file": None, "_pid": None}
+
+    def close(self) -> None:
+        """Close this process's handle (reopened on next use)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None

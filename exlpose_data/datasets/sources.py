@@ -1,0 +1,92 @@
+"""Where a dataset's pixels come from: image files (decoded on demand) or a pack (see :mod:`.pack`).
+
+A source hands out, per image-root-relative path, an ``(H, W, 3)`` BGR uint8 array-like that supports
+slicing, and the image's per-channel RGB mean. Both kinds are safe to pickle into DataLoader workers: they
+hold paths, and open files only when first used in a process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from .lowlight import rgb_means
+from .records import report_missing
+
+__all__ = ["ImageSource", "FileSource", "decode_image", "open_source"]
+
+# EXIF orientation is ignored: annotation coordinates refer to the stored pixel grid (the OC JPEGs' records
+# give 6000x4000, their stored size).
+_IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def decode_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to an ``(H, W, 3)`` BGR uint8 array (16-bit files are reduced to 8 bits)."""
+    img = cv2.imread(str(path), _IMREAD_FLAGS)
+    if img is None:
+        raise InputError(f"{path}: not a readable image")
+    return img
+
+
+class ImageSource(Protocol):
+    """Pixels and whole-image means by relative path."""
+
+    def check(self, relpaths: list[str]) -> None:
+        """Raise one error naming the paths this source cannot provide."""
+
+    def get(self, relpath: str) -> tuple[Any, tuple[int, int], np.ndarray]:
+        """``(pixels, (H, W), rgb_means)`` of one image; ``pixels`` supports ``[y0:y1, x0:x1]`` slicing."""
+
+
+class FileSource:
+    """Decode image files under a root, keeping the last few decoded images.
+
+    Args:
+        image_root: folder the relative paths start from.
+        cache_images: decoded images kept per process (consecutive samples often share an image).
+    """
+
+    def __init__(self, image_root: str | os.PathLike, *, cache_images: int = 4) -> None:
+        self.image_root = Path(image_root)
+        self.cache_images = cache_images
+        self._cache: OrderedDict[str, tuple[np.ndarray, tuple[int, int], np.ndarray]] = OrderedDict()
+
+    def check(self, relpaths: list[str]) -> None:
+        missing = [p for p in relpaths if not (self.image_root / p).is_file()]
+        report_missing(missing, len(relpaths), f"under {self.image_root}")
+
+    def get(self, relpath: str) -> tuple[Any, tuple[int, int], np.ndarray]:
+        hit = self._cache.get(relpath)
+        if hit is not None:
+            self._cache.move_to_end(relpath)
+            return hit
+        img = decode_image(self.image_root / relpath)
+        item = (img, (img.shape[0], img.shape[1]), rgb_means(img))
+        if self.cache_images > 0:
+            self._cache[relpath] = item
+            while len(self._cache) > self.cache_images:
+                self._cache.popitem(last=False)
+        return item
+
+    def __getstate__(self) -> dict:
+        # Decoded images stay in the process that decoded them.
+        return {**self.__dict__, "_cache": OrderedDict()}
+
+
+def open_source(image_root: str | os.PathLike, relpaths: list[str], *, pack: str | os.PathLike | None = None, cache_images: int = 4) -> ImageSource:
+    """The source of ``relpaths`` (the pack when given, else the files), checked now so that a missing image
+    is reported at construction rather than mid-epoch."""
+    if pack is not None:
+        from .pack import PackSource  # the pack module builds on this one
+
+        source: ImageSource = PackSource(pack)
+    else:
+        source = FileSource(image_root, cache_images=cache_images)
+    source.check(relpaths)
+    return source

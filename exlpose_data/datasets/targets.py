@@ -1,0 +1,75 @@
+"""Heatmap targets: CPN's multi-level blurred targets (the reference's) and a plain Gaussian option.
+
+CPN target for one joint and one level: a single 1 at the joint's heatmap pixel, blurred with a
+``k x k`` Gaussian kernel (OpenCV's sigma for that size), then scaled to a peak of 255. Levels use the kernels
+15, 11, 9, 7 (coarse to fine). The peak of 255 matters: the reference's loss weights and its keypoint score
+``peak / 255 + 0.5`` assume it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["CPN_KERNELS", "joint_pixels", "cpn_heatmaps", "gaussian_heatmaps"]
+
+CPN_KERNELS: tuple[int, ...] = (15, 11, 9, 7)
+
+
+def joint_pixels(joints_hm: np.ndarray, labelled: np.ndarray, heatmap_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest heatmap pixel ``(K, 2)`` of each joint and whether it gets a target (labelled and inside)."""
+    h, w = heatmap_size
+    px = np.floor(np.asarray(joints_hm, dtype=np.float64) + 0.5).astype(np.int64)
+    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+    return px, np.asarray(labelled, dtype=bool) & inside
+
+
+def cpn_heatmaps(
+    joints_hm: np.ndarray,
+    labelled: np.ndarray,
+    heatmap_size: tuple[int, int],
+    *,
+    kernels: tuple[int, ...] = CPN_KERNELS,
+    peak: float = 255.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-level targets ``(L, K, h, w)`` float32 and the target weight ``(K,)`` float32.
+
+    Args:
+        joints_hm: ``(K, 2)`` joint positions in heatmap pixels.
+        labelled: ``(K,)`` whether each joint is labelled (visibility > 0).
+        heatmap_size: ``(h, w)``.
+        kernels: odd Gaussian kernel sizes, one level each.
+        peak: value of each heatmap's maximum.
+    """
+    if any(k <= 0 or k % 2 == 0 for k in kernels):
+        raise ValueError(f"kernel sizes must be positive and odd, got {kernels}")
+    h, w = heatmap_size
+    px, valid = joint_pixels(joints_hm, labelled, heatmap_size)
+    out = np.zeros((len(kernels), len(px), h, w), dtype=np.float32)
+    delta = np.zeros((h, w), dtype=np.float32)
+    for j in np.flatnonzero(valid):
+        x, y = px[j]
+        delta[y, x] = 1.0
+        for level, k in enumerate(kernels):
+            # A constant border keeps a joint near the edge from gaining a reflected second peak.
+            blurred = cv2.GaussianBlur(delta, (k, k), 0, borderType=cv2.BORDER_CONSTANT)
+            out[level, j] = blurred * np.float32(peak / blurred.max())
+        delta[y, x] = 0.0
+    return out, valid.astype(np.float32)
+
+
+def gaussian_heatmaps(
+    joints_hm: np.ndarray, labelled: np.ndarray, heatmap_size: tuple[int, int], *, sigma: float = 2.0, peak: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain Gaussian targets ``(K, h, w)`` float32 centred on each joint's nearest pixel, and ``(K,)`` weights."""
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    h, w = heatmap_size
+    px, valid = joint_pixels(joints_hm, labelled, heatmap_size)
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    out = np.zeros((len(px), h, w), dtype=np.float32)
+    for j in np.flatnonzero(valid):
+        x, y = px[j]
+        out[j] = peak * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2.0 * sigma**2))
+    return out, valid.astype(np.float32)

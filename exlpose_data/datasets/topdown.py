@@ -1,0 +1,185 @@
+"""``ExLPoseTopDown``: one sample per person instance, cropped as the ExLPose reference does."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from ..errors import UsageError
+from ..keypoints import crowdpose14
+from .detections import detection_instances, load_detections
+from .lowlight import LowLightScaling, Normalisation, apply_channel_affine, input_affine
+from .records import InstanceEntry, build_index, needed_paths
+from .sources import open_source
+from .targets import CPN_KERNELS, cpn_heatmaps, gaussian_heatmaps
+from .transforms import Augmentation, CropSettings, apply_affine, crop_affine, crop_box, crop_roi, read_roi, sample_augmentation, warp_roi
+
+__all__ = ["ExLPoseTopDown"]
+
+_DEFAULT_LL = LowLightScaling()
+_DEFAULT_WL = Normalisation()
+
+
+class ExLPoseTopDown(Dataset):
+    """Person crops of ExLPose images with heatmap targets, for top-down pose estimation.
+
+    One sample per person instance with at least one labelled joint (or per detection when ``detections`` is
+    given). The crop is the box widened by 0.1 (x) / 0.15 (y) per side, enlarged x1.25 in training,
+    aspect-fitted to ``input_size``; training draws a scale (0.7-1.35 by default), optionally a rotation and
+    a horizontal flip (swapping the CrowdPose left/right joints). With ``condition="pair"`` the LL and WL
+    crops share one affine transform, so they are pixel-aligned and augmented identically.
+
+    A sample is a dict:
+
+    - ``ll`` / ``wl``: float32 ``(3, H, W)`` RGB crops (the condition's, both for ``"pair"``). LL is scaled so
+      that each channel's whole-image mean is 0.4 (unclipped; see :mod:`.lowlight`), WL is mean/std-normalised.
+    - ``heatmaps``: float32 ``(4, K, h, w)`` CPN targets (kernels 15/11/9/7, peak 255), or ``(K, h, w)`` plain
+      Gaussians (peak 1) with ``target="gaussian"``.
+    - ``target_weight``: float32 ``(K,)``, 1 for a labelled joint whose heatmap pixel is inside the heatmap.
+    - ``keypoints``: float32 ``(K, 3)``, joint ``(x, y)`` in crop pixels and the annotation's visibility, in
+      CrowdPose order after any flip.
+    - ``meta``: ``image_id``, ``ann_id`` (-1 for a detection), ``file_name`` (as in the annotation file),
+      ``ll_file``/``wl_file`` (image-root-relative, ``""`` when there is none), ``box`` float64 ``(4,)`` xywh,
+      ``score``, ``affine`` float64 ``(2, 3)`` image -> crop pixels (invert it with
+      :func:`~exlpose_data.datasets.transforms.invert_affine` to map predictions back), ``scale``,
+      ``rotation_deg``, ``flipped``, ``gain_db`` (well-lit gain, the split's key), ``ll_gain_db``,
+      ``exposure_us``, ``ratio``, ``split`` (NaN / -1 / ``""`` when unknown, e.g. OC sets).
+
+    With ``detections`` the samples have no ``heatmaps``, ``target_weight`` or ``keypoints``. Every value is a
+    tensor, array, number or string, so ``torch.utils.data.default_collate`` batches samples as they are.
+
+    Args:
+        root: image root holding ``bright/`` and ``dark/`` (or the OC set's root), or a release root.
+        ann_file: CrowdPose-style annotation file (official or ours; LL files may name the bright image).
+        condition: ``"LL"``, ``"WL"`` or ``"pair"``.
+        input_size: crop ``(height, width)``.
+        heatmap_size: heatmap ``(height, width)``.
+        train: enlarge boxes x1.25 and augment.
+        augmentation: training augmentation (default: the reference's random scale only).
+        widen: box widening per side (x, y).
+        target: ``"cpn"`` multi-level targets or a plain ``"gaussian"``.
+        kernels: CPN kernel sizes, one level each.
+        sigma: Gaussian sigma in heatmap pixels for ``target="gaussian"``.
+        peak: heatmap maximum (default 255 for CPN, 1 for Gaussian).
+        ll_scaling: LL brightening, None for plain ``x / 255``.
+        wl_normalisation: WL normalisation, None for plain ``x / 255``.
+        detections: COCO detection results to crop instead of the ground-truth boxes.
+        min_score: detections scoring below this are dropped.
+        pack: a pack written by ``exlpose pack``; samples are bit-identical to those from the image files.
+        cache_images: decoded images kept per worker on the file path.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        ann_file: str | os.PathLike,
+        condition: Literal["LL", "WL", "pair"] = "LL",
+        input_size: tuple[int, int] = (256, 192),
+        heatmap_size: tuple[int, int] = (64, 48),
+        train: bool = True,
+        *,
+        augmentation: Augmentation | None = None,
+        widen: tuple[float, float] = (0.1, 0.15),
+        target: Literal["cpn", "gaussian"] = "cpn",
+        kernels: tuple[int, ...] = CPN_KERNELS,
+        sigma: float = 2.0,
+        peak: float | None = None,
+        ll_scaling: LowLightScaling | None = _DEFAULT_LL,
+        wl_normalisation: Normalisation | None = _DEFAULT_WL,
+        detections: str | os.PathLike | None = None,
+        min_score: float = 0.0,
+        pack: str | os.PathLike | None = None,
+        cache_images: int = 4,
+    ) -> None:
+        if target not in ("cpn", "gaussian"):
+            raise UsageError(f"target must be 'cpn' or 'gaussian', got {target!r}")
+        self.condition = condition
+        self.conditions = ("LL", "WL") if condition == "pair" else (condition,)
+        self.crop = CropSettings(input_size=tuple(input_size), widen=tuple(widen))  # type: ignore[arg-type]
+        self.heatmap_size = tuple(heatmap_size)
+        self.train = train
+        self.augmentation = (augmentation or Augmentation()) if train else None
+        self.target = target
+        self.kernels = tuple(kernels)
+        self.sigma = sigma
+        self.peak = peak if peak is not None else (255.0 if target == "cpn" else 1.0)
+        self.ll_scaling = ll_scaling
+        self.wl_normalisation = wl_normalisation
+        self.with_targets = detections is None
+        self.index = build_index(root, ann_file, condition)
+        per_image = self.index.instances if detections is None else detection_instances(self.index, load_detections(detections, min_score=min_score), str(detections))
+        self.samples: list[InstanceEntry] = [inst for insts in per_image for inst in insts]
+        self.source = open_source(self.index.image_root, needed_paths(self.index, condition), pack=pack, cache_images=cache_images)
+        self.flip_index = crowdpose14().flip_index()
+        self._rng: np.random.Generator | None = None
+        self._rng_owner: tuple[int, int | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _generator(self) -> np.random.Generator:
+        # Each process (and each DataLoader worker) draws from its own stream seeded by torch: workers get
+        # torch's per-worker seed, which changes every epoch, so augmentation neither repeats across workers
+        # nor across epochs, and torch.manual_seed makes a run reproducible.
+        info = get_worker_info()
+        owner = (os.getpid(), info.id if info is not None else None)
+        if self._rng is None or self._rng_owner != owner:
+            self._rng = np.random.default_rng(torch.initial_seed())
+            self._rng_owner = owner
+        return self._rng
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        inst = self.samples[i]
+        img = self.index.images[inst.image]
+        center, size = crop_box(inst.bbox, self.crop, train=self.train)
+        scale, rotation, flip = sample_augmentation(self._generator(), self.augmentation) if self.augmentation else (1.0, 0.0, False)
+        input_size = self.crop.input_size
+        affine = crop_affine(center, size * scale, input_size, rotation_deg=rotation, flip=flip)
+        roi = crop_roi(affine, input_size)
+        sample: dict[str, Any] = {}
+        for cond in self.conditions:
+            pixels, hw, means = self.source.get(img.path(cond))  # type: ignore[arg-type]
+            rgb = cv2.cvtColor(read_roi(pixels, roi, hw), cv2.COLOR_BGR2RGB)
+            gain, offset = input_affine(cond, means, self.ll_scaling, self.wl_normalisation)
+            crop = apply_channel_affine(warp_roi(rgb, roi, affine, input_size), gain, offset)
+            sample[cond.lower()] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
+        if self.with_targets:
+            kp = inst.keypoints[self.flip_index] if flip else inst.keypoints
+            xy = apply_affine(kp[:, :2], affine)
+            stride = np.array([self.heatmap_size[1] / input_size[1], self.heatmap_size[0] / input_size[0]])
+            labelled = kp[:, 2] > 0
+            if self.target == "cpn":
+                heatmaps, weight = cpn_heatmaps(xy * stride, labelled, self.heatmap_size, kernels=self.kernels, peak=self.peak)
+            else:
+                heatmaps, weight = gaussian_heatmaps(xy * stride, labelled, self.heatmap_size, sigma=self.sigma, peak=self.peak)
+            sample["heatmaps"] = torch.from_numpy(heatmaps)
+            sample["target_weight"] = torch.from_numpy(weight)
+            sample["keypoints"] = torch.from_numpy(np.column_stack([xy, kp[:, 2]]).astype(np.float32))
+        sample["meta"] = {
+            "image_id": img.image_id,
+            "ann_id": inst.ann_id,
+            "file_name": img.file_name,
+            "ll_file": img.ll_path or "",
+            "wl_file": img.wl_path or "",
+            "box": np.asarray(inst.bbox, dtype=np.float64),
+            "score": float(inst.score),
+            "affine": affine,
+            "scale": scale,
+            "rotation_deg": rotation,
+            "flipped": flip,
+            "gain_db": img.gain_db,
+            "ll_gain_db": img.ll_gain_db,
+            "exposure_us": img.exposure_us,
+            "ratio": img.ratio,
+            "split": img.split,
+        }
+        return sample
+
+    def __getstate__(self) -> dict:
+        # A worker seeds its own generator; it must not inherit the parent's stream.
+        return {**self.__dict__, "_rng": None, "_rng_owner": None}

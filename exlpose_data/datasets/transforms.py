@@ -1,0 +1,174 @@
+"""Crop geometry of top-down samples: box widening, aspect fit, the crop's affine transform, augmentation.
+
+Coordinates are pixel-index coordinates (pixel ``i`` is centred on ``i``). The crop's affine transform maps
+image coordinates to crop (network input) coordinates; its inverse maps predictions back to the image.
+
+Crops are cut in two steps so that a packed image and a decoded PNG give bit-identical results: first an
+integer region of interest (ROI) that covers the crop's footprint is read (zero-padded where it leaves the
+image), then the ROI is warped. Both paths read the same ROI values and run the same warp.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "Augmentation",
+    "CropSettings",
+    "crop_box",
+    "crop_affine",
+    "apply_affine",
+    "invert_affine",
+    "sample_augmentation",
+    "crop_roi",
+    "read_roi",
+    "warp_roi",
+]
+
+# Bilinear interpolation reads the pixel after the floor of a source coordinate; OpenCV also rounds source
+# coordinates to 1/32 pixel. Two pixels of margin keep every read inside the ROI.
+_ROI_MARGIN = 2
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How a person box becomes a crop (the reference's settings by default).
+
+    Attributes:
+        input_size: crop size ``(height, width)`` in pixels.
+        widen: fraction of the box width / height added on *each* side (x, y).
+        train_enlarge: extra factor on the widened box in training.
+    """
+
+    input_size: tuple[int, int] = (256, 192)
+    widen: tuple[float, float] = (0.1, 0.15)
+    train_enlarge: float = 1.25
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training augmentation; each part can be switched off.
+
+    Attributes:
+        scale_range: the crop size is multiplied by a factor drawn uniformly from this range (None: off).
+        rotation_deg: rotation drawn uniformly from ``[-rotation_deg, rotation_deg]`` degrees (0: off).
+        flip_prob: probability of a horizontal flip (0: off). Flips swap the CrowdPose left/right joints.
+    """
+
+    scale_range: tuple[float, float] | None = (0.7, 1.35)
+    rotation_deg: float = 0.0
+    flip_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.scale_range is not None and not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"scale_range must be 0 < low <= high, got {self.scale_range}")
+        if self.rotation_deg < 0:
+            raise ValueError(f"rotation_deg must be >= 0, got {self.rotation_deg}")
+        if not 0.0 <= self.flip_prob <= 1.0:
+            raise ValueError(f"flip_prob must be in [0, 1], got {self.flip_prob}")
+
+
+def crop_box(bbox_xywh: Any, settings: CropSettings, *, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and size ``(w, h)`` of the crop of a person box.
+
+    The box is widened by ``settings.widen`` per side, enlarged by ``train_enlarge`` in training and then
+    aspect-fitted to the input size by growing its short side.
+    """
+    x, y, w, h = (float(v) for v in bbox_xywh)
+    center = np.array([x + w / 2.0, y + h / 2.0])
+    cw = w * (1.0 + 2.0 * settings.widen[0])
+    ch = h * (1.0 + 2.0 * settings.widen[1])
+    if train:
+        cw *= settings.train_enlarge
+        ch *= settings.train_enlarge
+    in_h, in_w = settings.input_size
+    aspect = in_w / in_h
+    # A degenerate box still yields a finite crop: one pixel at least.
+    cw, ch = max(cw, 1.0), max(ch, 1.0)
+    if cw > ch * aspect:
+        ch = cw / aspect
+    else:
+        cw = ch * aspect
+    return center, np.array([cw, ch])
+
+
+def crop_affine(
+    center: np.ndarray, size_wh: np.ndarray, input_size: tuple[int, int], *, rotation_deg: float = 0.0, flip: bool = False
+) -> np.ndarray:
+    """The ``(2, 3)`` transform from image to crop coordinates.
+
+    The crop centre maps to the centre of the ``input_size`` grid, ``size_wh`` maps to the grid's size, the
+    image is rotated by ``rotation_deg`` (counter-clockwise) about the centre, then optionally mirrored.
+    """
+    in_h, in_w = input_size
+    s = in_w / float(size_wh[0])
+    a = math.radians(rotation_deg)
+    cos, sin = math.cos(a) * s, math.sin(a) * s
+    lin = np.array([[cos, sin], [-sin, cos]])
+    if flip:
+        lin[0] = -lin[0]
+    dst_center = np.array([(in_w - 1) / 2.0, (in_h - 1) / 2.0])
+    t = dst_center - lin @ np.asarray(center, dtype=np.float64)
+    return np.hstack([lin, t[:, None]])
+
+
+def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Apply a ``(2, 3)`` transform to ``(N, 2)`` points."""
+    pts = np.asarray(points, dtype=np.float64)
+    return pts @ affine[:, :2].T + affine[:, 2]
+
+
+def invert_affine(affine: np.ndarray) -> np.ndarray:
+    """The inverse of a ``(2, 3)`` transform (crop -> image for a crop's transform)."""
+    return cv2.invertAffineTransform(np.asarray(affine, dtype=np.float64))
+
+
+def sample_augmentation(rng: np.random.Generator, aug: Augmentation) -> tuple[float, float, bool]:
+    """Draw ``(scale, rotation_deg, flip)``; parts that are off give 1.0, 0.0, False without drawing."""
+    scale = float(rng.uniform(*aug.scale_range)) if aug.scale_range is not None else 1.0
+    rotation = float(rng.uniform(-aug.rotation_deg, aug.rotation_deg)) if aug.rotation_deg > 0 else 0.0
+    flip = bool(rng.random() < aug.flip_prob) if aug.flip_prob > 0 else False
+    return scale, rotation, flip
+
+
+def crop_roi(affine: np.ndarray, input_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The integer source rectangle ``(x0, y0, x1, y1)`` (exclusive ends) a crop reads from."""
+    in_h, in_w = input_size
+    corners = np.array([[0, 0], [in_w - 1, 0], [0, in_h - 1], [in_w - 1, in_h - 1]], dtype=np.float64)
+    src = apply_affine(corners, invert_affine(affine))
+    x0, y0 = np.floor(src.min(axis=0)).astype(int) - _ROI_MARGIN
+    x1, y1 = np.ceil(src.max(axis=0)).astype(int) + _ROI_MARGIN + 1
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def read_roi(source: Any, roi: tuple[int, int, int, int], image_hw: tuple[int, int]) -> np.ndarray:
+    """Read ``roi`` from an ``(H, W, C)`` array-like (numpy array or h5py dataset), zero outside the image.
+
+    Only the part inside the image is read, so an h5py dataset reads just that hyperslab.
+    """
+    x0, y0, x1, y1 = roi
+    h, w = image_hw
+    out = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if ix0 < ix1 and iy0 < iy1:
+        out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = source[iy0:iy1, ix0:ix1]
+    return out
+
+
+def warp_roi(roi_pixels: np.ndarray, roi: tuple[int, int, int, int], affine: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Warp ROI pixels (uint8 ``(h, w, 3)``) into the crop: float32 ``(H, W, 3)``, bilinear, zeros outside.
+
+    The warp runs on float32 so that the large low-light gain applied afterwards does not magnify 8-bit
+    rounding of the interpolated values.
+    """
+    shifted = affine.copy()
+    shifted[:, 2] += affine[:, :2] @ np.array([roi[0], roi[1]], dtype=np.float64)
+    in_h, in_w = input_size
+    return cv2.warpAffine(
+        roi_pixels.astype(np.float32), shifted, (in_w, in_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )

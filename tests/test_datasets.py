@@ -1,0 +1,315 @@
+"""Tests of exlpose_data.datasets and ``exlpose pack`` on small synthetic releases (320x200 PNGs)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from typer.testing import CliRunner
+
+from exlpose_data.cli.pack import app as pack_app
+from exlpose_data.datasets import Augmentation, ExLPoseImages, ExLPoseTopDown, LowLightScaling, collate_images, invert_affine, write_pack
+from exlpose_data.datasets.lowlight import ll_gains
+from exlpose_data.datasets.targets import cpn_heatmaps
+from exlpose_data.datasets.transforms import apply_affine
+from exlpose_data.errors import InputError, UsageError
+from exlpose_data.keypoints import crowdpose14
+from exlpose_data.layout import write_pairs
+from exlpose_data.naming import ImageName
+
+DATA = Path(__file__).parent / "data"
+W, H = 320, 200
+K = crowdpose14().num_keypoints
+# Two people per image: boxes (x, y, w, h); joints spread over each box.
+BOXES = [(40.0, 30.0, 70.0, 140.0), (180.0, 20.0, 90.0, 160.0)]
+
+
+def _joints(box: tuple[float, float, float, float], rng: np.random.Generator) -> np.ndarray:
+    x, y, w, h = box
+    kp = np.zeros((K, 3))
+    kp[:, 0] = x + rng.uniform(0.1, 0.9, K) * w
+    kp[:, 1] = y + rng.uniform(0.1, 0.9, K) * h
+    kp[:, 2] = 2
+    kp[3, 2] = 0  # one unlabelled joint per person
+    kp[3, :2] = 0
+    return kp
+
+
+def _names(n: int) -> list[tuple[ImageName, ImageName]]:
+    out = []
+    for i in range(n):
+        wl_gain = (6.0, 18.0, 30.0)[i % 3]  # LL-N, LL-H, LL-E
+        bright = ImageName(date="0212", site="park", video=5, ratio=400, frame=10 + i, gain_db=wl_gain, exposure_us=1250, condition="WL")
+        out.append((bright, bright.twin()))
+    return out
+
+
+def make_release(root: Path, *, n_images: int = 3, pair_list: bool = True, ll_names: str = "bright", same_pixels: bool = False) -> Path:
+    """A release-layout root with textured WL images, dark LL twins, one annotation file; returns its path.
+
+    Each joint is marked by a white dot in both images, so a crop's geometry can be checked on its pixels.
+    """
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for i, (bright, dark) in enumerate(_names(n_images)):
+        wl = cv2.GaussianBlur(rng.integers(0, 200, (H, W, 3), dtype=np.uint8), (5, 5), 0)
+        for j, box in enumerate(BOXES):
+            kp = _joints(box, rng)
+            for x, y, v in kp:
+                if v > 0:
+                    cv2.circle(wl, (int(round(x)), int(round(y))), 2, (255, 255, 255), -1)
+            anns.append({"id": len(anns), "image_id": 100 + i, "category_id": 1, "keypoints": kp.ravel().tolist(), "bbox": list(box), "num_keypoints": K - 1, "iscrowd": 0})
+        ll = wl.copy() if same_pixels else (wl // 40).astype(np.uint8)
+        for name, img in ((bright, wl), (dark, ll)):
+            (root / name.relpath).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / name.relpath), img)
+        images.append({"id": 100 + i, "file_name": (bright if ll_names == "bright" else dark).relpath, "width": W, "height": H, "crowdIndex": 0})
+    # An instance without labelled joints is skipped by the top-down dataset.
+    anns.append({"id": len(anns), "image_id": 100, "category_id": 1, "keypoints": [0] * (3 * K), "bbox": [1, 1, 5, 5], "num_keypoints": 0, "iscrowd": 0})
+    if pair_list:
+        write_pairs(root / "brightPath2darkPath.txt", [(b.relpath, d.relpath) for b, d in _names(n_images)])
+    (root / "ann.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [crowdpose14().coco_category()]}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_release(tmp_path_factory.mktemp("rel"))
+
+
+@pytest.fixture(scope="module")
+def pack_file(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pack") / "pack.h5"
+    result = CliRunner().invoke(pack_app, [str(release), "--out", str(out), "--ann", str(release / "ann.json"), "-q"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_pair_sample_shapes_dtypes_and_meta(release: Path) -> None:
+    ds = ExLPoseTopDown(release, release / "ann.json", condition="pair")
+    assert len(ds) == 6  # 3 images x 2 people; the unlabelled instance is skipped
+    s = ds[2]
+    assert s["ll"].shape == (3, 256, 192) and s["ll"].dtype == torch.float32
+    assert s["wl"].shape == (3, 256, 192) and s["wl"].dtype == torch.float32
+    assert s["heatmaps"].shape == (4, K, 64, 48) and s["heatmaps"].dtype == torch.float32
+    assert s["target_weight"].shape == (K,) and s["target_weight"][3] == 0 and s["target_weight"].sum() > 0
+    assert s["keypoints"].shape == (K, 3)
+    valid = s["target_weight"] > 0
+    assert torch.allclose(s["heatmaps"].amax(dim=(2, 3))[:, valid], torch.tensor(255.0))
+    m = s["meta"]
+    bright, dark = _names(3)[1]
+    assert m["image_id"] == 101 and m["file_name"] == bright.relpath
+    assert m["ll_file"] == dark.relpath and m["wl_file"] == bright.relpath
+    assert np.array_equal(m["box"], np.array(BOXES[0]))
+    assert m["affine"].shape == (2, 3)
+    assert m["gain_db"] == 18.0 and m["ll_gain_db"] == dark.gain_db
+    assert (m["exposure_us"], m["ratio"], m["split"]) == (1250, 400, "LL-H")
+    assert [ds[i]["meta"]["split"] for i in (0, 2, 4)] == ["LL-N", "LL-H", "LL-E"]
+
+
+def test_heatmap_peak_and_pixels_follow_keypoints_under_augmentation(release: Path) -> None:
+    aug = Augmentation(scale_range=(0.7, 1.35), rotation_deg=40.0, flip_prob=0.5)
+    ds = ExLPoseTopDown(release, release / "ann.json", condition="WL", augmentation=aug, wl_normalisation=None)
+    torch.manual_seed(3)
+    flips = set()
+    checked = 0
+    for _ in range(4):
+        for i in range(len(ds)):
+            s = ds[i]
+            flips.add(s["meta"]["flipped"])
+            kp = s["keypoints"].numpy()
+            for j in np.flatnonzero(s["target_weight"].numpy()):
+                for level in range(4):
+                    hm = s["heatmaps"][level, j].numpy()
+                    py, px = np.unravel_index(np.argmax(hm), hm.shape)
+                    assert abs(px - kp[j, 0] / 4) <= 1 and abs(py - kp[j, 1] / 4) <= 1
+                x, y = int(round(kp[j, 0])), int(round(kp[j, 1]))
+                if 0 <= x < 192 and 0 <= y < 256:
+                    # The white joint marker sits under the transformed keypoint.
+                    assert s["wl"][:, y, x].min() > 0.9
+                    checked += 1
+            # The affine maps the original annotation (after the flip permutation) onto the keypoints.
+            orig = ds.samples[i].keypoints
+            if s["meta"]["flipped"]:
+                orig = orig[crowdpose14().flip_index()]
+            assert np.allclose(apply_affine(orig[:, :2], s["meta"]["affine"]), kp[:, :2], atol=1e-3)
+            back = apply_affine(kp[:, :2], invert_affine(s["meta"]["affine"]))
+            assert np.allclose(back, orig[:, :2], atol=1e-3)
+    assert flips == {True, False} and checked > 200
+
+
+def test_flip_swaps_left_and_right(release: Path) -> None:
+    plain = ExLPoseTopDown(release, release / "ann.json", condition="LL", augmentation=Augmentation(scale_range=None))
+    flipped = ExLPoseTopDown(release, release / "ann.json", condition="LL", augmentation=Augmentation(scale_range=None, flip_prob=1.0))
+    a, b = plain[1], flipped[1]
+    assert b["meta"]["flipped"] and not a["meta"]["flipped"]
+    perm = crowdpose14().flip_index()
+    assert list(perm[:2]) == [1, 0] and perm[12] == 12 and perm[13] == 13
+    ka, kb = a["keypoints"].numpy(), b["keypoints"].numpy()
+    assert np.allclose(kb[:, 0], 191 - ka[perm, 0], atol=1e-4)
+    assert np.allclose(kb[:, 1], ka[perm, 1], atol=1e-4)
+    assert np.array_equal(b["target_weight"].numpy(), a["target_weight"].numpy()[perm])
+    # The image is mirrored too.
+    assert torch.allclose(b["ll"], a["ll"].flip(-1), atol=1e-4)
+
+
+def test_pair_crops_share_geometry(tmp_path: Path) -> None:
+    root = make_release(tmp_path, n_images=1, same_pixels=True)
+    aug = Augmentation(scale_range=(0.7, 1.35), rotation_deg=30.0, flip_prob=0.5)
+    ds = ExLPoseTopDown(root, root / "ann.json", condition="pair", augmentation=aug, ll_scaling=None, wl_normalisation=None)
+    torch.manual_seed(0)
+    for _ in range(3):
+        for i in range(len(ds)):
+            s = ds[i]
+            assert torch.equal(s["ll"], s["wl"])
+
+
+def test_low_light_scaling_mean_and_all_black_guard(release: Path, tmp_path: Path) -> None:
+    ds = ExLPoseImages(release, release / "ann.json", condition="pair")
+    s = ds[0]
+    assert s["ll"].shape == (3, H, W)
+    assert torch.allclose(s["ll"].double().mean(dim=(1, 2)), torch.full((3,), 0.4, dtype=torch.float64), atol=1e-5)
+    assert s["ll"].max() > 1.0  # unclipped
+    assert s["boxes"].shape == (3, 4) and s["keypoints"].shape == (3, K, 3)
+    wl_raw = cv2.cvtColor(cv2.imread(str(release / s["meta"]["wl_file"])), cv2.COLOR_BGR2RGB) / 255.0
+    expected = (wl_raw - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    assert np.allclose(s["wl"].numpy().transpose(1, 2, 0), expected, atol=1e-5)
+    # A crop carries the whole image's gain (0.4 / whole-image mean), not one from its own pixels.
+    crop = ExLPoseTopDown(release, release / "ann.json", condition="LL", train=False)[0]["ll"]
+    raw = ExLPoseTopDown(release, release / "ann.json", condition="LL", train=False, ll_scaling=None)[0]["ll"]
+    whole = cv2.cvtColor(cv2.imread(str(release / s["meta"]["ll_file"])), cv2.COLOR_BGR2RGB).reshape(-1, 3).mean(axis=0) / 255
+    assert np.allclose(crop.numpy(), raw.numpy() * (0.4 / whole)[:, None, None], rtol=1e-5, atol=1e-6)
+    gains = ll_gains(np.zeros(3), LowLightScaling())
+    assert np.all(np.isfinite(gains))
+    black = tmp_path / "black"
+    make_release(black, n_images=1)
+    dark = black / _names(1)[0][1].relpath
+    cv2.imwrite(str(dark), np.zeros((H, W, 3), np.uint8))
+    z = ExLPoseTopDown(black, black / "ann.json", condition="LL")[0]["ll"]
+    assert torch.isfinite(z).all() and float(z.abs().max()) == 0.0
+
+
+def test_packed_samples_identical_to_files(release: Path, pack_file: Path) -> None:
+    aug = Augmentation(scale_range=(0.7, 1.35), rotation_deg=30.0, flip_prob=0.5)
+    kw = dict(condition="pair", augmentation=aug)
+    plain = ExLPoseTopDown(release, release / "ann.json", **kw)
+    packed = ExLPoseTopDown(release, release / "ann.json", pack=pack_file, **kw)
+    for ds in (plain, packed):
+        torch.manual_seed(11)
+        ds.out = [ds[i] for i in range(len(ds))] + [ds[i] for i in range(len(ds))]
+    for a, b in zip(plain.out, packed.out):
+        for key in ("ll", "wl", "heatmaps", "target_weight", "keypoints"):
+            assert torch.equal(a[key], b[key]), key
+        assert np.array_equal(a["meta"]["affine"], b["meta"]["affine"])
+    # Crops near the border (out-of-image padding) are covered: the first box starts 40 px from the edge.
+    assert any(s["meta"]["scale"] > 1.2 for s in plain.out)
+    whole_a, whole_b = ExLPoseImages(release, release / "ann.json", "pair")[1], ExLPoseImages(release, release / "ann.json", "pair", pack=pack_file)[1]
+    assert torch.equal(whole_a["ll"], whole_b["ll"]) and torch.equal(whole_a["wl"], whole_b["wl"])
+
+
+def test_dataloader_two_workers(release: Path, pack_file: Path) -> None:
+    for pack in (None, pack_file):
+        ds = ExLPoseTopDown(release, release / "ann.json", condition="pair", pack=pack)
+        loader = DataLoader(ds, batch_size=2, num_workers=2, shuffle=False)
+        batches = list(loader)
+        assert len(batches) == 3
+        b = batches[0]
+        assert b["ll"].shape == (2, 3, 256, 192) and b["heatmaps"].shape == (2, 4, K, 64, 48)
+        assert b["meta"]["affine"].shape == (2, 2, 3) and b["meta"]["split"] == ["LL-N", "LL-N"]
+        scales = torch.cat([x["meta"]["scale"] for x in batches])
+        # Workers draw from their own streams: no two samples got the same scale.
+        assert len(set(scales.tolist())) == len(ds)
+    images = DataLoader(ExLPoseImages(release, release / "ann.json", "LL"), batch_size=2, num_workers=2, collate_fn=collate_images)
+    assert [len(b) for b in images] == [2, 1]
+
+
+def test_missing_files_reported_at_construction(tmp_path: Path) -> None:
+    root = make_release(tmp_path, n_images=3)
+    for _, dark in _names(3)[:2]:
+        (root / dark.relpath).unlink()
+    with pytest.raises(InputError, match=r"^2 of 6 image files are missing under .*dark/imgs_0212_park_vid000005_exp400_dark_000010"):
+        ExLPoseTopDown(root, root / "ann.json", condition="pair")
+    # WL alone is complete.
+    assert len(ExLPoseTopDown(root, root / "ann.json", condition="WL")) == 6
+
+
+def test_pack_missing_image_reported(release: Path, pack_file: Path, tmp_path: Path) -> None:
+    bigger = make_release(tmp_path, n_images=4)
+    with pytest.raises(InputError, match=r"^2 of 8 image files are missing from the pack"):
+        ExLPoseTopDown(bigger, bigger / "ann.json", condition="pair", pack=pack_file)
+    with h5py.File(pack_file, "r") as f:
+        assert f["images/0"].dtype == np.uint8 and f["images/0"].shape == (H, W, 3) and f["images/0"].chunks is None
+
+
+def test_dark_named_file_and_grammar_pairing(tmp_path: Path) -> None:
+    root = make_release(tmp_path, n_images=2, pair_list=False, ll_names="dark")
+    ds = ExLPoseTopDown(root, root / "ann.json", condition="pair")
+    bright, dark = _names(2)[0]
+    m = ds[0]["meta"]
+    assert m["file_name"] == dark.relpath and m["wl_file"] == bright.relpath and m["gain_db"] == 6.0
+
+
+def test_oc_set_index(tmp_path: Path) -> None:
+    doc = json.loads((DATA / "ExLPose-OC_test_A7M3.json").read_text())
+    for img in doc["images"]:
+        p = tmp_path / img["file_name"]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(p), np.full((40, 60, 3), 30, np.uint8))
+    ann = DATA / "ExLPose-OC_test_A7M3.json"
+    ds = ExLPoseTopDown(tmp_path, ann, condition="LL", train=False)
+    labelled = sum(1 for a in doc["annotations"] if any(v > 0 for v in a["keypoints"][2::3]) and not a["iscrowd"])
+    assert len(ds) == labelled and labelled > 400
+    m = ds[0]["meta"]
+    assert m["file_name"].startswith("PID_A7M3/") and m["ll_file"] == m["file_name"] and m["wl_file"] == ""
+    assert math.isnan(m["gain_db"]) and m["split"] == "" and m["ratio"] == -1
+    with pytest.raises(UsageError, match="no WL file"):
+        ExLPoseTopDown(tmp_path, ann, condition="WL")
+
+
+def test_detections_replace_boxes(release: Path, tmp_path: Path) -> None:
+    dets = [
+        {"image_id": 100, "category_id": 1, "bbox": [30, 20, 80, 150], "score": 0.9},
+        {"image_id": 100, "category_id": 1, "bbox": [170, 10, 100, 170], "score": 0.95},
+        {"image_id": 101, "category_id": 1, "bbox": [170, 10, 100, 170], "score": 0.05},
+    ]
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(dets))
+    ds = ExLPoseTopDown(release, release / "ann.json", condition="LL", train=False, detections=path, min_score=0.1)
+    assert len(ds) == 2
+    s = ds[0]
+    assert set(s) == {"ll", "meta"} and s["meta"]["score"] == 0.95 and s["meta"]["ann_id"] == -1
+    path.write_text(json.dumps([{"image_id": 999, "bbox": [0, 0, 5, 5], "score": 1.0}]))
+    with pytest.raises(InputError, match="image id"):
+        ExLPoseTopDown(release, release / "ann.json", detections=path)
+
+
+def test_gaussian_target_option(release: Path) -> None:
+    ds = ExLPoseTopDown(release, release / "ann.json", condition="WL", target="gaussian", sigma=2.0, train=False)
+    s = ds[0]
+    assert s["heatmaps"].shape == (K, 64, 48)
+    assert torch.allclose(s["heatmaps"].amax(dim=(1, 2))[s["target_weight"] > 0], torch.tensor(1.0))
+
+
+def test_cpn_kernels_coarse_to_fine() -> None:
+    hm, weight = cpn_heatmaps(np.array([[20.0, 30.0]]), np.array([True]), (64, 48))
+    widths = [(hm[level, 0] > 255 / 2).sum() for level in range(4)]
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[3]
+    assert hm[0, 0, 30, 20] == 255 and weight[0] == 1
+
+
+def test_pack_cli_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(pack_app, [str(tmp_path / "nope"), "--out", str(tmp_path / "p.h5")])
+    assert result.exit_code == 2 and "no such dataset folder" in result.output
+    root = make_release(tmp_path / "r", n_images=1)
+    result = CliRunner().invoke(pack_app, [str(root), "--out", str(tmp_path / "all.h5"), "-q"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "all.h5", "r") as f:
+        assert sorted(p.decode() for p in f["paths"][()]) == sorted([_names(1)[0][0].relpath, _names(1)[0][1].relpath])
+    assert not list(tmp_path.glob(".*tmp-*"))
