@@ -1,0 +1,119 @@
+"""``exlpose annotate`` (``exlpose-annotate``): tasks for annotators, import of their labels, review, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from exlpose_data.cli.common import err_console, handle_errors, new_app, out_console
+from exlpose_data.errors import UsageError
+from exlpose_data.schema import load_document
+
+__all__ = ["app", "main"]
+
+app = new_app("Annotation: tasks for annotators, import of CVAT/Label Studio/COCO/CrowdPose labels, review sheets, export.")
+
+_FORMATS = ("cvat", "label-studio", "coco", "crowdpose")
+_EXPORT_FORMATS = ("cvat", "label-studio")
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise UsageError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
+    return value
+
+
+@app.command("tasks")
+@handle_errors
+def tasks_cmd(
+    root: Annotated[Path, typer.Argument(help="Dataset root (bright/, dark/, brightPath2darkPath.txt).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for the annotators' package.")],
+    ll_preview: Annotated[bool, typer.Option("--ll-preview", help="Also write each pair's LL image brightened.")] = False,
+    link: Annotated[bool, typer.Option("--link", help="Hard-link the images instead of copying them.")] = False,
+    url_prefix: Annotated[Optional[str], typer.Option("--url-prefix", help="Prefix of data.image in the Label Studio tasks.")] = None,
+    ll_gain: Annotated[float, typer.Option("--ll-gain", help="Brightening factor of LL previews.")] = 30.0,
+    ll_target_mean: Annotated[Optional[float], typer.Option("--ll-target-mean", help="Brighten LL previews to this mean (0-255) instead.")] = None,
+) -> None:
+    """Write the well-lit images to label plus CVAT and Label Studio label configurations."""
+    from .tasks import TASKS_URL_PREFIX, export_tasks
+
+    result = export_tasks(
+        root, out, ll_preview=ll_preview, link=link, url_prefix=url_prefix if url_prefix is not None else TASKS_URL_PREFIX,
+        ll_gain=ll_gain, ll_target_mean=ll_target_mean, show_progress=True,
+    )
+    out_console.print(f"{result.images} images, {result.previews} LL previews -> {result.out}", markup=False)
+    if result.missing:
+        err_console.print(f"warning: {len(result.missing)} image(s) named by the dataset are not on disk, e.g. {result.missing[0]}", markup=False)
+
+
+@app.command("import")
+@handle_errors
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="The annotation tool's export (JSON).")],
+    fmt: Annotated[str, typer.Option("--format", help="cvat (COCO Keypoints 1.0), label-studio (JSON), coco or crowdpose.")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="Dataset root the labelled images belong to.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: ROOT/annotations).")] = None,
+    split_name: Annotated[str, typer.Option("--split-name", help="all, train, val or test: names the files as the release does.")] = "all",
+    box_from_keypoints: Annotated[bool, typer.Option("--box-from-keypoints", help="Give people without a box their joints' extent (marked in the output).")] = False,
+) -> None:
+    """Import labels into the dataset's WL and LL annotation files (nothing is written if any problem is found)."""
+    from .importer import import_annotations
+    from .problems import AnnotationProblems
+
+    _choice(fmt, _FORMATS, "--format")
+    try:
+        result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints)
+    except AnnotationProblems as exc:
+        for problem in exc.problems:
+            err_console.print(str(problem), markup=False, soft_wrap=True)
+        raise UsageError(f"{file}: {len(exc.problems)} problem(s); nothing was written") from None
+    out_console.print(f"{result.images} images, {result.people} people -> {result.wl_path} and {result.ll_path}", markup=False)
+    if result.boxes_from_keypoints:
+        err_console.print(f"note: {result.boxes_from_keypoints} box(es) derived from joints (marked \"bbox_source\": \"keypoints\")", markup=False)
+
+
+@app.command("review")
+@handle_errors
+def review_cmd(
+    root: Annotated[Path, typer.Argument(help="Dataset root.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for sheets and index.html.")],
+    annotations: Annotated[Optional[list[Path]], typer.Option("--annotations", help="Annotation file(s) to review (default: the dataset's).")] = None,
+    thumb_width: Annotated[int, typer.Option("--thumb-width", min=64, help="Width of each image in a tile, pixels.")] = 480,
+    per_sheet: Annotated[int, typer.Option("--per-sheet", min=1, help="Pairs per contact sheet.")] = 8,
+    ll_gain: Annotated[float, typer.Option("--ll-gain", help="Brightening factor of the LL images.")] = 30.0,
+    ll_target_mean: Annotated[Optional[float], typer.Option("--ll-target-mean", help="Brighten each LL image to this mean (0-255) instead.")] = None,
+) -> None:
+    """Contact sheets and an HTML index of every pair (WL | LL brightened, skeletons on both) with label flags."""
+    from .review import write_review
+
+    summary = write_review(root, out, annotation_files=annotations, thumb_width=thumb_width, per_sheet=per_sheet, ll_gain=ll_gain, ll_target_mean=ll_target_mean, show_progress=True)
+    flags = ", ".join(f"{k} {v}" for k, v in summary.flags.items() if v) or "no flags"
+    out_console.print(f"{summary.pairs} pairs on {summary.sheets} sheet(s); {flags} -> {summary.index}", markup=False)
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    file: Annotated[Path, typer.Argument(help="A CrowdPose-style annotation file (ours or the release's).")],
+    fmt: Annotated[str, typer.Option("--format", help="cvat (COCO Keypoints 1.0) or label-studio (JSON tasks).")],
+    out: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
+    url_prefix: Annotated[Optional[str], typer.Option("--url-prefix", help="Label Studio: prefix of data.image before the file name.")] = None,
+) -> None:
+    """Export labels to CVAT or Label Studio, to correct them there and import them back."""
+    from exlpose_data.atomic import write_json_atomic
+
+    from .formats.cvat import to_cvat_dict
+    from .formats.label_studio import DEFAULT_URL_PREFIX, to_label_studio_tasks
+
+    _choice(fmt, _EXPORT_FORMATS, "--format")
+    doc = load_document(file)
+    payload = to_cvat_dict(doc) if fmt == "cvat" else to_label_studio_tasks(doc, url_prefix if url_prefix is not None else DEFAULT_URL_PREFIX)
+    write_json_atomic(out, payload)
+    out_console.print(f"{len(doc.images)} images, {len(doc.annotations)} people -> {out}", markup=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="exlpose-annotate")
