@@ -171,9 +171,13 @@ def parse_coco(
         log.add("categories", "", "no category names its keypoints (a COCO keypoints file lists the joint names)")
         return labels
     images: dict[int, ImageLabel] = {}
+    # Annotations of an image that was rejected are skipped silently: the image's problem says it all.
+    rejected: set[int] = set()
     for i, rec in enumerate(raw["images"]):
         got = _image(rec, i, log)
         if got is None:
+            if isinstance(rec, dict) and isinstance(rec.get("id"), int):
+                rejected.add(rec["id"])
             continue
         image_id, image = got
         if image_id in images:
@@ -189,6 +193,8 @@ def parse_coco(
         if "id" in ann:
             place = f"annotations[{i}] (id {ann['id']})"
         image = images.get(ann.get("image_id")) if isinstance(ann.get("image_id"), int) else None
+        if image is None and ann.get("image_id") in rejected:
+            continue
         if image is None:
             log.add(place, "image_id", f"{ann.get('image_id')!r} is not the id of an image in the file")
             continue

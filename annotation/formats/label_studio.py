@@ -192,6 +192,8 @@ def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
                 ok = False
                 continue
             joints[rid] = (idx, value["x"] * w / 100, value["y"] * h / 100)
+    if not ok:  # grouping regions some of which were rejected would only repeat those problems
+        return None
     owner: dict[str, set[str]] = {}
     for a, b, rplace in relations:
         if a in boxes and b in joints:

@@ -1,0 +1,268 @@
+"""Importing into a dataset: resolution against the pairs, one crafted bad file per error class, the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from annotation.cli import app
+from annotation.formats.cvat import to_cvat_dict
+from annotation.formats.label_studio import to_label_studio_tasks
+from annotation.importer import import_annotations, png_size
+from annotation.problems import AnnotationProblems
+from exlpose_data.layout import load_manifest, write_pairs
+from exlpose_data.naming import parse_name
+from exlpose_data.schema import AnnotationDocument, load_document
+
+OFFICIAL = Path(__file__).parent / "data" / "ExLPose_test_LL-All.json"
+
+
+@pytest.fixture(scope="module")
+def small() -> AnnotationDocument:
+    """The first three official images with their people."""
+    doc = load_document(OFFICIAL)
+    images = doc.images[:3]
+    ids = {im.id for im in images}
+    return AnnotationDocument(info=doc.info, categories=doc.categories, images=images, annotations=[a for a in doc.annotations if a.image_id in ids])
+
+
+@pytest.fixture()
+def root(tmp_path, small) -> Path:
+    """A dataset root: the pair list of the three images, and a real PNG of the right size for the first pair."""
+    r = tmp_path / "ds"
+    r.mkdir()
+    pairs = [(im.file_name, parse_name(im.file_name).twin().relpath) for im in small.images]
+    write_pairs(r / "brightPath2darkPath.txt", pairs)
+    first = small.images[0]
+    for rel in pairs[0]:
+        (r / rel).parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(r / rel), np.zeros((first.height, first.width), np.uint8))
+    return r
+
+
+def _cvat(small) -> dict:
+    return copy.deepcopy(to_cvat_dict(small))
+
+
+def _ls(small) -> list:
+    return copy.deepcopy(to_label_studio_tasks(small))
+
+
+def _write(tmp_path: Path, payload, name="export.json") -> Path:
+    p = tmp_path / name
+    p.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+    return p
+
+
+def test_png_size_reads_the_header(root, small):
+    assert png_size(root / small.images[0].file_name) == (small.images[0].width, small.images[0].height)
+    assert png_size(root / "brightPath2darkPath.txt") is None
+
+
+def test_import_writes_both_files_into_the_dataset_and_its_manifest(tmp_path, root, small):
+    result = import_annotations(_write(tmp_path, _cvat(small)), "cvat", root, split="train")
+    assert result.wl_path == root / "annotations" / "ExLPose_train_WL.json"
+    assert result.ll_path == root / "annotations" / "ExLPose_train_LL.json"
+    wl, ll = load_document(result.wl_path), load_document(result.ll_path)
+    assert [im.file_name for im in wl.images] == [im.file_name for im in small.images]
+    assert [im.file_name for im in ll.images] == [parse_name(im.file_name).twin().relpath for im in small.images]
+    assert len(wl.annotations) == len(small.annotations) == result.people
+    manifest = load_manifest(root)
+    assert set(manifest) >= {"annotations/ExLPose_train_WL.json", "annotations/ExLPose_train_LL.json"}
+
+
+def test_basenames_and_dark_names_resolve_to_the_pair(tmp_path, root, small):
+    doc = _cvat(small)
+    doc["images"][0]["file_name"] = doc["images"][0]["file_name"].rsplit("/", 1)[-1]
+    doc["images"][1]["file_name"] = parse_name(doc["images"][1]["file_name"]).twin().relpath
+    result = import_annotations(_write(tmp_path, doc), "cvat", root, tmp_path / "out")
+    wl = load_document(result.wl_path)
+    assert [im.file_name for im in wl.images] == [im.file_name for im in small.images]
+
+
+def test_box_from_keypoints_is_opt_in_and_marked(tmp_path, root, small):
+    doc = _cvat(small)
+    doc["annotations"][0]["bbox"] = []
+    path = _write(tmp_path, doc)
+    with pytest.raises(AnnotationProblems) as err:
+        import_annotations(path, "cvat", root, tmp_path / "out")
+    assert "annotations[0] (id 0): bbox: person has no box" in str(err.value.problems[0])
+    assert not (tmp_path / "out").exists()
+    result = import_annotations(path, "cvat", root, tmp_path / "out", box_from_keypoints=True)
+    assert result.boxes_from_keypoints == 1
+    a = json.loads(result.wl_path.read_text())["annotations"][0]
+    kp = np.asarray(a["keypoints"]).reshape(14, 3)
+    pts = kp[kp[:, 2] > 0, :2]
+    assert a["bbox_source"] == "keypoints"
+    assert a["bbox"] == pytest.approx([*pts.min(0), *(pts.max(0) - pts.min(0))], abs=1e-3)
+
+
+def _set(path: list, value):
+    def mutate(doc):
+        target = doc
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return mutate
+
+
+def _twice(doc):
+    doc["images"][1]["file_name"] = doc["images"][0]["file_name"].rsplit("/", 1)[-1]
+
+
+def _ls_result(i, kind):
+    return lambda tasks: next(r for r in tasks[0]["annotations"][0]["result"] if r["type"] == kind and r["id"].endswith(i))
+
+
+def _ls_move_joint_out(tasks):
+    result = tasks[0]["annotations"][0]["result"]
+    joint = next(r for r in result if r["type"] == "keypointlabels")
+    result[:] = [r for r in result if not (r["type"] == "relation" and r["to_id"] == joint["id"])]
+    joint["value"]["x"], joint["value"]["y"] = 99.9, 0.1
+
+
+def _ls_unrelated_in_two(tasks):
+    result = tasks[0]["annotations"][0]["result"]
+    boxes = [r for r in result if r["type"] == "rectanglelabels"]
+    joint = next(r for r in result if r["type"] == "keypointlabels")
+    result[:] = [r for r in result if not (r["type"] == "relation" and r["to_id"] == joint["id"])]
+    for b in boxes[:2]:
+        b["value"].update(x=0, y=0, width=100, height=100)
+
+
+def _ls_related_to_two(tasks):
+    result = tasks[0]["annotations"][0]["result"]
+    boxes = [r for r in result if r["type"] == "rectanglelabels"]
+    joint = next(r for r in result if r["type"] == "keypointlabels")
+    result.append({"type": "relation", "from_id": boxes[1]["id"], "to_id": joint["id"], "direction": "right"})
+
+
+def _ls_same_joint_twice(tasks):
+    result = tasks[0]["annotations"][0]["result"]
+    joint = next(r for r in result if r["type"] == "keypointlabels")
+    dup = copy.deepcopy(joint)
+    dup["id"] = "dup1"
+    result.append(dup)
+    rel = next(r for r in result if r["type"] == "relation" and r["to_id"] == joint["id"])
+    result.append({**rel, "to_id": "dup1"})
+
+
+def _ls_two_annotations(tasks):
+    tasks[0]["annotations"].append(copy.deepcopy(tasks[0]["annotations"][0]) | {"id": 99})
+
+
+def _ls_polygon(tasks):
+    tasks[0]["annotations"][0]["result"].append({"id": "poly", "type": "polygonlabels", "value": {"points": []}})
+
+
+def _ls_label(tasks):
+    next(r for r in tasks[0]["annotations"][0]["result"] if r["type"] == "keypointlabels")["value"]["keypointlabels"] = ["nose"]
+
+
+def _ls_rotated(tasks):
+    next(r for r in tasks[0]["annotations"][0]["result"] if r["type"] == "rectanglelabels")["value"]["rotation"] = 12
+
+
+def _ls_no_size(tasks):
+    del next(r for r in tasks[0]["annotations"][0]["result"] if r["type"] == "rectanglelabels")["original_width"]
+
+
+# (format, mutation, expected text of the first problem): one crafted bad file per error class.
+CASES = {
+    "cvat-not-json": ("cvat", "{not json", "not valid JSON"),
+    "cvat-not-coco": ("cvat", _set(["images"], None), "not a COCO keypoints file"),
+    "cvat-unknown-joint": ("cvat", _set(["categories", 0, "keypoints", 12], "nose"), "categories[0] (id 1): keypoints[12]: 'nose' is not a CrowdPose joint"),
+    "cvat-joint-twice": ("cvat", _set(["categories", 0, "keypoints", 13], "head_top"), "keypoints[13]: 'head_top' and 'head' both name head"),
+    "cvat-joint-missing": ("cvat", _set(["categories", 0, "keypoints"], ["left_shoulder"]), "no point for right_shoulder"),
+    "cvat-no-names": ("coco", _set(["categories", 0, "keypoints"], []), "no category names its keypoints"),
+    "cvat-keypoint-count": ("cvat", _set(["annotations", 1, "keypoints"], [1, 2, 2]), "annotations[1] (id 1): keypoints: expected 42 numbers"),
+    "cvat-visibility": ("cvat", _set(["annotations", 1, "keypoints", 2], 7), "keypoints[2]: visibility must be 0, 1 or 2, got 7"),
+    "cvat-not-a-number": ("cvat", _set(["annotations", 1, "keypoints", 3], "12"), "keypoints[3:6]: not numbers"),
+    "cvat-unknown-image": ("cvat", _set(["annotations", 1, "image_id"], 4242), "image_id: 4242 is not the id of an image"),
+    "cvat-unknown-category": ("cvat", _set(["annotations", 1, "category_id"], 9), "category_id: 9 is not a category"),
+    "cvat-bad-bbox": ("cvat", _set(["annotations", 1, "bbox"], [1, 2, 3]), "bbox: expected [x, y, w, h]"),
+    "cvat-empty-bbox": ("cvat", _set(["annotations", 1, "bbox"], [10, 10, 0, 5]), "has no area"),
+    "cvat-bbox-outside": ("cvat", _set(["annotations", 1, "bbox", 0], 1900.0), "reaches outside the 1919x1198 image"),
+    "cvat-joint-outside": ("cvat", _set(["annotations", 1, "keypoints", 3], 2500.0), "lies outside the 1919x1198 image"),
+    "cvat-iscrowd": ("cvat", _set(["annotations", 1, "iscrowd"], 5), "iscrowd: must be 0 or 1"),
+    "cvat-image-not-in-dataset": ("cvat", _set(["images", 1, "file_name"], "bright/holiday.png"), "file_name: 'bright/holiday.png' is not an image of the dataset"),
+    "cvat-image-twice": ("cvat", _twice, "is the same pair as images[0]"),
+    "cvat-image-size": ("cvat", _set(["images", 0, "width"], 1920), "labelled on a 1920x1198 image but bright/"),
+    "cvat-image-no-size": ("cvat", _set(["images", 1, "height"], None), "height: must be a positive integer"),
+    "cvat-image-id-twice": ("cvat", _set(["images", 2, "id"], 38), "id: repeats the id of images[0]"),
+    "ls-not-tasks": ("label-studio", "42", "not a Label Studio JSON export"),
+    "ls-joint-in-no-box": ("label-studio", _ls_move_joint_out, "lies in no person box and is related to none"),
+    "ls-joint-in-two-boxes": ("label-studio", _ls_unrelated_in_two, "lies in 2 person boxes"),
+    "ls-joint-related-twice": ("label-studio", _ls_related_to_two, "is related to 2 person boxes"),
+    "ls-same-joint-twice": ("label-studio", _ls_same_joint_twice, "result 'dup1': value.keypointlabels: person 'i38p1' already has right_shoulder"),
+    "ls-two-annotations": ("label-studio", _ls_two_annotations, "task 1: annotations: 2 annotations (1, 99); keep exactly one"),
+    "ls-not-labelled": ("label-studio", _set([0, "annotations", 0, "was_cancelled"], True), "task 1: annotations: not labelled yet"),
+    "ls-other-region": ("label-studio", _ls_polygon, "result 'poly': type: 'polygonlabels' is not a person box"),
+    "ls-unknown-joint": ("label-studio", _ls_label, "value.keypointlabels: 'nose' is not a CrowdPose joint"),
+    "ls-rotated-box": ("label-studio", _ls_rotated, "value.rotation: person boxes must not be rotated"),
+    "ls-no-size": ("label-studio", _ls_no_size, "original_width/original_height: missing"),
+    "ls-no-image": ("label-studio", _set([1, "data"], {}), "task 2: data.image: missing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_error_class_is_reported_with_its_place_and_nothing_is_written(tmp_path, root, small, case):
+    fmt, mutate, expected = CASES[case]
+    if isinstance(mutate, str):
+        path = _write(tmp_path, mutate)
+    else:
+        payload = _ls(small) if fmt == "label-studio" else _cvat(small)
+        mutate(payload)
+        path = _write(tmp_path, payload)
+    out = tmp_path / "out"
+    with pytest.raises(Exception) as err:
+        import_annotations(path, fmt, root, out)
+    problems = getattr(err.value, "problems", None)
+    text = str(problems[0]) if problems else str(err.value)
+    assert expected in text, text
+    assert text.startswith(str(path))
+    # One problem, not a cascade (a repeated image id also orphans the annotations of the image that lost it).
+    if problems and case != "cvat-image-id-twice":
+        assert len(problems) == 1, [str(p) for p in problems]
+    assert not out.exists()
+
+
+def test_every_problem_is_listed_by_the_cli_and_it_exits_2(tmp_path, root, small):
+    doc = _cvat(small)
+    doc["annotations"][1]["keypoints"][2] = 7
+    doc["images"][2]["file_name"] = "bright/holiday.png"
+    path = _write(tmp_path, doc)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["import", str(path), "--format", "cvat", "--dataset", str(root), "--out", str(out)])
+    assert r.exit_code == 2
+    lines = [line for line in r.stderr.splitlines() if line]
+    assert lines[0] == f"{path}: annotations[1] (id 1): keypoints[2]: visibility must be 0, 1 or 2, got 7"
+    assert lines[1].startswith(f"{path}: images[2] (id {small.images[2].id}): file_name: 'bright/holiday.png' is not an image")
+    assert lines[-1] == f"error: {path}: 2 problem(s); nothing was written"
+    assert not out.exists()
+
+
+def test_cli_import_and_export_round_trip(tmp_path, root, small):
+    runner = CliRunner()
+    src = tmp_path / "src.json"
+    src.write_text(json.dumps(small.to_json_dict()))
+    ls_file = tmp_path / "ls.json"
+    r = runner.invoke(app, ["export", str(src), "--format", "label-studio", "--out", str(ls_file)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["import", str(ls_file), "--format", "label-studio", "--dataset", str(root), "--split-name", "val"])
+    assert r.exit_code == 0, r.output
+    wl = load_document(root / "annotations" / "ExLPose_val_WL.json")
+    assert len(wl.annotations) == len(small.annotations)
+    for got, want in zip(wl.annotations, small.annotations):
+        np.testing.assert_allclose(got.keypoints, want.keypoints, atol=0.01)
+        np.testing.assert_allclose(got.bbox, want.bbox, atol=0.01)
+    r = runner.invoke(app, ["import", str(ls_file), "--format", "yolo", "--dataset", str(root)])
+    assert r.exit_code == 2 and "--format 'yolo': choose one of" in r.stderr
+    r = runner.invoke(app, ["import", str(ls_file), "--format", "cvat", "--dataset", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "no such dataset folder" in r.stderr
