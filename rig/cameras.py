@@ -1,0 +1,546 @@
+"""The camera layer over pypylon: open by serial, probe features, apply and save settings, grab frames.
+
+The dart (daA1920-160uc) and pylon's emulator name some features differently (``ResultingFrameRate`` vs
+``ResultingFrameRateAbs``, ``RGB8`` vs ``RGB8Packed``), so every optional feature is probed, never assumed.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pypylon import genicam, pylon
+
+from exlpose_data.atomic import atomic_path
+from exlpose_data.errors import ExlposeError, UsageError
+
+from . import emulate
+
+__all__ = [
+    "CameraError",
+    "CameraRemovedError",
+    "DeviceSummary",
+    "Frame",
+    "FrameFormat",
+    "Limits",
+    "Camera",
+    "Rig",
+    "list_devices",
+    "pixel_format_info",
+]
+
+
+class CameraError(ExlposeError):
+    """A camera failed at run time (not something a setting can fix)."""
+
+
+class CameraRemovedError(CameraError):
+    """A camera disappeared (unplugged, powered off) while in use."""
+
+
+@dataclass(frozen=True)
+class DeviceSummary:
+    """One attached camera as enumeration reports it."""
+
+    serial: str
+    model: str
+    device_class: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ranges the camera accepts, read at run time."""
+
+    exposure_min_us: float
+    exposure_max_us: float
+    gain_min_db: float
+    gain_max_db: float
+
+
+@dataclass(frozen=True)
+class FrameFormat:
+    """How the frames of one camera are laid out (the session file's frame attributes)."""
+
+    pixel_format: str
+    bayer_pattern: str | None
+    bit_depth: int
+    channels: int
+    width: int
+    height: int
+    black_level: float
+    mirrored_x: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one frame as stored (uint16 per sample)."""
+        return self.height * self.width * self.channels * 2
+
+
+@dataclass
+class Frame:
+    """One grab result, copied out of pylon's buffer so the buffer goes straight back.
+
+    Attributes:
+        block_id: the camera's frame counter (USB3 block ID); -1 when the result carried none.
+        ok: the grab succeeded and the buffer is complete.
+        error: pylon's description when not ``ok``.
+        image: the pixels (uint16, LSB-aligned) when ``ok``.
+        timestamp_ns: camera timestamp, -1 when the camera gives none (the emulator reports 0).
+        host_time_ns: host clock when the result was retrieved.
+        exposure_us / gain_db: per-frame values from chunk data, None when the camera sends no chunks.
+    """
+
+    block_id: int
+    ok: bool
+    error: str
+    image: np.ndarray | None
+    timestamp_ns: int
+    host_time_ns: int
+    exposure_us: float | None = None
+    gain_db: float | None = None
+
+
+_PACKED = re.compile(r"(\d+)p$")
+_BAYER = re.compile(r"^Bayer(RG|GR|GB|BG)(\d+)$")
+_MONO = re.compile(r"^Mono(\d+)$")
+_COLOUR = re.compile(r"^(RGB|BGR)(\d+)(Packed)?$")
+
+
+def pixel_format_info(name: str) -> tuple[str | None, int, int]:
+    """(bayer pattern or None, bit depth, channels) of a pylon pixel format name.
+
+    Raises:
+        UsageError: packed (``...p``) and unknown formats; the session stores unpacked samples.
+    """
+    if _PACKED.search(name):
+        raise UsageError(f"pixel format {name}: packed formats are not supported; use the unpacked one ({name[:-1]})")
+    if m := _BAYER.match(name):
+        return m.group(1), int(m.group(2)), 1
+    if m := _MONO.match(name):
+        return None, int(m.group(1)), 1
+    if m := _COLOUR.match(name):
+        return None, int(m.group(2)), 3
+    raise UsageError(f"pixel format {name}: not a raw Bayer, Mono, RGB or BGR format")
+
+
+def _enumerate(emulated: bool, serial: str | None = None) -> list[Any]:
+    info = pylon.DeviceInfo()
+    if emulated:
+        emulate.enable()
+        # Filtering by class skips the slow probe of real transport layers (~1 ms instead of 0.25 s).
+        info.SetDeviceClass(emulate.DEVICE_CLASS)
+    if serial is not None:
+        info.SetSerialNumber(serial)
+    filters = [info] if emulated or serial is not None else []
+    return list(pylon.TlFactory.GetInstance().EnumerateDevices(filters))
+
+
+def list_devices(*, emulated: bool = False) -> list[DeviceSummary]:
+    """The cameras attached (or emulated), sorted by serial."""
+    return sorted(
+        (DeviceSummary(d.GetSerialNumber(), d.GetModelName(), d.GetDeviceClass()) for d in _enumerate(emulated)),
+        key=lambda d: d.serial,
+    )
+
+
+def _describe(devices: Iterable[DeviceSummary]) -> str:
+    items = [f"{d.serial} ({d.model})" for d in devices]
+    return ", ".join(items) if items else "none"
+
+
+class Camera:
+    """One camera opened by serial number.
+
+    Args:
+        serial: the camera's serial number.
+        role: ``ll`` or ``wl``, used in messages.
+        emulated: open a pylon CamEmu device.
+
+    Raises:
+        UsageError: no camera with that serial is attached (the message lists those that are).
+    """
+
+    def __init__(self, serial: str, *, role: str = "", emulated: bool = False) -> None:
+        self.serial = serial
+        self.role = role
+        self.emulated = emulated
+        found = _enumerate(emulated, serial)
+        if not found:
+            raise UsageError(f"camera {serial}{self._role_text()}: not attached; attached: {_describe(list_devices(emulated=emulated))}")
+        self._cam = pylon.InstantCamera(pylon.TlFactory.GetInstance().CreateDevice(found[0]))
+        self.model = found[0].GetModelName()
+        self._removed = threading.Event()
+        self._cam.RegisterConfiguration(_RemovalWatch(self._removed), pylon.RegistrationMode_Append, pylon.Cleanup_Delete)
+        try:
+            self._cam.Open()
+        except Exception as exc:  # pylon raises its own exception types
+            raise CameraError(f"camera {serial}{self._role_text()}: cannot open ({_first_line(exc)}); is another program using it?") from None
+        self._chunks: dict[str, str] = {}
+
+    def _role_text(self) -> str:
+        return f" ({self.role.upper()})" if self.role else ""
+
+    @property
+    def name(self) -> str:
+        """``<serial> (LL)`` for messages."""
+        return f"{self.serial}{self._role_text()}"
+
+    # -- features -------------------------------------------------------------------------------------
+
+    def _node(self, name: str) -> Any:
+        node = self._cam.GetNodeMap().GetNode(name)
+        if node is None or type(node).__name__ == "PlaceholderParameter":
+            return None
+        return node
+
+    def has(self, name: str) -> bool:
+        """Whether the camera implements feature ``name`` and it is available now."""
+        node = self._node(name)
+        try:
+            return node is not None and bool(genicam.IsAvailable(node))
+        except Exception:  # a node whose availability cannot be evaluated is treated as absent
+            return False
+
+    def first_of(self, *names: str) -> str | None:
+        """The first of ``names`` the camera has (names differ between the dart and the emulator)."""
+        return next((n for n in names if self.has(n)), None)
+
+    def symbolics(self, name: str) -> tuple[str, ...]:
+        """The entries an enumeration feature accepts, () when the feature is absent."""
+        return tuple(self._node(name).GetSymbolics()) if self.has(name) else ()
+
+    def get(self, name: str) -> Any:
+        """Read a feature's value."""
+        self._check_present()
+        if not self.has(name):
+            raise UsageError(f"camera {self.name}: has no feature {name}")
+        return self._node(name).Value
+
+    def set(self, name: str, value: Any) -> None:
+        """Write a feature, with a one-line error naming camera, feature and value when it is refused."""
+        self._check_present()
+        if not self.has(name):
+            raise UsageError(f"camera {self.name}: has no feature {name} (cannot set it to {value!r})")
+        node = self._node(name)
+        allowed = self.symbolics(name) if hasattr(node, "GetSymbolics") else ()
+        if allowed and value not in allowed:
+            raise UsageError(f"camera {self.name}: {name}={value!r} not supported; choose one of {', '.join(allowed)}")
+        try:
+            node.Value = value
+        except Exception as exc:
+            raise UsageError(f"camera {self.name}: cannot set {name}={value!r} ({_first_line(exc)})") from None
+
+    def limits(self) -> Limits:
+        """Exposure and gain ranges as the camera reports them now."""
+        exp = self._node(self._exposure_feature())
+        gain = self._node(self._gain_feature())
+        return Limits(exp.GetMin(), exp.GetMax(), gain.GetMin(), gain.GetMax())
+
+    def _exposure_feature(self) -> str:
+        name = self.first_of("ExposureTime", "ExposureTimeAbs")
+        if name is None:
+            raise UsageError(f"camera {self.name}: has no ExposureTime feature")
+        return name
+
+    def _gain_feature(self) -> str:
+        name = self.first_of("Gain", "GainAbs")
+        if name is None:
+            raise UsageError(f"camera {self.name}: has no Gain feature (in dB)")
+        return name
+
+    def set_exposure_gain(self, exposure_us: float, gain_db: float) -> tuple[float, float]:
+        """Apply exposure and gain (auto modes off) and return the values the camera actually holds."""
+        for auto in ("ExposureAuto", "GainAuto"):
+            if self.has(auto) and self.get(auto) != "Off":
+                self.set(auto, "Off")
+        self.set(self._exposure_feature(), float(exposure_us))
+        self.set(self._gain_feature(), float(gain_db))
+        return self.read_exposure_gain()
+
+    def read_exposure_gain(self) -> tuple[float, float]:
+        """(exposure_us, gain_db) as read back from the camera."""
+        return float(self.get(self._exposure_feature())), float(self.get(self._gain_feature()))
+
+    def temperature_c(self) -> float | None:
+        """Device temperature in degrees Celsius, None when the camera does not report one."""
+        try:
+            return float(self.get("DeviceTemperature")) if self.has("DeviceTemperature") else None
+        except (UsageError, CameraError):
+            return None
+
+    def save_pfs(self, path: str | Path) -> Path:
+        """Save every persistent feature to a ``.pfs`` file (atomically)."""
+        with atomic_path(path) as tmp:
+            pylon.FeaturePersistence.Save(str(tmp), self._cam.GetNodeMap())
+        return Path(path)
+
+    def load_pfs(self, path: str | Path) -> None:
+        """Load a ``.pfs`` file into the camera, validating every value."""
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"{p}: no such .pfs file (camera {self.name})")
+        try:
+            pylon.FeaturePersistence.Load(str(p), self._cam.GetNodeMap(), True)
+        except Exception as exc:
+            raise UsageError(f"{p}: cannot load into camera {self.name} ({_first_line(exc)})") from None
+
+    def configure_format(self, pixel_format: str, roi: tuple[int, int, int, int] | None, reverse_x: bool) -> FrameFormat:
+        """Set pixel format, ROI (width, height, offset_x, offset_y) and ReverseX; return the resulting layout.
+
+        The Bayer pattern is read back *after* ReverseX: the camera reports the pattern its mirrored output has.
+        """
+        self.set("PixelFormat", self._pixel_format_name(pixel_format))
+        if reverse_x:
+            self.set("ReverseX", True)
+        elif self.has("ReverseX"):
+            self.set("ReverseX", False)
+        if roi is not None:
+            width, height, ox, oy = roi
+            # Offsets first to 0 so any width/height within the sensor is accepted, then the final offsets.
+            self.set("OffsetX", 0)
+            self.set("OffsetY", 0)
+            self._set_int_checked("Width", width)
+            self._set_int_checked("Height", height)
+            self._set_int_checked("OffsetX", ox)
+            self._set_int_checked("OffsetY", oy)
+        actual = str(self.get("PixelFormat"))
+        pattern, depth, channels = pixel_format_info(actual)
+        black = float(self.get("BlackLevel")) if self.has("BlackLevel") else 0.0
+        return FrameFormat(
+            pixel_format=actual,
+            bayer_pattern=pattern,
+            bit_depth=depth,
+            channels=channels,
+            width=int(self.get("Width")),
+            height=int(self.get("Height")),
+            black_level=black,
+            mirrored_x=bool(reverse_x),
+        )
+
+    def _pixel_format_name(self, wanted: str) -> str:
+        allowed = self.symbolics("PixelFormat")
+        if wanted in allowed:
+            return wanted
+        if f"{wanted}Packed" in allowed:  # RGB8 on the dart is RGB8Packed on the emulator
+            return f"{wanted}Packed"
+        raise UsageError(f"camera {self.name}: pixel format {wanted} not supported; choose one of {', '.join(allowed)}")
+
+    def _set_int_checked(self, name: str, value: int) -> None:
+        node = self._node(name)
+        lo, hi, inc = node.GetMin(), node.GetMax(), node.GetInc()
+        if not lo <= value <= hi or (value - lo) % inc:
+            raise UsageError(f"camera {self.name}: {name}={value} out of range {lo}..{hi} (step {inc})")
+        self.set(name, int(value))
+
+    def enable_chunks(self) -> bool:
+        """Ask for per-frame timestamp, exposure and gain as chunk data when the camera can send them.
+
+        The emulator has ``ChunkModeActive`` but throws on StartGrabbing when it is on, so chunks are used only
+        when a ``ChunkSelector`` exists too.
+        """
+        self._chunks = {}
+        if not (self.has("ChunkModeActive") and self.has("ChunkSelector")):
+            return False
+        self.set("ChunkModeActive", True)
+        wanted = {"Timestamp": "ChunkTimestamp", "ExposureTime": "ChunkExposureTime", "Gain": "ChunkGain"}
+        for selector, value_node in wanted.items():
+            if selector in self.symbolics("ChunkSelector"):
+                self.set("ChunkSelector", selector)
+                self.set("ChunkEnable", True)
+                self._chunks[selector] = value_node
+        return bool(self._chunks)
+
+    # -- acquisition ----------------------------------------------------------------------------------
+
+    def start(self, buffers: int = 16) -> None:
+        """Start grabbing one by one (no result is ever silently replaced)."""
+        self._check_present()
+        if self.has("MaxNumBuffer"):
+            self._cam.MaxNumBuffer.Value = buffers
+        try:
+            self._cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
+        except Exception as exc:
+            self._raise_runtime(exc, "start grabbing")
+
+    def stop(self) -> None:
+        """Stop grabbing; safe to call when not grabbing or after removal."""
+        try:
+            if self._cam.IsGrabbing():
+                self._cam.StopGrabbing()
+        except Exception:  # a removed camera cannot stop; nothing is left to release
+            pass
+
+    @property
+    def is_grabbing(self) -> bool:
+        return bool(self._cam.IsGrabbing())
+
+    def wait_ready(self, timeout_ms: float) -> bool:
+        """Wait until the camera accepts a frame trigger."""
+        self._check_present()
+        try:
+            return bool(self._cam.WaitForFrameTriggerReady(int(max(1, timeout_ms)), pylon.TimeoutHandling_Return))
+        except Exception as exc:
+            self._raise_runtime(exc, "wait for trigger-ready")
+
+    def trigger(self) -> None:
+        """Issue a software frame trigger."""
+        self._check_present()
+        try:
+            self._cam.TriggerSoftware.Execute()
+        except Exception as exc:
+            self._raise_runtime(exc, "software trigger")
+
+    def try_retrieve(self, timeout_ms: float) -> Frame | None:
+        """The next grab result, or None when none arrives within ``timeout_ms``."""
+        self._check_present()
+        try:
+            res = self._cam.RetrieveResult(int(max(0, timeout_ms)), pylon.TimeoutHandling_Return)
+        except Exception as exc:
+            self._raise_runtime(exc, "retrieve a frame")
+        host = time.time_ns()
+        if not res.IsValid():
+            return None
+        try:
+            ok = bool(res.GrabSucceeded())
+            image = None
+            exposure = gain = None
+            if ok:
+                # Copy: the buffer returns to pylon at Release(); uint8 formats are widened to the stored uint16.
+                image = np.array(res.Array, dtype=np.uint16, copy=True)
+                exposure, gain = self._chunk_values(res)
+            ts = int(res.TimeStamp)
+            return Frame(
+                block_id=int(res.BlockID),
+                ok=ok,
+                error="" if ok else str(res.ErrorDescription),
+                image=image,
+                timestamp_ns=ts if ts > 0 else -1,
+                host_time_ns=host,
+                exposure_us=exposure,
+                gain_db=gain,
+            )
+        finally:
+            res.Release()
+
+    def _chunk_values(self, res: Any) -> tuple[float | None, float | None]:
+        if not self._chunks:
+            return None, None
+        nodes = res.GetChunkDataNodeMap()
+        exposure = nodes.GetNode("ChunkExposureTime").Value if "ExposureTime" in self._chunks else None
+        gain = nodes.GetNode("ChunkGain").Value if "Gain" in self._chunks else None
+        return exposure, gain
+
+    def force_failed_buffers(self, count: int = 1) -> None:
+        """Emulator only: make the next ``count`` grabs fail (for testing drop handling)."""
+        self.set("ForceFailedBufferCount", int(count))
+        self._node("ForceFailedBuffer").Execute()
+
+    def emulate_removal(self) -> None:
+        """Emulator only: make pylon report this camera removed, as an unplugged cable would."""
+        self._node("FirePnPCallback").Execute()
+
+    def close(self) -> None:
+        """Stop, close and release the device."""
+        self.stop()
+        try:
+            self._cam.Close()
+            self._cam.DestroyDevice()
+        except Exception:  # already gone (removed); nothing left to release
+            pass
+
+    def _check_present(self) -> None:
+        if self._removed.is_set():
+            raise CameraRemovedError(f"camera {self.name}: removed (unplugged or powered off)")
+
+    def _raise_runtime(self, exc: Exception, what: str) -> None:
+        if self._removed.is_set() or "removed" in str(exc):
+            raise CameraRemovedError(f"camera {self.name}: removed (unplugged or powered off) during {what}") from None
+        raise CameraError(f"camera {self.name}: cannot {what} ({_first_line(exc)})") from None
+
+    def __enter__(self) -> "Camera":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].split(" : ")[0] if text else type(exc).__name__
+
+
+class _RemovalWatch(pylon.ConfigurationEventHandler):  # type: ignore[misc]
+    """Sets an event when pylon reports the device removed."""
+
+    def __init__(self, flag: threading.Event) -> None:
+        super().__init__()
+        self._flag = flag
+
+    def OnCameraDeviceRemoved(self, camera: Any) -> None:  # noqa: N802 (pylon's name)
+        self._flag.set()
+
+
+class Rig:
+    """The two cameras of the rig, opened and formatted as the config says.
+
+    Args:
+        config: the rig config (``rig.config.RigConfig``).
+        emulated: open pylon CamEmu devices.
+    """
+
+    def __init__(self, config: Any, *, emulated: bool = False) -> None:
+        self.config = config
+        self.emulated = emulated
+        self.ll = Camera(config.ll.serial, role="ll", emulated=emulated)
+        try:
+            self.wl = Camera(config.wl.serial, role="wl", emulated=emulated)
+        except BaseException:
+            self.ll.close()
+            raise
+        self.formats: dict[str, FrameFormat] = {}
+        self.chunks: dict[str, bool] = {}
+
+    @property
+    def cameras(self) -> dict[str, Camera]:
+        return {"ll": self.ll, "wl": self.wl}
+
+    def configure(self) -> dict[str, FrameFormat]:
+        """Load each camera's .pfs (when given), then apply pixel format, ROI and mirroring."""
+        roi = self.config.roi.as_tuple() if self.config.roi is not None else None
+        for role, cam in self.cameras.items():
+            cam_cfg = self.config.camera(role)
+            cam.stop()
+            if cam_cfg.pfs is not None:
+                cam.load_pfs(cam_cfg.pfs)
+            self.formats[role] = cam.configure_format(self.config.pixel_format, roi, cam_cfg.reverse_x)
+            self.chunks[role] = cam.enable_chunks()
+        if self.formats["ll"].shape != self.formats["wl"].shape:
+            raise UsageError(f"LL frames {self.formats['ll'].shape} and WL frames {self.formats['wl'].shape} differ; set the same roi for both")
+        return self.formats
+
+    def limits(self) -> dict[str, Limits]:
+        return {role: cam.limits() for role, cam in self.cameras.items()}
+
+    def stop(self) -> None:
+        for cam in self.cameras.values():
+            cam.stop()
+
+    def close(self) -> None:
+        for cam in self.cameras.values():
+            cam.close()
+
+    def __enter__(self) -> "Rig":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,287 @@
+"""A capture session: rig, checks, writer and recorder put together for scenes, references and resumes.
+
+Everything that can be refused is refused before the session file is touched: camera ranges, timeouts, frame
+period, ``usbfs_memory_mb``, free disk space, feed folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exlpose_data.errors import InputError, UsageError
+from exlpose_data.exposure import LadderStep
+from exlpose_data.session_format import SessionReader, reference_path, step_path
+
+from . import diskspace, emulate, usbfs
+from .cameras import Rig
+from .config import RigConfig
+from .recorder import CaptureStats, Recorder, StepOutcome, StepRequest
+from .schedule import Plan, check_plan, make_plan, retrieve_timeout_ms
+from .sync import make_sync
+from .writer import SessionWriter, json_attr
+
+__all__ = ["SceneSpec", "CaptureSession", "next_video_id", "resume_specs", "scene_attrs", "step_attrs", "describe_outcomes"]
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """One scene to record: where it goes, its release name parts and its plan."""
+
+    scene: str
+    date_mmdd: str
+    site: str
+    video_id: int
+    plan: Plan
+    frame_rate_hz: float
+    feeds: Path | None = None
+
+    @property
+    def frames(self) -> int:
+        return self.plan.steps[0].frames
+
+
+def scene_attrs(spec: SceneSpec) -> dict[str, Any]:
+    """The scene group's attributes: what release names need, plus what ``resume`` needs."""
+    plan = spec.plan
+    return {
+        "date_mmdd": spec.date_mmdd,
+        "site": spec.site,
+        "video_id": spec.video_id,
+        "base_exposure_us": plan.base_exposure_us,
+        "base_gain_db": plan.base_gain_db,
+        "ll_gain_db": plan.ll_gain_db,
+        "k_list": json_attr(list(plan.ks)),
+        "nd_factor": plan.nd_factor,
+        "frames_per_step": spec.frames,
+        "frame_rate_hz": spec.frame_rate_hz,
+        "feeds": str(spec.feeds) if spec.feeds is not None else "",
+    }
+
+
+def step_attrs(step: LadderStep) -> dict[str, Any]:
+    """A step group's attributes (planned values; read-back values are in the frames table)."""
+    return {
+        "k": step.k,
+        "ratio": step.ratio,
+        "exposure_us": step.exposure_us,
+        "nominal_exposure_us": step.nominal_exposure_us,
+        "wl_gain_db": step.wl_gain_db,
+        "ll_gain_db": step.ll_gain_db,
+    }
+
+
+def next_video_id(path: str | Path, date_mmdd: str, site: str) -> int:
+    """One more than the highest video id of the session's scenes with that date and site (1 for none)."""
+    if not Path(path).is_file():
+        return 1
+    with SessionReader(path) as reader:
+        ids = [
+            int(meta["video_id"])
+            for meta in (reader.scene_meta(s) for s in reader.scenes())
+            if str(meta.get("date_mmdd")) == date_mmdd and str(meta.get("site", "")) == site
+        ]
+    return max(ids, default=0) + 1
+
+
+class CaptureSession:
+    """Open the rig for recording into one session file.
+
+    Args:
+        config: the rig config.
+        out: the session file (created, or appended to when it exists).
+        emulated: use pylon CamEmu cameras.
+        progress: live statistics callback (see ``rig.display``).
+        on_flush: called after each writer flush with ``{group: rows flushed}``.
+    """
+
+    def __init__(
+        self,
+        config: RigConfig,
+        out: str | Path,
+        *,
+        emulated: bool = False,
+        progress: Callable[[CaptureStats], None] | None = None,
+        on_flush: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.out = Path(out)
+        self.emulated = emulated
+        self._progress = progress
+        self._on_flush = on_flush
+        self.writer: SessionWriter | None = None
+        self.recorder: Recorder | None = None
+        self.rig = Rig(config, emulated=emulated)
+        try:
+            self.rig.configure()
+            self.sync = make_sync(config.trigger, config.frame_rate_hz, emulated=emulated)
+            self.sync.configure(self.rig)
+        except BaseException:
+            self.rig.close()
+            raise
+
+    @property
+    def pair_bytes(self) -> int:
+        return self.rig.formats["ll"].frame_bytes + self.rig.formats["wl"].frame_bytes
+
+    def plan(self, **kwargs: Any) -> Plan:
+        """``schedule.make_plan`` with this rig's pair size, ND factor and timeout override."""
+        return make_plan(
+            nd_factor=self.config.nd_factor, pair_bytes=self.pair_bytes, timeout_override_ms=self.config.retrieve_timeout_ms, **kwargs
+        )
+
+    def check(self, plan: Plan | None, expected_bytes: int) -> None:
+        """Every refusal that must happen before the file is touched."""
+        limits = self.rig.limits()
+        if plan is not None:
+            check_plan(plan, limits["ll"], limits["wl"], self.config.frame_rate_hz)
+        if not self.emulated:
+            usbfs.check_usbfs(max(f.frame_bytes for f in self.rig.formats.values()), self.config.buffers)
+        diskspace.check_room(self.out.parent if not self.out.exists() else self.out, expected_bytes, int(self.config.min_free_mb * diskspace.MB))
+
+    def _writer(self) -> Recorder:
+        if self.recorder is None:
+            self.writer = SessionWriter(
+                self.out,
+                root_attrs={"rig_config": self.config.to_json(), "emulated": self.emulated},
+                flush_interval_s=self.config.flush_interval_s,
+                queue_pairs=self.config.queue_pairs,
+                min_free_bytes=int(self.config.min_free_mb * diskspace.MB),
+                on_flush=self._on_flush,
+            )
+            self.recorder = Recorder(self.rig, self.sync, self.writer, progress=self._progress)
+        return self.recorder
+
+    def record_scene(self, spec: SceneSpec, *, resume: bool = False) -> list[StepOutcome]:
+        """Record every step of a scene's plan (steps already complete are skipped).
+
+        Raises:
+            UsageError: the scene exists already and ``resume`` is False, or a feed folder is missing.
+        """
+        if not resume and self.out.is_file():
+            with SessionReader(self.out) as reader:
+                if spec.scene in reader.scenes():
+                    raise UsageError(f"{self.out}: scene {spec.scene!r} exists already; use `exlpose-capture resume` or another --scene")
+        requests = [self._step_request(spec, planned.step, planned.frames, planned.timeout_ms) for planned in spec.plan.steps]
+        if not resume:
+            self.check(spec.plan, spec.plan.expected_bytes)
+        recorder = self._writer()
+        recorder.writer.set_attrs(f"/scenes/{spec.scene}", scene_attrs(spec))
+        return [recorder.record_step(req) for req in requests]
+
+    def _step_request(self, spec: SceneSpec, step: LadderStep, frames: int, timeout_ms: float) -> StepRequest:
+        feeds = None
+        if spec.feeds is not None:
+            feeds = {role: str(emulate.feed_dir(spec.feeds, spec.scene, step.step_name, role)) for role in ("ll", "wl")}
+        return StepRequest(
+            group=step_path(spec.scene, step.step_name),
+            attrs=step_attrs(step),
+            frames=frames,
+            exposure_us=step.exposure_us,
+            ll_gain_db=step.ll_gain_db,
+            wl_gain_db=step.wl_gain_db,
+            timeout_ms=timeout_ms,
+            feeds=feeds,
+        )
+
+    def record_reference(
+        self, name: str, *, exposure_us: float, ll_gain_db: float, wl_gain_db: float, frames: int, feeds: Path | None = None, feed_scene: str | None = None
+    ) -> StepOutcome:
+        """Record a static reference pair set for alignment under ``/reference/<name>``."""
+        timeout = retrieve_timeout_ms(exposure_us, self.config.retrieve_timeout_ms)
+        limits = self.rig.limits()
+        problems = [
+            f"{role.upper()} {what}"
+            for role, gain in (("ll", ll_gain_db), ("wl", wl_gain_db))
+            for what, ok in (
+                (f"exposure {exposure_us:g} us", limits[role].exposure_min_us <= exposure_us <= limits[role].exposure_max_us),
+                (f"gain {gain:.2f} dB", limits[role].gain_min_db <= gain <= limits[role].gain_max_db),
+            )
+            if not ok
+        ]
+        if problems:
+            raise UsageError("reference refused, outside the cameras' ranges: " + "; ".join(problems))
+        feed_dirs = None
+        if feeds is not None:
+            feed_dirs = {role: str(emulate.feed_dir(feeds, feed_scene or name, "reference", role)) for role in ("ll", "wl")}
+        self.check(None, frames * self.pair_bytes)
+        req = StepRequest(
+            group=reference_path(name),
+            attrs={"exposure_us": exposure_us, "ll_gain_db": ll_gain_db, "wl_gain_db": wl_gain_db},
+            frames=frames,
+            exposure_us=exposure_us,
+            ll_gain_db=ll_gain_db,
+            wl_gain_db=wl_gain_db,
+            timeout_ms=timeout,
+            feeds=feed_dirs,
+        )
+        return self._writer().record_step(req)
+
+    def close(self) -> None:
+        """Close the writer (flushing everything queued) and the cameras; re-raise a writer failure."""
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            self.rig.close()
+
+    def __enter__(self) -> "CaptureSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def resume_specs(path: str | Path) -> tuple[RigConfig, bool, list[SceneSpec]]:
+    """Rig config, emulation flag and scene specs of the scenes of a session that are not complete.
+
+    Raises:
+        InputError: not a session file, or one written without the attributes resume needs.
+    """
+    with SessionReader(path) as reader:
+        if not reader.rig_config:
+            raise InputError(f"{path}: no rig_config attribute; not a session written by exlpose-capture")
+        config = RigConfig.model_validate(reader.rig_config)
+        emulated = bool(reader.attrs.get("emulated", False))
+        specs = []
+        for scene in reader.scenes():
+            meta = reader.scene_meta(scene)
+            if "frames_per_step" not in meta:
+                raise InputError(f"{path}: scene {scene!r} lacks frames_per_step; cannot tell what is missing")
+            frames = int(meta["frames_per_step"])
+            ks = list(meta["k_list"])
+            have = {s: len(reader.frames_table(scene, s)) for s in reader.steps(scene)}
+            plan = make_plan(
+                base_exposure_us=float(meta["base_exposure_us"]),
+                base_gain_db=float(meta["base_gain_db"]),
+                ks=ks,
+                nd_factor=float(meta["nd_factor"]),
+                ll_gain_db=float(meta["ll_gain_db"]),
+                frames=frames,
+                timeout_override_ms=config.retrieve_timeout_ms,
+            )
+            if all(have.get(p.step.step_name, 0) >= frames for p in plan.steps):
+                continue
+            specs.append(
+                SceneSpec(
+                    scene=scene,
+                    date_mmdd=str(meta["date_mmdd"]),
+                    site=str(meta.get("site", "")),
+                    video_id=int(meta["video_id"]),
+                    plan=plan,
+                    frame_rate_hz=float(meta.get("frame_rate_hz", config.frame_rate_hz)),
+                    feeds=Path(meta["feeds"]) if meta.get("feeds") else None,
+                )
+            )
+    return config, emulated, specs
+
+
+def describe_outcomes(outcomes: list[StepOutcome]) -> str:
+    """One line per step for the CLI."""
+    lines = []
+    for o in outcomes:
+        drops = ", ".join(f"{n} {reason}" for reason, n in sorted(o.dropped.items())) or "none"
+        lines.append(f"{o.group}: {o.total} pairs ({o.kept} new), dropped: {drops}")
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""The rig configuration: which camera is which, image format, trigger topology, recording settings.
+
+A YAML or JSON file validated by pydantic; unknown keys are refused so a typo never silently falls back to a
+default. Example (YAML)::
+
+    ll: {serial: "40123456"}
+    wl: {serial: "40123457", reverse_x: true}   # the path mirrored by the beam splitter
+    nd_factor: 100
+    pixel_format: BayerRG12
+    roi: {width: 1920, height: 1200, offset_x: 8, offset_y: 8}
+    frame_rate_hz: 10
+    trigger: {topology: master-slave, master: wl, master_line: Line2, slave_line: Line1}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from exlpose_data.errors import InputError
+
+from . import emulate
+
+__all__ = ["CameraConfig", "RoiConfig", "TriggerConfig", "RigConfig", "load_config", "emulated_config"]
+
+Topology = Literal["software", "master-slave", "external", "free-run"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CameraConfig(_Strict):
+    """One camera of the rig."""
+
+    serial: str = Field(min_length=1, description="serial number as enumeration reports it")
+    pfs: Path | None = Field(None, description=".pfs file loaded before the rig's own settings")
+    reverse_x: bool = Field(False, description="mirror on the camera (the beam splitter's mirrored path)")
+
+
+class RoiConfig(_Strict):
+    """Region of interest in sensor pixels."""
+
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    offset_x: int = Field(0, ge=0)
+    offset_y: int = Field(0, ge=0)
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return self.width, self.height, self.offset_x, self.offset_y
+
+
+class TriggerConfig(_Strict):
+    """How the two exposures are started together.
+
+    ``software``: both cameras software-triggered in lockstep (sequential, not simultaneous: fine for static
+    scenes and for the emulator). ``master-slave``: the master free-runs at ``frame_rate_hz`` and drives
+    ``master_line`` (Output, source ``master_line_source``); the slave triggers on ``slave_line``, rising edge.
+    ``external``: both trigger on ``input_line`` from a generator. ``free-run``: no synchronisation at all
+    (benchmarks only; pairs are matched by frame counter).
+    """
+
+    topology: Topology = "software"
+    master: Literal["ll", "wl"] = "wl"
+    master_line: str = "Line2"
+    master_line_source: Literal["ExposureActive", "UserOutput1"] = "ExposureActive"
+    slave_line: str = "Line1"
+    input_line: str = "Line1"
+    activation: Literal["RisingEdge", "FallingEdge"] = "RisingEdge"
+
+
+class RigConfig(_Strict):
+    """Everything the recorder needs to know about the rig."""
+
+    ll: CameraConfig
+    wl: CameraConfig
+    nd_factor: float = Field(100.0, gt=1, description="light attenuation of the LL path (1% ND -> 100)")
+    pixel_format: str = Field("BayerRG12", description="raw Bayer 12-bit by default: 8 bits lose low-light detail")
+    roi: RoiConfig | None = None
+    frame_rate_hz: float = Field(10.0, gt=0, description="pairs per second while recording")
+    trigger: TriggerConfig = TriggerConfig()
+    retrieve_timeout_ms: float | None = Field(None, gt=0, description="fixed retrieve timeout; default derives from exposure")
+    flush_interval_s: float = Field(0.5, gt=0, le=60, description="HDF5 flush period (data at risk on a crash)")
+    queue_pairs: int = Field(64, ge=2, description="pairs the writer queue holds before acquisition waits")
+    buffers: int = Field(16, ge=2, description="pylon grab buffers per camera")
+    min_free_mb: float = Field(256.0, ge=0, description="stop cleanly when free disk space falls below this")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "RigConfig":
+        if self.ll.serial == self.wl.serial:
+            raise ValueError(f"ll and wl use the same camera serial {self.ll.serial!r}")
+        if self.roi is not None and self.pixel_format.startswith("Bayer") and (self.roi.offset_x % 2 or self.roi.offset_y % 2):
+            raise ValueError("roi offsets must be even with a Bayer pixel format (an odd offset shifts the colour phase)")
+        return self
+
+    def camera(self, role: str) -> CameraConfig:
+        return self.ll if role == "ll" else self.wl
+
+    def to_json(self) -> str:
+        """Compact JSON, as stored in session files."""
+        return self.model_dump_json()
+
+
+def load_config(path: str | Path) -> RigConfig:
+    """Read and validate a rig config (``.yaml``/``.yml`` or ``.json``).
+
+    Raises:
+        InputError: unreadable file or invalid content; the message names the file and field.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such rig config file")
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise InputError(f"{p}: cannot parse ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{p}: expected a mapping at the top level")
+    try:
+        cfg = RigConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        raise InputError(f"{p}: {where}: {err['msg']}") from None
+    base = p.parent
+    for cam in (cfg.ll, cfg.wl):
+        if cam.pfs is not None and not cam.pfs.is_absolute():
+            cam.pfs = base / cam.pfs
+    return cfg
+
+
+def emulated_config(**overrides: object) -> RigConfig:
+    """The default emulated rig: CamEmu 0815-0000 is LL, 0815-0001 is WL, software lockstep."""
+    data: dict[str, object] = {"ll": {"serial": emulate.SERIALS[0]}, "wl": {"serial": emulate.SERIALS[1]}}
+    data.update(overrides)
+    return RigConfig.model_validate(data)

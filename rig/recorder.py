@@ -1,0 +1,350 @@
+"""Recording: pairing frames of the two cameras, dropping incomplete pairs, counting why, keeping statistics.
+
+Pairing never trusts arrival order. Each frame carries the camera's block ID (its frame counter, reset when
+grabbing starts). For a pair both frames must carry the counter value that belongs to the same trigger:
+
+- lockstep (software trigger): after every disturbance the cameras are brought to rest (trigger-ready, no
+  result arriving), so the first frame afterwards belongs to the first trigger afterwards; from there the
+  j-th trigger must bring block ID ``base + j``. A lower ID is a late frame of an abandoned trigger
+  (discarded), a higher one means a frame vanished (pair dropped, rest again).
+- hardware triggers and free run: both cameras are armed before the first edge, so frame ``i`` of each
+  camera (block ID minus the first one) belongs to edge ``i``; when both cameras report timestamps their
+  offset must stay constant to within half a frame period.
+
+A missing, failed or incomplete frame on either side drops the pair; the reason is counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exlpose_data.errors import ExlposeError
+
+from .cameras import Camera, Frame, Rig
+from .sync import Sync
+from .writer import SessionWriter
+
+__all__ = ["CaptureStats", "CaptureStopped", "DiskSpaceLow", "StepRequest", "StepOutcome", "Recorder"]
+
+log = logging.getLogger(__name__)
+
+ROLES = ("ll", "wl")
+
+
+class CaptureStopped(ExlposeError):
+    """Recording stopped before the plan was complete (pairs written so far are kept)."""
+
+
+class DiskSpaceLow(CaptureStopped):
+    """Free disk space fell below the reserve; recording stopped and the file was closed cleanly."""
+
+
+@dataclass
+class CaptureStats:
+    """Counters the live display shows."""
+
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    stale_frames: int = 0
+    started: float = field(default_factory=time.monotonic)
+    step: str = ""
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    def pairs_per_s(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.kept / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """One step (or reference) to record.
+
+    Attributes:
+        group: HDF5 group of the step.
+        attrs: attributes of the step group.
+        frames: pairs wanted in the group (pairs already there count, for resume).
+        exposure_us: exposure of both cameras.
+        ll_gain_db / wl_gain_db: gains.
+        timeout_ms: retrieve timeout derived from the exposure.
+        feeds: per-role folders the emulated cameras play, or None.
+    """
+
+    group: str
+    attrs: dict[str, Any]
+    frames: int
+    exposure_us: float
+    ll_gain_db: float
+    wl_gain_db: float
+    timeout_ms: float
+    feeds: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one step produced."""
+
+    group: str
+    kept: int
+    total: int
+    dropped: dict[str, int]
+    applied: dict[str, tuple[float, float]]
+
+
+class Recorder:
+    """Record steps on a rig through a session writer.
+
+    Args:
+        rig: opened and configured cameras.
+        sync: the trigger topology (already configured on the rig).
+        writer: the session writer.
+        progress: called with the statistics at most every ``progress_interval_s``.
+        max_consecutive_drops: stop with a clear error after this many dropped pairs in a row.
+    """
+
+    def __init__(
+        self,
+        rig: Rig,
+        sync: Sync,
+        writer: SessionWriter,
+        *,
+        progress: Callable[[CaptureStats], None] | None = None,
+        progress_interval_s: float = 0.25,
+        max_consecutive_drops: int = 10,
+    ) -> None:
+        self.rig = rig
+        self.sync = sync
+        self.writer = writer
+        self.stats = CaptureStats()
+        self._progress = progress
+        self._progress_interval_s = progress_interval_s
+        self._last_progress = 0.0
+        self._max_consecutive = max_consecutive_drops
+        self._consecutive = 0
+
+    # -- one step --------------------------------------------------------------------------------------
+
+    def record_step(self, req: StepRequest) -> StepOutcome:
+        """Record pairs into ``req.group`` until it holds ``req.frames`` pairs.
+
+        Raises:
+            CaptureStopped: too many drops in a row (the message says which camera and what to check).
+            DiskSpaceLow: free space fell below the reserve.
+            CameraRemovedError: a camera vanished.
+        """
+        self.rig.stop()
+        applied = self._apply(req)
+        have, next_index = self.writer.open_step(req.group, req.attrs, self.rig.formats["ll"], self.rig.formats["wl"])
+        self.stats.step = req.group
+        dropped_before = Counter(self.stats.dropped)
+        kept_before = self.stats.kept
+        if have < req.frames:
+            self._consecutive = 0
+            self.sync.start(self.rig, self.rig.config.buffers)
+            try:
+                if self.sync.lockstep:
+                    self._lockstep(req, req.frames - have, next_index, applied)
+                else:
+                    self._streams(req, req.frames - have, next_index, applied)
+            finally:
+                self.sync.stop(self.rig)
+        dropped = {k: v - dropped_before.get(k, 0) for k, v in self.stats.dropped.items() if v - dropped_before.get(k, 0)}
+        kept = self.stats.kept - kept_before
+        return StepOutcome(req.group, kept, have + kept, dropped, applied)
+
+    def _apply(self, req: StepRequest) -> dict[str, tuple[float, float]]:
+        applied = {}
+        for role, cam in self.rig.cameras.items():
+            if req.feeds is not None:
+                cam.set("TestImageSelector", "Off")
+                cam.set("ImageFilename", req.feeds[role])
+                cam.set("ImageFileMode", "On")
+            gain = req.ll_gain_db if role == "ll" else req.wl_gain_db
+            applied[role] = cam.set_exposure_gain(req.exposure_us, gain)
+        return applied
+
+    # -- lockstep (software trigger) -------------------------------------------------------------------
+
+    def _lockstep(self, req: StepRequest, wanted: int, next_index: int, applied: dict[str, tuple[float, float]]) -> None:
+        base: dict[str, int | None] = {r: None for r in ROLES}
+        issued = {r: 0 for r in ROLES}
+        period = 1.0 / self.sync.frame_rate_hz if self.sync.frame_rate_hz else 0.0
+        kept = 0
+        seq = 0
+        t0 = time.monotonic()
+        while kept < wanted:
+            self._check_space()
+            if period:
+                delay = t0 + seq * period - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            index = next_index + seq
+            seq += 1
+            not_ready = [r for r in ROLES if not self.rig.cameras[r].wait_ready(req.timeout_ms)]
+            if not_ready:
+                self._drop(index, f"{not_ready[0]} not ready for trigger", not_ready[0])
+                self._rest(req.timeout_ms, base, issued)
+                continue
+            host_ns = time.time_ns()
+            for role in ROLES:
+                self.rig.cameras[role].trigger()
+                issued[role] += 1
+            frames: dict[str, Frame | None] = {}
+            reasons: list[tuple[str, str]] = []
+            resync = False
+            for role in ROLES:
+                frame, problem = self._frame_for_trigger(role, req.timeout_ms, base, issued)
+                frames[role] = frame
+                if problem:
+                    reasons.append((role, problem))
+                    resync = resync or problem != "failed"
+            if reasons:
+                role, problem = reasons[0]
+                detail = frames[role].error if problem == "failed" and frames[role] is not None else ""
+                self._drop(index, f"{role} {problem}" + (f" ({detail})" if detail else ""), role)
+                if resync:
+                    self._rest(req.timeout_ms, base, issued)
+                continue
+            self._keep(req.group, index, host_ns, frames["ll"], frames["wl"], applied)  # type: ignore[arg-type]
+            kept += 1
+
+    def _frame_for_trigger(self, role: str, timeout_ms: float, base: dict[str, int | None], issued: dict[str, int]) -> tuple[Frame | None, str]:
+        """The frame of the latest trigger of ``role``'s camera, or None and why not."""
+        cam = self.rig.cameras[role]
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        while True:
+            frame = cam.try_retrieve(max(0.0, deadline - time.monotonic()) * 1000.0)
+            if frame is None:
+                return None, "timeout"
+            if base[role] is None:
+                # At rest before this trigger: the first frame afterwards is its frame.
+                base[role] = frame.block_id - (issued[role] - 1)
+            expected = base[role] + issued[role] - 1  # type: ignore[operator]
+            if frame.block_id < expected:
+                self.stats.stale_frames += 1
+                continue
+            if frame.block_id > expected:
+                return None, f"frame counter jumped ({frame.block_id}, expected {expected})"
+            return (frame, "") if frame.ok else (frame, "failed")
+
+    def _rest(self, timeout_ms: float, base: dict[str, int | None], issued: dict[str, int]) -> None:
+        """Bring both cameras to rest and discard whatever was in flight; counting restarts afterwards."""
+        grace_ms = min(timeout_ms, 100.0)
+        for role in ROLES:
+            cam = self.rig.cameras[role]
+            cam.wait_ready(timeout_ms)
+            while cam.try_retrieve(grace_ms) is not None:
+                self.stats.stale_frames += 1
+            base[role] = None
+            issued[role] = 0
+
+    # -- free-running streams (hardware trigger, free run) ---------------------------------------------
+
+    def _streams(self, req: StepRequest, wanted: int, next_index: int, applied: dict[str, tuple[float, float]]) -> None:
+        pending: dict[str, dict[int, Frame]] = {r: {} for r in ROLES}
+        first: dict[str, int | None] = {r: None for r in ROLES}
+        newest: dict[str, int] = {r: -1 for r in ROLES}
+        last_arrival = {r: time.monotonic() for r in ROLES}
+        period_ns = 1e9 / self.sync.frame_rate_hz if self.sync.frame_rate_hz else None
+        ts_offset: int | None = None
+        done = -1  # highest frame index decided (kept or dropped)
+        kept = 0
+        while kept < wanted:
+            self._check_space()
+            for role in ROLES:
+                frame = self.rig.cameras[role].try_retrieve(2.0)
+                now = time.monotonic()
+                if frame is None:
+                    if now - last_arrival[role] > req.timeout_ms / 1000.0:
+                        last_arrival[role] = now
+                        self._drop(next_index + done + 1, f"{role} timeout", role)
+                    continue
+                last_arrival[role] = now
+                if first[role] is None:
+                    first[role] = frame.block_id
+                idx = frame.block_id - first[role]  # type: ignore[operator]
+                if idx <= done:
+                    self.stats.stale_frames += 1
+                    continue
+                pending[role][idx] = frame
+                newest[role] = max(newest[role], idx)
+            # Decide every index both cameras have passed, in order.
+            while kept < wanted and done + 1 <= min(newest.values()):
+                idx = done + 1
+                done = idx
+                ll, wl = pending["ll"].pop(idx, None), pending["wl"].pop(idx, None)
+                index = next_index + idx
+                missing = [r for r, f in (("ll", ll), ("wl", wl)) if f is None]
+                failed = [r for r, f in (("ll", ll), ("wl", wl)) if f is not None and not f.ok]
+                if missing:
+                    self._drop(index, f"{missing[0]} frame missing", missing[0])
+                    continue
+                if failed:
+                    self._drop(index, f"{failed[0]} failed ({(ll if failed[0] == 'll' else wl).error})", failed[0])  # type: ignore[union-attr]
+                    continue
+                if ll.timestamp_ns >= 0 and wl.timestamp_ns >= 0 and period_ns is not None:  # type: ignore[union-attr]
+                    delta = ll.timestamp_ns - wl.timestamp_ns  # type: ignore[union-attr]
+                    if ts_offset is None:
+                        ts_offset = delta
+                    elif abs(delta - ts_offset) > period_ns / 2:
+                        self._drop(index, "timestamps disagree (a camera missed a trigger edge)", "wl")
+                        continue
+                host = min(ll.host_time_ns, wl.host_time_ns)  # type: ignore[union-attr]
+                self._keep(req.group, index, host, ll, wl, applied)  # type: ignore[arg-type]
+                kept += 1
+
+    # -- shared ----------------------------------------------------------------------------------------
+
+    def _keep(self, group: str, index: int, host_ns: int, ll: Frame, wl: Frame, applied: dict[str, tuple[float, float]]) -> None:
+        def value(frame: Frame, role: str, which: int) -> float:
+            chunk = frame.exposure_us if which == 0 else frame.gain_db
+            return float(chunk) if chunk is not None else applied[role][which]
+
+        row = (
+            index,
+            host_ns,
+            ll.block_id,
+            wl.block_id,
+            ll.timestamp_ns,
+            wl.timestamp_ns,
+            value(ll, "ll", 0),
+            value(wl, "wl", 0),
+            value(ll, "ll", 1),
+            value(wl, "wl", 1),
+        )
+        self.writer.write_pair(group, ll.image, wl.image, row)  # type: ignore[arg-type]
+        self.stats.kept += 1
+        self._consecutive = 0
+        self._report()
+
+    def _drop(self, index: int, reason: str, role: str) -> None:
+        self.stats.dropped[reason] += 1
+        self._consecutive += 1
+        log.warning("%s: pair %d dropped: %s", self.stats.step, index, reason)
+        self._report()
+        if self._consecutive >= self._max_consecutive:
+            cam: Camera = self.rig.cameras[role]
+            raise CaptureStopped(
+                f"{self.stats.step}: {self._consecutive} pairs in a row dropped (last: {reason}) on camera {cam.name}; "
+                f"{self.sync.no_frame_hint(role)}"
+            )
+
+    def _check_space(self) -> None:
+        if self.writer.low_space.is_set():
+            raise DiskSpaceLow(
+                f"{self.writer.path}: free disk space fell below {self.writer.min_free_bytes / (1 << 20):.0f} MB; "
+                f"recording stopped after {self.stats.kept} pairs, file closed cleanly"
+            )
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._progress is not None and (force or now - self._last_progress >= self._progress_interval_s):
+            self._last_progress = now
+            self._progress(self.stats)
