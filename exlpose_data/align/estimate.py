@@ -1,0 +1,300 @@
+"""Homography of a static reference pair: SIFT + USAC_MAGSAC to start, ECC coarse to fine to refine.
+
+Both images arrive as linear grey divided by their mean (:mod:`.prepare`). The homography maps well-lit pixel
+coordinates to low-light ones. Design choices, each measured in ``benchmarks/bench_align.py``:
+
+- SIFT runs on a binned, smoothed level (feature count capped, FLANN matching): full-frame SIFT is slow and
+  at low light its keypoints are mostly noise. If a level yields too few inliers the next coarser one is tried.
+- ECC takes the noisy LL image as its template and the clean WL image as the warped input, because OpenCV's
+  ECC differentiates the input image: the gradients come from the clean image. It runs from the coarsest
+  level to full resolution; a level that fails to converge is retried with more smoothing and otherwise
+  skipped, keeping the coarser estimate.
+- A fifth of the putative matches is held out of the robust fit; their residuals under the final homography
+  are the validation numbers of ``exlpose-align check``.
+- Degenerate input is an :class:`~exlpose_data.errors.InputError`, never a wrong homography: a textureless
+  reference, too few matches (with a check whether a missing horizontal flip explains it), ECC failing at
+  every level, or ECC moving far from the feature estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from .prepare import bin_image, feature_image, level_matrix
+
+__all__ = ["EstimateOptions", "Estimate", "sift_homography", "ecc_refine", "estimate_homography", "corner_error", "corners"]
+
+
+@dataclass(frozen=True)
+class EstimateOptions:
+    """Settings of :func:`estimate_homography`.
+
+    Attributes:
+        max_features: SIFT keypoints kept per image (the strongest).
+        ratio_test: Lowe's ratio for accepting a nearest-neighbour match.
+        magsac_threshold_px: inlier threshold of USAC_MAGSAC, in pixels of the feature level.
+        min_inliers: fewer robust-fit inliers than this is a failed feature estimate.
+        heldout_fraction: share of putative matches kept out of the fit for validation.
+        feature_min_side_px: the finest feature level is the coarsest binning whose short side is at least this.
+        ecc_min_side_px: the coarsest ECC level keeps at least this many pixels on its short side.
+        ecc_iterations: ECC iteration cap per level (full resolution gets half, it starts close).
+        ecc_eps: ECC convergence threshold on the parameter update.
+        max_ecc_shift_px: ECC moving any image corner farther than this from the feature estimate is a failure.
+        allow_ecc_only: when feature matching fails, refine from the identity (a rig's homography is near it).
+        seed: random seed of the held-out split.
+    """
+
+    max_features: int = 3000
+    ratio_test: float = 0.8
+    magsac_threshold_px: float = 1.0
+    min_inliers: int = 20
+    heldout_fraction: float = 0.2
+    feature_min_side_px: int = 600
+    ecc_min_side_px: int = 120
+    ecc_iterations: int = 60
+    ecc_eps: float = 1e-5
+    max_ecc_shift_px: float = 8.0
+    allow_ecc_only: bool = True
+    seed: int = 0
+
+
+@dataclass
+class Estimate:
+    """The result of :func:`estimate_homography` (all coordinates full-frame pixels)."""
+
+    homography: np.ndarray
+    initial: np.ndarray
+    initial_method: str
+    n_matches: int = 0
+    n_inliers: int = 0
+    feature_bin: int = 0
+    heldout_wl: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    heldout_ll: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    ecc_levels: list[int] = field(default_factory=list)
+    ecc_correlation: float = float("nan")
+    notes: list[str] = field(default_factory=list)
+
+
+def corners(size: tuple[int, int]) -> np.ndarray:
+    """The four corner pixel centres of a ``(width, height)`` frame, (4, 2)."""
+    w, h = size
+    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+
+
+def _apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return cv2.perspectiveTransform(np.asarray(pts, np.float64).reshape(-1, 1, 2), h).reshape(-1, 2)
+
+
+def corner_error(h_a: np.ndarray, h_b: np.ndarray, size: tuple[int, int]) -> float:
+    """Mean distance between where two homographies send the corners of a ``(width, height)`` frame."""
+    c = corners(size)
+    return float(np.linalg.norm(_apply(h_a, c) - _apply(h_b, c), axis=1).mean())
+
+
+def _to_full(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    return _apply(np.linalg.inv(m), pts)
+
+
+@dataclass
+class _Matches:
+    wl: np.ndarray
+    ll: np.ndarray
+    n_kp_wl: int
+    n_kp_ll: int
+
+
+def _match(wl_u8: np.ndarray, ll_u8: np.ndarray, opts: EstimateOptions) -> _Matches:
+    sift = cv2.SIFT_create(nfeatures=opts.max_features)
+    kw, dw = sift.detectAndCompute(wl_u8, None)
+    kl, dl = sift.detectAndCompute(ll_u8, None)
+    if dw is None or dl is None or len(kw) < 2 or len(kl) < 2:
+        return _Matches(np.zeros((0, 2)), np.zeros((0, 2)), len(kw), len(kl))
+    flann = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})
+    pairs = flann.knnMatch(dw, dl, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < opts.ratio_test * p[1].distance]
+    pw = np.array([kw[m.queryIdx].pt for m in good], np.float64).reshape(-1, 2)
+    pl = np.array([kl[m.trainIdx].pt for m in good], np.float64).reshape(-1, 2)
+    return _Matches(pw, pl, len(kw), len(kl))
+
+
+def _magsac(src: np.ndarray, dst: np.ndarray, threshold: float) -> tuple[np.ndarray | None, int]:
+    if len(src) < 4:
+        return None, 0
+    h, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, threshold, maxIters=10000, confidence=0.9999)
+    if h is None or mask is None:
+        return None, 0
+    return h / h[2, 2], int(mask.sum())
+
+
+@dataclass
+class _FeatureResult:
+    homography: np.ndarray | None
+    n_matches: int
+    n_inliers: int
+    bin: int
+    heldout_wl: np.ndarray
+    heldout_ll: np.ndarray
+    n_kp_wl: int
+
+
+def _feature_bins(size: tuple[int, int], opts: EstimateOptions) -> list[int]:
+    short = min(size)
+    first = max(1, int(short // opts.feature_min_side_px))
+    bins = [first]
+    while short // (bins[-1] * 2) >= 150:
+        bins.append(bins[-1] * 2)
+    return bins
+
+
+def sift_homography(wl: np.ndarray, ll: np.ndarray, opts: EstimateOptions = EstimateOptions(), *, bins: list[int] | None = None) -> _FeatureResult:
+    """Feature estimate on brightness-normalised linear grey images, trying coarser levels on failure.
+
+    Returns the first level's result with at least ``min_inliers`` inliers, else the best one seen (its
+    ``homography`` None when no level had enough). Coordinates are full-frame.
+    """
+    size = (wl.shape[1], wl.shape[0])
+    best: _FeatureResult | None = None
+    for b in bins or _feature_bins(size, opts):
+        # Smoothing scaled to the LL noise: at low light one binned pixel is still mostly noise.
+        m = _match(feature_image(wl, b, 0.0), feature_image(ll, b, _noise_blur(ll, b)), opts)
+        mat = level_matrix(size, (wl.shape[1] // b, wl.shape[0] // b))
+        rng = np.random.default_rng(opts.seed)
+        order = rng.permutation(len(m.wl))
+        n_held = int(round(len(order) * opts.heldout_fraction))
+        held, fit = order[:n_held], order[n_held:]
+        h_level, n_in = _magsac(m.wl[fit], m.ll[fit], opts.magsac_threshold_px)
+        h_full = None if h_level is None else np.linalg.inv(mat) @ h_level @ mat
+        res = _FeatureResult(
+            homography=h_full if n_in >= opts.min_inliers else None,
+            n_matches=len(m.wl),
+            n_inliers=n_in,
+            bin=b,
+            heldout_wl=_to_full(m.wl[held], mat) if n_held else np.zeros((0, 2)),
+            heldout_ll=_to_full(m.ll[held], mat) if n_held else np.zeros((0, 2)),
+            n_kp_wl=m.n_kp_wl,
+        )
+        if res.homography is not None:
+            return res
+        if best is None or res.n_inliers > best.n_inliers:
+            best = res
+    assert best is not None
+    return best
+
+
+def _noise_blur(norm: np.ndarray, b: int) -> float:
+    """Gaussian sigma (binned pixels) that brings the image's pixel noise down to about 30% of its mean (smoothing more loses accuracy; measured)."""
+    sigma = _noise_sigma(bin_image(norm, b))
+    # Averaging over a Gaussian of sigma s divides white noise by about 2*sqrt(pi)*s.
+    return float(np.clip(sigma / 0.3 / (2 * np.sqrt(np.pi)), 0.0, 4.0))
+
+
+def _noise_sigma(img: np.ndarray) -> float:
+    """Robust white-noise estimate from horizontal differences (median absolute deviation)."""
+    d = np.diff(img, axis=1)
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
+
+
+def _ecc_levels(size: tuple[int, int], opts: EstimateOptions) -> list[int]:
+    short = min(size)
+    levels = [1]
+    while short // (levels[-1] * 2) >= opts.ecc_min_side_px:
+        levels.append(levels[-1] * 2)
+    return levels[::-1]
+
+
+def ecc_refine(wl: np.ndarray, ll: np.ndarray, initial: np.ndarray, opts: EstimateOptions = EstimateOptions(), *, levels: list[int] | None = None) -> tuple[np.ndarray, list[int], float, list[str]]:
+    """Refine ``initial`` (WL -> LL, full frame) by ECC from the coarsest level to full resolution.
+
+    Returns the refined homography, the levels that converged, the last correlation and notes about
+    levels that did not converge (their coarser estimate is kept).
+    """
+    size = (wl.shape[1], wl.shape[0])
+    h = initial.copy()
+    done: list[int] = []
+    notes: list[str] = []
+    rho = float("nan")
+    for b in levels or _ecc_levels(size, opts):
+        tpl, inp = bin_image(ll, b), bin_image(wl, b)
+        mat = level_matrix(size, (tpl.shape[1], tpl.shape[0]))
+        iters = opts.ecc_iterations if b > 1 else max(10, opts.ecc_iterations // 2)
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, iters, opts.ecc_eps)
+        base = _noise_blur(ll, b)
+        for blur in (base, 2 * base + 1.0):
+            ksize = 2 * int(np.ceil(2 * blur)) + 1 if blur > 0.3 else 1
+            # ECC's warp maps template (LL) coordinates to input (WL) coordinates: the inverse of ours.
+            warp = (mat @ np.linalg.inv(h) @ np.linalg.inv(mat)).astype(np.float32)
+            warp /= warp[2, 2]
+            try:
+                rho, warp = cv2.findTransformECC(tpl, inp, warp, cv2.MOTION_HOMOGRAPHY, criteria, None, ksize)
+            except cv2.error:
+                continue
+            if not np.all(np.isfinite(warp)):
+                continue
+            h_new = np.linalg.inv(mat) @ np.linalg.inv(warp.astype(np.float64)) @ mat
+            h_new /= h_new[2, 2]
+            if corner_error(h_new, h, size) > opts.max_ecc_shift_px:
+                notes.append(f"ECC at 1/{b} moved the corners by {corner_error(h_new, h, size):.1f} px; estimate not used")
+                break
+            h = h_new
+            done.append(b)
+            break
+        else:
+            notes.append(f"ECC did not converge at 1/{b} resolution; kept the coarser estimate")
+    return h, done, float(rho), notes
+
+
+def estimate_homography(wl: np.ndarray, ll: np.ndarray, opts: EstimateOptions = EstimateOptions(), *, source: str = "reference") -> Estimate:
+    """WL -> LL homography of a reference pair given as brightness-normalised linear grey images.
+
+    Raises:
+        InputError: textureless reference, too few matches (and whether a flip is missing), sizes that
+            differ, or ECC failing at every level.
+    """
+    if wl.shape != ll.shape:
+        raise InputError(f"{source}: WL frame {wl.shape[1]}x{wl.shape[0]} and LL frame {ll.shape[1]}x{ll.shape[0]} differ in size")
+    size = (wl.shape[1], wl.shape[0])
+    feat = sift_homography(wl, ll, opts)
+    notes: list[str] = []
+    if feat.homography is not None:
+        initial, method = feat.homography, "sift+magsac"
+    else:
+        _explain_feature_failure(wl, ll, feat, opts, source)
+        initial, method = np.eye(3), "identity"
+        notes.append(f"feature matching found {feat.n_inliers} inliers (< {opts.min_inliers}); ECC started from the identity")
+    h, done, rho, ecc_notes = ecc_refine(wl, ll, initial, opts)
+    notes += ecc_notes
+    if not done:
+        raise InputError(f"{source}: ECC refinement did not converge at any level ({'; '.join(ecc_notes)}); the reference pair is too dark, blurred or not the same view")
+    if method == "identity" and len(done) < 2:
+        raise InputError(f"{source}: no feature estimate and ECC from the identity converged at only {len(done)} level; refusing to guess a homography")
+    return Estimate(
+        homography=h,
+        initial=initial,
+        initial_method=method,
+        n_matches=feat.n_matches,
+        n_inliers=feat.n_inliers,
+        feature_bin=feat.bin,
+        heldout_wl=feat.heldout_wl,
+        heldout_ll=feat.heldout_ll,
+        ecc_levels=done,
+        ecc_correlation=rho,
+        notes=notes,
+    )
+
+
+def _explain_feature_failure(wl: np.ndarray, ll: np.ndarray, feat: _FeatureResult, opts: EstimateOptions, source: str) -> None:
+    """Raise the error that names why feature matching failed, or return when ECC alone may still work."""
+    if feat.n_kp_wl < 2 * opts.min_inliers:
+        raise InputError(f"{source}: the well-lit reference is textureless ({feat.n_kp_wl} SIFT keypoints); photograph a textured static scene")
+    flipped = sift_homography(np.ascontiguousarray(wl[:, ::-1]), ll, opts, bins=[feat.bin])
+    if flipped.homography is not None and flipped.n_inliers >= 3 * max(feat.n_inliers, 1):
+        raise InputError(
+            f"{source}: the pair matches far better with the WL image mirrored ({flipped.n_inliers} vs {feat.n_inliers} inliers): "
+            "a beam-splitter flip is missing; set 'mirror' in the rig config (or --mirror)"
+        )
+    if not opts.allow_ecc_only:
+        raise InputError(f"{source}: too few feature matches ({feat.n_inliers} inliers of {feat.n_matches} matches, need {opts.min_inliers})")

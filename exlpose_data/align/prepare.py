@@ -1,0 +1,137 @@
+"""From recorded frames to what alignment works on: developed, mirrored, brightness-normalised images.
+
+Release images go through the core's one raw -> RGB path (:func:`exlpose_data.isp.raw_to_rgb`). Estimation
+works on linear grey images (the 16-bit output of that same path, linearised), divided by their mean so the
+~100x darker low-light image and the well-lit one have comparable values, and binned (area-averaged) for
+coarse levels, which is also the cheapest denoiser for shot noise.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..isp import IspParams, raw_to_rgb, srgb_to_linear
+from ..session_format import FrameAttrs
+
+__all__ = [
+    "MirrorSide",
+    "MIRROR_SIDES",
+    "mirror_from_rig_config",
+    "needs_flip",
+    "isp_params",
+    "develop",
+    "linear_gray",
+    "develop_linear_gray",
+    "normalise_brightness",
+    "bin_image",
+    "level_matrix",
+    "feature_image",
+]
+
+MirrorSide = Literal["none", "ll", "wl"]
+MIRROR_SIDES: tuple[str, ...] = ("none", "ll", "wl")
+
+
+def mirror_from_rig_config(config: dict, source: str = "rig_config") -> MirrorSide:
+    """Which camera's frames are mirrored in software, from the rig config's ``mirror`` field (default none)."""
+    side = config.get("mirror", "none")
+    if side not in MIRROR_SIDES:
+        raise InputError(f"{source}: field 'mirror' is {side!r}; expected one of {', '.join(MIRROR_SIDES)}")
+    return side  # type: ignore[return-value]
+
+
+def needs_flip(camera: Literal["ll", "wl"], mirror: MirrorSide, attrs: FrameAttrs | None = None) -> bool:
+    """Whether ``camera``'s developed frames must be flipped here (not when the camera already did it)."""
+    return mirror == camera and not (attrs is not None and attrs.mirrored_x)
+
+
+def isp_params(attrs: FrameAttrs, source: str = "frame") -> IspParams:
+    """ISP settings of a raw Bayer dataset from its attributes."""
+    if attrs.bayer_pattern is None:
+        raise InputError(f"{source}: raw frames without a 'bayer_pattern' attribute (pixel_format {attrs.pixel_format!r})")
+    try:
+        return IspParams(black_level=attrs.black_level, bit_depth=attrs.bit_depth, pattern=attrs.bayer_pattern)
+    except ValueError as exc:
+        raise InputError(f"{source}: {exc}") from None
+
+
+def develop(frame: np.ndarray, attrs: FrameAttrs, *, out_bits: int = 8, flip: bool = False, source: str = "frame") -> np.ndarray:
+    """One recorded frame as sRGB (H, W, 3) uint8/uint16, flipped horizontally after demosaicing if asked.
+
+    Raw Bayer frames go through :func:`raw_to_rgb`; frames stored as RGB are only rescaled to ``out_bits``.
+    """
+    if frame.ndim == 2:
+        rgb = raw_to_rgb(frame, isp_params(attrs, source), out_bits=out_bits)
+    elif frame.ndim == 3 and frame.shape[2] == 3:
+        rgb = _rescale_rgb(frame, attrs.bit_depth, out_bits)
+    else:
+        raise InputError(f"{source}: frame of shape {frame.shape}; expected (H, W) raw or (H, W, 3) RGB")
+    return np.ascontiguousarray(rgb[:, ::-1]) if flip else rgb
+
+
+def _rescale_rgb(frame: np.ndarray, bit_depth: int, out_bits: int) -> np.ndarray:
+    if bit_depth == out_bits:
+        return frame.astype(np.uint8 if out_bits == 8 else np.uint16)
+    top = (1 << out_bits) - 1
+    scaled = np.rint(frame.astype(np.float32) * (top / ((1 << bit_depth) - 1)))
+    return np.clip(scaled, 0, top).astype(np.uint8 if out_bits == 8 else np.uint16)
+
+
+def linear_gray(srgb: np.ndarray) -> np.ndarray:
+    """Linear-light grey (float32, 0..1) of an sRGB uint8/uint16 image (H, W[, 3])."""
+    if srgb.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"image of dtype {srgb.dtype}; expected 8- or 16-bit")
+    top = 255.0 if srgb.dtype == np.uint8 else 65535.0
+    lin = srgb_to_linear(srgb.astype(np.float32) / top)
+    return lin.mean(axis=2, dtype=np.float32) if lin.ndim == 3 else lin
+
+
+def develop_linear_gray(frames: np.ndarray, attrs: FrameAttrs, *, flip: bool = False, source: str = "frame") -> np.ndarray:
+    """The mean over a static reference's frames (n, H, W[, 3]) as linear grey; averaging cuts LL noise."""
+    stack = frames[None] if frames.ndim == 2 or (frames.ndim == 3 and frames.shape[-1] == 3) else frames
+    if len(stack) == 0:
+        raise InputError(f"{source}: no frames")
+    total = None
+    for frame in stack:
+        gray = linear_gray(develop(frame, attrs, out_bits=16, flip=flip, source=source))
+        total = gray if total is None else total + gray
+    return total / len(stack)
+
+
+def normalise_brightness(gray: np.ndarray, source: str = "image") -> tuple[np.ndarray, float]:
+    """``gray / mean`` and the mean; an all-black image is an error (nothing to align)."""
+    mean = float(gray.mean())
+    if not mean > 0:
+        raise InputError(f"{source}: the image is entirely black; nothing to align")
+    return (gray / mean).astype(np.float32), mean
+
+
+def bin_image(img: np.ndarray, factor: int) -> np.ndarray:
+    """Area-average by ``factor`` (the size rounded down); identity for 1."""
+    if factor == 1:
+        return img
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+
+
+def level_matrix(full_size: tuple[int, int], level_size: tuple[int, int]) -> np.ndarray:
+    """3x3 map from full-frame pixel coordinates to a binned level's (OpenCV pixel centres)."""
+    sx, sy = level_size[0] / full_size[0], level_size[1] / full_size[1]
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], np.float64)
+
+
+def feature_image(norm_gray: np.ndarray, factor: int, blur_sigma: float) -> np.ndarray:
+    """An 8-bit image for feature detection: binned, smoothed, square-rooted (stabilises shot-noise
+    variance and compresses highlights like a display curve) and stretched to the 0.5-99.5 percentiles."""
+    img = bin_image(norm_gray, factor)
+    if blur_sigma > 0:
+        img = cv2.GaussianBlur(img, (0, 0), blur_sigma)
+    img = np.sqrt(np.maximum(img, 0))
+    lo, hi = np.percentile(img, (0.5, 99.5))
+    if hi <= lo:
+        return np.zeros(img.shape, np.uint8)
+    return np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)

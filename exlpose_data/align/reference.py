@@ -1,0 +1,185 @@
+"""Reference pairs in, ``ALIGN.json`` out: loading, per-reference estimates, combination, metrics.
+
+A session's reference holds n frames of a static scene; they are averaged (linear) before estimation, which
+cuts the LL noise by sqrt(n). Several references (different static scenes) are estimated one by one and
+combined by averaging where each sends the frame corners; their spread is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError, UsageError
+from ..layout import sha256_file
+from ..session_format import SessionReader
+from .estimate import Estimate, EstimateOptions, corner_error, corners, estimate_homography
+from .geometry import transform_points, valid_crop, warp_maps
+from .model import AlignMetrics, AlignModel, CameraCalibration, InputFile
+from .prepare import MirrorSide, develop_linear_gray, linear_gray, mirror_from_rig_config, needs_flip, normalise_brightness
+from .validate import aligned_reference, masked_psnr, masked_ssim, residual_stats, heldout_residuals
+
+__all__ = ["ReferencePair", "read_image", "load_session_references", "load_image_pair", "build_alignment", "undistort_pair"]
+
+
+@dataclass
+class ReferencePair:
+    """One reference as linear grey images, flipped as configured."""
+
+    name: str
+    wl: np.ndarray
+    ll: np.ndarray
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An 8- or 16-bit PNG/JPEG/TIFF as RGB (or grey); errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such image")
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{p}: not a readable image")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"{p}: {img.dtype} pixels; expected 8- or 16-bit")
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
+
+
+def load_session_references(path: str | Path, names: list[str] | None = None, mirror: MirrorSide | None = None) -> tuple[list[ReferencePair], MirrorSide, list[InputFile]]:
+    """The reference pairs of a session (all of them unless ``names`` are given).
+
+    ``mirror`` overrides the rig config's ``mirror`` field.
+    """
+    with SessionReader(path) as reader:
+        available = reader.references()
+        if not available:
+            raise InputError(f"{path}: the session has no /reference pair; record a static reference first")
+        wanted = names or available
+        side = mirror if mirror is not None else mirror_from_rig_config(reader.rig_config, f"{path}: rig_config")
+        pairs = []
+        for name in wanted:
+            ll, wl, ll_attrs, wl_attrs = reader.reference(name)
+            src = f"{path}: reference {name!r}"
+            pairs.append(
+                ReferencePair(
+                    name=name,
+                    wl=develop_linear_gray(wl, wl_attrs, flip=needs_flip("wl", side, wl_attrs), source=f"{src} wl"),
+                    ll=develop_linear_gray(ll, ll_attrs, flip=needs_flip("ll", side, ll_attrs), source=f"{src} ll"),
+                )
+            )
+    return pairs, side, [InputFile(role="session", path=str(path), sha256=sha256_file(path), references=list(wanted))]
+
+
+def load_image_pair(wl_path: str | Path, ll_path: str | Path, mirror: MirrorSide = "none") -> tuple[list[ReferencePair], list[InputFile]]:
+    """An 8/16-bit image pair (sRGB, as exported) as one reference."""
+    wl, ll = read_image(wl_path), read_image(ll_path)
+    if wl.shape[:2] != ll.shape[:2]:
+        raise InputError(f"{wl_path} is {wl.shape[1]}x{wl.shape[0]} but {ll_path} is {ll.shape[1]}x{ll.shape[0]}; both cameras' frames must be the same size")
+    wl_g, ll_g = linear_gray(wl), linear_gray(ll)
+    if mirror == "wl":
+        wl_g = np.ascontiguousarray(wl_g[:, ::-1])
+    elif mirror == "ll":
+        ll_g = np.ascontiguousarray(ll_g[:, ::-1])
+    inputs = [InputFile(role="wl", path=str(wl_path), sha256=sha256_file(wl_path)), InputFile(role="ll", path=str(ll_path), sha256=sha256_file(ll_path))]
+    return [ReferencePair(name=Path(wl_path).stem, wl=wl_g, ll=ll_g)], inputs
+
+
+def undistort_pair(pair: ReferencePair, calibration: Mapping[str, CameraCalibration]) -> ReferencePair:
+    """Each image undistorted with its camera's own matrix as the new one (estimation only)."""
+
+    def undistort(img: np.ndarray, cal: CameraCalibration, camera: str) -> np.ndarray:
+        if tuple(cal.image_size) != (img.shape[1], img.shape[0]):
+            raise InputError(f"calibration of the {camera} camera is for {cal.image_size[0]}x{cal.image_size[1]}, the reference is {img.shape[1]}x{img.shape[0]}")
+        k = np.asarray(cal.camera_matrix)
+        return cv2.undistort(img, k, np.asarray(cal.dist_coeffs), newCameraMatrix=k)
+
+    return ReferencePair(pair.name, undistort(pair.wl, calibration["wl"], "wl"), undistort(pair.ll, calibration["ll"], "ll"))
+
+
+def _average_homography(hs: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    c = corners(size)
+    mean = np.mean([transform_points(h, c) for h in hs], axis=0)
+    h = cv2.getPerspectiveTransform(c.astype(np.float32), mean.astype(np.float32)).astype(np.float64)
+    return h / h[2, 2]
+
+
+def _gated_heldout(e: Estimate, opts: EstimateOptions) -> np.ndarray:
+    """Held-out matches consistent with the initial estimate (the rest are mismatches, not residuals)."""
+    if len(e.heldout_wl) == 0 or e.initial_method != "sift+magsac":
+        return np.zeros((0, 4))
+    gate = 3 * opts.magsac_threshold_px * max(e.feature_bin, 1)
+    keep = np.linalg.norm(transform_points(e.initial, e.heldout_wl) - e.heldout_ll, axis=1) <= gate
+    return np.concatenate([e.heldout_wl[keep], e.heldout_ll[keep]], axis=1)
+
+
+def build_alignment(
+    pairs: list[ReferencePair],
+    mirror: MirrorSide,
+    inputs: list[InputFile],
+    opts: EstimateOptions = EstimateOptions(),
+    calibration: Mapping[str, CameraCalibration] | None = None,
+) -> AlignModel:
+    """Estimate, combine and measure: the ``ALIGN.json`` content of some reference pairs."""
+    if not pairs:
+        raise UsageError("no reference pair to estimate from")
+    size = (pairs[0].wl.shape[1], pairs[0].wl.shape[0])
+    estimates, ratios, normed = [], [], []
+    for pair in pairs:
+        if (pair.wl.shape[1], pair.wl.shape[0]) != size or pair.ll.shape != pair.wl.shape:
+            raise InputError(f"reference {pair.name!r}: frame size differs from {size[0]}x{size[1]}")
+        geo = undistort_pair(pair, calibration) if calibration else pair
+        wl_n, wl_mean = normalise_brightness(geo.wl, f"reference {pair.name!r} wl")
+        ll_n, ll_mean = normalise_brightness(geo.ll, f"reference {pair.name!r} ll")
+        estimates.append(estimate_homography(wl_n, ll_n, opts, source=f"reference {pair.name!r}"))
+        ratios.append(ll_mean / wl_mean)
+        normed.append((wl_n, ll_n))
+    hs = [e.homography for e in estimates]
+    h = hs[0] if len(hs) == 1 else _average_homography(hs, size)
+    h_init = estimates[0].initial if len(hs) == 1 else _average_homography([e.initial for e in estimates], size)
+    spread = max((corner_error(a, b, size) for i, a in enumerate(hs) for b in hs[i + 1 :]), default=None)
+    heldout = np.concatenate([_gated_heldout(e, opts) for e in estimates], axis=0)
+    median, p95 = residual_stats(heldout_residuals(h, heldout))
+    map_x, map_y = warp_maps(h, (0, 0, *size), calibration)
+    crop = valid_crop(map_x, map_y, size)
+    if crop[2] < size[0] // 2 or crop[3] < size[1] // 2:
+        raise InputError(f"the common valid region is only {crop[2]}x{crop[3]} of {size[0]}x{size[1]}: the cameras barely overlap; check the rig")
+    initial_method = "sift+magsac" if all(e.initial_method == "sift+magsac" for e in estimates) else "identity"
+    # PSNR/SSIM on the raw (not undistorted) first reference: the composed remap is what apply will do.
+    base = AlignModel(
+        homography=h.tolist(),
+        initial_homography=h_init.tolist(),
+        initial_method=initial_method,
+        crop=crop,
+        frame_size=size,
+        mirror=mirror,
+        brightness_ratio=float(np.mean(ratios)),
+        metrics=AlignMetrics(
+            n_matches=sum(e.n_matches for e in estimates),
+            n_inliers=sum(e.n_inliers for e in estimates),
+            feature_bin=max(e.feature_bin for e in estimates),
+            heldout_count=len(heldout),
+            heldout_median_px=median,
+            heldout_p95_px=p95,
+            corner_disagreement_px=corner_error(h, h_init, size),
+            ecc_levels=min((e.ecc_levels for e in estimates), key=len),
+            ecc_correlation=float(min(e.ecc_correlation for e in estimates)),
+            reference_spread_px=spread,
+        ),
+        heldout_matches=[tuple(row) for row in heldout.tolist()],
+        calibration=dict(calibration) if calibration else None,
+        notes=[f"{p.name}: {n}" for p, e in zip(pairs, estimates) for n in e.notes],
+        software_version=__version__,
+        inputs=inputs,
+    )
+    wl0, _ = normalise_brightness(pairs[0].wl)
+    ll0, _ = normalise_brightness(pairs[0].ll)
+    warped, ll_crop = aligned_reference(wl0, ll0, base)
+    base.metrics.psnr_db = masked_psnr(warped, ll_crop)
+    base.metrics.ssim = masked_ssim(warped, ll_crop)
+    return base
