@@ -193,7 +193,7 @@ def collect_items(release: Release, files: list[Path], settings: FlagSettings = 
 def render_pair(root: Path, item: ReviewItem, *, thumb_width: int = 480, ll_gain: float | None = LL_GAIN, ll_target_mean: float | None = None) -> np.ndarray:
     """The pair's tile: WL | LL brightened, skeletons on both, a caption with ratio and flags."""
     wl, scale, _ = read_fitted(root / item.pair.bright, thumb_width, item.size)
-    ll_raw, ll_scale, _ = read_fitted(root / item.pair.dark, thumb_width, item.size)
+    ll_raw, _, _ = read_fitted(root / item.pair.dark, thumb_width, item.size)
     ll = brighten(ll_raw, gain=ll_gain, target_mean=ll_target_mean)
     if ll.shape[0] != wl.shape[0]:
         ll = cv2.resize(ll, (wl.shape[1], wl.shape[0]), interpolation=cv2.INTER_AREA)

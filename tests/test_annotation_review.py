@@ -185,3 +185,27 @@ def test_task_export_copies_links_previews_and_configs(tmp_path, mini):
     assert not (linked / "images" / "ll_preview").exists()
     r = CliRunner().invoke(app, ["tasks", str(tmp_path / "empty"), "--out", str(linked)])
     assert r.exit_code == 2 and "no such dataset folder" in r.stderr
+
+
+def test_labels_made_on_exported_tasks_import_back_onto_their_pairs(tmp_path, mini):
+    from annotation.importer import import_annotations
+
+    out = tmp_path / "tasks"
+    export_tasks(mini, out)
+    tasks = json.loads((out / "label_studio_tasks.json").read_text())
+    common = {"original_width": W, "original_height": H}
+    tasks[0]["annotations"] = [{"id": 1, "result": [
+        {"id": "box", "type": "rectanglelabels", **common, "value": {"x": 25.0, "y": 10.0, "width": 50.0, "height": 80.0, "rectanglelabels": ["person"]}},
+        {"id": "h", "type": "keypointlabels", **common, "value": {"x": 50.0, "y": 20.0, "keypointlabels": ["head"]}},
+    ]}]
+    for t in tasks[1:]:
+        t["annotations"] = [{"id": 2, "result": []}]  # labelled: nobody in the image
+    export = tmp_path / "ls.json"
+    export.write_text(json.dumps(tasks))
+    result = import_annotations(export, "label-studio", mini, tmp_path / "ann")
+    wl = load_document(result.wl_path)
+    assert [im.file_name for im in wl.images] == [_name(1, 100), _name(2, 100), _name(3, 200), _name(4, 200)]
+    assert [(im.width, im.height) for im in wl.images] == [(W, H)] * 4  # sizes of empty tasks read from the PNGs
+    (person,) = wl.annotations
+    assert person.bbox == [80.0, 20.0, 160.0, 160.0]
+    assert person.keypoints[36:39] == [160.0, 40.0, 2.0] and person.num_keypoints == 1
