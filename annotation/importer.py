@@ -20,7 +20,7 @@ from pathlib import Path
 from exlpose_data.annotations import normalise_document
 from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import UsageError
-from exlpose_data.layout import ANNOTATIONS_DIR, update_manifest
+from exlpose_data.layout import ANNOTATIONS_DIR, MANIFEST_FILE, update_manifest
 from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, ImageRecord, Info
 
@@ -214,7 +214,8 @@ def import_annotations(
         path: the tool's export.
         fmt: ``cvat``, ``label-studio``, ``coco`` or ``crowdpose``.
         dataset: the dataset root (``bright/``, ``dark/``, ``brightPath2darkPath.txt``).
-        out_dir: where to write; ``ROOT/annotations`` by default. Inside ROOT the manifest is updated.
+        out_dir: where to write; ``ROOT/annotations`` by default. Inside a ROOT with a manifest, the manifest
+            is updated.
         split: ``all``, ``train``, ``val`` or ``test``: names the files as the release does.
         box_from_keypoints: give people without a box the extent of their joints (marked
             ``"bbox_source": "keypoints"`` in the files).
@@ -233,6 +234,7 @@ def import_annotations(
     _write_pair(wl_path, wl, ll_path, ll)
     root = release.image_root.resolve()
     written = [wl_path.resolve(), ll_path.resolve()]
-    if all(p.is_relative_to(root) for p in written):
+    # Only a dataset that has a manifest gets one updated: a release copy without one stays as it was.
+    if (root / MANIFEST_FILE).is_file() and all(p.is_relative_to(root) for p in written):
         update_manifest(root, [p.relative_to(root).as_posix() for p in written])
     return ImportResult(wl_path, ll_path, len(wl.images), len(wl.annotations), derived)

@@ -230,3 +230,14 @@ def test_problems_in_a_cvat_file_are_all_listed_with_their_place(official):
         "x.json: annotations[2] (id 2): keypoints[5]: visibility must be 0, 1 or 2, got 3",
         "x.json: annotations[4] (id 4): image_id: 99999 is not the id of an image in the file",
     ]
+
+
+def test_official_file_imports_as_crowdpose_with_its_quirks_normalised(tmp_path, official_root):
+    raw = json.loads(OFFICIAL.read_text())
+    assert raw["annotations"][0]["id"] == 0
+    assert sum(1 for a in raw["annotations"] if a["num_keypoints"] != sum(1 for v in a["keypoints"][2::3] if v > 0)) == 38
+    result = import_annotations(OFFICIAL, "crowdpose", official_root, tmp_path / "out", split="test")
+    wl = json.loads(result.wl_path.read_text())
+    assert wl["annotations"][0]["id"] == 1
+    assert all(a["num_keypoints"] == sum(1 for v in a["keypoints"][2::3] if v > 0) <= 14 for a in wl["annotations"])
+    assert all(a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3] * 0.53, abs=1e-3) for a in wl["annotations"])

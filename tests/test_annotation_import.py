@@ -16,7 +16,7 @@ from annotation.formats.cvat import to_cvat_dict
 from annotation.formats.label_studio import to_label_studio_tasks
 from annotation.importer import import_annotations, png_size
 from annotation.problems import AnnotationProblems
-from exlpose_data.layout import load_manifest, write_pairs
+from exlpose_data.layout import load_manifest, rebuild_manifest, verify_dataset, write_pairs
 from exlpose_data.naming import parse_name
 from exlpose_data.schema import AnnotationDocument, load_document
 
@@ -66,6 +66,9 @@ def test_png_size_reads_the_header(root, small):
 
 
 def test_import_writes_both_files_into_the_dataset_and_its_manifest(tmp_path, root, small):
+    import_annotations(_write(tmp_path, _cvat(small)), "cvat", root, split="val")
+    assert not (root / "manifest.json").exists()  # a dataset without a manifest does not get one
+    rebuild_manifest(root)
     result = import_annotations(_write(tmp_path, _cvat(small)), "cvat", root, split="train")
     assert result.wl_path == root / "annotations" / "ExLPose_train_WL.json"
     assert result.ll_path == root / "annotations" / "ExLPose_train_LL.json"
@@ -75,6 +78,7 @@ def test_import_writes_both_files_into_the_dataset_and_its_manifest(tmp_path, ro
     assert len(wl.annotations) == len(small.annotations) == result.people
     manifest = load_manifest(root)
     assert set(manifest) >= {"annotations/ExLPose_train_WL.json", "annotations/ExLPose_train_LL.json"}
+    assert verify_dataset(root) == []
 
 
 def test_basenames_and_dark_names_resolve_to_the_pair(tmp_path, root, small):
