@@ -192,14 +192,15 @@ def parse_coco(
             continue
         if "id" in ann:
             place = f"annotations[{i}] (id {ann['id']})"
-        image = images.get(ann.get("image_id")) if isinstance(ann.get("image_id"), int) else None
-        if image is None and ann.get("image_id") in rejected:
+        image_id = ann.get("image_id") if isinstance(ann.get("image_id"), int) else None
+        if image_id in rejected:
             continue
+        image = images.get(image_id) if image_id is not None else None
         if image is None:
             log.add(place, "image_id", f"{ann.get('image_id')!r} is not the id of an image in the file")
             continue
         cat_id = ann.get("category_id", 1)
-        if cats and cat_id not in cats:
+        if not isinstance(cat_id, int) or cats and cat_id not in cats:
             log.add(place, "category_id", f"{cat_id!r} is not a category of the file")
             continue
         mapping = cats[cat_id] if cats else list(range(NUM_KEYPOINTS))
