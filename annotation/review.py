@@ -202,7 +202,8 @@ def render_pair(root: Path, item: ReviewItem, *, thumb_width: int = 480, ll_gain
         draw_person(wl, a.keypoints, a.bbox, scale, highlight=a.id in flagged)
         draw_person(ll, a.keypoints, a.bbox, scale, highlight=a.id in flagged)
     n = item.pair.name
-    text = f"{n.scene_id} #{n.frame} R{n.ratio}: {len(item.annotations)} people" + (f"  FLAGS: {', '.join(sorted({f.kind for f in item.flags}))}" if item.flags else "")
+    people = f"{len(item.annotations)} people" if item.labelled else "no annotation file"
+    text = f"{n.scene_id} #{n.frame} R{n.ratio}: {people}" + (f"  FLAGS: {', '.join(sorted({f.kind for f in item.flags}))}" if item.flags else "")
     return caption(np.hstack([wl, ll]), text)
 
 

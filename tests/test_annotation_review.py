@@ -209,3 +209,15 @@ def test_labels_made_on_exported_tasks_import_back_onto_their_pairs(tmp_path, mi
     (person,) = wl.annotations
     assert person.bbox == [80.0, 20.0, 160.0, 160.0]
     assert person.keypoints[36:39] == [160.0, 40.0, 2.0] and person.num_keypoints == 1
+
+
+def test_review_without_annotation_files_shows_every_pair_unlabelled(tmp_path, mini):
+    import shutil
+
+    shutil.rmtree(mini / "annotations")
+    summary = write_review(mini, tmp_path / "review", thumb_width=64, per_sheet=4)
+    assert (summary.pairs, summary.sheets, sum(summary.flags.values())) == (4, 1, 0)
+    tile = cv2.imread(str(tmp_path / "review" / "pairs" / (Path(_name(2, 100)).stem + ".png")))
+    assert tile.shape == (40 + 22, 128, 3)
+    # No skeleton drawn: both halves are plain grey above the caption.
+    assert np.abs(tile[:40].astype(int) - WL_GREY).max() <= 2
