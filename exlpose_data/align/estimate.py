@@ -45,6 +45,8 @@ class EstimateOptions:
         ecc_eps: ECC convergence threshold on the parameter update.
         max_ecc_shift_px: ECC moving any image corner farther than this from the feature estimate is a failure.
         allow_ecc_only: when feature matching fails, refine from the identity (a rig's homography is near it).
+        min_identity_correlation: ECC started from the identity must end above this correlation (unrelated
+            images end near 0; a correct LL-E pair at 480x300 ends at 0.6-0.8).
         seed: random seed of the held-out split.
     """
 
@@ -59,6 +61,7 @@ class EstimateOptions:
     ecc_eps: float = 1e-5
     max_ecc_shift_px: float = 8.0
     allow_ecc_only: bool = True
+    min_identity_correlation: float = 0.4
     seed: int = 0
 
 
@@ -269,8 +272,11 @@ def estimate_homography(wl: np.ndarray, ll: np.ndarray, opts: EstimateOptions = 
     notes += ecc_notes
     if not done:
         raise InputError(f"{source}: ECC refinement did not converge at any level ({'; '.join(ecc_notes)}); the reference pair is too dark, blurred or not the same view")
-    if method == "identity" and len(done) < 2:
-        raise InputError(f"{source}: no feature estimate and ECC from the identity converged at only {len(done)} level; refusing to guess a homography")
+    if method == "identity" and (len(done) < 2 or rho < opts.min_identity_correlation):
+        raise InputError(
+            f"{source}: no feature estimate, and ECC from the identity converged at {len(done)} level(s) with correlation {rho:.2f} "
+            f"(need 2 and {opts.min_identity_correlation}); refusing to guess a homography"
+        )
     return Estimate(
         homography=h,
         initial=initial,

@@ -1,0 +1,276 @@
+"""Session -> release layout: develop, flip, warp WL into the LL frame, crop, write bright/ and dark/.
+
+Each pair's two images are encoded in memory, hashed and written atomically, so an interrupted run leaves no
+half-written image and a rerun skips every pair whose two images exist. The pair list and the manifest are
+updated at the end (also after an interruption, for the pairs finished so far).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..atomic import write_bytes_atomic
+from ..errors import InputError, UsageError
+from ..layout import PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
+from ..naming import ImageName
+from ..session_format import SessionReader
+from .geometry import warp_maps
+from .model import AlignModel
+from .prepare import MirrorSide, develop, mirror_from_rig_config, needs_flip
+
+__all__ = ["ApplyOptions", "ApplyReport", "PairJob", "select_frames", "plan_pairs", "run_apply", "default_workers", "INTERPOLATIONS"]
+
+INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """Settings of :func:`run_apply`.
+
+    Attributes:
+        frames: ``all``, ``middle`` or a count N (N frames spread evenly over each step).
+        out_bits: 8 (PNG, default) or 16 (16-bit PNG).
+        workers: processes; 1 runs in this process.
+        interpolation: ``cubic`` (default), ``linear`` or ``lanczos`` for the WL warp.
+        mirror: overrides the session rig config's ``mirror`` field.
+    """
+
+    frames: str = "middle"
+    out_bits: int = 8
+    workers: int = 1
+    interpolation: str = "cubic"
+    mirror: MirrorSide | None = None
+
+
+@dataclass(frozen=True)
+class PairJob:
+    """One pair to export: where it is in the session and its release paths."""
+
+    scene: str
+    step: str
+    index: int
+    bright: str
+    dark: str
+
+
+@dataclass
+class ApplyReport:
+    """What a run did."""
+
+    written: int = 0
+    skipped: int = 0
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def select_frames(n: int, spec: str) -> list[int]:
+    """Indices chosen by ``--frames``: ``all``, ``middle`` or N evenly spread (first and last included)."""
+    if n <= 0:
+        return []
+    if spec == "all":
+        return list(range(n))
+    if spec == "middle":
+        return [(n - 1) // 2]
+    try:
+        count = int(spec)
+    except ValueError:
+        raise UsageError(f"--frames {spec!r}: expected all, middle or a positive count") from None
+    if count < 1:
+        raise UsageError(f"--frames {spec!r}: expected all, middle or a positive count")
+    if count >= n:
+        return list(range(n))
+    if count == 1:
+        return [(n - 1) // 2]
+    return sorted({int(round(i * (n - 1) / (count - 1))) for i in range(count)})
+
+
+def _date(value: Any, source: str) -> str:
+    text = str(value)
+    if text.isdigit() and len(text) <= 4:
+        return text.zfill(4)
+    raise InputError(f"{source}: date_mmdd {value!r} is not MMDD")
+
+
+def _need(meta: dict, key: str, source: str) -> Any:
+    if key not in meta:
+        raise InputError(f"{source}: missing attribute {key!r}")
+    return meta[key]
+
+
+def plan_pairs(reader: SessionReader, frames: str) -> list[PairJob]:
+    """Every pair the options select, with release names from the scene and step metadata."""
+    jobs = []
+    for scene in reader.scenes():
+        src = f"{reader.path}: scene {scene!r}"
+        meta = reader.scene_meta(scene)
+        date = _date(_need(meta, "date_mmdd", src), src)
+        site = str(meta.get("site", "") or "")
+        video = int(_need(meta, "video_id", src))
+        for step in reader.steps(scene):
+            ssrc = f"{src} step {step}"
+            smeta = reader.step_meta(scene, step)
+            n = len(reader.frames_table(scene, step))
+            for index in select_frames(n, frames):
+                bright = ImageName(
+                    date=date,
+                    site=site,
+                    video=video,
+                    ratio=int(_need(smeta, "ratio", ssrc)),
+                    frame=index,
+                    gain_db=float(_need(smeta, "wl_gain_db", ssrc)),
+                    exposure_us=int(_need(smeta, "nominal_exposure_us", ssrc)),
+                    condition="WL",
+                )
+                dark = bright.twin(gain_db=float(_need(smeta, "ll_gain_db", ssrc)))
+                jobs.append(PairJob(scene, step, index, bright.relpath, dark.relpath))
+    return jobs
+
+
+class _Worker:
+    """Per-process state: the open session and the remap tables, built once."""
+
+    def __init__(self, session: str, model_json: str, root: str, out_bits: int, interpolation: str, mirror: str) -> None:
+        self.reader = SessionReader(session)
+        self.model = AlignModel.model_validate_json(model_json)
+        self.root = Path(root)
+        self.out_bits = out_bits
+        self.interpolation = INTERPOLATIONS[interpolation]
+        self.mirror: MirrorSide = mirror  # type: ignore[assignment]
+        self.maps = warp_maps(self.model.matrix, self.model.crop, self.model.calibration)
+
+    def run(self, job: PairJob) -> tuple[str, str, dict[str, str]]:
+        ll_raw, wl_raw = self.reader.pair(job.scene, job.step, job.index)
+        ll_attrs, wl_attrs = self.reader.frame_attrs(job.scene, job.step)
+        src = f"{self.reader.path}: scene {job.scene!r} step {job.step} pair {job.index}"
+        w, h = self.model.frame_size
+        for raw, cam in ((ll_raw, "ll"), (wl_raw, "wl")):
+            if (raw.shape[1], raw.shape[0]) != (w, h):
+                raise InputError(f"{src}: {cam} frame is {raw.shape[1]}x{raw.shape[0]}, ALIGN.json is for {w}x{h}")
+        ll = develop(ll_raw, ll_attrs, out_bits=self.out_bits, flip=needs_flip("ll", self.mirror, ll_attrs), source=f"{src} ll")
+        wl = develop(wl_raw, wl_attrs, out_bits=self.out_bits, flip=needs_flip("wl", self.mirror, wl_attrs), source=f"{src} wl")
+        x0, y0, cw, ch = self.model.crop
+        # The LL image is only cropped, never resampled; the WL image is resampled once.
+        dark = ll[y0 : y0 + ch, x0 : x0 + cw]
+        bright = cv2.remap(wl, *self.maps, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
+        hashes = {}
+        for rel, img in ((job.dark, dark), (job.bright, bright)):
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise OSError(f"could not encode {rel}")
+            data = buf.tobytes()
+            write_bytes_atomic(self.root / rel, data)
+            hashes[rel] = hashlib.sha256(data).hexdigest()
+        return job.bright, job.dark, hashes
+
+
+_WORKER: _Worker | None = None
+
+
+def _init_worker(*args: Any) -> None:
+    global _WORKER
+    cv2.setNumThreads(1)  # one process per core already
+    _WORKER = _Worker(*args)
+
+
+def _run_job(job: PairJob) -> tuple[str, str, dict[str, str]]:
+    assert _WORKER is not None
+    return _WORKER.run(job)
+
+
+def _check_mirror(model: AlignModel, side: MirrorSide, session: Path) -> None:
+    if model.mirror != side:
+        raise UsageError(
+            f"{session}: frames are flipped on the {side!r} side here but ALIGN.json was estimated with mirror {model.mirror!r}; "
+            "estimate on this session's reference or pass the same --mirror"
+        )
+
+
+def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: ApplyOptions = ApplyOptions(), *, progress: Any = None) -> ApplyReport:
+    """Export a session's pairs into the release layout under ``root``.
+
+    Args:
+        session: the ``.h5`` capture session.
+        model: the alignment (from this session's reference, or one made with the same mirroring).
+        root: dataset root (created); existing pairs are kept and skipped.
+        opts: frame selection, bit depth, workers, interpolation.
+        progress: a rich ``Progress`` to report on, or None.
+    """
+    if opts.out_bits not in (8, 16):
+        raise UsageError(f"--bits {opts.out_bits}: expected 8 or 16")
+    if opts.interpolation not in INTERPOLATIONS:
+        raise UsageError(f"--interpolation {opts.interpolation!r}: expected one of {', '.join(INTERPOLATIONS)}")
+    session, root = Path(session), Path(root)
+    with SessionReader(session) as reader:
+        side = opts.mirror if opts.mirror is not None else mirror_from_rig_config(reader.rig_config, f"{session}: rig_config")
+        jobs = plan_pairs(reader, opts.frames)
+    _check_mirror(model, side, session)
+    report = ApplyReport()
+    todo = []
+    for job in jobs:
+        if (root / job.bright).is_file() and (root / job.dark).is_file():
+            report.skipped += 1
+            report.pairs.append((job.bright, job.dark))
+        else:
+            todo.append(job)
+    task = progress.add_task("aligning pairs", total=len(jobs), completed=report.skipped) if progress is not None else None
+    hashes: dict[str, str] = {}
+    args = (str(session), model.model_dump_json(), str(root), opts.out_bits, opts.interpolation, side)
+    try:
+        for bright, dark, h in _execute(todo, args, opts.workers):
+            report.written += 1
+            report.pairs.append((bright, dark))
+            hashes.update(h)
+            if task is not None:
+                progress.advance(task)
+    finally:
+        _finish(root, report, hashes)
+    return report
+
+
+def _execute(jobs: list[PairJob], args: tuple, workers: int) -> Iterator[tuple[str, str, dict[str, str]]]:
+    if not jobs:
+        return
+    if workers <= 1 or len(jobs) == 1:
+        worker = _Worker(*args)
+        try:
+            for job in jobs:
+                yield worker.run(job)
+        finally:
+            worker.reader.close()
+        return
+    # spawn, not fork: HDF5 handles and OpenCV's thread pool do not survive a fork safely.
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"), initializer=_init_worker, initargs=args) as pool:
+        futures = [pool.submit(_run_job, job) for job in jobs]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _finish(root: Path, report: ApplyReport, hashes: dict[str, str]) -> None:
+    """Merge the pair list and bring the manifest up to date with every finished pair."""
+    if not report.pairs:
+        return
+    pairs_path = root / PAIRS_FILE
+    old = read_pairs(pairs_path) if pairs_path.is_file() else []
+    write_pairs(pairs_path, [*old, *report.pairs])
+    listed = load_manifest(root)
+    rels = [PAIRS_FILE] + [rel for pair in report.pairs for rel in pair if rel in hashes or rel not in listed]
+    update_manifest(root, rels, known_hashes=hashes)
+
+
+def default_workers() -> int:
+    """Processes to use: the cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

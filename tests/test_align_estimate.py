@@ -1,0 +1,181 @@
+"""Estimator, geometry, model and validation of exlpose_data.align on small synthetic pairs with known homographies."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from exlpose_data.align.estimate import EstimateOptions, corner_error, estimate_homography
+from exlpose_data.align.geometry import transform_points, valid_crop, warp_maps
+from exlpose_data.align.model import AlignModel
+from exlpose_data.align.prepare import level_matrix, linear_gray, needs_flip, normalise_brightness
+from exlpose_data.align.reference import ReferencePair, build_alignment
+from exlpose_data.align.synthetic import darken, render_pair
+from exlpose_data.align.validate import Thresholds, heldout_residuals, masked_psnr, masked_ssim, plot_difference, plot_residuals, threshold_failures
+from exlpose_data.errors import InputError
+from exlpose_data.session_format import FrameAttrs
+
+W, H = 480, 300
+
+
+def _norm(img: np.ndarray) -> np.ndarray:
+    return normalise_brightness(linear_gray(img))[0]
+
+
+@pytest.mark.parametrize(("ll_mean", "limit_px"), [(None, 0.06), (3.0, 0.25), (1.0, 0.6)])
+def test_estimate_recovers_known_homography(ll_mean: float | None, limit_px: float) -> None:
+    # 480x300 has 16x fewer pixels than a real frame, so the limits are looser than the benchmark's targets.
+    p = render_pair(W, H, seed=2, ll_mean_8bit=ll_mean)
+    e = estimate_homography(_norm(p.wl), _norm(p.ll))
+    err = corner_error(e.homography, p.homography, (W, H))
+    assert err < limit_px
+    assert e.ecc_levels[-1] == 1  # full resolution last
+    # The refinement improves on (or at least keeps) the feature start.
+    assert err <= corner_error(e.initial, p.homography, (W, H)) + 0.01
+
+
+def test_clean_pair_residuals_are_small() -> None:
+    p = render_pair(W, H, seed=4)
+    e = estimate_homography(_norm(p.wl), _norm(p.ll))
+    assert e.initial_method == "sift+magsac" and e.n_inliers > 200
+    res = heldout_residuals(e.homography, np.concatenate([e.heldout_wl, e.heldout_ll], axis=1))
+    assert np.median(res) < 0.5
+
+
+def test_textureless_reference_is_an_error() -> None:
+    rng = np.random.default_rng(0)
+    flat = np.full((H, W, 3), 120, np.uint8)
+    dark = darken(flat, 3.0, rng)
+    with pytest.raises(InputError, match="textureless"):
+        estimate_homography(_norm(flat), _norm(dark))
+
+
+def test_missing_flip_is_detected() -> None:
+    p = render_pair(W, H, seed=1, ll_mean_8bit=3.0, mirror_wl=True)
+    with pytest.raises(InputError, match="mirrored"):
+        estimate_homography(_norm(p.wl), _norm(p.ll))
+
+
+def test_unrelated_views_are_refused() -> None:
+    a, b = render_pair(W, H, seed=5), render_pair(W, H, seed=55, ll_mean_8bit=3.0)
+    with pytest.raises(InputError, match="ECC|refusing"):
+        estimate_homography(_norm(a.wl), _norm(b.ll))
+
+
+def test_features_only_mode_refuses_when_matching_fails() -> None:
+    p = render_pair(W, H, seed=1, ll_mean_8bit=1.0)
+    with pytest.raises(InputError, match="too few feature matches"):
+        estimate_homography(_norm(p.wl), _norm(p.ll), EstimateOptions(allow_ecc_only=False, min_inliers=400))
+
+
+def test_size_mismatch_and_black_image() -> None:
+    with pytest.raises(InputError, match="differ in size"):
+        estimate_homography(np.ones((10, 20), np.float32), np.ones((10, 21), np.float32))
+    with pytest.raises(InputError, match="entirely black"):
+        normalise_brightness(np.zeros((4, 4), np.float32), "ll.png")
+
+
+def test_level_matrix_keeps_pixel_centres() -> None:
+    m = level_matrix((480, 300), (240, 150))
+    # Full-frame pixels 0 and 1 average into binned pixel 0, whose centre is full-frame x = 0.5.
+    assert transform_points(m, np.array([[0.5, 0.5]]))[0] == pytest.approx([0.0, 0.0])
+    assert transform_points(m, np.array([[479.0, 299.0]]))[0] == pytest.approx([239.25, 149.25])
+
+
+def test_warp_maps_and_crop_for_a_shift() -> None:
+    h = np.array([[1, 0, 3.5], [0, 1, -2.0], [0, 0, 1]], np.float64)  # LL = WL shifted right 3.5, up 2
+    mx, my = warp_maps(h, (0, 0, W, H))
+    assert mx[10, 20] == pytest.approx(16.5) and my[10, 20] == pytest.approx(12.0)
+    x0, y0, w, hh = valid_crop(mx, my, (W, H), margin=2.0)
+    # Valid: 2 <= x - 3.5 <= 477 and 2 <= y + 2 <= 297.
+    assert (x0, y0) == (6, 0) and (x0 + w - 1, y0 + hh - 1) == (W - 1, 295)
+
+
+def test_crop_is_valid_under_rotation() -> None:
+    p = render_pair(W, H, seed=7)
+    mx, my = warp_maps(p.homography, (0, 0, W, H))
+    x0, y0, w, h = valid_crop(mx, my, (W, H))
+    sub_x, sub_y = mx[y0 : y0 + h, x0 : x0 + w], my[y0 : y0 + h, x0 : x0 + w]
+    assert sub_x.min() >= 2 and sub_x.max() <= W - 3 and sub_y.min() >= 2 and sub_y.max() <= H - 3
+    assert w * h > 0.9 * W * H
+
+
+def test_build_alignment_model_roundtrip_and_plots(tmp_path) -> None:
+    p = render_pair(W, H, seed=3, ll_mean_8bit=20.0)
+    model = build_alignment([ReferencePair("r", linear_gray(p.wl), linear_gray(p.ll))], "none", [])
+    assert corner_error(model.matrix, p.homography, (W, H)) < 0.1
+    assert model.metrics.heldout_count > 20 and model.metrics.heldout_median_px < 1.0
+    assert model.metrics.psnr_db > 25 and 0.5 < model.metrics.ssim <= 1.0
+    # Brightness ratio: a 20/~115 8-bit mean in the linear sRGB segment vs a gamma-encoded bright image.
+    assert 0.005 < model.brightness_ratio < 0.05
+    path = model.save(tmp_path / "ALIGN.json")
+    again = AlignModel.load(path)
+    assert np.allclose(again.matrix, model.matrix) and again.crop == model.crop
+    assert threshold_failures(again, Thresholds(), heldout_residuals(again.matrix, again.heldout_matches)) == []
+    res_png = plot_residuals(tmp_path / "res.png", again, linear_gray(p.ll))
+    img = cv2.imread(str(res_png))
+    assert img.shape == (H, W, 3) and img.max() > 0
+
+
+def test_two_references_are_combined() -> None:
+    pairs = []
+    truth = render_pair(W, H, seed=8).homography
+    for mean in (12.0, 25.0):
+        p = render_pair(W, H, seed=8, ll_mean_8bit=mean)
+        pairs.append(ReferencePair(f"r{len(pairs)}", linear_gray(p.wl), linear_gray(p.ll)))
+    model = build_alignment(pairs, "none", [])
+    assert corner_error(model.matrix, truth, (W, H)) < 0.2
+    assert model.metrics.reference_spread_px is not None and 0 < model.metrics.reference_spread_px < 0.3
+
+
+def test_threshold_failure_messages_say_which_and_by_how_much(tmp_path) -> None:
+    p = render_pair(W, H, seed=3, ll_mean_8bit=20.0)
+    model = build_alignment([ReferencePair("r", linear_gray(p.wl), linear_gray(p.ll))], "none", [])
+    shifted = model.model_copy(update={"homography": (np.array([[1, 0, 2.0], [0, 1, 0], [0, 0, 1]]) @ model.matrix).tolist()})
+    res = heldout_residuals(shifted.matrix, shifted.heldout_matches)
+    fails = threshold_failures(shifted, Thresholds(max_median_px=1.0, max_p95_px=None, max_corner_px=None), res)
+    assert len(fails) == 1 and fails[0].startswith("held-out residual median") and "exceeds 1.000 px by" in fails[0]
+    median = float(fails[0].split()[3])
+    assert 1.5 < median < 2.5
+
+
+def test_psnr_ssim_identity_and_difference_plot(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random((50, 60)).astype(np.float32)
+    assert masked_psnr(a, a) == float("inf")
+    assert masked_ssim(a, a) == pytest.approx(1.0)
+    b = a + 0.01
+    assert masked_psnr(a, b) == pytest.approx(10 * np.log10(np.percentile(a, 99.9) ** 2 / 1e-4), rel=1e-3)
+    out = plot_difference(tmp_path / "d.png", a, b)
+    assert cv2.imread(str(out)).shape == (50, 60, 3)
+
+
+def test_align_model_load_errors(tmp_path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="not JSON"):
+        AlignModel.load(bad)
+    p = render_pair(W, H, seed=3, ll_mean_8bit=20.0)
+    model = build_alignment([ReferencePair("r", linear_gray(p.wl), linear_gray(p.ll))], "none", [])
+    data = json.loads(model.model_dump_json())
+    data["homography"] = [[1, 0], [0, 1]]
+    bad.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="field homography"):
+        AlignModel.load(bad)
+    data = json.loads(model.model_dump_json())
+    data["crop"] = [0, 0, W + 5, H]
+    bad.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="exceeds the frame"):
+        AlignModel.load(bad)
+    with pytest.raises(InputError, match="no such alignment file"):
+        AlignModel.load(tmp_path / "missing.json")
+
+
+def test_needs_flip_respects_camera_side_mirroring() -> None:
+    on_camera = FrameAttrs("BayerRG12", "RGGB", 12, 240.0, mirrored_x=True)
+    plain = FrameAttrs("BayerRG12", "RGGB", 12, 240.0)
+    assert needs_flip("wl", "wl", plain) and not needs_flip("wl", "wl", on_camera)
+    assert not needs_flip("ll", "wl", plain) and not needs_flip("wl", "none", plain)
