@@ -16,6 +16,7 @@ from annotation.review import FlagSettings, flag_document, image_flags, person_f
 from annotation.tasks import export_tasks
 from annotation.visual import brighten
 from exlpose_data.atomic import write_json_atomic
+from exlpose_data.keypoints import crowdpose14
 from exlpose_data.layout import write_pairs
 from exlpose_data.naming import parse_name
 from exlpose_data.schema import AnnotationRecord, load_document
@@ -34,8 +35,6 @@ def _person(ann_id: int, dx: float = 0.0, **changes: tuple[float, float]) -> Ann
         "head": (140, 25), "neck": (140, 45),
     }
     joints.update(changes)
-    from exlpose_data.keypoints import crowdpose14
-
     kp = []
     for name in crowdpose14().keypoints:
         x, y = joints[name]
