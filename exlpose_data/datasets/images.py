@@ -6,12 +6,11 @@ import os
 from collections.abc import Callable
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .lowlight import LowLightScaling, Normalisation, apply_channel_affine, input_affine
+from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine
 from .records import build_index, needed_paths
 from .sources import open_source
 
@@ -65,9 +64,9 @@ class ExLPoseImages(Dataset):
 
     def _load_image(self, relpath: str, condition: str) -> torch.Tensor:
         pixels, _, means = self.source.get(relpath)
-        rgb = cv2.cvtColor(np.asarray(pixels[()]), cv2.COLOR_BGR2RGB)
         gain, offset = input_affine(condition, means, self.ll_scaling, self.wl_normalisation)
-        return torch.from_numpy(np.ascontiguousarray(apply_channel_affine(rgb.astype(np.float32), gain, offset).transpose(2, 0, 1)))
+        image = bgr_to_input(np.asarray(pixels, dtype=np.float32), gain, offset)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
     def _load_target(self, i: int) -> dict[str, torch.Tensor]:
         insts = self.index.instances[i]

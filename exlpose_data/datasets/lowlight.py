@@ -24,7 +24,7 @@ __all__ = [
     "rgb_means",
     "ll_gains",
     "wl_affine",
-    "apply_channel_affine",
+    "bgr_to_input",
     "input_affine",
 ]
 
@@ -64,9 +64,15 @@ def ll_gains(means_255: np.ndarray, scaling: LowLightScaling) -> np.ndarray:
     return scaling.target_mean / (255.0 * means01)
 
 
-def apply_channel_affine(pixels: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """``pixels * gain + offset`` per channel of a float32 ``(H, W, 3)`` array, as float32."""
-    return (pixels * gain.astype(np.float32) + offset.astype(np.float32)).astype(np.float32, copy=False)
+def bgr_to_input(pixels_bgr: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """RGB ``pixels * gain + offset`` per channel of a float32 ``(H, W, 3)`` BGR array, as float32.
+
+    One ``cv2.transform`` pass does the channel swap and the affine together.
+    """
+    m = np.zeros((3, 4), dtype=np.float64)
+    m[[0, 1, 2], [2, 1, 0]] = gain
+    m[:, 3] = offset
+    return cv2.transform(pixels_bgr, m)
 
 
 def wl_affine(norm: Normalisation | None) -> tuple[np.ndarray, np.ndarray]:

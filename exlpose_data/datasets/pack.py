@@ -9,7 +9,9 @@ Layout (``format = "exlpose-pack"``, ``version = 1`` as root attributes)::
 
 Images are stored exactly as :func:`~exlpose_data.datasets.sources.decode_image` decodes them and the means
 are computed by the same function as the file path does, so a packed dataset returns bit-identical samples.
-Contiguous storage lets a crop read a hyperslab of rows straight from the page cache without decompression.
+Images are stored contiguous and uncompressed so that a reader can memory-map them: a crop then copies just
+its region of interest from the page cache, without HDF5 selection overhead or decompression. The file stays
+a plain HDF5 file that any HDF5 tool reads.
 """
 
 from __future__ import annotations
@@ -95,8 +97,10 @@ def pack_paths(path: str | os.PathLike) -> list[str]:
 
 
 class PackSource:
-    """Read images from a pack. The HDF5 file is opened on first use in each process (DataLoader workers
-    must not share an HDF5 handle opened before the fork) and never pickled.
+    """Read images from a pack through a read-only memory map of its contiguous image datasets.
+
+    The index (paths, shapes, means, byte offsets) is read once at construction; the map is created on first
+    use in each process (DataLoader workers never share a handle) and is never pickled.
 
     Args:
         path: the pack file.
@@ -108,27 +112,34 @@ class PackSource:
             paths = [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in f["paths"][()]]
             self._shapes = f["shapes"][()]
             self._means = f["means"][()]
+            offsets = []
+            for i in range(len(paths)):
+                ds = f["images"][str(i)]
+                offset = ds.id.get_offset()
+                if ds.chunks is not None or ds.compression is not None or ds.dtype != np.uint8 or offset is None:
+                    raise InputError(f"{self.path}: image {i} is not stored contiguous uncompressed uint8 (rewrite the pack with 'exlpose pack')")
+                offsets.append(int(offset))
+        self._offsets = offsets
         self._slot = {p: i for i, p in enumerate(paths)}
-        self._file: h5py.File | None = None
+        self._map: np.memmap | None = None
         self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._slot)
 
     def check(self, relpaths: list[str]) -> None:
         missing = [p for p in relpaths if p not in self._slot]
         report_missing(missing, len(relpaths), f"from the pack {self.path}")
 
     def get(self, relpath: str) -> tuple[Any, tuple[int, int], np.ndarray]:
-        if self._file is None or self._pid != os.getpid():
-            self._file = _open(self.path)
+        if self._map is None or self._pid != os.getpid():
+            self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
             self._pid = os.getpid()
         i = self._slot[relpath]
-        h, w = self._shapes[i]
-        return self._file["images"][str(i)], (int(h), int(w)), self._means[i]
+        h, w = (int(v) for v in self._shapes[i])
+        start = self._offsets[i]
+        pixels = self._map[start : start + h * w * 3].reshape(h, w, 3)
+        return pixels, (h, w), self._means[i]
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_file": None, "_pid": None}
-
-    def close(self) -> None:
-        """Close this process's handle (reopened on next use)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        return {**self.__dict__, "_map": None, "_pid": None}

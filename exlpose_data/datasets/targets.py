@@ -24,6 +24,16 @@ def joint_pixels(joints_hm: np.ndarray, labelled: np.ndarray, heatmap_size: tupl
     return px, np.asarray(labelled, dtype=bool) & inside
 
 
+def _blur_profile(k: int, length: int, at: np.ndarray) -> np.ndarray:
+    """``(J, length)`` rows: a ``k``-tap Gaussian kernel (OpenCV's sigma for ``k``) centred at each ``at``,
+    divided by its centre value and cut at the ends (a constant-zero border)."""
+    kernel = cv2.getGaussianKernel(k, 0, ktype=cv2.CV_64F).ravel()
+    kernel = kernel / kernel[k // 2]
+    offset = np.arange(length)[None, :] - np.asarray(at)[:, None] + k // 2
+    inside = (offset >= 0) & (offset < k)
+    return np.where(inside, kernel[np.clip(offset, 0, k - 1)], 0.0)
+
+
 def cpn_heatmaps(
     joints_hm: np.ndarray,
     labelled: np.ndarray,
@@ -33,6 +43,9 @@ def cpn_heatmaps(
     peak: float = 255.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multi-level targets ``(L, K, h, w)`` float32 and the target weight ``(K,)`` float32.
+
+    Blurring a single 1 with a separable Gaussian kernel gives the outer product of the kernel's column and
+    row profiles around the joint, so the targets are built as those products directly.
 
     Args:
         joints_hm: ``(K, 2)`` joint positions in heatmap pixels.
@@ -46,15 +59,12 @@ def cpn_heatmaps(
     h, w = heatmap_size
     px, valid = joint_pixels(joints_hm, labelled, heatmap_size)
     out = np.zeros((len(kernels), len(px), h, w), dtype=np.float32)
-    delta = np.zeros((h, w), dtype=np.float32)
-    for j in np.flatnonzero(valid):
-        x, y = px[j]
-        delta[y, x] = 1.0
+    js = np.flatnonzero(valid)
+    if len(js):
         for level, k in enumerate(kernels):
-            # A constant border keeps a joint near the edge from gaining a reflected second peak.
-            blurred = cv2.GaussianBlur(delta, (k, k), 0, borderType=cv2.BORDER_CONSTANT)
-            out[level, j] = blurred * np.float32(peak / blurred.max())
-        delta[y, x] = 0.0
+            rows = _blur_profile(k, h, px[js, 1])
+            cols = _blur_profile(k, w, px[js, 0])
+            out[level, js] = (peak * rows[:, :, None] * cols[:, None, :]).astype(np.float32)
     return out, valid.astype(np.float32)
 
 

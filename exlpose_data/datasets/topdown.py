@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
@@ -13,7 +12,7 @@ from torch.utils.data import Dataset, get_worker_info
 from ..errors import UsageError
 from ..keypoints import crowdpose14
 from .detections import detection_instances, load_detections
-from .lowlight import LowLightScaling, Normalisation, apply_channel_affine, input_affine
+from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine
 from .records import InstanceEntry, build_index, needed_paths
 from .sources import open_source
 from .targets import CPN_KERNELS, cpn_heatmaps, gaussian_heatmaps
@@ -144,9 +143,8 @@ class ExLPoseTopDown(Dataset):
         sample: dict[str, Any] = {}
         for cond in self.conditions:
             pixels, hw, means = self.source.get(img.path(cond))  # type: ignore[arg-type]
-            rgb = cv2.cvtColor(read_roi(pixels, roi, hw), cv2.COLOR_BGR2RGB)
             gain, offset = input_affine(cond, means, self.ll_scaling, self.wl_normalisation)
-            crop = apply_channel_affine(warp_roi(rgb, roi, affine, input_size), gain, offset)
+            crop = bgr_to_input(warp_roi(read_roi(pixels, roi, hw), roi, affine, input_size), gain, offset)
             sample[cond.lower()] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
         if self.with_targets:
             kp = inst.keypoints[self.flip_index] if flip else inst.keypoints

@@ -161,7 +161,8 @@ def read_roi(source: Any, roi: tuple[int, int, int, int], image_hw: tuple[int, i
 
 
 def warp_roi(roi_pixels: np.ndarray, roi: tuple[int, int, int, int], affine: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """Warp ROI pixels (uint8 ``(h, w, 3)``) into the crop: float32 ``(H, W, 3)``, bilinear, zeros outside.
+    """Warp ROI pixels (uint8 ``(h, w, 3)``, any channel order) into the crop: float32 ``(H, W, 3)``, bilinear,
+    zeros outside.
 
     The warp runs on float32 so that the large low-light gain applied afterwards does not magnify 8-bit
     rounding of the interpolated values.
