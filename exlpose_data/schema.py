@@ -7,13 +7,13 @@ that disagree with the visibility flags, ``crowdIndex`` 0): loading is lenient, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError
+from .jsonio import load_json
 
 __all__ = ["Info", "Category", "ImageRecord", "AnnotationRecord", "AnnotationDocument", "load_document", "annotation_json_schema"]
 
@@ -78,12 +78,7 @@ class AnnotationDocument(_Model):
 def load_document(path: str | Path) -> AnnotationDocument:
     """Load an annotation file, raising :class:`InputError` naming the file and field when it is unusable."""
     p = Path(path)
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p}: not valid JSON ({exc})") from None
+    raw = load_json(p)
     try:
         return AnnotationDocument.model_validate(raw)
     except ValidationError as exc:

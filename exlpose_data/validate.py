@@ -12,7 +12,6 @@ Problem codes: ``keypoints-length``, ``keypoints-type``, ``visibility``, ``outsi
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,12 @@ from typing import Any
 
 from .annotations import count_labelled, crowdpose_area
 from .errors import InputError
+from .jsonio import is_number as _is_num
+from .jsonio import load_json
 from .keypoints import crowdpose14
 from .layout import safe_relpath
 
-__all__ = ["Problem", "validate_document", "validate_file", "fix_document", "load_json"]
+__all__ = ["Problem", "validate_document", "validate_file", "fix_document"]
 
 # Boxes may stick out of the image by this much (in pixels) before it counts as a problem: labelling tools
 # round and the official files put joints exactly on x = width.
@@ -40,23 +41,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.location}: {self.message} [{self.code}]"
-
-
-def load_json(path: str | Path) -> Any:
-    """Read JSON, raising :class:`InputError` naming the file when it is missing or not JSON."""
-    p = Path(path)
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{p}: is a folder, not an annotation file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p}: not valid JSON ({exc})") from None
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _is_int(x: Any) -> bool:

@@ -14,7 +14,8 @@ from ..errors import InputError
 from ..layout import verify_dataset
 from ..schema import annotation_json_schema, load_document
 from ..stats import dataset_stats, document_stats
-from ..validate import fix_document, load_json, validate_document
+from ..jsonio import load_json
+from ..validate import fix_document, validate_document
 from .common import handle_errors, new_app, out_console
 
 app = new_app("Core dataset commands.")
