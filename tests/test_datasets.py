@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
 from exlpose_data.cli.pack import app as pack_app
-from exlpose_data.datasets import Augmentation, ExLPoseImages, ExLPoseTopDown, LowLightScaling, collate_images, invert_affine, write_pack
+from exlpose_data.datasets import Augmentation, ExLPoseImages, ExLPoseTopDown, LowLightScaling, collate_images, heatmap_to_image, invert_affine, write_pack
 from exlpose_data.datasets.lowlight import ll_gains
 from exlpose_data.datasets.targets import cpn_heatmaps
 from exlpose_data.datasets.transforms import apply_affine
@@ -142,6 +143,8 @@ def test_heatmap_peak_and_pixels_follow_keypoints_under_augmentation(release: Pa
             assert np.allclose(apply_affine(orig[:, :2], s["meta"]["affine"]), kp[:, :2], atol=1e-3)
             back = apply_affine(kp[:, :2], invert_affine(s["meta"]["affine"]))
             assert np.allclose(back, orig[:, :2], atol=1e-3)
+            from_hm = heatmap_to_image(kp[:, :2] / 4, s["meta"]["affine"], (256, 192), (64, 48))
+            assert np.allclose(from_hm, orig[:, :2], atol=1e-3)
     assert flips == {True, False} and checked > 200
 
 
@@ -240,6 +243,28 @@ def test_missing_files_reported_at_construction(tmp_path: Path) -> None:
     assert len(ExLPoseTopDown(root, root / "ann.json", condition="WL")) == 6
 
 
+def test_pickled_dataset_holds_no_open_handles(release: Path, pack_file: Path) -> None:
+    ds = ExLPoseTopDown(release, release / "ann.json", condition="pair", pack=pack_file, train=False)
+    first = ds[0]
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy.source._map is None and copy._rng is None
+    assert torch.equal(copy[0]["ll"], first["ll"])
+    files = ExLPoseTopDown(release, release / "ann.json", condition="pair", train=False)
+    files[0]
+    assert len(files.source._cache) == 2 and len(pickle.loads(pickle.dumps(files)).source._cache) == 0
+
+
+def test_stale_pack_rejected(tmp_path: Path) -> None:
+    root = make_release(tmp_path / "r", n_images=1)
+    pack = write_pack(root, [n.relpath for n in _names(1)[0]], tmp_path / "p.h5")
+    dark = root / _names(1)[0][1].relpath
+    cv2.imwrite(str(dark), np.zeros((H, W, 3), np.uint8))
+    with pytest.raises(InputError, match="stale pack: 1 image"):
+        ExLPoseTopDown(root, root / "ann.json", condition="pair", pack=pack)
+    dark.unlink()  # a pack works without the images
+    assert len(ExLPoseTopDown(root, root / "ann.json", condition="pair", pack=pack)) == 2
+
+
 def test_pack_missing_image_reported(release: Path, pack_file: Path, tmp_path: Path) -> None:
     bigger = make_release(tmp_path, n_images=4)
     with pytest.raises(InputError, match=r"^2 of 8 image files are missing from the pack"):
@@ -297,8 +322,15 @@ def test_gaussian_target_option(release: Path) -> None:
     assert torch.allclose(s["heatmaps"].amax(dim=(1, 2))[s["target_weight"] > 0], torch.tensor(1.0))
 
 
-def test_cpn_kernels_coarse_to_fine() -> None:
-    hm, weight = cpn_heatmaps(np.array([[20.0, 30.0]]), np.array([True]), (64, 48))
+def test_cpn_targets_are_blurred_deltas_scaled_to_255() -> None:
+    joints = np.array([[20.0, 30.0], [0.4, 1.6], [47.0, 63.0]])
+    hm, weight = cpn_heatmaps(joints, np.array([True, True, True]), (64, 48))
+    for level, k in enumerate((15, 11, 9, 7)):
+        for j, (x, y) in enumerate([(20, 30), (0, 2), (47, 63)]):
+            delta = np.zeros((64, 48), np.float32)
+            delta[y, x] = 1.0
+            blurred = cv2.GaussianBlur(delta, (k, k), 0, borderType=cv2.BORDER_CONSTANT)
+            assert np.allclose(hm[level, j], blurred * 255 / blurred.max(), atol=1e-3)
     widths = [(hm[level, 0] > 255 / 2).sum() for level in range(4)]
     assert widths == sorted(widths, reverse=True) and widths[0] > widths[3]
     assert hm[0, 0, 30, 20] == 255 and weight[0] == 1

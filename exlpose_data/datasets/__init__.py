@@ -9,7 +9,7 @@ from .images import ExLPoseImages, collate_images
 from .lowlight import LowLightScaling, Normalisation
 from .pack import PackSource, write_pack
 from .topdown import ExLPoseTopDown
-from .transforms import Augmentation, apply_affine, invert_affine
+from .transforms import Augmentation, apply_affine, heatmap_to_image, invert_affine
 
 __all__ = [
     "ExLPoseTopDown",
@@ -22,4 +22,5 @@ __all__ = [
     "PackSource",
     "apply_affine",
     "invert_affine",
+    "heatmap_to_image",
 ]

@@ -5,6 +5,7 @@ Layout (``format = "exlpose-pack"``, ``version = 1`` as root attributes)::
     /paths    (N,)      image-root-relative paths (UTF-8)
     /shapes   (N, 2)    int64 (H, W)
     /means    (N, 3)    float64 per-channel RGB mean of the whole image, 0-255
+    /sizes    (N,)      int64 byte size of each source file when packed (to detect a stale pack)
     /images/<i>         (H, W, 3) uint8 BGR, contiguous (unchunked, uncompressed)
 
 Images are stored exactly as :func:`~exlpose_data.datasets.sources.decode_image` decodes them and the means
@@ -58,6 +59,7 @@ def write_pack(
     missing = [p for p in paths if not (root / p).is_file()]
     report_missing(missing, len(paths), f"under {root}")
     shapes = np.zeros((len(paths), 2), dtype=np.int64)
+    sizes = np.array([(root / p).stat().st_size for p in paths], dtype=np.int64)
     means = np.zeros((len(paths), 3), dtype=np.float64)
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -74,6 +76,7 @@ def write_pack(
             f.create_dataset("paths", data=np.array(paths, dtype=object), dtype=h5py.string_dtype("utf-8"))
             f.create_dataset("shapes", data=shapes)
             f.create_dataset("means", data=means)
+            f.create_dataset("sizes", data=sizes)
     return Path(out)
 
 
@@ -112,6 +115,7 @@ class PackSource:
             paths = [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in f["paths"][()]]
             self._shapes = f["shapes"][()]
             self._means = f["means"][()]
+            self._sizes = f["sizes"][()]
             offsets = []
             for i in range(len(paths)):
                 ds = f["images"][str(i)]
@@ -130,6 +134,23 @@ class PackSource:
     def check(self, relpaths: list[str]) -> None:
         missing = [p for p in relpaths if p not in self._slot]
         report_missing(missing, len(relpaths), f"from the pack {self.path}")
+
+    def check_fresh(self, image_root: str | os.PathLike, relpaths: list[str]) -> None:
+        """Raise when a source file still under ``image_root`` changed size since it was packed.
+
+        Files that are gone are fine: a pack can be used without the images.
+        """
+        root = Path(image_root)
+        changed = []
+        for p in relpaths:
+            try:
+                size = (root / p).stat().st_size
+            except FileNotFoundError:
+                continue
+            if size != self._sizes[self._slot[p]]:
+                changed.append(p)
+        if changed:
+            raise InputError(f"{self.path}: stale pack: {len(changed)} image(s) changed since packing, e.g. {changed[0]}; run 'exlpose pack' again")
 
     def get(self, relpath: str) -> tuple[Any, tuple[int, int], np.ndarray]:
         if self._map is None or self._pid != os.getpid():

@@ -85,8 +85,10 @@ def open_source(image_root: str | os.PathLike, relpaths: list[str], *, pack: str
     if pack is not None:
         from .pack import PackSource  # the pack module builds on this one
 
-        source: ImageSource = PackSource(pack)
-    else:
-        source = FileSource(image_root, cache_images=cache_images)
+        packed = PackSource(pack)
+        packed.check(relpaths)
+        packed.check_fresh(image_root, relpaths)
+        return packed
+    source = FileSource(image_root, cache_images=cache_images)
     source.check(relpaths)
     return source

@@ -24,6 +24,7 @@ __all__ = [
     "crop_affine",
     "apply_affine",
     "invert_affine",
+    "heatmap_to_image",
     "sample_augmentation",
     "crop_roi",
     "read_roi",
@@ -126,6 +127,12 @@ def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def invert_affine(affine: np.ndarray) -> np.ndarray:
     """The inverse of a ``(2, 3)`` transform (crop -> image for a crop's transform)."""
     return cv2.invertAffineTransform(np.asarray(affine, dtype=np.float64))
+
+
+def heatmap_to_image(points_hm: np.ndarray, affine: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
+    """Map ``(N, 2)`` heatmap positions of a crop back to image coordinates through its ``meta["affine"]``."""
+    stride = np.array([input_size[1] / heatmap_size[1], input_size[0] / heatmap_size[0]])
+    return apply_affine(np.asarray(points_hm, dtype=np.float64) * stride, invert_affine(np.asarray(affine, dtype=np.float64)))
 
 
 def sample_augmentation(rng: np.random.Generator, aug: Augmentation) -> tuple[float, float, bool]:
