@@ -44,8 +44,11 @@ def find_board(gray: np.ndarray, pattern: tuple[int, int]) -> np.ndarray | None:
     return cv2.cornerSubPix(gray, pts, (5, 5), (-1, -1), criteria)
 
 
-def calibrate_camera(images: Sequence[np.ndarray], pattern: tuple[int, int], *, names: Sequence[str] | None = None, min_views: int = 5) -> CameraCalibration:
+def calibrate_camera(images: Sequence[np.ndarray], pattern: tuple[int, int], *, names: Sequence[str] | None = None, min_views: int = 5, fix_k3: bool = True) -> CameraCalibration:
     """Intrinsics and distortion (k1, k2, p1, p2, k3) from 8-bit grey checkerboard views of one camera.
+
+    ``k3`` stays 0 by default: with boards that do not reach the frame corners it is poorly constrained and
+    extrapolates wildly exactly where the two cameras' distortions matter most.
 
     Raises:
         InputError: fewer than ``min_views`` views show the whole board, or the views differ in size.
@@ -68,7 +71,7 @@ def calibrate_camera(images: Sequence[np.ndarray], pattern: tuple[int, int], *, 
         img_pts.append(pts)
     if len(obj) < min_views:
         raise InputError(f"the {pattern[0]}x{pattern[1]} checkerboard was found in {len(obj)} of {len(images)} views (need {min_views}); not found in: {', '.join(missed[:5])}")
-    rms, k, dist, _, _ = cv2.calibrateCamera(obj, img_pts, size, None, None)
+    rms, k, dist, _, _ = cv2.calibrateCamera(obj, img_pts, size, None, None, flags=cv2.CALIB_FIX_K3 if fix_k3 else 0)
     return CameraCalibration(camera_matrix=k.tolist(), dist_coeffs=dist.ravel().tolist(), image_size=size, rms_px=float(rms), n_views=len(obj))
 
 
