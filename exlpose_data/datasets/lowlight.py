@@ -44,6 +44,10 @@ class LowLightScaling:
     target_mean: float = 0.4
     min_mean: float = 1e-3
 
+    def __post_init__(self) -> None:
+        if not (self.target_mean > 0 and self.min_mean > 0):
+            raise ValueError(f"target_mean and min_mean must be positive, got {self.target_mean}, {self.min_mean}")
+
 
 @dataclass(frozen=True)
 class Normalisation:
@@ -51,6 +55,10 @@ class Normalisation:
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ValueError(f"normalisation needs 3 means and 3 positive stds, got mean={self.mean} std={self.std}")
 
 
 def rgb_means(bgr_image: np.ndarray) -> np.ndarray:
@@ -81,10 +89,7 @@ def wl_affine(norm: Normalisation | None) -> tuple[np.ndarray, np.ndarray]:
         return np.full(3, 1.0 / 255.0), np.zeros(3)
     mean = np.asarray(norm.mean, dtype=np.float64)
     std = np.asarray(norm.std, dtype=np.float64)
-    if mean.shape != (3,) or std.shape != (3,) or np.any(std <= 0):
-        raise ValueError(f"normalisation needs 3 means and 3 positive stds, got mean={norm.mean} std={norm.std}")
     return 1.0 / (255.0 * std), -mean / std
-
 
 
 def input_affine(

@@ -97,6 +97,8 @@ class ExLPoseTopDown(Dataset):
     ) -> None:
         if target not in ("cpn", "gaussian"):
             raise UsageError(f"target must be 'cpn' or 'gaussian', got {target!r}")
+        if any(k <= 0 or k % 2 == 0 for k in kernels) or sigma <= 0:
+            raise UsageError(f"kernels must be positive odd sizes and sigma positive, got kernels={kernels} sigma={sigma}")
         self.condition = condition
         self.conditions = ("LL", "WL") if condition == "pair" else (condition,)
         self.crop = CropSettings(input_size=tuple(input_size), widen=tuple(widen))  # type: ignore[arg-type]
