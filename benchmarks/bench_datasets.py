@@ -118,6 +118,7 @@ class Measured(Dataset):
 
     def __init__(self, inner: Dataset) -> None:
         self.inner = inner
+        self.calls = 0
 
     def __len__(self) -> int:
         return len(self.inner)  # type: ignore[arg-type]
@@ -126,10 +127,11 @@ class Measured(Dataset):
         s = self.inner[i]
         info = get_worker_info()
         # Reading smaps costs ~3 ms, so private memory is sampled every 8th call; statm is cheap.
-        self.calls = getattr(self, "calls", 0) + 1
+        self.calls += 1
         rss = _rss_mb()
         private = _private_mb() if self.calls % 8 == 1 else 0.0
         s["mem"] = torch.tensor([info.id if info is not None else -1, rss, private], dtype=torch.float64)
+        # The reference-style loader makes no meta; leave it out everywhere so all three collate the same.
         s.pop("meta", None)
         return s
 
@@ -155,7 +157,6 @@ def run(ds: Dataset, workers: int, epochs: int) -> tuple[float, dict[str, float]
     t0 = time.perf_counter()
     n = sum(epoch() for _ in range(epochs))
     rate = n / (time.perf_counter() - t0)
-    del loader
     return rate, {"rss_mb": round(max(peak_rss.values()), 1), "private_mb": round(max(peak_private.values()), 1)}
 
 
