@@ -23,7 +23,7 @@ from exlpose_data.datasets.transforms import apply_affine
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.layout import write_pairs
-from exlpose_data.naming import ImageName
+from exlpose_data.naming import ImageName, parse_name
 
 DATA = Path(__file__).parent / "data"
 W, H = 320, 200
@@ -229,8 +229,10 @@ def test_dataloader_two_workers(release: Path, pack_file: Path) -> None:
         scales = torch.cat([x["meta"]["scale"] for x in batches])
         # Workers draw from their own streams: no two samples got the same scale.
         assert len(set(scales.tolist())) == len(ds)
-    images = DataLoader(ExLPoseImages(release, release / "ann.json", "LL"), batch_size=2, num_workers=2, collate_fn=collate_images)
-    assert [len(b) for b in images] == [2, 1]
+    whole = ExLPoseImages(release, release / "ann.json", "LL", transforms=lambda s: {**s, "seen": True})
+    images = DataLoader(whole, batch_size=2, num_workers=2, collate_fn=collate_images)
+    batches = list(images)
+    assert [len(b) for b in batches] == [2, 1] and all(s["seen"] for b in batches for s in b)
 
 
 def test_missing_files_reported_at_construction(tmp_path: Path) -> None:
@@ -296,6 +298,25 @@ def test_oc_set_index(tmp_path: Path) -> None:
     assert math.isnan(m["gain_db"]) and m["split"] == "" and m["ratio"] == -1
     with pytest.raises(UsageError, match="no WL file"):
         ExLPoseTopDown(tmp_path, ann, condition="WL")
+
+
+def test_official_ll_test_file_loads_dark_twins(tmp_path: Path) -> None:
+    """The real LL-A file names bright images; with grammar pairing the LL condition reads their dark twins."""
+    ann = DATA / "ExLPose_test_LL-All.json"
+    doc = json.loads(ann.read_text())
+    tiny = np.full((4, 4, 3), 7, np.uint8)
+    for img in doc["images"]:
+        bright = parse_name(img["file_name"])
+        for name in (bright, bright.twin()):
+            (tmp_path / name.relpath).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / name.relpath), tiny)
+    ds = ExLPoseTopDown(tmp_path, ann, condition="pair", train=False)
+    splits = [img.split for img in ds.index.images]
+    assert (splits.count("LL-N"), splits.count("LL-H"), splits.count("LL-E")) == (167, 169, 155)
+    assert all(img.ll_path.startswith("dark/") and img.wl_path == img.file_name for img in ds.index.images)
+    labelled = sum(1 for a in doc["annotations"] if any(v > 0 for v in a["keypoints"][2::3]))
+    assert len(ds) == labelled and len(ds) > 2700
+    assert ds[0]["ll"].shape == (3, 256, 192)
 
 
 def test_detections_replace_boxes(release: Path, tmp_path: Path) -> None:

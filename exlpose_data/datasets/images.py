@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..keypoints import crowdpose14
 from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine
 from .records import build_index, needed_paths
 from .sources import open_source
@@ -70,7 +71,7 @@ class ExLPoseImages(Dataset):
 
     def _load_target(self, i: int) -> dict[str, torch.Tensor]:
         insts = self.index.instances[i]
-        k = len(insts[0].keypoints) if insts else 0
+        k = crowdpose14().num_keypoints
         return {
             "boxes": torch.tensor(np.array([inst.bbox for inst in insts], dtype=np.float32).reshape(-1, 4)),
             "keypoints": torch.tensor(np.array([inst.keypoints for inst in insts], dtype=np.float32).reshape(len(insts), k, 3)),
