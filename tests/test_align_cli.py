@@ -205,14 +205,15 @@ def test_apply_usage_errors(tmp_path, session, align_json) -> None:
     assert r.exit_code == 2 and "estimated with mirror 'wl'" in r.output
 
 
-def test_interrupted_apply_keeps_finished_pairs_only(tmp_path, truth, align_json) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_interrupted_apply_keeps_finished_pairs_only(tmp_path, truth, align_json, workers) -> None:
     s = make_session(tmp_path / "broken.h5", h_true=truth, ks=(1, 2))
     with h5py.File(s, "a") as f:  # the second step's LL frames are the wrong size: the run stops there
         del f["scenes/s01/steps/2/ll"]
         ds = f.create_dataset("scenes/s01/steps/2/ll", data=np.zeros((3, H, W + 2), np.uint16))
         _frame_attrs(ds)
     root = tmp_path / "o"
-    r = runner.invoke(app, ["apply", str(s), str(align_json), "--out", str(root), "--workers", "1", "-q"])
+    r = runner.invoke(app, ["apply", str(s), str(align_json), "--out", str(root), "--workers", workers, "-q"])
     assert r.exit_code == 2 and "is 322x200" in r.output
     assert len(read_pairs(root / PAIRS_FILE)) == 1 and verify_dataset(root) == []
     assert not [p for p in root.rglob("*") if ".tmp-" in p.name]

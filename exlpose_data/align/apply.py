@@ -11,16 +11,16 @@ import hashlib
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from ..atomic import write_bytes_atomic
-from ..errors import InputError, UsageError
+from ..errors import ExlposeError, InputError, UsageError
 from ..layout import PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
 from ..naming import ImageName
 from ..session_format import SessionReader
@@ -250,12 +250,25 @@ def _execute(jobs: list[PairJob], args: tuple, workers: int) -> Iterator[tuple[s
     # spawn, not fork: HDF5 handles and OpenCV's thread pool do not survive a fork safely.
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"), initializer=_init_worker, initargs=args) as pool:
         futures = [pool.submit(_run_job, job) for job in jobs]
+        reported = set()
         try:
             for fut in as_completed(futures):
-                yield fut.result()
-        except BaseException:
+                result = fut.result()
+                reported.add(fut)
+                yield result
+        except GeneratorExit:
             for fut in futures:
                 fut.cancel()
+            raise
+        except BaseException as exc:
+            for fut in futures:
+                fut.cancel()
+            # Pairs already being written still finish: report them so the manifest matches the disk.
+            for fut in futures:
+                if fut not in reported and not fut.cancelled() and fut.exception() is None:
+                    yield fut.result()
+            if isinstance(exc, BrokenProcessPool):
+                raise ExlposeError("a worker process died (out of memory?); finished pairs are kept, rerun to continue") from None
             raise
 
 
