@@ -35,7 +35,7 @@ from exlpose_data.datasets.lowlight import bgr_to_input, input_affine, rgb_means
 from exlpose_data.datasets.records import needed_paths
 from exlpose_data.datasets.sources import decode_image
 from exlpose_data.datasets.targets import cpn_heatmaps
-from exlpose_data.datasets.transforms import apply_affine, crop_affine, crop_box, sample_augmentation
+from exlpose_data.datasets.transforms import apply_affine, crop_affine, crop_box, crop_to_heatmap, sample_augmentation
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.layout import write_pairs
 from exlpose_data.naming import ImageName
@@ -90,8 +90,7 @@ class ReferenceLoader(ExLPoseTopDown):
             sample[cond.lower()] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
         kp = inst.keypoints[self.flip_index] if flip else inst.keypoints
         xy = apply_affine(kp[:, :2], affine)
-        stride = np.array([self.heatmap_size[1] / in_w, self.heatmap_size[0] / in_h])
-        heatmaps, weight = cpn_heatmaps(xy * stride, kp[:, 2] > 0, self.heatmap_size)
+        heatmaps, weight = cpn_heatmaps(crop_to_heatmap(xy, (in_h, in_w), self.heatmap_size), kp[:, 2] > 0, self.heatmap_size)
         sample.update(heatmaps=torch.from_numpy(heatmaps), target_weight=torch.from_numpy(weight))
         return sample
 

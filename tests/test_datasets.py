@@ -19,7 +19,7 @@ from exlpose_data.cli.pack import app as pack_app
 from exlpose_data.datasets import Augmentation, ExLPoseImages, ExLPoseTopDown, LowLightScaling, collate_images, heatmap_to_image, invert_affine, write_pack
 from exlpose_data.datasets.lowlight import ll_gains
 from exlpose_data.datasets.targets import cpn_heatmaps
-from exlpose_data.datasets.transforms import apply_affine
+from exlpose_data.datasets.transforms import apply_affine, crop_to_heatmap
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.layout import write_pairs
@@ -130,7 +130,8 @@ def test_heatmap_peak_and_pixels_follow_keypoints_under_augmentation(release: Pa
                 for level in range(4):
                     hm = s["heatmaps"][level, j].numpy()
                     py, px = np.unravel_index(np.argmax(hm), hm.shape)
-                    assert abs(px - kp[j, 0] / 4) <= 1 and abs(py - kp[j, 1] / 4) <= 1
+                    # Heatmap pixel j covers crop pixels 4j..4j+3.
+                    assert abs(px - (kp[j, 0] - 1.5) / 4) <= 1 and abs(py - (kp[j, 1] - 1.5) / 4) <= 1
                 x, y = int(round(kp[j, 0])), int(round(kp[j, 1]))
                 if 0 <= x < 192 and 0 <= y < 256:
                     # The white joint marker sits under the transformed keypoint.
@@ -143,7 +144,7 @@ def test_heatmap_peak_and_pixels_follow_keypoints_under_augmentation(release: Pa
             assert np.allclose(apply_affine(orig[:, :2], s["meta"]["affine"]), kp[:, :2], atol=1e-3)
             back = apply_affine(kp[:, :2], invert_affine(s["meta"]["affine"]))
             assert np.allclose(back, orig[:, :2], atol=1e-3)
-            from_hm = heatmap_to_image(kp[:, :2] / 4, s["meta"]["affine"], (256, 192), (64, 48))
+            from_hm = heatmap_to_image((kp[:, :2] - 1.5) / 4, s["meta"]["affine"], (256, 192), (64, 48))
             assert np.allclose(from_hm, orig[:, :2], atol=1e-3)
     assert flips == {True, False} and checked > 200
 
@@ -341,6 +342,13 @@ def test_gaussian_target_option(release: Path) -> None:
     s = ds[0]
     assert s["heatmaps"].shape == (K, 64, 48)
     assert torch.allclose(s["heatmaps"].amax(dim=(1, 2))[s["target_weight"] > 0], torch.tensor(1.0))
+
+
+def test_crop_to_heatmap_pixel_convention() -> None:
+    xs = np.array([[x, 0.0] for x in (0, 3, 4, 7, 189, 191)])
+    px = np.floor(crop_to_heatmap(xs, (256, 192), (64, 48)) + 0.5)[:, 0]
+    assert px.tolist() == [0, 0, 1, 1, 47, 47]
+    assert np.allclose(crop_to_heatmap(np.array([[1.5, 5.5]]), (256, 192), (64, 48)), [[0, 1]])
 
 
 def test_cpn_targets_are_blurred_deltas_scaled_to_255() -> None:

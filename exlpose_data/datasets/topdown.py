@@ -16,7 +16,7 @@ from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine
 from .records import InstanceEntry, build_index, needed_paths
 from .sources import open_source
 from .targets import CPN_KERNELS, cpn_heatmaps, gaussian_heatmaps
-from .transforms import Augmentation, CropSettings, apply_affine, crop_affine, crop_box, crop_roi, read_roi, sample_augmentation, warp_roi
+from .transforms import Augmentation, CropSettings, apply_affine, crop_affine, crop_box, crop_roi, crop_to_heatmap, read_roi, sample_augmentation, warp_roi
 
 __all__ = ["ExLPoseTopDown"]
 
@@ -151,12 +151,12 @@ class ExLPoseTopDown(Dataset):
         if self.with_targets:
             kp = inst.keypoints[self.flip_index] if flip else inst.keypoints
             xy = apply_affine(kp[:, :2], affine)
-            stride = np.array([self.heatmap_size[1] / input_size[1], self.heatmap_size[0] / input_size[0]])
+            hm_xy = crop_to_heatmap(xy, input_size, self.heatmap_size)
             labelled = kp[:, 2] > 0
             if self.target == "cpn":
-                heatmaps, weight = cpn_heatmaps(xy * stride, labelled, self.heatmap_size, kernels=self.kernels, peak=self.peak)
+                heatmaps, weight = cpn_heatmaps(hm_xy, labelled, self.heatmap_size, kernels=self.kernels, peak=self.peak)
             else:
-                heatmaps, weight = gaussian_heatmaps(xy * stride, labelled, self.heatmap_size, sigma=self.sigma, peak=self.peak)
+                heatmaps, weight = gaussian_heatmaps(hm_xy, labelled, self.heatmap_size, sigma=self.sigma, peak=self.peak)
             sample["heatmaps"] = torch.from_numpy(heatmaps)
             sample["target_weight"] = torch.from_numpy(weight)
             sample["keypoints"] = torch.from_numpy(np.column_stack([xy, kp[:, 2]]).astype(np.float32))

@@ -25,6 +25,7 @@ __all__ = [
     "apply_affine",
     "invert_affine",
     "heatmap_to_image",
+    "crop_to_heatmap",
     "sample_augmentation",
     "crop_roi",
     "read_roi",
@@ -129,10 +130,21 @@ def invert_affine(affine: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(affine, dtype=np.float64))
 
 
+def _stride(input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
+    return np.array([input_size[1] / heatmap_size[1], input_size[0] / heatmap_size[0]])
+
+
+def crop_to_heatmap(points: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
+    """Crop pixels to heatmap pixels, pixel centres aligned: heatmap pixel ``j`` covers crop pixels
+    ``stride*j .. stride*(j+1)-1`` (stride 4: crop x = 4j..4j+3 peaks at heatmap pixel j, as the reference's
+    ``floor(x / 4)`` does, and heatmap pixel j maps back to crop x = 4j + 1.5)."""
+    return (np.asarray(points, dtype=np.float64) + 0.5) / _stride(input_size, heatmap_size) - 0.5
+
+
 def heatmap_to_image(points_hm: np.ndarray, affine: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
     """Map ``(N, 2)`` heatmap positions of a crop back to image coordinates through its ``meta["affine"]``."""
-    stride = np.array([input_size[1] / heatmap_size[1], input_size[0] / heatmap_size[0]])
-    return apply_affine(np.asarray(points_hm, dtype=np.float64) * stride, invert_affine(np.asarray(affine, dtype=np.float64)))
+    crop = (np.asarray(points_hm, dtype=np.float64) + 0.5) * _stride(input_size, heatmap_size) - 0.5
+    return apply_affine(crop, invert_affine(np.asarray(affine, dtype=np.float64)))
 
 
 def sample_augmentation(rng: np.random.Generator, aug: Augmentation) -> tuple[float, float, bool]:
