@@ -332,6 +332,13 @@ def test_detections_replace_boxes(release: Path, tmp_path: Path) -> None:
     assert len(ds) == 2
     s = ds[0]
     assert set(s) == {"ll", "meta"} and s["meta"]["score"] == 0.95 and s["meta"]["ann_id"] == -1
+    # A box at the image corner: the crop part outside the image is black (zeros), the rest is image.
+    path.write_text(json.dumps([{"image_id": 100, "bbox": [0, 0, 40, 80], "score": 1.0}]))
+    corner = ExLPoseTopDown(release, release / "ann.json", condition="WL", train=False, detections=path, wl_normalisation=None)[0]
+    inv = invert_affine(corner["meta"]["affine"])
+    outside = apply_affine(np.array([[0.0, 0.0]]), inv)[0]
+    assert outside[0] < -1 and outside[1] < -1 and float(corner["wl"][:, 0, 0].abs().max()) == 0.0
+    assert float(corner["wl"][:, 128, 96].max()) > 0
     path.write_text(json.dumps([{"image_id": 999, "bbox": [0, 0, 5, 5], "score": 1.0}]))
     with pytest.raises(InputError, match="image id"):
         ExLPoseTopDown(release, release / "ann.json", detections=path)

@@ -141,12 +141,12 @@ class ExLPoseTopDown(Dataset):
         scale, rotation, flip = sample_augmentation(self._generator(), self.augmentation) if self.augmentation else (1.0, 0.0, False)
         input_size = self.crop.input_size
         affine = crop_affine(center, size * scale, input_size, rotation_deg=rotation, flip=flip)
-        roi = crop_roi(affine, input_size)
         sample: dict[str, Any] = {}
         for cond in self.conditions:
             pixels, hw, means = self.source.get(img.path(cond))  # type: ignore[arg-type]
+            roi = crop_roi(affine, input_size, hw)
             gain, offset = input_affine(cond, means, self.ll_scaling, self.wl_normalisation)
-            crop = bgr_to_input(warp_roi(read_roi(pixels, roi, hw), roi, affine, input_size), gain, offset)
+            crop = bgr_to_input(warp_roi(read_roi(pixels, roi), roi, affine, input_size), gain, offset)
             sample[cond.lower()] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
         if self.with_targets:
             kp = inst.keypoints[self.flip_index] if flip else inst.keypoints

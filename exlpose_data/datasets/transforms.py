@@ -3,9 +3,9 @@
 Coordinates are pixel-index coordinates (pixel ``i`` is centred on ``i``). The crop's affine transform maps
 image coordinates to crop (network input) coordinates; its inverse maps predictions back to the image.
 
-Crops are cut in two steps so that a packed image and a decoded PNG give bit-identical results: first an
-integer region of interest (ROI) that covers the crop's footprint is read (zero-padded where it leaves the
-image), then the ROI is warped. Both paths read the same ROI values and run the same warp.
+Crops are cut in two steps so that a packed image and a decoded PNG give bit-identical results: first the
+integer region of interest (ROI) of the image that covers the crop's footprint is read, then the ROI is warped
+(zeros outside the image). Both paths read the same ROI values and run the same warp.
 """
 
 from __future__ import annotations
@@ -155,28 +155,28 @@ def sample_augmentation(rng: np.random.Generator, aug: Augmentation) -> tuple[fl
     return scale, rotation, flip
 
 
-def crop_roi(affine: np.ndarray, input_size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The integer source rectangle ``(x0, y0, x1, y1)`` (exclusive ends) a crop reads from."""
+def crop_roi(affine: np.ndarray, input_size: tuple[int, int], image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The integer source rectangle ``(x0, y0, x1, y1)`` (exclusive ends) a crop reads from.
+
+    It is clipped to the image: outside it the warp's constant border supplies the same zeros as padding
+    would, so a crop reaching far beyond the image reads (and converts) no more than the image holds.
+    """
     in_h, in_w = input_size
     corners = np.array([[0, 0], [in_w - 1, 0], [0, in_h - 1], [in_w - 1, in_h - 1]], dtype=np.float64)
     src = apply_affine(corners, invert_affine(affine))
     x0, y0 = np.floor(src.min(axis=0)).astype(int) - _ROI_MARGIN
     x1, y1 = np.ceil(src.max(axis=0)).astype(int) + _ROI_MARGIN + 1
-    return int(x0), int(y0), int(x1), int(y1)
-
-
-def read_roi(source: Any, roi: tuple[int, int, int, int], image_hw: tuple[int, int]) -> np.ndarray:
-    """Read ``roi`` from an ``(H, W, C)`` array-like (numpy array or h5py dataset), zero outside the image.
-
-    Only the part inside the image is read, so an h5py dataset reads just that hyperslab.
-    """
-    x0, y0, x1, y1 = roi
     h, w = image_hw
-    out = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if ix0 < ix1 and iy0 < iy1:
-        out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = source[iy0:iy1, ix0:ix1]
-    return out
+    x0, y0 = min(max(int(x0), 0), w - 1), min(max(int(y0), 0), h - 1)
+    x1, y1 = max(min(int(x1), w), x0 + 1), max(min(int(y1), h), y0 + 1)
+    return x0, y0, x1, y1
+
+
+def read_roi(source: Any, roi: tuple[int, int, int, int]) -> np.ndarray:
+    """The pixels of ``roi`` (from :func:`crop_roi`, so inside the image) of an ``(H, W, 3)`` array-like: a numpy
+    array, or a memory map of which only those rows are touched."""
+    x0, y0, x1, y1 = roi
+    return np.asarray(source[y0:y1, x0:x1])
 
 
 def warp_roi(roi_pixels: np.ndarray, roi: tuple[int, int, int, int], affine: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
