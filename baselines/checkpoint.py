@@ -1,0 +1,78 @@
+"""Checkpoints as plain dicts of tensors, numbers and strings, loadable with ``torch.load(weights_only=True)``.
+
+A checkpoint holds ``format``, ``version``, ``model`` (the CPN's state_dict), ``config`` (the TrainConfig as a
+JSON-safe dict), ``epoch`` (epochs completed), and for resuming ``optimizer``, ``scheduler`` and ``rng``. RNG
+states are stored as tensors and ints (numpy's state as its key array, position and Gaussian cache), because a
+pickled numpy state does not load under ``weights_only``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from exlpose_data.atomic import atomic_path
+from exlpose_data.errors import InputError
+
+__all__ = ["CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "exlpose-cpn"
+_VERSION = 1
+
+
+def rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and Python RNG states as tensors and ints."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    version, py_state, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "numpy_pos": int(pos),
+        "numpy_has_gauss": int(has_gauss),
+        "numpy_cached_gaussian": float(cached),
+        "python": torch.tensor(py_state, dtype=torch.int64),
+        "python_version": int(version),
+        "python_gauss_next": float("nan") if gauss_next is None else float(gauss_next),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    keys = state["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy_pos"], state["numpy_has_gauss"], state["numpy_cached_gaussian"]))
+    gauss = state["python_gauss_next"]
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()), None if gauss != gauss else gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | os.PathLike, **content: Any) -> Path:
+    """Write ``{"format", "version", **content}`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, "version": _VERSION, **content}, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; raise :class:`InputError` naming the file when it is not one."""
+    p = Path(path)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a directory, expected a checkpoint file") from None
+    except Exception as exc:  # unpickling errors of files that are not our checkpoints
+        raise InputError(f"{p}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
+        raise InputError(f"{p}: not an exlpose-train checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
+    return ckpt

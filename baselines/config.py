@@ -1,0 +1,154 @@
+"""Training configuration: one pydantic model, loadable from YAML or JSON, defaults of the ExLPose reference.
+
+A variant fixes which inputs a run trains on and which parts of the method it uses:
+
+================  ===========  =====  ==============
+variant           inputs       LSBN   LUPI
+================  ===========  =====  ==============
+baseline-low      LL           no     no
+baseline-well     WL           no     no
+baseline-all      LL + WL      no     no
+lupi              LL + WL      no     Gram (Eq. 3)
+lsbn              LL + WL      yes    no
+lsbn-lupi         LL + WL      yes    Gram (Eq. 3)
+lsbn-lupi-feat    LL + WL      yes    features
+================  ===========  =====  ==============
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from exlpose_data.errors import InputError
+
+from .losses import LupiKind
+
+__all__ = ["Variant", "VARIANTS", "VariantSpec", "TrainConfig", "load_config", "make_config"]
+
+Variant = Literal["baseline-low", "baseline-well", "baseline-all", "lupi", "lsbn", "lsbn-lupi", "lsbn-lupi-feat"]
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a variant trains on (``conditions`` in ``("ll", "wl")``) and which method parts it uses."""
+
+    conditions: tuple[str, ...]
+    lsbn: bool
+    lupi: Literal["gram", "feat"] | None
+
+    @property
+    def dataset_condition(self) -> str:
+        """The ``ExLPoseTopDown`` condition: ``"LL"``, ``"WL"`` or ``"pair"``."""
+        return "pair" if len(self.conditions) == 2 else self.conditions[0].upper()
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    "baseline-low": VariantSpec(("ll",), False, None),
+    "baseline-well": VariantSpec(("wl",), False, None),
+    "baseline-all": VariantSpec(("ll", "wl"), False, None),
+    "lupi": VariantSpec(("ll", "wl"), False, "gram"),
+    "lsbn": VariantSpec(("ll", "wl"), True, None),
+    "lsbn-lupi": VariantSpec(("ll", "wl"), True, "gram"),
+    "lsbn-lupi-feat": VariantSpec(("ll", "wl"), True, "feat"),
+}
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs; defaults are the reference's (ExLPose, CVPR 2023)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant: Variant = "lsbn-lupi"
+    dataset: Path | None = Field(None, description="image root holding bright/ and dark/")
+    annotations: Path | None = Field(None, description="annotation folder (searched beside the dataset when unset)")
+    train_ann: Path | None = Field(None, description="training annotation file (default: the release's train_LL, or train_WL for baseline-well)")
+    pack: Path | None = Field(None, description="training image pack (exlpose pack) for faster reading")
+    val_splits: list[str] = Field(default_factory=lambda: ["LL-A", "WL"], description="test splits evaluated periodically")
+    output_dir: Path = Path("runs/exlpose")
+
+    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet50"
+    pretrained: Path | None = Field(None, description="local torchvision ImageNet checkpoint of the backbone")
+    input_size: tuple[int, int] = (256, 192)
+    heatmap_size: tuple[int, int] = (64, 48)
+
+    epochs: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="pairs per step over all processes")
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay, not applied to biases")
+    lr_milestones: list[int] = Field(default_factory=lambda: [6, 12, 18, 24, 30])
+    lr_gamma: float = Field(0.5, gt=0)
+    ohkm_top_k: int = Field(8, ge=1)
+    lupi_weight: float = Field(1.0, ge=0, description="multiplies the LUPI term")
+    lupi_gram: Literal["gram-reference", "gram"] = Field(
+        "gram-reference", description="Gram weighting: the reference code's (1e-4 x 0.2, summed over the batch) or Eq. 3 averaged"
+    )
+
+    workers: int = Field(4, ge=0)
+    seed: int = 0
+    deterministic: bool = Field(False, description="deterministic algorithms (CPU runs repeat bit for bit)")
+    device: str = "cpu"
+    eval_every: int = Field(4, ge=0, description="evaluate every N epochs and after the last (0: only after the last)")
+    eval_protocol: Literal["crowdpose", "fixed"] = "crowdpose"
+    flip_test: bool = True
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (smoke runs)")
+
+    @field_validator("input_size", "heatmap_size")
+    @classmethod
+    def _positive(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if min(v) <= 0:
+            raise ValueError(f"sizes must be positive, got {v}")
+        return v
+
+    @property
+    def spec(self) -> VariantSpec:
+        return VARIANTS[self.variant]
+
+    @property
+    def lupi_kind(self) -> LupiKind | None:
+        """The loss :func:`baselines.losses.lupi_loss` computes for this variant, or None."""
+        if self.spec.lupi is None:
+            return None
+        return "feat" if self.spec.lupi == "feat" else self.lupi_gram
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (paths as strings): stored in checkpoints, loadable by ``torch.load(weights_only=True)``."""
+        return self.model_dump(mode="json")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML or JSON config and apply ``overrides`` (values that are None are skipped).
+
+    Raises:
+        InputError: the file is unreadable, not a mapping, or a field is invalid (named in the message).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such config file") from None
+    try:
+        raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'} ({exc})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{p}: expected a mapping of settings, got {type(raw).__name__}")
+    return make_config({**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}}, source=str(p))
+
+
+def make_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate ``values`` into a :class:`TrainConfig`, naming the offending field on error."""
+    try:
+        return TrainConfig.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "(root)"
+        raise InputError(f"{source}: {where}: {err['msg']}") from None
+

@@ -1,0 +1,323 @@
+"""``exlpose-train``: train the ExLPose reference (CPN + LSBN + LUPI), torchvision ``references/`` style.
+
+Single process: ``exlpose-train --variant lsbn-lupi --dataset ExLPose/``. Several processes:
+``torchrun --nproc_per_node 4 -m baselines.train --variant lsbn-lupi --dataset ExLPose/`` (RANK, WORLD_SIZE and
+LOCAL_RANK come from torchrun; each process gets ``batch_size / WORLD_SIZE`` pairs; rank 0 writes checkpoints,
+logs and evaluates). ``--resume`` continues a run from its ``checkpoint.pth`` exactly (model, optimiser,
+scheduler, epoch, RNG); ``--test-only`` evaluates a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import typer
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from exlpose_data.atomic import write_json_atomic
+from exlpose_data.cli.common import err_console, handle_errors, new_app, progress_bar
+from exlpose_data.errors import InputError, UsageError
+
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, load_config, make_config
+from .engine import PairModel, evaluate, train_one_epoch
+from .models import build_cpn
+from .models.cpn import CPN
+
+__all__ = ["app", "main", "run", "build_optimizer", "split_annotation", "Distributed"]
+
+app = new_app("Train the ExLPose reference method (CPN on ResNet, with LSBN and LUPI variants).")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Process placement from torchrun's environment (a single process when absent)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        try:
+            return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+        except ValueError as exc:
+            raise UsageError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers ({exc})") from None
+
+
+def build_optimizer(net: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
+    """Adam with weight decay on everything but biases, and the lr halved at the milestone epochs."""
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith(".bias") else decay).append(p)
+    optimizer = torch.optim.Adam(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_gamma)
+    return optimizer, scheduler
+
+
+def split_annotation(cfg: TrainConfig, split: str) -> tuple[Path, str]:
+    """The annotation file and dataset condition (``"LL"``/``"WL"``) of a test split (``LL-A``, ``LL-N``, ``WL``)."""
+    from exlpose_data.release import open_release
+
+    if cfg.dataset is None:
+        raise UsageError("no dataset: pass --dataset ROOT (the folder holding bright/ and dark/)")
+    if split != "WL" and not split.startswith("LL-"):
+        raise UsageError(f"unknown split {split!r}; use LL-N, LL-H, LL-E, LL-A or WL")
+    release = open_release(cfg.dataset, cfg.annotations)
+    return release.annotation_file(f"test_{split}"), ("WL" if split == "WL" else "LL")
+
+
+def _train_annotation(cfg: TrainConfig) -> Path:
+    if cfg.train_ann is not None:
+        return cfg.train_ann
+    from exlpose_data.release import open_release
+
+    if cfg.dataset is None:
+        raise UsageError("no dataset: pass --dataset ROOT (the folder holding bright/ and dark/)")
+    key = "train_WL" if cfg.variant == "baseline-well" else "train_LL"
+    return open_release(cfg.dataset, cfg.annotations).annotation_file(key)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _setup(cfg: TrainConfig, env: Distributed) -> torch.device:
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {cfg.device!r} requested but CUDA is not available; use --device cpu")
+    device = torch.device(f"cuda:{env.local_rank}" if cfg.device == "cuda" and env.enabled else cfg.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if env.enabled and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if cfg.deterministic:
+        # CPU kernels are all deterministic; on CUDA a few (bilinear upsampling's backward) only warn.
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        torch.backends.cudnn.benchmark = False
+    _seed_everything(cfg.seed + env.rank)
+    return device
+
+
+def _tensorboard(output_dir: Path) -> Any:
+    """A SummaryWriter when tensorboard is installed (an optional extra), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(output_dir / "tensorboard"))
+
+
+def _val_loader(cfg: TrainConfig, split: str) -> tuple[DataLoader, Path, str]:
+    from exlpose_data.datasets import ExLPoseTopDown
+
+    ann, condition = split_annotation(cfg, split)
+    ds = ExLPoseTopDown(cfg.dataset, ann, condition=condition, input_size=cfg.input_size, heatmap_size=cfg.heatmap_size, train=False)  # type: ignore[arg-type]
+    loader = DataLoader(ds, batch_size=max(1, cfg.batch_size // 2), shuffle=False, num_workers=cfg.workers)
+    return loader, ann, condition.lower()
+
+
+def evaluate_splits(net: CPN, cfg: TrainConfig, device: torch.device, splits: list[str] | None = None) -> dict[str, float]:
+    """AP@0.5:0.95 of ``net`` on each test split (GT boxes), as ``{"AP/LL-A": ..., ...}``."""
+    out = {}
+    for split in splits if splits is not None else cfg.val_splits:
+        loader, ann, condition = _val_loader(cfg, split)
+        metrics, _ = evaluate(net, loader, ann, condition, device, protocol=cfg.eval_protocol, flip_test=cfg.flip_test)
+        out[f"AP/{split}"] = metrics.AP
+    return out
+
+
+def _epoch_loader(dataset: Any, sampler: DistributedSampler, cfg: TrainConfig, per_process: int, epoch: int) -> DataLoader:
+    sampler.set_epoch(epoch)
+    # Worker seeds depend only on (seed, epoch), so a resumed run draws the same augmentation as an unbroken one.
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return DataLoader(dataset, batch_size=per_process, sampler=sampler, num_workers=cfg.workers, drop_last=True, generator=generator)
+
+
+def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train (or with ``test_only`` evaluate) as ``cfg`` says; return the last epoch's record.
+
+    The record holds ``epoch``, ``lr``, the mean losses and, on evaluation epochs, ``AP/<split>``. Rank 0
+    writes ``checkpoint.pth`` after every epoch, ``metrics.json`` (one record per epoch) and, when tensorboard is
+    installed, scalars under ``tensorboard/``.
+    """
+    env = Distributed.from_env()
+    if cfg.batch_size % env.world_size:
+        raise UsageError(f"batch size {cfg.batch_size} is not divisible by the {env.world_size} processes")
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _run(cfg, env, resume=resume, test_only=test_only, show_progress=show_progress)
+    finally:
+        # A library caller (a notebook, the tests) gets its global switch back.
+        torch.use_deterministic_algorithms(deterministic_before)
+
+
+def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: bool, show_progress: bool) -> dict[str, Any]:
+    device = _setup(cfg, env)
+    net = build_cpn(cfg.backbone, lsbn=cfg.spec.lsbn, pretrained=cfg.pretrained, heatmap_size=cfg.heatmap_size).to(device)
+    optimizer, scheduler = build_optimizer(net, cfg)
+    start_epoch = 0
+    history: list[dict[str, Any]] = []
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        try:
+            net.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise InputError(f"{resume}: does not fit a {cfg.backbone} {cfg.variant} model ({str(exc).splitlines()[0]})") from None
+        if "optimizer" in ckpt and not test_only:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
+        start_epoch = int(ckpt.get("epoch", 0))
+        history = list(ckpt.get("history", []))
+    for split in cfg.val_splits:  # fail before training, not after the first epoch
+        split_annotation(cfg, split)
+    if test_only:
+        record = {"epoch": start_epoch, **(evaluate_splits(net, cfg, device) if env.is_main else {})}
+        if env.is_main:
+            err_console.print(" ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("AP/")), markup=False)
+        return record
+
+    from exlpose_data.datasets import ExLPoseTopDown
+
+    dataset = ExLPoseTopDown(
+        cfg.dataset, _train_annotation(cfg), condition=cfg.spec.dataset_condition,  # type: ignore[arg-type]
+        input_size=cfg.input_size, heatmap_size=cfg.heatmap_size, train=True, pack=cfg.pack,
+    )
+    per_process = cfg.batch_size // env.world_size
+    if len(dataset) < per_process * env.world_size:
+        raise InputError(f"{cfg.train_ann or cfg.dataset}: {len(dataset)} training instances, fewer than one batch of {cfg.batch_size}")
+    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    model: nn.Module = PairModel(net)
+    if env.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    writer = _tensorboard(cfg.output_dir) if env.is_main else None
+    record: dict[str, Any] = {}
+    with progress_bar(disable=not (env.is_main and show_progress)) as progress:
+        for epoch in range(start_epoch, cfg.epochs):
+            loader = _epoch_loader(dataset, sampler, cfg, per_process, epoch)
+            steps = min(len(loader), cfg.steps_per_epoch or len(loader))
+            task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps)
+
+            def on_step(i: int, losses: dict[str, float], task: Any = task) -> None:
+                progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {losses['total']:.2f}")
+
+            lr = optimizer.param_groups[0]["lr"]
+            losses = train_one_epoch(model, loader, optimizer, cfg, device, steps=steps, on_step=on_step)
+            scheduler.step()
+            record = {"epoch": epoch + 1, "lr": lr, **{f"loss/{k}": v for k, v in losses.items()}}
+            last = epoch + 1 == cfg.epochs
+            if env.is_main and cfg.val_splits and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
+                record.update(evaluate_splits(net, cfg, device))
+            history.append(record)
+            if env.is_main:
+                cfg.output_dir.mkdir(parents=True, exist_ok=True)
+                save_checkpoint(
+                    cfg.output_dir / "checkpoint.pth",
+                    model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                    epoch=epoch + 1, config=cfg.to_dict(), rng=rng_state(), history=history,
+                )
+                write_json_atomic(cfg.output_dir / "metrics.json", history, indent=1)
+                if writer is not None:
+                    for key, value in record.items():
+                        if key != "epoch":
+                            writer.add_scalar(key, value, epoch + 1)
+                    writer.flush()
+            if env.enabled:
+                dist.barrier()
+    if writer is not None:
+        writer.close()
+    return record
+
+
+def _size(text: str | None, option: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"{option} must be HEIGHTxWIDTH, e.g. 256x192; got {text!r}") from None
+    return h, w
+
+
+@app.command()
+@handle_errors
+def main(
+    config: Annotated[Path | None, typer.Option(help="YAML/JSON config; flags given here override it")] = None,
+    variant: Annotated[str | None, typer.Option(help="baseline-low | baseline-well | baseline-all | lupi | lsbn | lsbn-lupi | lsbn-lupi-feat")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="image root holding bright/ and dark/")] = None,
+    annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
+    train_ann: Annotated[Path | None, typer.Option(help="training annotation file (default: the release's train_LL)")] = None,
+    pack: Annotated[Path | None, typer.Option(help="training image pack from 'exlpose pack'")] = None,
+    val_splits: Annotated[str | None, typer.Option(help="comma-separated test splits evaluated periodically, e.g. LL-A,WL ('' for none)")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="where checkpoint.pth, metrics.json and tensorboard/ go")] = None,
+    backbone: Annotated[str | None, typer.Option(help="resnet18 | resnet34 | resnet50 | resnet101")] = None,
+    pretrained: Annotated[Path | None, typer.Option(help="local torchvision ImageNet checkpoint of the backbone")] = None,
+    input_size: Annotated[str | None, typer.Option(help="crop HEIGHTxWIDTH (default 256x192)")] = None,
+    heatmap_size: Annotated[str | None, typer.Option(help="heatmap HEIGHTxWIDTH (default 64x48)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs (default 32)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="pairs per step over all processes (default 32)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 5e-4)")] = None,
+    lupi_weight: Annotated[float | None, typer.Option(help="multiplier of the LUPI term (default 1)")] = None,
+    workers: Annotated[int | None, typer.Option(help="data loader processes per training process (default 4)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
+    deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help="deterministic algorithms")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="evaluate every N epochs (and after the last)")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="cap on steps per epoch (smoke runs)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint (or evaluate it with --test-only)")] = None,
+    test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate the --resume checkpoint")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
+) -> None:
+    """Train one variant of the reference method; prints the last epoch's record as JSON on stdout."""
+    import json
+
+    overrides: dict[str, Any] = {
+        "variant": variant, "dataset": dataset, "annotations": annotations, "train_ann": train_ann, "pack": pack,
+        "val_splits": None if val_splits is None else [s for s in val_splits.split(",") if s],
+        "output_dir": output_dir, "backbone": backbone, "pretrained": pretrained,
+        "input_size": _size(input_size, "--input-size"), "heatmap_size": _size(heatmap_size, "--heatmap-size"),
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "lupi_weight": lupi_weight, "workers": workers, "seed": seed,
+        "device": device, "deterministic": deterministic, "eval_every": eval_every, "steps_per_epoch": steps_per_epoch,
+    }
+    if config is not None:
+        cfg = load_config(config, overrides)
+    elif resume is not None and test_only:
+        # Evaluate a checkpoint with the configuration it was trained with, plus any flags given here.
+        saved = load_checkpoint(resume).get("config", {})
+        cfg = make_config({**saved, **{k: v for k, v in overrides.items() if v is not None}}, source=str(resume))
+    else:
+        cfg = make_config({k: v for k, v in overrides.items() if v is not None}, source="options")
+    if test_only and resume is None:
+        raise UsageError("--test-only needs --resume CHECKPOINT")
+    record = run(cfg, resume=resume, test_only=test_only, show_progress=progress)
+    typer.echo(json.dumps(record))
+
+
+def cli() -> None:
+    """Console-script entry point (``exlpose-train``)."""
+    app(prog_name="exlpose-train")
+
+
+if __name__ == "__main__":
+    cli()
