@@ -217,3 +217,18 @@ def test_interrupted_apply_keeps_finished_pairs_only(tmp_path, truth, align_json
     assert r.exit_code == 2 and "is 322x200" in r.output
     assert len(read_pairs(root / PAIRS_FILE)) == 1 and verify_dataset(root) == []
     assert not [p for p in root.rglob("*") if ".tmp-" in p.name]
+
+
+def test_benchmark_script_runs_and_reports(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_align.py"
+    out = subprocess.run([sys.executable, str(script), "--width", "480", "--height", "300", "--seeds", "1", "--levels", "well,3", "--apply-pairs", "2"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["accuracy"]["ll_mean_well"]["combined_mean_corner_px"] < 0.1
+    assert result["accuracy"]["ll_mean_3"]["combined_failures"] == 0
+    assert result["apply_pairs_per_s"] > 0 and result["apply_vs_plain_ratio"] > 0
