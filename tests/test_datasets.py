@@ -130,8 +130,7 @@ def test_heatmap_peak_and_pixels_follow_keypoints_under_augmentation(release: Pa
                 for level in range(4):
                     hm = s["heatmaps"][level, j].numpy()
                     py, px = np.unravel_index(np.argmax(hm), hm.shape)
-                    # Heatmap pixel j covers crop pixels 4j..4j+3.
-                    assert abs(px - (kp[j, 0] - 1.5) / 4) <= 1 and abs(py - (kp[j, 1] - 1.5) / 4) <= 1
+                    assert abs(px - kp[j, 0] / 4) <= 1 and abs(py - kp[j, 1] / 4) <= 1
                 x, y = int(round(kp[j, 0])), int(round(kp[j, 1]))
                 if 0 <= x < 192 and 0 <= y < 256:
                     # The white joint marker sits under the transformed keypoint.
@@ -144,7 +143,7 @@ def test_heatmap_peak_and_pixels_follow_keypoints_under_augmentation(release: Pa
             assert np.allclose(apply_affine(orig[:, :2], s["meta"]["affine"]), kp[:, :2], atol=1e-3)
             back = apply_affine(kp[:, :2], invert_affine(s["meta"]["affine"]))
             assert np.allclose(back, orig[:, :2], atol=1e-3)
-            from_hm = heatmap_to_image((kp[:, :2] - 1.5) / 4, s["meta"]["affine"], (256, 192), (64, 48))
+            from_hm = heatmap_to_image(kp[:, :2] / 4, s["meta"]["affine"], (256, 192), (64, 48))
             assert np.allclose(from_hm, orig[:, :2], atol=1e-3)
     assert flips == {True, False} and checked > 200
 
@@ -352,10 +351,10 @@ def test_gaussian_target_option(release: Path) -> None:
 
 
 def test_crop_to_heatmap_pixel_convention() -> None:
-    xs = np.array([[x, 0.0] for x in (0, 3, 4, 7, 189, 191)])
+    xs = np.array([[x, 0.0] for x in (0, 1.9, 2, 4, 5.9, 186, 189)])
     px = np.floor(crop_to_heatmap(xs, (256, 192), (64, 48)) + 0.5)[:, 0]
-    assert px.tolist() == [0, 0, 1, 1, 47, 47]
-    assert np.allclose(crop_to_heatmap(np.array([[1.5, 5.5]]), (256, 192), (64, 48)), [[0, 1]])
+    assert px.tolist() == [0, 0, 1, 1, 1, 47, 47]
+    assert np.allclose(crop_to_heatmap(np.array([[8.0, 12.0]]), (256, 192), (64, 48)), [[2, 3]])
 
 
 def test_cpn_targets_are_blurred_deltas_scaled_to_255() -> None:

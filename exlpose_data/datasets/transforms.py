@@ -135,15 +135,15 @@ def _stride(input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.nd
 
 
 def crop_to_heatmap(points: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
-    """Crop pixels to heatmap pixels, pixel centres aligned: heatmap pixel ``j`` covers crop pixels
-    ``stride*j .. stride*(j+1)-1`` (stride 4: crop x = 4j..4j+3 peaks at heatmap pixel j, as the reference's
-    ``floor(x / 4)`` does, and heatmap pixel j maps back to crop x = 4j + 1.5)."""
-    return (np.asarray(points, dtype=np.float64) + 0.5) / _stride(input_size, heatmap_size) - 0.5
+    """Crop pixels to heatmap pixels: ``crop_xy * heatmap_size / input_size`` (crop x = 4j peaks at heatmap
+    pixel j for 192 -> 48; the targets use the nearest pixel, so the convention is unbiased)."""
+    return np.asarray(points, dtype=np.float64) / _stride(input_size, heatmap_size)
 
 
 def heatmap_to_image(points_hm: np.ndarray, affine: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
-    """Map ``(N, 2)`` heatmap positions of a crop back to image coordinates through its ``meta["affine"]``."""
-    crop = (np.asarray(points_hm, dtype=np.float64) + 0.5) * _stride(input_size, heatmap_size) - 0.5
+    """Map ``(N, 2)`` heatmap positions of a crop back to image coordinates through its ``meta["affine"]``
+    (the inverse of :func:`crop_to_heatmap` followed by the inverse crop transform)."""
+    crop = np.asarray(points_hm, dtype=np.float64) * _stride(input_size, heatmap_size)
     return apply_affine(crop, invert_affine(np.asarray(affine, dtype=np.float64)))
 
 
