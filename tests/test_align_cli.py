@@ -232,3 +232,12 @@ def test_benchmark_script_runs_and_reports(tmp_path) -> None:
     assert result["accuracy"]["ll_mean_well"]["combined_mean_corner_px"] < 0.1
     assert result["accuracy"]["ll_mean_3"]["combined_failures"] == 0
     assert result["apply_pairs_per_s"] > 0 and result["apply_vs_plain_ratio"] > 0
+
+
+def test_apply_refuses_metadata_that_breaks_the_name_grammar(tmp_path, truth, align_json) -> None:
+    s = make_session(tmp_path / "site.h5", h_true=truth, ks=(1,), n_frames=1)
+    with h5py.File(s, "a") as f:
+        f["scenes/s01"].attrs["site"] = "north_gate"
+    r = runner.invoke(app, ["apply", str(s), str(align_json), "--out", str(tmp_path / "o"), "--workers", "1", "-q"])
+    assert r.exit_code == 2 and "breaks the name grammar" in r.output and "north_gate" in r.output
+    assert not (tmp_path / "o").exists()

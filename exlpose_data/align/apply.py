@@ -20,9 +20,9 @@ from typing import Any
 import cv2
 
 from ..atomic import write_bytes_atomic
-from ..errors import ExlposeError, InputError, UsageError
+from ..errors import ExlposeError, InputError, NameGrammarError, UsageError
 from ..layout import PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
-from ..naming import ImageName
+from ..naming import ImageName, parse_name
 from ..session_format import SessionReader
 from .geometry import warp_maps
 from .model import AlignModel
@@ -131,6 +131,10 @@ def plan_pairs(reader: SessionReader, frames: str) -> list[PairJob]:
                     condition="WL",
                 )
                 dark = bright.twin(gain_db=float(_need(smeta, "ll_gain_db", ssrc)))
+                try:
+                    parse_name(bright.relpath)
+                except NameGrammarError:
+                    raise InputError(f"{ssrc}: metadata gives the release name {bright.basename!r}, which breaks the name grammar (site {site!r}, video {video})") from None
                 jobs.append(PairJob(scene, step, index, bright.relpath, dark.relpath))
     return jobs
 
