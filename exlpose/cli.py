@@ -21,6 +21,7 @@ __all__ = ["app", "main", "SUBCOMMANDS"]
 # name -> ("module:attribute", help). The module is imported only when the command runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "split": ("exlpose_data.cli.split:app", "Split annotation files by gain (LL-N/H/E) or by scene (exlpose-split)."),
+    "pack": ("exlpose_data.cli.pack:app", "Decode a dataset's images into an HDF5 pack for fast torch datasets (exlpose-pack)."),
     "annotate": ("annotation.cli:app", "Annotation: tasks for annotators, import CVAT/Label Studio/COCO/CrowdPose labels, review sheets, export."),
 }
 

@@ -6,13 +6,13 @@ detectors write for COCO evaluation. Detections replace the ground-truth boxes f
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..jsonio import load_json
 from ..keypoints import crowdpose14
 from .records import DatasetIndex, InstanceEntry
 
@@ -28,12 +28,7 @@ def load_detections(path: str | os.PathLike, *, category_id: int = 1, min_score:
         min_score: drop detections scoring below this.
     """
     p = Path(path)
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such detection file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p}: not valid JSON ({exc})") from None
+    raw = load_json(p)
     if not isinstance(raw, list):
         raise InputError(f"{p}: expected a JSON list of detections (COCO results format), got {type(raw).__name__}")
     out: dict[int, list[tuple[tuple[float, float, float, float], float]]] = {}
