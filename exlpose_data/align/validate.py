@@ -125,10 +125,12 @@ def _to_u8(img: np.ndarray) -> np.ndarray:
     return np.clip((root - lo) * (255.0 / max(hi - lo, 1e-9)), 0, 255).astype(np.uint8)
 
 
-def _fit_width(img: np.ndarray, max_width: int) -> tuple[np.ndarray, float]:
-    scale = min(1.0, max_width / img.shape[1])
-    if scale < 1.0:
-        img = cv2.resize(img, (int(img.shape[1] * scale), int(img.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+def _fit_width(img: np.ndarray, max_width: int, min_width: int = 800) -> tuple[np.ndarray, float]:
+    """Resize into [min_width, max_width] so that labels stay legible on small frames."""
+    scale = min(max_width, max(min_width, img.shape[1])) / img.shape[1]
+    if scale != 1.0:
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+        img = cv2.resize(img, (int(round(img.shape[1] * scale)), int(round(img.shape[0] * scale))), interpolation=interp)
     return img, scale
 
 
@@ -165,7 +167,7 @@ def plot_residuals(path: str | Path, model: AlignModel, background: np.ndarray |
     x0, y0, cw, ch = (int(round(v * scale)) for v in model.crop)
     cv2.rectangle(canvas, (x0, y0), (x0 + cw - 1, y0 + ch - 1), (255, 255, 0), 1)
     median, p95v = residual_stats(lengths)
-    text = f"held-out residuals x{magnify / scale:.0f}: n={len(lengths)}" + (f" median {median:.2f} px, p95 {p95v:.2f} px" if median is not None else "")
+    text = f"held-out residuals x{magnify:.0f}: n={len(lengths)}" + (f" median {median:.2f} px, p95 {p95v:.2f} px" if median is not None else "")
     cv2.putText(canvas, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.putText(canvas, "green <= 0.5 px, orange <= 1.5 px, red > 1.5 px; cyan: crop", (8, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return _write_png(Path(path), canvas)
