@@ -111,10 +111,10 @@ class _Matches:
     n_kp_ll: int
 
 
-def _match(wl_u8: np.ndarray, ll_u8: np.ndarray, opts: EstimateOptions) -> _Matches:
+def _match(wl_u8: np.ndarray, ll_u8: np.ndarray, opts: EstimateOptions, wl_mask: np.ndarray | None = None, ll_mask: np.ndarray | None = None) -> _Matches:
     sift = cv2.SIFT_create(nfeatures=opts.max_features)
-    kw, dw = sift.detectAndCompute(wl_u8, None)
-    kl, dl = sift.detectAndCompute(ll_u8, None)
+    kw, dw = sift.detectAndCompute(wl_u8, wl_mask)
+    kl, dl = sift.detectAndCompute(ll_u8, ll_mask)
     if dw is None or dl is None or len(kw) < 2 or len(kl) < 2:
         return _Matches(np.zeros((0, 2)), np.zeros((0, 2)), len(kw), len(kl))
     flann = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})
@@ -157,17 +157,26 @@ def _feature_bins(size: tuple[int, int], opts: EstimateOptions) -> list[int]:
     return bins
 
 
-def sift_homography(wl: np.ndarray, ll: np.ndarray, opts: EstimateOptions = EstimateOptions(), *, bins: list[int] | None = None) -> FeatureEstimate:
+def sift_homography(
+    wl: np.ndarray,
+    ll: np.ndarray,
+    opts: EstimateOptions = EstimateOptions(),
+    *,
+    bins: list[int] | None = None,
+    wl_valid: np.ndarray | None = None,
+    ll_valid: np.ndarray | None = None,
+) -> FeatureEstimate:
     """Feature estimate on brightness-normalised linear grey images, trying coarser levels on failure.
 
     Returns the first level's result with at least ``min_inliers`` inliers, else the best one seen (its
-    ``homography`` None when no level had enough). Coordinates are full-frame.
+    ``homography`` None when no level had enough). Coordinates are full-frame. ``*_valid`` masks (nonzero =
+    real image content) keep keypoints off filled-in borders, e.g. of undistorted frames.
     """
     size = (wl.shape[1], wl.shape[0])
     best: FeatureEstimate | None = None
     for b in bins or _feature_bins(size, opts):
         # Smoothing scaled to the LL noise: at low light one binned pixel is still mostly noise.
-        m = _match(feature_image(wl, b, 0.0), feature_image(ll, b, _noise_blur(ll, b)), opts)
+        m = _match(feature_image(wl, b, 0.0), feature_image(ll, b, _noise_blur(ll, b)), opts, _level_mask(wl_valid, b), _level_mask(ll_valid, b))
         mat = level_matrix(size, (wl.shape[1] // b, wl.shape[0] // b))
         rng = np.random.default_rng(opts.seed)
         order = rng.permutation(len(m.wl))
@@ -190,6 +199,15 @@ def sift_homography(wl: np.ndarray, ll: np.ndarray, opts: EstimateOptions = Esti
             best = res
     assert best is not None
     return best
+
+
+def _level_mask(valid: np.ndarray | None, b: int, erode_px: int = 3) -> np.ndarray | None:
+    """A validity mask at binning ``b`` (uint8 0/255), shrunk so no filter reaches filled-in pixels."""
+    if valid is None:
+        return None
+    level = bin_image((valid > 0).astype(np.float32), b) >= 0.999
+    kernel = np.ones((2 * erode_px + 1, 2 * erode_px + 1), np.uint8)
+    return cv2.erode(level.astype(np.uint8) * 255, kernel)
 
 
 def _noise_blur(norm: np.ndarray, b: int) -> float:
@@ -217,12 +235,22 @@ def _ecc_levels(size: tuple[int, int], opts: EstimateOptions) -> list[int]:
     return levels[::-1]
 
 
-def ecc_refine(wl: np.ndarray, ll: np.ndarray, initial: np.ndarray, opts: EstimateOptions = EstimateOptions(), *, levels: list[int] | None = None) -> tuple[np.ndarray, list[int], float, list[str]]:
+def ecc_refine(
+    wl: np.ndarray,
+    ll: np.ndarray,
+    initial: np.ndarray,
+    opts: EstimateOptions = EstimateOptions(),
+    *,
+    levels: list[int] | None = None,
+    wl_valid: np.ndarray | None = None,
+    ll_valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[int], float, list[str]]:
     """Refine ``initial`` (WL -> LL, full frame) by ECC from the coarsest level to full resolution.
 
     Returns the refined homography, the levels that converged, the last correlation and notes about
     levels that did not converge (their coarser estimate is kept). Started from the identity, ECC may move
     the corners by up to 2% of the frame diagonal (a rig's misalignment), otherwise ``max_ecc_shift_px``.
+    ``*_valid`` masks (nonzero = real image content) restrict the comparison to pixels valid in both.
     """
     size = (wl.shape[1], wl.shape[0])
     max_shift = opts.max_ecc_shift_px
@@ -243,8 +271,9 @@ def ecc_refine(wl: np.ndarray, ll: np.ndarray, initial: np.ndarray, opts: Estima
             # ECC's warp maps template (LL) coordinates to input (WL) coordinates: the inverse of ours.
             warp = (mat @ np.linalg.inv(h) @ np.linalg.inv(mat)).astype(np.float32)
             warp /= warp[2, 2]
+            mask = _template_mask(wl_valid, ll_valid, b, warp, ksize)
             try:
-                rho, warp = cv2.findTransformECC(tpl, inp, warp, cv2.MOTION_HOMOGRAPHY, criteria, None, ksize)
+                rho, warp = cv2.findTransformECC(tpl, inp, warp, cv2.MOTION_HOMOGRAPHY, criteria, mask, ksize)
             except cv2.error:
                 continue
             if not np.all(np.isfinite(warp)):
@@ -262,7 +291,30 @@ def ecc_refine(wl: np.ndarray, ll: np.ndarray, initial: np.ndarray, opts: Estima
     return h, done, float(rho), notes
 
 
-def estimate_homography(wl: np.ndarray, ll: np.ndarray, opts: EstimateOptions = EstimateOptions(), *, source: str = "reference") -> Estimate:
+def _template_mask(wl_valid: np.ndarray | None, ll_valid: np.ndarray | None, b: int, warp: np.ndarray, ksize: int) -> np.ndarray | None:
+    """LL-level pixels whose own value and whose WL sample (under the current ``warp``) are both real."""
+    if wl_valid is None and ll_valid is None:
+        return None
+    erode = ksize // 2 + 2
+    ll_m = _level_mask(ll_valid, b, erode)
+    wl_m = _level_mask(wl_valid, b, erode)
+    if wl_m is not None:
+        shape = ll_m.shape if ll_m is not None else wl_m.shape
+        wl_m = cv2.warpPerspective(wl_m, warp, (shape[1], shape[0]), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    if ll_m is None or wl_m is None:
+        return ll_m if wl_m is None else wl_m
+    return cv2.bitwise_and(ll_m, wl_m)
+
+
+def estimate_homography(
+    wl: np.ndarray,
+    ll: np.ndarray,
+    opts: EstimateOptions = EstimateOptions(),
+    *,
+    source: str = "reference",
+    wl_valid: np.ndarray | None = None,
+    ll_valid: np.ndarray | None = None,
+) -> Estimate:
     """WL -> LL homography of a reference pair given as brightness-normalised linear grey images.
 
     Raises:
@@ -271,7 +323,7 @@ def estimate_homography(wl: np.ndarray, ll: np.ndarray, opts: EstimateOptions = 
     """
     if wl.shape != ll.shape:
         raise InputError(f"{source}: WL frame {wl.shape[1]}x{wl.shape[0]} and LL frame {ll.shape[1]}x{ll.shape[0]} differ in size")
-    feat = sift_homography(wl, ll, opts)
+    feat = sift_homography(wl, ll, opts, wl_valid=wl_valid, ll_valid=ll_valid)
     notes: list[str] = []
     if feat.homography is not None:
         initial, method = feat.homography, "sift+magsac"
@@ -279,7 +331,7 @@ def estimate_homography(wl: np.ndarray, ll: np.ndarray, opts: EstimateOptions = 
         _explain_feature_failure(wl, ll, feat, opts, source)
         initial, method = np.eye(3), "identity"
         notes.append(f"feature matching found {feat.n_inliers} inliers (< {opts.min_inliers}); ECC started from the identity")
-    h, done, rho, ecc_notes = ecc_refine(wl, ll, initial, opts)
+    h, done, rho, ecc_notes = ecc_refine(wl, ll, initial, opts, wl_valid=wl_valid, ll_valid=ll_valid)
     notes += ecc_notes
     if not done:
         raise InputError(f"{source}: ECC refinement did not converge at any level ({'; '.join(ecc_notes)}); the reference pair is too dark, blurred or not the same view")

@@ -29,11 +29,14 @@ __all__ = ["ReferencePair", "read_image", "load_session_references", "load_image
 
 @dataclass
 class ReferencePair:
-    """One reference as linear grey images, flipped as configured."""
+    """One reference as linear grey images, flipped as configured; ``*_valid`` mark real content (after
+    undistortion the borders are filled in)."""
 
     name: str
     wl: np.ndarray
     ll: np.ndarray
+    wl_valid: np.ndarray | None = None
+    ll_valid: np.ndarray | None = None
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -93,13 +96,20 @@ def load_image_pair(wl_path: str | Path, ll_path: str | Path, mirror: MirrorSide
 def undistort_pair(pair: ReferencePair, calibration: Mapping[str, CameraCalibration]) -> ReferencePair:
     """Each image undistorted with its camera's own matrix as the new one (estimation only)."""
 
-    def undistort(img: np.ndarray, cal: CameraCalibration, camera: str) -> np.ndarray:
-        if tuple(cal.image_size) != (img.shape[1], img.shape[0]):
-            raise InputError(f"calibration of the {camera} camera is for {cal.image_size[0]}x{cal.image_size[1]}, the reference is {img.shape[1]}x{img.shape[0]}")
+    def undistort(img: np.ndarray, cal: CameraCalibration, camera: str) -> tuple[np.ndarray, np.ndarray]:
+        size = (img.shape[1], img.shape[0])
+        if tuple(cal.image_size) != size:
+            raise InputError(f"calibration of the {camera} camera is for {cal.image_size[0]}x{cal.image_size[1]}, the reference is {size[0]}x{size[1]}")
         k = np.asarray(cal.camera_matrix)
-        return cv2.undistort(img, k, np.asarray(cal.dist_coeffs), newCameraMatrix=k)
+        map_x, map_y = cv2.initUndistortRectifyMap(k, np.asarray(cal.dist_coeffs), None, k, size, cv2.CV_32FC1)
+        # Replicated borders keep SIFT and ECC away from a hard black edge; the mask says what is real.
+        out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        valid = cv2.remap(np.ones(img.shape, np.uint8), map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return out, valid
 
-    return ReferencePair(pair.name, undistort(pair.wl, calibration["wl"], "wl"), undistort(pair.ll, calibration["ll"], "ll"))
+    wl, wl_valid = undistort(pair.wl, calibration["wl"], "wl")
+    ll, ll_valid = undistort(pair.ll, calibration["ll"], "ll")
+    return ReferencePair(pair.name, wl, ll, wl_valid, ll_valid)
 
 
 def _average_homography(hs: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
@@ -136,7 +146,7 @@ def build_alignment(
         geo = undistort_pair(pair, calibration) if calibration else pair
         wl_n, wl_mean = normalise_brightness(geo.wl, f"reference {pair.name!r} wl")
         ll_n, ll_mean = normalise_brightness(geo.ll, f"reference {pair.name!r} ll")
-        estimates.append(estimate_homography(wl_n, ll_n, opts, source=f"reference {pair.name!r}"))
+        estimates.append(estimate_homography(wl_n, ll_n, opts, source=f"reference {pair.name!r}", wl_valid=geo.wl_valid, ll_valid=geo.ll_valid))
         ratios.append(ll_mean / wl_mean)
         normed.append((wl_n, ll_n))
     hs = [e.homography for e in estimates]
