@@ -19,7 +19,7 @@ import torch
 from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import InputError
 
-__all__ = ["CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "load_model"]
 
 CHECKPOINT_FORMAT = "exlpose-cpn"
 _VERSION = 1
@@ -76,3 +76,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
         raise InputError(f"{p}: not an exlpose-train checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
     return ckpt
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, Any]:
+    """The CPN of a training checkpoint (in eval mode) and its :class:`~baselines.config.TrainConfig`."""
+    from .config import make_config
+    from .models import build_cpn
+
+    ckpt = load_checkpoint(path)
+    cfg = make_config(ckpt.get("config", {}), source=str(path))
+    net = build_cpn(cfg.backbone, lsbn=cfg.spec.lsbn, heatmap_size=cfg.heatmap_size)
+    try:
+        net.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise InputError(f"{path}: weights do not fit its own config ({str(exc).splitlines()[0]})") from None
+    return net.to(device).eval(), cfg

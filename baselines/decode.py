@@ -6,12 +6,12 @@ highest pixel, clamped to the heatmap. The joint's score is ``peak / 255 + 0.5``
 heatmap at the rounded position (the reference's scale for peak-255 targets); an instance scores its box
 score times the mean joint score.
 
-Coordinates follow :mod:`exlpose_data.datasets`: targets sit at ``crop_xy * stride``, so a heatmap position
-maps to crop pixel ``x / stride`` and through the inverse crop affine to the image.
+Coordinates follow :mod:`exlpose_data.datasets` (its ``crop_to_heatmap`` / ``heatmap_to_image`` pair, one
+convention for targets and predictions).
 
-Flip test: the crop is mirrored, its heatmaps are mirrored back, the CrowdPose left/right joints swapped
-(the reference used COCO's 17-joint pairs here, and rescaled the flipped input twice) and the result is
-shifted by the sub-pixel offset that mirroring introduces on a strided grid, then averaged with the plain pass.
+Flip test: the crop is mirrored, its heatmaps are mirrored back with the CrowdPose left/right joints swapped
+(the reference used COCO's 17-joint pairs here, and rescaled the flipped input twice), shifted by the
+sub-pixel offset mirroring introduces on a strided grid, and averaged with the plain pass.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 import torch
 
+from exlpose_data.datasets.transforms import crop_to_heatmap, heatmap_to_image
 from exlpose_data.keypoints import crowdpose14
 
-__all__ = ["flip_back", "decode_heatmaps", "crop_to_image", "predictions_from_heatmaps", "HEATMAP_PEAK"]
+__all__ = ["flip_back", "decode_heatmaps", "predictions_from_heatmaps", "HEATMAP_PEAK"]
 
 HEATMAP_PEAK = 255.0
 _BORDER = 10
@@ -32,28 +33,34 @@ _BLUR = (21, 21)
 _DELTA = 0.25
 
 
-def flip_back(heatmaps: torch.Tensor, input_width: int, flip_index: Sequence[int] | None = None) -> torch.Tensor:
-    """Heatmaps of a mirrored crop, mapped onto the unmirrored crop.
+def flip_back(
+    heatmaps: torch.Tensor, input_size: tuple[int, int], flip_index: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Heatmaps of mirrored crops mapped onto the unmirrored crops.
 
-    Mirroring maps crop pixel ``x`` to ``W - 1 - x``; on the heatmap grid (``x * w / W``) that is
-    ``w * (W - 1) / W - x_h``, while mirroring the heatmap array maps ``x_h`` to ``w - 1 - x_h``. The difference,
-    ``s = w * (W - 1) / W - (w - 1)`` (0.75 for 192 -> 48), is undone by linear interpolation.
+    The maps are mirrored, the CrowdPose left/right joints swapped, and the result shifted by the sub-pixel
+    offset mirroring introduces on the heatmap grid: with ``f`` the datasets' crop -> heatmap map
+    (``crop_to_heatmap``, affine), a crop pixel ``x`` mirrors to ``W - 1 - x``, whose heatmap position mirrored
+    back is ``w - 1 - f(W - 1 - x)``, off from ``f(x)`` by ``s = f(0) + f(W - 1) - (w - 1)`` for every ``x``
+    (0.75 for 192 -> 48 with ``f(x) = x / 4``). The shift is undone by linear interpolation.
 
     Args:
         heatmaps: ``(B, K, h, w)`` predicted on mirrored crops.
-        input_width: crop width ``W`` in pixels.
+        input_size: crop ``(H, W)``.
         flip_index: joint permutation (CrowdPose's by default).
     """
     perm = list(crowdpose14().flip_index() if flip_index is None else flip_index)
     out = heatmaps.flip(-1)[:, perm]
     w = out.shape[-1]
-    shift = w * (input_width - 1) / input_width - (w - 1)
+    ends = crop_to_heatmap(np.array([[0.0, 0.0], [input_size[1] - 1.0, 0.0]]), input_size, tuple(heatmaps.shape[-2:]))
+    shift = float(ends[0, 0] + ends[1, 0] - (w - 1))
     whole = int(np.floor(shift))
     frac = shift - whole
-    if whole:
-        out = torch.cat([out[..., :1].expand(*out.shape[:-1], whole), out[..., :-whole]], dim=-1)
-    if frac > 0:
-        prev = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
+    if whole:  # integer part: move the maps, repeating the edge column
+        idx = torch.clamp(torch.arange(w, device=out.device) - whole, 0, w - 1)
+        out = out[..., idx]
+    if frac > 1e-9:
+        prev = out[..., torch.clamp(torch.arange(w, device=out.device) - 1, 0, w - 1)]
         out = (1.0 - frac) * out + frac * prev
     return out
 
@@ -95,17 +102,6 @@ def decode_heatmaps(heatmaps: np.ndarray | torch.Tensor, peak: float = HEATMAP_P
     return coords, scores
 
 
-def crop_to_image(coords_hm: np.ndarray, affines: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
-    """Map ``(B, K, 2)`` heatmap positions to image pixels through each crop's ``(2, 3)`` image->crop affine."""
-    stride = np.array([heatmap_size[1] / input_size[1], heatmap_size[0] / input_size[0]])
-    crop_xy = coords_hm / stride
-    out = np.empty_like(crop_xy)
-    for i, affine in enumerate(np.asarray(affines, dtype=np.float64)):
-        inv = cv2.invertAffineTransform(affine)
-        out[i] = crop_xy[i] @ inv[:, :2].T + inv[:, 2]
-    return out
-
-
 def predictions_from_heatmaps(
     heatmaps: torch.Tensor,
     meta: dict,
@@ -118,7 +114,7 @@ def predictions_from_heatmaps(
     coords, scores = decode_heatmaps(heatmaps, peak)
     heatmap_size = tuple(heatmaps.shape[-2:])
     affines = meta["affine"].numpy() if isinstance(meta["affine"], torch.Tensor) else np.asarray(meta["affine"])
-    xy = crop_to_image(coords, affines, input_size, heatmap_size)  # type: ignore[arg-type]
+    xy = np.stack([heatmap_to_image(c, a, input_size, heatmap_size) for c, a in zip(coords, affines)])  # type: ignore[arg-type]
     image_ids = [int(v) for v in meta["image_id"]]
     box_scores = [float(v) for v in meta["score"]]
     results = []

@@ -22,7 +22,7 @@ from .decode import flip_back, predictions_from_heatmaps
 from .losses import cpn_pose_loss, lupi_loss
 from .models.cpn import CPN, CPNOutput
 
-__all__ = ["PairModel", "compute_losses", "train_one_epoch", "predict_heatmaps", "run_inference", "evaluate"]
+__all__ = ["PairModel", "compute_losses", "train_one_epoch", "predict_heatmaps", "run_inference", "evaluate", "measure_latency"]
 
 
 class PairModel(nn.Module):
@@ -114,7 +114,7 @@ def predict_heatmaps(net: CPN, images: torch.Tensor, condition: str, *, flip_tes
     heatmaps = net(images, condition=condition).heatmaps
     if flip_test:
         flipped = net(images.flip(-1), condition=condition).heatmaps
-        heatmaps = 0.5 * (heatmaps + flip_back(flipped, images.shape[-1]))
+        heatmaps = 0.5 * (heatmaps + flip_back(flipped, (images.shape[-2], images.shape[-1])))
     return heatmaps
 
 
@@ -167,3 +167,23 @@ def evaluate(
     """Predict every crop of ``loader`` and score the results against ``ann_file``."""
     results, _ = run_inference(net, loader, condition, device, flip_test=flip_test)
     return evaluate_keypoints(ann_file, results, protocol=protocol), results  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def measure_latency(
+    net: CPN, input_size: tuple[int, int], condition: str, device: torch.device, *, flip_test: bool = True, runs: int = 10, warmup: int = 2
+) -> float:
+    """Median seconds of one crop's inference (batch 1, flip test as asked), after ``warmup`` runs."""
+    net.eval()
+    x = torch.randn(1, 3, *input_size, device=device)
+    times = []
+    for i in range(warmup + runs):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        predict_heatmaps(net, x, condition, flip_test=flip_test)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(sorted(times)[len(times) // 2])

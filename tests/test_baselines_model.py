@@ -13,6 +13,8 @@ from baselines.lsbn import LSBN2d, convert_lsbn, current_lighting, lighting
 from baselines.models import build_cpn, load_pretrained, resnet
 from exlpose_data.errors import InputError
 
+from .test_baselines_train import one_torch_thread  # noqa: F401 (autouse fixture)
+
 
 def _randomise_bn(model: nn.Module, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)

@@ -30,6 +30,16 @@ BOXES = [(20.0, 15.0, 40.0, 90.0), (95.0, 10.0, 45.0, 100.0)]
 SMALL = ["--backbone", "resnet18", "--input-size", "64x48", "--heatmap-size", "16x12", "--batch-size", "2", "--no-progress"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models on tiny inputs run faster on one intra-op thread than on two contending ones (measured 4x on
+    the shared 2-core runner); the process-wide setting is restored after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_tiny_release(root: Path, n_images: int = 3) -> Path:
     """Release layout under ``root``: textured WL images with a white dot on every joint, LL = WL / 40,
     ``brightPath2darkPath.txt`` and ``annotations/ExLPose_{train_LL,test_LL-A,test_WL}.json``."""

@@ -1,0 +1,161 @@
+"""``exlpose predict``: keypoints of people in arbitrary images with a trained checkpoint, plus overlays.
+
+Boxes come from a JSON file mapping an image (its path as given, or its file name) to person boxes
+``[[x, y, w, h], ...]`` or ``[[x, y, w, h, score], ...]``; without it each image is one person box. Crops are
+cut and scaled exactly as the test-time dataset cuts them (same functions), so a checkpoint sees the input it
+was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
+import typer
+
+from exlpose_data.atomic import atomic_path, write_json_atomic
+from exlpose_data.cli.common import err_console, handle_errors, new_app
+from exlpose_data.errors import InputError, UsageError
+from exlpose_data.keypoints import crowdpose14
+
+__all__ = ["app", "predict", "load_boxes", "draw_pose", "main"]
+
+app = new_app("Predict keypoints in images with a trained checkpoint; write keypoints JSON and overlay PNGs.")
+
+
+def load_boxes(path: Path) -> dict[str, list[list[float]]]:
+    """Read ``{image: [[x, y, w, h(, score)], ...]}``; every box is checked."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such boxes file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f'{path}: expected {{"image.png": [[x, y, w, h], ...]}}, got {type(raw).__name__}')
+    for name, boxes in raw.items():
+        if not isinstance(boxes, list):
+            raise InputError(f"{path}: {name}: expected a list of boxes")
+        for i, box in enumerate(boxes):
+            ok = isinstance(box, list) and len(box) in (4, 5) and all(isinstance(v, (int, float)) for v in box)
+            if not ok or box[2] <= 0 or box[3] <= 0:
+                raise InputError(f"{path}: {name}: box {i} must be [x, y, w, h] or [x, y, w, h, score] with w, h > 0, got {box}")
+    return raw
+
+
+def _crop(img_bgr: np.ndarray, means: np.ndarray, box: list[float], condition: str, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    from exlpose_data.datasets.lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine
+    from exlpose_data.datasets.transforms import CropSettings, crop_affine, crop_box, crop_roi, read_roi, warp_roi
+
+    center, size = crop_box(box[:4], CropSettings(input_size=input_size), train=False)
+    affine = crop_affine(center, size, input_size)
+    roi = crop_roi(affine, input_size, img_bgr.shape[:2])
+    gain, offset = input_affine(condition, means, LowLightScaling(), Normalisation())
+    crop = bgr_to_input(warp_roi(read_roi(img_bgr, roi), roi, affine, input_size), gain, offset)
+    return np.ascontiguousarray(crop.transpose(2, 0, 1)), affine
+
+
+def draw_pose(img_bgr: np.ndarray, keypoints: np.ndarray, *, min_score: float = 0.0) -> np.ndarray:
+    """The image with each person's skeleton drawn (joints scoring below ``min_score`` left out)."""
+    out = img_bgr.copy()
+    thickness = max(1, round(max(out.shape[:2]) / 400))
+    for person in keypoints:
+        for a, b in crowdpose14().skeleton:
+            if person[a, 2] >= min_score and person[b, 2] >= min_score:
+                pa = tuple(int(round(v)) for v in person[a, :2])
+                pb = tuple(int(round(v)) for v in person[b, :2])
+                cv2.line(out, pa, pb, (0, 200, 255), thickness, cv2.LINE_AA)
+        for x, y, s in person:
+            if s >= min_score:
+                cv2.circle(out, (int(round(x)), int(round(y))), 2 * thickness, (0, 255, 0), -1, cv2.LINE_AA)
+    return out
+
+
+def predict(
+    checkpoint: Path,
+    images: list[Path],
+    *,
+    boxes: dict[str, list[list[float]]] | None = None,
+    condition: str = "LL",
+    flip_test: bool = True,
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """One record per person: ``image``, ``bbox``, ``keypoints`` (14 x [x, y, score] flattened), ``score``."""
+    import torch
+
+    from exlpose_data.datasets.lowlight import rgb_means
+    from exlpose_data.datasets.sources import decode_image
+    from exlpose_data.datasets.transforms import heatmap_to_image
+
+    from .checkpoint import load_model
+    from .decode import decode_heatmaps
+    from .engine import predict_heatmaps
+
+    cond = condition.upper()
+    if cond not in ("LL", "WL"):
+        raise UsageError(f"--condition must be LL or WL, got {condition!r}")
+    net, cfg = load_model(checkpoint, device)
+    records = []
+    for path in images:
+        img = decode_image(path)
+        h, w = img.shape[:2]
+        person_boxes = [[0.0, 0.0, float(w), float(h)]]
+        if boxes is not None:
+            person_boxes = boxes.get(str(path), boxes.get(path.name))  # type: ignore[assignment]
+            if person_boxes is None:
+                raise InputError(f"{path}: no entry in the boxes file (keys are image paths or file names)")
+        if not person_boxes:
+            continue
+        means = rgb_means(img)
+        crops, affines = zip(*(_crop(img, means, b, cond, cfg.input_size) for b in person_boxes))
+        x = torch.from_numpy(np.stack(crops)).to(device)
+        heatmaps = predict_heatmaps(net, x, cond.lower(), flip_test=flip_test)
+        coords, scores = decode_heatmaps(heatmaps)
+        for box, affine, c, s in zip(person_boxes, affines, coords, scores):
+            xy = heatmap_to_image(c, affine, cfg.input_size, cfg.heatmap_size)
+            box_score = float(box[4]) if len(box) == 5 else 1.0
+            records.append({
+                "image": str(path), "bbox": [float(v) for v in box[:4]],
+                "keypoints": [round(float(v), 3) for v in np.column_stack([xy, s]).ravel()],
+                "score": box_score * float(s.mean()),
+            })
+    return records
+
+
+@app.command()
+@handle_errors
+def main(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pth written by exlpose-train")],
+    images: Annotated[list[Path], typer.Argument(help="images to run on")],
+    boxes: Annotated[Path | None, typer.Option(help='JSON {"image.png": [[x, y, w, h(, score)], ...]}; default: whole image')] = None,
+    out: Annotated[Path, typer.Option(help="folder for keypoints.json and <image>_pose.png overlays")] = Path("predictions"),
+    condition: Annotated[str, typer.Option(help="LL (low-light scaling, LL branch) or WL")] = "LL",
+    flip_test: Annotated[bool, typer.Option("--flip/--no-flip", help="average with the mirrored crop")] = True,
+    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="write overlay PNGs")] = True,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+) -> None:
+    """Predict keypoints of the people in IMAGES; write OUT/keypoints.json and overlay PNGs."""
+    records = predict(checkpoint, images, boxes=load_boxes(boxes) if boxes is not None else None, condition=condition,
+                      flip_test=flip_test, device=device)
+    write_json_atomic(out / "keypoints.json", records, indent=1)
+    if overlays:
+        from exlpose_data.datasets.sources import decode_image
+
+        for path in images:
+            people = [np.asarray(r["keypoints"]).reshape(-1, 3) for r in records if r["image"] == str(path)]
+            img = decode_image(path)
+            if condition.upper() == "LL":
+                # Brighten the dark image the way the network sees it, so the overlay is visible.
+                img = np.clip(img.astype(np.float32) * (0.4 * 255.0 / max(float(img.mean()), 1e-3)), 0, 255).astype(np.uint8)
+            with atomic_path(out / f"{path.stem}_pose.png") as tmp:
+                if not cv2.imwrite(str(tmp), draw_pose(img, np.asarray(people).reshape(-1, 14, 3))):
+                    raise InputError(f"{out}: could not write {path.stem}_pose.png")
+    err_console.print(f"{len(records)} people in {len(images)} images -> {out / 'keypoints.json'}", markup=False)
+
+
+def cli() -> None:
+    """Console-script entry point (``exlpose-predict``)."""
+    app(prog_name="exlpose-predict")
