@@ -325,21 +325,42 @@ def estimate_homography(
         raise InputError(f"{source}: WL frame {wl.shape[1]}x{wl.shape[0]} and LL frame {ll.shape[1]}x{ll.shape[0]} differ in size")
     feat = sift_homography(wl, ll, opts, wl_valid=wl_valid, ll_valid=ll_valid)
     notes: list[str] = []
-    if feat.homography is not None:
-        initial, method = feat.homography, "sift+magsac"
-    else:
+    if feat.homography is None:
         _explain_feature_failure(wl, ll, feat, opts, source)
-        initial, method = np.eye(3), "identity"
-        notes.append(f"feature matching found {feat.n_inliers} inliers (< {opts.min_inliers}); ECC started from the identity")
-    h, done, rho, ecc_notes = ecc_refine(wl, ll, initial, opts, wl_valid=wl_valid, ll_valid=ll_valid)
+        notes.append(f"feature matching found {feat.n_inliers} inliers (< {opts.min_inliers})")
+    masks = {"wl_valid": wl_valid, "ll_valid": ll_valid}
+    levels = _ecc_levels((wl.shape[1], wl.shape[0]), opts)
+    coarse = levels[:-2] or levels[:1]
+    fine = levels[len(coarse) :]
+    # At LL-E light a feature estimate with enough inliers can still be off by pixels; the identity (a rig is
+    # nearly aligned) is a second start. The coarse levels are cheap: both starts run there, the better
+    # correlation continues to full resolution.
+    starts = [("sift+magsac", feat.homography)] if feat.homography is not None else []
+    if feat.homography is None or opts.allow_ecc_only:
+        starts.append(("identity", np.eye(3)))
+    trials = [(name, *ecc_refine(wl, ll, h0, opts, levels=coarse, **masks)) for name, h0 in starts]
+    converged = [t for t in trials if t[2]]
+    if not converged:
+        why = "; ".join(n for t in trials for n in t[4])
+        raise InputError(f"{source}: ECC refinement did not converge at the coarse levels ({why}); the reference pair is too dark, blurred or not the same view")
+    start, h, done, rho, ecc_notes = max(converged, key=lambda t: (-min(t[2]), t[3]))
+    if start == "identity" and converged[0][0] == "sift+magsac" and corner_error(converged[0][1], h, (wl.shape[1], wl.shape[0])) < 1.0:
+        start, h, done, rho, ecc_notes = converged[0]  # both starts reach the same optimum: keep the feature one
     notes += ecc_notes
-    if not done:
-        raise InputError(f"{source}: ECC refinement did not converge at any level ({'; '.join(ecc_notes)}); the reference pair is too dark, blurred or not the same view")
-    if method == "identity" and (len(done) < 2 or rho < opts.min_identity_correlation):
+    if start == "identity" and feat.homography is not None:
+        other = next((t[3] for t in converged if t[0] != "identity"), None)
+        notes.append(f"ECC continued from the identity start, which correlates better at the coarse levels ({rho:.3f} vs {'no convergence' if other is None else f'{other:.3f}'} from the feature estimate)")
+    if fine:
+        h, done_fine, rho_fine, fine_notes = ecc_refine(wl, ll, h, opts, levels=fine, **masks)
+        done, notes = done + done_fine, notes + fine_notes
+        rho = rho_fine if done_fine else rho
+    need_levels = min(2, len(levels))
+    if start == "identity" and (len(done) < need_levels or rho < opts.min_identity_correlation):
         raise InputError(
-            f"{source}: no feature estimate, and ECC from the identity converged at {len(done)} level(s) with correlation {rho:.2f} "
-            f"(need 2 and {opts.min_identity_correlation}); refusing to guess a homography"
+            f"{source}: ECC from the identity converged at {len(done)} level(s) with correlation {rho:.2f} "
+            f"(need {need_levels} and {opts.min_identity_correlation}); refusing to guess a homography"
         )
+    initial, method = (feat.homography, "sift+magsac") if feat.homography is not None else (np.eye(3), "identity")
     return Estimate(
         homography=h,
         initial=initial,
