@@ -13,7 +13,7 @@ from exlpose_data.cli.common import err_console, handle_errors, new_app, out_con
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.evaluation import PROTOCOLS, evaluate_keypoints
 
-__all__ = ["app", "main", "DEFAULT_SPLITS"]
+__all__ = ["app", "cli", "DEFAULT_SPLITS"]
 
 app = new_app("Score keypoint predictions (CrowdPose protocol) or a trained model on the ExLPose test splits.")
 
@@ -129,6 +129,6 @@ def model(
     err_console.print(f"latency: batch 1 on {device}{', with flip test' if flip_test else ''}", markup=False)
 
 
-def main() -> None:
+def cli() -> None:
     """Console-script entry point (``exlpose-eval``)."""
     app(prog_name="exlpose-eval")

@@ -21,7 +21,7 @@ from exlpose_data.cli.common import err_console, handle_errors, new_app
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.keypoints import crowdpose14
 
-__all__ = ["app", "predict", "load_boxes", "draw_pose", "main"]
+__all__ = ["app", "predict", "load_boxes", "draw_pose", "cli"]
 
 app = new_app("Predict keypoints in images with a trained checkpoint; write keypoints JSON and overlay PNGs.")
 

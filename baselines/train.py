@@ -32,7 +32,7 @@ from .engine import PairModel, evaluate, train_one_epoch
 from .models import build_cpn
 from .models.cpn import CPN
 
-__all__ = ["app", "main", "run", "build_optimizer", "split_annotation", "Distributed"]
+__all__ = ["app", "cli", "run", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed"]
 
 app = new_app("Train the ExLPose reference method (CPN on ResNet, with LSBN and LUPI variants).")
 
@@ -224,6 +224,11 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
 
             lr = optimizer.param_groups[0]["lr"]
             losses = train_one_epoch(model, loader, optimizer, cfg, device, steps=steps, on_step=on_step)
+            if env.enabled:  # the record holds the mean over all processes, not rank 0's share
+                keys = sorted(losses)
+                packed = torch.tensor([losses[k] for k in keys], dtype=torch.float64, device=device)
+                dist.all_reduce(packed)
+                losses = {k: float(v) / env.world_size for k, v in zip(keys, packed.tolist())}
             scheduler.step()
             record = {"epoch": epoch + 1, "lr": lr, **{f"loss/{k}": v for k, v in losses.items()}}
             last = epoch + 1 == cfg.epochs
@@ -311,7 +316,8 @@ def main(
     if test_only and resume is None:
         raise UsageError("--test-only needs --resume CHECKPOINT")
     record = run(cfg, resume=resume, test_only=test_only, show_progress=progress)
-    typer.echo(json.dumps(record))
+    if Distributed.from_env().is_main:
+        typer.echo(json.dumps(record))
 
 
 def cli() -> None:
