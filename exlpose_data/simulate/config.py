@@ -1,0 +1,129 @@
+"""All settings of a simulation in one pydantic model (loadable from YAML/JSON with ``--config``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import InputError, UsageError
+from ..isp import IspParams
+from .camera import SensorParams
+from .geometry import GeometryParams
+from .protocol import ProtocolParams
+
+__all__ = ["SimulationConfig", "load_config", "parse_size"]
+
+
+class SimulationConfig(BaseModel):
+    """Settings of ``exlpose simulate``.
+
+    Attributes:
+        width / height: full sensor frame in pixels (even, for the Bayer mosaic).
+        frames_per_scene: video frames per scene (each released at every exposure step).
+        people: (min, max) people per scene.
+        date / site: written in release names; scenes are numbered as videos 1..N.
+        backgrounds: folder of background photographs (procedural backgrounds when None).
+        sensor: sensor and noise model of both cameras.
+        black_clamp_dn: how far above the sensor's black level the ISP cuts (crushes the noise floor of dark
+            frames; 1.25 DN matches the release's LL intensities, see docs/simulate.md).
+        isp: settings of :class:`exlpose_data.isp.IspParams` (the raw -> RGB path); ``black_level`` given here wins.
+        protocol: exposure protocol.
+        geometry: beam-splitter geometry ranges.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(1920, ge=32, le=8192)
+    height: int = Field(1200, ge=32, le=8192)
+    frames_per_scene: int = Field(2, ge=1, le=100)
+    people: tuple[int, int] = (1, 10)
+    date: str = Field("0101", pattern=r"^\d{4}$")
+    site: str = Field("sim", pattern=r"^[A-Za-z0-9-]*$")
+    backgrounds: str | None = None
+    sensor: SensorParams = SensorParams()
+    black_clamp_dn: float = Field(1.25, ge=0)
+    isp: dict[str, Any] = Field(default_factory=dict)
+    protocol: ProtocolParams = ProtocolParams()
+    geometry: GeometryParams = GeometryParams()
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError("must be even (a Bayer mosaic tiles 2x2)")
+        return v
+
+    @field_validator("people")
+    @classmethod
+    def _people(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= v[0] <= v[1]:
+            raise ValueError("needs 0 <= min <= max")
+        return v
+
+    @field_validator("isp")
+    @classmethod
+    def _isp(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            IspParams(**v)
+        except TypeError as exc:  # an unknown setting name
+            raise ValueError(str(exc)) from None
+        return v
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def isp_params(self) -> IspParams:
+        """The ISP settings: the sensor's black level plus the clamp, the sensor's bit depth, then ``isp``."""
+        base = {"black_level": self.sensor.black_level_dn + self.black_clamp_dn, "bit_depth": self.sensor.bit_depth}
+        return IspParams(**{**base, **self.isp})
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1920x1200"`` -> (1920, 1200)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise UsageError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1920x1200")
+    return int(parts[0]), int(parts[1])
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Deep-merge ``overrides`` (None = not given) into ``base``."""
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            node = base.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"config: {key} must be a mapping")
+            _merge(node, value)
+        else:
+            base[key] = value
+
+
+def load_config(path: str | Path | None, **overrides: Any) -> SimulationConfig:
+    """Settings from a YAML/JSON file (or defaults) with command-line overrides applied on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise InputError(f"{p}: no such config file") from None
+        except yaml.YAMLError as exc:
+            raise InputError(f"{p}: not valid YAML/JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{p}: a config file must hold a mapping of settings")
+    _merge(data, overrides)
+    try:
+        return SimulationConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "config"
+        source = str(path) if path else "options"
+        raise UsageError(f"{source}: {where}: {err['msg']}") from None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path or 'options'}: {exc}") from None

@@ -1,0 +1,129 @@
+"""``exlpose simulate release``: a simulated dataset in the official release layout.
+
+ROOT/bright and ROOT/dark hold aligned 8-bit images named by :class:`exlpose_data.naming.ImageName`,
+ROOT/brightPath2darkPath.txt the pairs, ROOT/annotations the release's annotation files (split by scene, then the
+test set by WL gain, through :func:`exlpose_data.split.write_release_annotations`), ROOT/simulation.json the truth
+of every scene, ROOT/manifest.json the hashes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..atomic import write_bytes_atomic, write_json_atomic
+from ..layout import PAIRS_FILE, update_manifest, write_pairs
+from ..naming import ImageName
+from ..schema import AnnotationDocument, AnnotationRecord, ImageRecord
+from ..split import write_release_annotations
+from .config import SimulationConfig
+from .pipeline import SceneSimulator
+from .poses import SourceScene
+from .runner import run_scenes, staged_output
+from .truth import ReleaseImage, SceneTruth, SimulationDocument
+
+__all__ = ["SIMULATION_FILE", "ReleaseSummary", "write_png", "simulate_release"]
+
+SIMULATION_FILE = "simulation.json"
+_PNG_LEVEL = 1  # fastest zlib level: PNG encoding is a large share of the time per pair
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    """What a release run wrote."""
+
+    root: Path
+    scenes: int
+    pairs: int
+    people: int
+
+
+def write_png(path: Path, image: np.ndarray) -> str:
+    """Encode ``image`` (RGB uint8, or 2-D uint8/uint16) as PNG, write it atomically, return its SHA-256."""
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buf = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, _PNG_LEVEL])
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    data = buf.tobytes()
+    write_bytes_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class _SceneResult:
+    truth: SceneTruth
+    size: tuple[int, int]
+    hashes: dict[str, str]
+
+
+def _release_scene(config: SimulationConfig, seed: int, index: int, root: Path, source: SourceScene | None,
+                   background: Path | None) -> _SceneResult:
+    sim = SceneSimulator(config, seed, index, source=source, background_file=background)
+    frames, images, hashes = [], [], {}
+    for record, captures in sim.frames():
+        frames.append(record)
+        for cap in captures:
+            step = sim.protocol.ladder[cap.step_index]
+            bright = ImageName(date=config.date, site=config.site, video=sim.video, ratio=step.ratio, frame=record.frame,
+                               gain_db=step.wl_gain_db, exposure_us=step.nominal_exposure_us, condition="WL")
+            dark = bright.twin(gain_db=step.ll_gain_db)
+            ll, wl = sim.develop_pair(cap)
+            hashes[bright.relpath] = write_png(root / bright.relpath, wl)
+            hashes[dark.relpath] = write_png(root / dark.relpath, ll)
+            images.append(ReleaseImage(frame=record.frame, k=step.k, bright=bright.relpath, dark=dark.relpath))
+    truth = sim.truth(frames)
+    truth.images = images
+    x0, y0, x1, y1 = sim.crop
+    return _SceneResult(truth=truth, size=(x1 - x0, y1 - y0), hashes=hashes)
+
+
+def _annotation_document(results: list[_SceneResult]) -> tuple[AnnotationDocument, dict[str, str]]:
+    """All annotations with bright file names (one annotation serves both images of a pair)."""
+    images, annotations, pairs = [], [], {}
+    for res in results:
+        people_of = {f.frame: f.people for f in res.truth.frames}
+        for img in res.truth.images:
+            image_id = len(images) + 1
+            images.append(ImageRecord(id=image_id, file_name=img.bright, width=res.size[0], height=res.size[1]))
+            pairs[img.bright] = img.dark
+            for person in people_of[img.frame]:
+                annotations.append(AnnotationRecord(id=len(annotations) + 1, image_id=image_id, keypoints=person.keypoints,
+                                                    bbox=person.bbox, num_keypoints=sum(1 for v in person.keypoints[2::3] if v > 0)))
+    return AnnotationDocument(images=images, annotations=annotations), pairs
+
+
+def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: int, workers: int,
+                     sources: list[SourceScene] | None = None, backgrounds: list[Path] | None = None,
+                     test_fraction: float = 0.2, val_fraction: float = 0.0, show_progress: bool = True) -> ReleaseSummary:
+    """Simulate ``scenes`` scenes into a new release folder ``out``.
+
+    Args:
+        config: simulation settings.
+        out: dataset root (must not exist or be empty).
+        scenes: number of scenes.
+        seed: master seed.
+        workers: processes.
+        sources: people to reuse, scene ``i`` taking ``sources[i % len(sources)]``.
+        backgrounds: photographs, scene ``i`` taking ``backgrounds[i % len(backgrounds)]``.
+        test_fraction: share of scenes in the test split.
+        val_fraction: share of scenes in a validation split.
+        show_progress: draw a progress bar.
+    """
+    with staged_output(out) as root:
+        tasks = [functools.partial(_release_scene, config, seed, i, root,
+                                   sources[i % len(sources)] if sources else None,
+                                   backgrounds[i % len(backgrounds)] if backgrounds else None) for i in range(scenes)]
+        results = run_scenes(tasks, workers=workers, description="simulating scenes", show_progress=show_progress)
+        doc, pairs = _annotation_document(results)
+        hashes = {k: v for r in results for k, v in r.hashes.items()}
+        write_pairs(root / PAIRS_FILE, pairs.items())
+        sim_doc = SimulationDocument(seed=seed, config=config.model_dump(mode="json"), scenes=[r.truth for r in results])
+        write_json_atomic(root / SIMULATION_FILE, sim_doc.model_dump(mode="json"), indent=1)
+        update_manifest(root, [*hashes, PAIRS_FILE, SIMULATION_FILE], known_hashes=hashes)
+        write_release_annotations(root, doc, pairs, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
+    return ReleaseSummary(root=Path(out), scenes=scenes, pairs=len(pairs), people=len(doc.annotations))

@@ -1,0 +1,92 @@
+"""Running scenes on several cores with a progress bar, into an output folder that appears only when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import TypeVar
+
+import cv2
+
+from ..atomic import TMP_MARK
+from ..cli.common import progress_bar
+from ..errors import UsageError
+
+__all__ = ["staged_output", "run_scenes", "default_workers"]
+
+T = TypeVar("T")
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def staged_output(out: str | Path) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``out``; rename it to ``out`` on success, delete it on failure.
+
+    ``out`` must not exist or be an empty folder, so a finished run never mixes with older files and a failed
+    run leaves nothing behind.
+    """
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UsageError(f"{target}: already exists and is not an empty folder; choose a new output folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
+    try:
+        yield stage
+        if target.exists():
+            target.rmdir()
+        os.replace(stage, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _single_threaded() -> None:
+    # Worker processes already use every core; OpenCV's own thread pool would only oversubscribe them.
+    cv2.setNumThreads(1)
+
+
+def run_scenes(tasks: Sequence[Callable[[], T]], *, workers: int, description: str, show_progress: bool = True) -> list[T]:
+    """Run one picklable callable per scene, in worker processes when ``workers > 1``.
+
+    Args:
+        tasks: one zero-argument callable per scene (``functools.partial`` of a module-level function).
+        workers: processes to use (1 = in this process).
+        description: progress-bar label.
+        show_progress: draw the bar on stderr.
+
+    Returns:
+        The results in task order, whatever order they finished in.
+    """
+    results: list[T | None] = [None] * len(tasks)
+    with progress_bar(disable=not show_progress) as bar:
+        job = bar.add_task(description, total=len(tasks))
+        if workers <= 1 or len(tasks) <= 1:
+            for i, task in enumerate(tasks):
+                results[i] = task()
+                bar.advance(job)
+            return results  # type: ignore[return-value]
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_single_threaded) as pool:
+            pending = {pool.submit(task): i for i, task in enumerate(tasks)}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                for fut in done:
+                    i = pending.pop(fut)
+                    if fut.exception() is not None:
+                        for other in pending:
+                            other.cancel()
+                        raise fut.exception()  # type: ignore[misc]
+                    results[i] = fut.result()
+                    bar.advance(job)
+    return results  # type: ignore[return-value]
