@@ -139,7 +139,7 @@ def build_alignment(
     if not pairs:
         raise UsageError("no reference pair to estimate from")
     size = (pairs[0].wl.shape[1], pairs[0].wl.shape[0])
-    estimates, ratios, normed = [], [], []
+    estimates, ratios = [], []
     for pair in pairs:
         if (pair.wl.shape[1], pair.wl.shape[0]) != size or pair.ll.shape != pair.wl.shape:
             raise InputError(f"reference {pair.name!r}: frame size differs from {size[0]}x{size[1]}")
@@ -148,7 +148,6 @@ def build_alignment(
         ll_n, ll_mean = normalise_brightness(geo.ll, f"reference {pair.name!r} ll")
         estimates.append(estimate_homography(wl_n, ll_n, opts, source=f"reference {pair.name!r}", wl_valid=geo.wl_valid, ll_valid=geo.ll_valid))
         ratios.append(ll_mean / wl_mean)
-        normed.append((wl_n, ll_n))
     hs = [e.homography for e in estimates]
     h = hs[0] if len(hs) == 1 else _average_homography(hs, size)
     h_init = estimates[0].initial if len(hs) == 1 else _average_homography([e.initial for e in estimates], size)

@@ -28,7 +28,8 @@ def _mirror(value: str | None) -> str | None:
     return value
 
 
-def _load_pairs(session: Path | None, reference: list[str] | None, wl: Path | None, ll: Path | None, mirror: str | None, *, default_mirror: str = "none"):
+def _load_pairs(session: Path | None, reference: list[str] | None, wl: Path | None, ll: Path | None, mirror: str | None, *, default_mirror: str = "none") -> tuple[list, str, list]:
+    """(reference pairs, mirror side applied, input files) from a session or an image pair."""
     from ..align.reference import load_image_pair, load_session_references
 
     if session is not None and (wl is not None or ll is not None):
@@ -56,7 +57,7 @@ def estimate(
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="CALIB.json from 'exlpose-align calibrate'")] = None,
     max_features: Annotated[int, typer.Option(help="SIFT keypoints kept per image")] = 3000,
     min_inliers: Annotated[int, typer.Option(help="fewer feature inliers than this counts as a failed feature estimate")] = 20,
-    no_ecc_only: Annotated[bool, typer.Option("--no-ecc-only", help="fail instead of refining from the identity when features fail")] = False,
+    no_ecc_only: Annotated[bool, typer.Option("--no-ecc-only", help="start ECC only from the feature estimate, never from the identity (fail when features fail)")] = False,
 ) -> None:
     """Estimate the WL -> LL homography of reference pairs (SIFT + USAC_MAGSAC, then ECC coarse to fine)."""
     from ..align.calibrate import load_calibration
@@ -119,7 +120,9 @@ def check(
     residuals = heldout_residuals(model.matrix, model.heldout_matches)
     background = None
     if session is not None or wl is not None or ll is not None:
-        pairs, _, _ = _load_pairs(session, reference, wl, ll, mirror, default_mirror=model.mirror)
+        pairs, side, _ = _load_pairs(session, reference, wl, ll, mirror, default_mirror=model.mirror)
+        if side != model.mirror:
+            raise UsageError(f"the reference pair is flipped on the {side!r} side but {align_json} was estimated with mirror {model.mirror!r}; pass --mirror {model.mirror}")
         wl_n, _ = normalise_brightness(pairs[0].wl)
         ll_n, _ = normalise_brightness(pairs[0].ll)
         if (wl_n.shape[1], wl_n.shape[0]) != tuple(model.frame_size):
