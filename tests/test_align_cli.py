@@ -241,3 +241,10 @@ def test_apply_refuses_metadata_that_breaks_the_name_grammar(tmp_path, truth, al
     r = runner.invoke(app, ["apply", str(s), str(align_json), "--out", str(tmp_path / "o"), "--workers", "1", "-q"])
     assert r.exit_code == 2 and "breaks the name grammar" in r.output and "north_gate" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_check_refuses_a_reference_flipped_unlike_the_alignment(session, align_json) -> None:
+    r = runner.invoke(app, ["check", str(align_json), str(session), "--mirror", "none"])
+    assert r.exit_code == 2 and "estimated with mirror 'wl'" in r.output
+    r = runner.invoke(app, ["check", str(align_json), str(session)])
+    assert r.exit_code == 0, r.output

@@ -8,12 +8,13 @@ coordinates to low-light ones. Design choices, each measured in ``benchmarks/ben
 - ECC takes the noisy LL image as its template and the clean WL image as the warped input, because OpenCV's
   ECC differentiates the input image: the gradients come from the clean image. It runs from the coarsest
   level to full resolution; a level that fails to converge is retried with more smoothing and otherwise
-  skipped, keeping the coarser estimate.
+  skipped, keeping the coarser estimate. The coarse levels run from two starts, the feature estimate and the
+  identity, because at LL-E light a feature estimate with enough inliers can still be pixels off.
 - A fifth of the putative matches is held out of the robust fit; their residuals under the final homography
   are the validation numbers of ``exlpose-align check``.
 - Degenerate input is an :class:`~exlpose_data.errors.InputError`, never a wrong homography: a textureless
   reference, too few matches (with a check whether a missing horizontal flip explains it), ECC failing at
-  every level, or ECC moving far from the feature estimate.
+  every coarse level, ECC moving far from its start, or an identity start ending at a low correlation.
 """
 
 from __future__ import annotations
