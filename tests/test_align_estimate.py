@@ -181,3 +181,15 @@ def test_needs_flip_respects_camera_side_mirroring() -> None:
     plain = FrameAttrs("BayerRG12", "RGGB", 12, 240.0)
     assert needs_flip("wl", "wl", plain) and not needs_flip("wl", "wl", on_camera)
     assert not needs_flip("ll", "wl", plain) and not needs_flip("wl", "none", plain)
+
+
+def test_isp_params_accepts_pylon_pattern_names() -> None:
+    from exlpose_data.align.prepare import isp_params
+
+    assert isp_params(FrameAttrs("BayerRG12", "RG", 12, 0.0)).pattern == "RGGB"
+    assert isp_params(FrameAttrs("BayerGB8", "BayerGB", 8, 0.0)).pattern == "GBRG"
+    assert isp_params(FrameAttrs("BayerBG12", "BGGR", 12, 240.0)).pattern == "BGGR"
+    with pytest.raises(InputError, match="unknown Bayer pattern"):
+        isp_params(FrameAttrs("BayerXY12", "XY", 12, 0.0), "s.h5: reference 'b' wl")
+    with pytest.raises(InputError, match="without a 'bayer_pattern'"):
+        isp_params(FrameAttrs("Mono12", None, 12, 0.0))

@@ -49,12 +49,19 @@ def needs_flip(camera: Literal["ll", "wl"], mirror: MirrorSide, attrs: FrameAttr
     return mirror == camera and not (attrs is not None and attrs.mirrored_x)
 
 
+# pylon names a Bayer layout by its first two pixels (PixelColorFilter "BayerRG", pixel format "BayerRG12");
+# the ISP wants all four.
+_PYLON_PATTERNS = {"RG": "RGGB", "BG": "BGGR", "GR": "GRBG", "GB": "GBRG"}
+
+
 def isp_params(attrs: FrameAttrs, source: str = "frame") -> IspParams:
-    """ISP settings of a raw Bayer dataset from its attributes."""
-    if attrs.bayer_pattern is None:
+    """ISP settings of a raw Bayer dataset from its attributes (``bayer_pattern`` as ``RGGB`` or pylon's ``RG``)."""
+    pattern = attrs.bayer_pattern
+    if pattern is None:
         raise InputError(f"{source}: raw frames without a 'bayer_pattern' attribute (pixel_format {attrs.pixel_format!r})")
+    pattern = _PYLON_PATTERNS.get(pattern.upper().removeprefix("BAYER"), pattern.upper())
     try:
-        return IspParams(black_level=attrs.black_level, bit_depth=attrs.bit_depth, pattern=attrs.bayer_pattern)
+        return IspParams(black_level=attrs.black_level, bit_depth=attrs.bit_depth, pattern=pattern)
     except ValueError as exc:
         raise InputError(f"{source}: {exc}") from None
 
