@@ -49,7 +49,7 @@ class AlignMetrics(BaseModel):
     corner_disagreement_px: float = Field(description="mean corner distance between the initial and the refined homography")
     ecc_levels: list[int] = Field(description="binning factors at which ECC converged, coarse to fine")
     ecc_correlation: float | None = Field(None, description="ECC correlation coefficient at the finest converged level")
-    psnr_db: float | None = Field(None, description="masked PSNR of the aligned reference pair (linear grey, brightness-matched)")
+    psnr_db: float | None = Field(None, description="masked PSNR of the aligned reference pair (linear grey, LL gain and offset fitted to WL)")
     ssim: float | None = Field(None, description="masked SSIM of the aligned reference pair")
     reference_spread_px: float | None = Field(None, description="largest mean-corner distance between per-reference estimates")
 

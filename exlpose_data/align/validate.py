@@ -59,13 +59,19 @@ def residual_stats(residuals: np.ndarray) -> tuple[float | None, float | None]:
 
 
 def aligned_reference(wl: np.ndarray, ll: np.ndarray, model: AlignModel) -> tuple[np.ndarray, np.ndarray]:
-    """The reference pair as compared: WL warped into the LL crop, both linear grey at the WL's mean."""
+    """The reference pair as compared: WL warped into the LL crop, and the LL crop mapped onto the WL's
+    brightness by a least-squares gain and offset (a black-level or flare offset is not misalignment)."""
     map_x, map_y = warp_maps(model.matrix, model.crop, model.calibration)
-    warped = cv2.remap(wl, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(wl, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
     x0, y0, w, h = model.crop
-    ll_crop = ll[y0 : y0 + h, x0 : x0 + w]
-    scale = float(warped.mean()) / max(float(ll_crop.mean()), 1e-12)
-    return warped.astype(np.float32), (ll_crop * scale).astype(np.float32)
+    ll_crop = ll[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
+    # Model LL = gain * WL + offset + noise (the clean image is the regressor) and invert it.
+    cov = float(((ll_crop - ll_crop.mean()) * (warped - warped.mean())).mean())
+    gain = cov / max(float(warped.var()), 1e-12)
+    if gain <= 0:
+        gain = float(ll_crop.mean()) / max(float(warped.mean()), 1e-12)  # no shared structure: means only
+    matched = (ll_crop - ll_crop.mean()) / gain + warped.mean()
+    return warped.astype(np.float32), matched.astype(np.float32)
 
 
 def _data_range(ref: np.ndarray) -> float:
