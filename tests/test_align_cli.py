@@ -248,3 +248,11 @@ def test_check_refuses_a_reference_flipped_unlike_the_alignment(session, align_j
     assert r.exit_code == 2 and "estimated with mirror 'wl'" in r.output
     r = runner.invoke(app, ["check", str(align_json), str(session)])
     assert r.exit_code == 0, r.output
+
+
+def test_apply_refuses_two_scenes_with_the_same_release_names(tmp_path, truth, align_json) -> None:
+    s = make_session(tmp_path / "dup.h5", h_true=truth, ks=(1,), n_frames=1)
+    with h5py.File(s, "a") as f:
+        f.copy("scenes/s01", "scenes/s02")
+    r = runner.invoke(app, ["apply", str(s), str(align_json), "--out", str(tmp_path / "o"), "--workers", "1", "-q"])
+    assert r.exit_code == 2 and "scenes need distinct (date, site, video_id)" in r.output

@@ -109,6 +109,7 @@ def _need(meta: dict, key: str, source: str) -> Any:
 def plan_pairs(reader: SessionReader, frames: str) -> list[PairJob]:
     """Every pair the options select, with release names from the scene and step metadata."""
     jobs = []
+    seen: dict[str, str] = {}
     for scene in reader.scenes():
         src = f"{reader.path}: scene {scene!r}"
         meta = reader.scene_meta(scene)
@@ -135,6 +136,9 @@ def plan_pairs(reader: SessionReader, frames: str) -> list[PairJob]:
                     parse_name(bright.relpath)
                 except NameGrammarError:
                     raise InputError(f"{ssrc}: metadata gives the release name {bright.basename!r}, which breaks the name grammar (site {site!r}, video {video})") from None
+                if bright.relpath in seen:
+                    raise InputError(f"{ssrc}: release name {bright.basename!r} is also produced by {seen[bright.relpath]}; scenes need distinct (date, site, video_id)")
+                seen[bright.relpath] = ssrc
                 jobs.append(PairJob(scene, step, index, bright.relpath, dark.relpath))
     return jobs
 
