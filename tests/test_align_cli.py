@@ -256,3 +256,15 @@ def test_apply_refuses_two_scenes_with_the_same_release_names(tmp_path, truth, a
         f.copy("scenes/s01", "scenes/s02")
     r = runner.invoke(app, ["apply", str(s), str(align_json), "--out", str(tmp_path / "o"), "--workers", "1", "-q"])
     assert r.exit_code == 2 and "scenes need distinct (date, site, video_id)" in r.output
+
+
+def test_bad_rig_config_is_a_clear_error(tmp_path, truth) -> None:
+    s = make_session(tmp_path / "cfg.h5", h_true=truth, ks=(1,), n_frames=1)
+    with h5py.File(s, "a") as f:
+        f.attrs["rig_config"] = json.dumps({"mirror": "left"})
+    r = runner.invoke(app, ["estimate", str(s), "--out", str(tmp_path / "A.json")])
+    assert r.exit_code == 2 and "rig_config: field 'mirror' is 'left'" in r.output
+    with h5py.File(s, "a") as f:
+        f.attrs["rig_config"] = "{not json"
+    r = runner.invoke(app, ["estimate", str(s), "--out", str(tmp_path / "A.json")])
+    assert r.exit_code == 2 and "rig_config is not JSON" in r.output

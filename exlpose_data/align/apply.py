@@ -26,7 +26,7 @@ from ..naming import ImageName, parse_name
 from ..session_format import SessionReader
 from .geometry import warp_maps
 from .model import AlignModel
-from .prepare import MirrorSide, develop, mirror_from_rig_config, needs_flip
+from .prepare import MirrorSide, develop, needs_flip, session_mirror
 
 __all__ = ["ApplyOptions", "ApplyReport", "PairJob", "select_frames", "plan_pairs", "run_apply", "default_workers", "INTERPOLATIONS"]
 
@@ -218,7 +218,7 @@ def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: Ap
         raise UsageError(f"--interpolation {opts.interpolation!r}: expected one of {', '.join(INTERPOLATIONS)}")
     session, root = Path(session), Path(root)
     with SessionReader(session) as reader:
-        side = opts.mirror if opts.mirror is not None else mirror_from_rig_config(reader.rig_config, f"{session}: rig_config")
+        side = opts.mirror if opts.mirror is not None else session_mirror(reader)
         jobs = plan_pairs(reader, opts.frames)
     _check_mirror(model, side, session)
     report = ApplyReport()

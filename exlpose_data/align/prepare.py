@@ -15,12 +15,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..isp import IspParams, raw_to_rgb, srgb_to_linear
-from ..session_format import FrameAttrs
+from ..session_format import FrameAttrs, SessionReader
 
 __all__ = [
     "MirrorSide",
     "MIRROR_SIDES",
     "mirror_from_rig_config",
+    "session_mirror",
     "needs_flip",
     "isp_params",
     "develop",
@@ -42,6 +43,17 @@ def mirror_from_rig_config(config: dict, source: str = "rig_config") -> MirrorSi
     if side not in MIRROR_SIDES:
         raise InputError(f"{source}: field 'mirror' is {side!r}; expected one of {', '.join(MIRROR_SIDES)}")
     return side  # type: ignore[return-value]
+
+
+def session_mirror(reader: SessionReader) -> MirrorSide:
+    """The software mirroring a session's rig config asks for (``none`` without a config)."""
+    try:
+        config = reader.rig_config
+    except ValueError as exc:
+        raise InputError(f"{reader.path}: root attribute rig_config is not JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{reader.path}: root attribute rig_config is not a JSON object")
+    return mirror_from_rig_config(config, f"{reader.path}: rig_config")
 
 
 def needs_flip(camera: Literal["ll", "wl"], mirror: MirrorSide, attrs: FrameAttrs | None = None) -> bool:

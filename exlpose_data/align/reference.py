@@ -21,7 +21,7 @@ from ..session_format import SessionReader
 from .estimate import Estimate, EstimateOptions, corner_error, corners, estimate_homography
 from .geometry import transform_points, valid_crop, warp_maps
 from .model import AlignMetrics, AlignModel, CameraCalibration, InputFile
-from .prepare import MirrorSide, develop_linear_gray, linear_gray, mirror_from_rig_config, needs_flip, normalise_brightness
+from .prepare import MirrorSide, develop_linear_gray, linear_gray, needs_flip, normalise_brightness, session_mirror
 from .validate import aligned_reference, masked_psnr, masked_ssim, residual_stats, heldout_residuals
 
 __all__ = ["ReferencePair", "read_image", "load_session_references", "load_image_pair", "build_alignment", "undistort_pair"]
@@ -64,7 +64,7 @@ def load_session_references(path: str | Path, names: list[str] | None = None, mi
         if not available:
             raise InputError(f"{path}: the session has no /reference pair; record a static reference first")
         wanted = names or available
-        side = mirror if mirror is not None else mirror_from_rig_config(reader.rig_config, f"{path}: rig_config")
+        side = mirror if mirror is not None else session_mirror(reader)
         pairs = []
         for name in wanted:
             ll, wl, ll_attrs, wl_attrs = reader.reference(name)
