@@ -92,12 +92,12 @@ def stats(
     t.add_row(str(d["scenes"]), str(d["pairs"]), _fmt(d["mean_intensity_ll"]), _fmt(d["mean_intensity_wl"]), "yes" if d["paired"] else "no", d["pairs_source"])
     out_console.print(t)
     if result["annotation_files"]:
-        ft = Table(title="annotation files")
-        for col in ("file", "scenes", "images", "instances", "resolution", "mean LL", "mean WL", "LL-N/H/E images"):
-            ft.add_column(col)
-        for entry in result["annotation_files"].values():
+        ft = Table(title="annotation files (by release name: ExLPose_<file>.json)")
+        for col in ("file", "scenes", "images", "people", "size", "LL mean", "WL mean", "N/H/E"):
+            ft.add_column(col, no_wrap=True)
+        for key, entry in result["annotation_files"].items():
             g = entry["per_gain_split"]
-            ft.add_row(entry["file"], str(entry["scenes"]), str(entry["images"]), str(entry["instances"]), str(entry["resolution"]),
+            ft.add_row(key, str(entry["scenes"]), str(entry["images"]), str(entry["instances"]), str(entry["resolution"]),
                        _fmt(entry.get("mean_intensity_ll")), _fmt(entry.get("mean_intensity_wl")), f"{g['LL-N']}/{g['LL-H']}/{g['LL-E']}")
         out_console.print(ft)
     out_console.print("pairs per ratio R: " + ", ".join(f"{r}: {n}" for r, n in d["per_ratio"].items()))
