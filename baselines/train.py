@@ -147,10 +147,11 @@ def evaluate_splits(net: CPN, cfg: TrainConfig, device: torch.device, splits: li
     return out
 
 
-def _epoch_loader(dataset: Any, sampler: DistributedSampler, cfg: TrainConfig, per_process: int, epoch: int) -> DataLoader:
+def _epoch_loader(dataset: Any, sampler: DistributedSampler, cfg: TrainConfig, per_process: int, epoch: int, rank: int) -> DataLoader:
     sampler.set_epoch(epoch)
-    # Worker seeds depend only on (seed, epoch), so a resumed run draws the same augmentation as an unbroken one.
-    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    # Worker seeds depend only on (seed, epoch, rank): a resumed run draws the same augmentation as an unbroken
+    # one, and no two processes share a stream.
+    generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 4_099 + rank)
     return DataLoader(dataset, batch_size=per_process, sampler=sampler, num_workers=cfg.workers, drop_last=True, generator=generator)
 
 
@@ -170,6 +171,8 @@ def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False
     finally:
         # A library caller (a notebook, the tests) gets its global switch back.
         torch.use_deterministic_algorithms(deterministic_before)
+        if env.enabled and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: bool, show_progress: bool) -> dict[str, Any]:
@@ -215,7 +218,7 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
     record: dict[str, Any] = {}
     with progress_bar(disable=not (env.is_main and show_progress)) as progress:
         for epoch in range(start_epoch, cfg.epochs):
-            loader = _epoch_loader(dataset, sampler, cfg, per_process, epoch)
+            loader = _epoch_loader(dataset, sampler, cfg, per_process, epoch, env.rank)
             steps = min(len(loader), cfg.steps_per_epoch or len(loader))
             task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps)
 

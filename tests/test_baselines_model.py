@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from baselines.losses import REFERENCE_LUPI_SCALE, cpn_pose_loss, gram_matrix, lupi_feat_loss, lupi_gram_loss, lupi_loss, ohkm
+from baselines.losses import REFERENCE_LUPI_SCALE, cpn_pose_loss, gram_distance_sq, gram_matrix, lupi_feat_loss, lupi_gram_loss, lupi_loss, ohkm
 from baselines.lsbn import LSBN2d, convert_lsbn, current_lighting, lighting
 from baselines.models import build_cpn, load_pretrained, resnet
 from exlpose_data.errors import InputError
@@ -167,13 +167,25 @@ def test_gram_loss_against_hand_computation():
         lupi_gram_loss([s], [u[:1]])
 
 
+def test_gram_distance_cheap_form_equals_the_direct_one():
+    torch.manual_seed(0)
+    s = torch.randn(2, 64, 4, 3, dtype=torch.float64, requires_grad=True)  # C = 64 > N = 12: the N x N form
+    t = torch.randn(2, 64, 4, 3, dtype=torch.float64)
+    direct = (gram_matrix(s) - gram_matrix(t)).pow(2).sum(dim=(1, 2))
+    (grad_direct,) = torch.autograd.grad(direct.sum(), s)
+    cheap = gram_distance_sq(s, t)
+    (grad_cheap,) = torch.autograd.grad(cheap.sum(), s)
+    assert torch.allclose(cheap, direct, rtol=1e-10)
+    assert torch.allclose(grad_cheap, grad_direct, rtol=1e-9)
+
+
 @pytest.mark.parametrize("kind", ["gram", "gram-reference", "feat"])
 def test_lupi_gradients_reach_only_the_student(kind):
-    s = torch.randn(2, 3, 4, 4, requires_grad=True)
-    t = torch.randn(2, 3, 4, 4, requires_grad=True)
-    lupi_loss(kind, [s], [t]).backward()
-    assert s.grad is not None and s.grad.abs().sum() > 0
-    assert t.grad is None
+    s = [torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(2, 20, 2, 2, requires_grad=True)]  # C < N and C > N
+    t = [torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(2, 20, 2, 2, requires_grad=True)]
+    lupi_loss(kind, s, t).backward()
+    assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in s)
+    assert all(x.grad is None for x in t)
 
 
 def test_pose_loss_ohkm_and_masking():
