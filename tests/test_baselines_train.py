@@ -190,3 +190,22 @@ def test_cli_errors_exit_2(release, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     r = runner.invoke(train_app, ["--resume", str(bad), "--test-only"])
     assert r.exit_code == 2 and "x.pth: not a loadable checkpoint" in r.output
+
+
+def test_torchrun_two_processes(release, tmp_path):
+    """Two CPU processes (gloo) under torchrun: one record printed (rank 0), losses averaged, one checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "baselines.train",
+           "--variant", "lsbn-lupi", "--dataset", str(release), "--output-dir", str(tmp_path), *SMALL, "--batch-size", "4",
+           "--epochs", "1", "--workers", "0", "--val-splits", ""]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["epoch"] == 1 and record["loss/total"] > 0
+    assert load_checkpoint(tmp_path / "checkpoint.pth")["epoch"] == 1
