@@ -13,6 +13,8 @@ from exlpose_data.cli.common import err_console, handle_errors, new_app, out_con
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.evaluation import PROTOCOLS, evaluate_keypoints
 
+from .splits import SPLIT_HELP, resolve_split
+
 __all__ = ["app", "cli", "DEFAULT_SPLITS"]
 
 app = new_app("Score keypoint predictions (CrowdPose protocol) or a trained model on the ExLPose test splits.")
@@ -67,7 +69,7 @@ def model(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pth written by exlpose-train")],
     dataset: Annotated[Path, typer.Option("--dataset", help="image root holding bright/ and dark/")],
     annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
-    splits: Annotated[str, typer.Option(help="comma-separated test splits")] = DEFAULT_SPLITS,
+    splits: Annotated[str, typer.Option(help=f"comma-separated test splits: {SPLIT_HELP}")] = DEFAULT_SPLITS,
     boxes: Annotated[Path | None, typer.Option(help="person detections (COCO results JSON) instead of ground-truth boxes")] = None,
     protocol: Annotated[str, typer.Option(help="crowdpose or fixed")] = "crowdpose",
     flip_test: Annotated[bool, typer.Option("--flip/--no-flip", help="average with the mirrored crop")] = True,
@@ -83,8 +85,6 @@ def model(
 
     from exlpose_data.atomic import write_json_atomic
     from exlpose_data.datasets import ExLPoseTopDown
-    from exlpose_data.release import open_release
-
     from .checkpoint import load_model
     from .engine import measure_latency, run_inference
 
@@ -94,12 +94,7 @@ def model(
     names = [s.strip() for s in splits.split(",") if s.strip()]
     if not names:
         raise UsageError("--splits is empty")
-    release = open_release(dataset, annotations)
-    plan = []
-    for split in names:  # resolve every file before any inference
-        if split != "WL" and not split.startswith("LL-"):
-            raise UsageError(f"unknown split {split!r}; use LL-N, LL-H, LL-E, LL-A or WL")
-        plan.append((split, release.annotation_file(f"test_{split}"), "WL" if split == "WL" else "LL"))
+    plan = [(split, *resolve_split(dataset, annotations, split)) for split in names]  # every file before any inference
     dev = torch.device(device)
     net, cfg = load_model(checkpoint, dev)
     rows: dict[str, float] = {}

@@ -31,6 +31,7 @@ from .config import TrainConfig, load_config, make_config
 from .engine import PairModel, evaluate, train_one_epoch
 from .models import build_cpn
 from .models.cpn import CPN
+from .splits import resolve_split
 
 __all__ = ["app", "cli", "run", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed"]
 
@@ -75,15 +76,10 @@ def build_optimizer(net: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optim
 
 
 def split_annotation(cfg: TrainConfig, split: str) -> tuple[Path, str]:
-    """The annotation file and dataset condition (``"LL"``/``"WL"``) of a test split (``LL-A``, ``LL-N``, ``WL``)."""
-    from exlpose_data.release import open_release
-
+    """The annotation file and dataset condition of a test split of ``cfg.dataset`` (see :mod:`.splits`)."""
     if cfg.dataset is None:
         raise UsageError("no dataset: pass --dataset ROOT (the folder holding bright/ and dark/)")
-    if split != "WL" and not split.startswith("LL-"):
-        raise UsageError(f"unknown split {split!r}; use LL-N, LL-H, LL-E, LL-A or WL")
-    release = open_release(cfg.dataset, cfg.annotations)
-    return release.annotation_file(f"test_{split}"), ("WL" if split == "WL" else "LL")
+    return resolve_split(cfg.dataset, cfg.annotations, split)
 
 
 def _train_annotation(cfg: TrainConfig) -> Path:

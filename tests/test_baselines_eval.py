@@ -139,6 +139,22 @@ def test_eval_model_table_with_gt_boxes_and_detections(release, checkpoint, tmp_
     assert r.exit_code == 2 and "no annotation file for 'test_LL-X'" in r.output
 
 
+def test_split_names(release, tmp_path):
+    from baselines.splits import resolve_split
+    from exlpose_data.errors import InputError, UsageError
+
+    assert resolve_split(release, None, "LL-A") == (release / "annotations" / "ExLPose_test_LL-A.json", "LL")
+    assert resolve_split(release, None, "WL") == (release / "annotations" / "ExLPose_test_WL.json", "WL")
+    with pytest.raises(InputError, match="no annotation file for 'OC_A7M3'"):
+        resolve_split(release, None, "A7M3")
+    oc = tmp_path / "ann"
+    oc.mkdir()
+    (oc / "ExLPose-OC_test_A7M3.json").write_text((release / "annotations" / "ExLPose_test_LL-A.json").read_text())
+    assert resolve_split(release, oc, "A7M3") == (oc / "ExLPose-OC_test_A7M3.json", "LL")
+    with pytest.raises(UsageError, match="empty split name"):
+        resolve_split(release, None, " ")
+
+
 def test_predict_writes_keypoints_and_overlays(release, checkpoint, tmp_path):
     dark = sorted((release / "dark").glob("*.png"))[:2]
     boxes = {dark[0].name: [[20, 15, 40, 90], [95, 10, 45, 100, 0.5]], dark[1].name: []}
