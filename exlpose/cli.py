@@ -22,6 +22,9 @@ __all__ = ["app", "main", "SUBCOMMANDS"]
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "split": ("exlpose_data.cli.split:app", "Split annotation files by gain (LL-N/H/E) or by scene (exlpose-split)."),
     "pack": ("exlpose_data.cli.pack:app", "Decode a dataset's images into an HDF5 pack for fast torch datasets (exlpose-pack)."),
+    "train": ("baselines.train:app", "Train the ExLPose reference (CPN + LSBN + LUPI) (exlpose-train)."),
+    "eval": ("baselines.eval_cli:app", "Score keypoint predictions or a checkpoint on the test splits (exlpose-eval)."),
+    "predict": ("baselines.predict:app", "Predict keypoints in images with a checkpoint; JSON and overlay PNGs."),
     "annotate": ("annotation.cli:app", "Annotation: tasks for annotators, import CVAT/Label Studio/COCO/CrowdPose labels, review sheets, export."),
 }
 

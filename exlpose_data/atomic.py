@@ -19,6 +19,20 @@ __all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json
 TMP_MARK = ".tmp-"
 
 
+def _umask() -> int:
+    # Reading /proc does not touch the process umask, so writer threads never see a transient 0 mask.
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -44,6 +58,8 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}{TMP_MARK}", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         if fsync:

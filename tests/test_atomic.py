@@ -45,3 +45,12 @@ def test_killed_writer_never_leaves_a_half_written_target(tmp_path):
     assert json.loads(target.read_text()) == {"v": "old"}
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "big.json"]
     assert all(".tmp-" in n and n.startswith(".") for n in leftovers)  # hidden, ignored by readers and manifests
+
+
+def test_result_has_umask_permissions_not_mkstemp_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "p.json", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644
