@@ -91,7 +91,7 @@ class CaptureSession:
 
     Args:
         config: the rig config.
-        out: the session file (created, or appended to when it exists).
+        out: the session file (created, or appended to when it exists); None to only check the rig.
         emulated: use pylon CamEmu cameras.
         progress: live statistics callback (see ``rig.display``).
         on_flush: called after each writer flush with ``{group: rows flushed}``.
@@ -100,14 +100,14 @@ class CaptureSession:
     def __init__(
         self,
         config: RigConfig,
-        out: str | Path,
+        out: str | Path | None,
         *,
         emulated: bool = False,
         progress: Callable[[CaptureStats], None] | None = None,
         on_flush: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
         self.config = config
-        self.out = Path(out)
+        self.out = Path(out) if out is not None else None
         self.emulated = emulated
         self._progress = progress
         self._on_flush = on_flush
@@ -139,9 +139,13 @@ class CaptureSession:
             check_plan(plan, limits["ll"], limits["wl"], self.config.frame_rate_hz)
         if not self.emulated:
             usbfs.check_usbfs(max(f.frame_bytes for f in self.rig.formats.values()), self.config.buffers)
+        if self.out is None:
+            return
         diskspace.check_room(self.out.parent if not self.out.exists() else self.out, expected_bytes, int(self.config.min_free_mb * diskspace.MB))
 
     def _writer(self) -> Recorder:
+        if self.out is None:
+            raise UsageError("no session file given to record into")
         if self.recorder is None:
             self.writer = SessionWriter(
                 self.out,
@@ -160,7 +164,7 @@ class CaptureSession:
         Raises:
             UsageError: the scene exists already and ``resume`` is False, or a feed folder is missing.
         """
-        if not resume and self.out.is_file():
+        if not resume and self.out is not None and self.out.is_file():
             with SessionReader(self.out) as reader:
                 if spec.scene in reader.scenes():
                     raise UsageError(f"{self.out}: scene {spec.scene!r} exists already; use `exlpose-capture resume` or another --scene")

@@ -27,7 +27,7 @@ from exlpose_data.errors import ExlposeError
 
 from .cameras import Camera, Frame, Rig
 from .sync import Sync
-from .writer import SessionWriter
+from .writer import SessionWriter, json_attr
 
 __all__ = ["CaptureStats", "CaptureStopped", "DiskSpaceLow", "StepRequest", "StepOutcome", "Recorder"]
 
@@ -53,6 +53,8 @@ class CaptureStats:
     stale_frames: int = 0
     started: float = field(default_factory=time.monotonic)
     step: str = ""
+    queue_depth: int = 0
+    free_bytes: int = -1
 
     @property
     def dropped_total(self) -> int:
@@ -157,6 +159,8 @@ class Recorder:
                 self.sync.stop(self.rig)
         dropped = {k: v - dropped_before.get(k, 0) for k, v in self.stats.dropped.items() if v - dropped_before.get(k, 0)}
         kept = self.stats.kept - kept_before
+        self.writer.set_attrs(req.group, {"dropped_pairs": json_attr(dropped)})
+        self._report(force=True)
         return StepOutcome(req.group, kept, have + kept, dropped, applied)
 
     def _apply(self, req: StepRequest) -> dict[str, tuple[float, float]]:
@@ -347,4 +351,6 @@ class Recorder:
         now = time.monotonic()
         if self._progress is not None and (force or now - self._last_progress >= self._progress_interval_s):
             self._last_progress = now
+            self.stats.queue_depth = self.writer.queue_depth
+            self.stats.free_bytes = self.writer.stats.free_bytes
             self._progress(self.stats)

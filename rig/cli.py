@@ -1,0 +1,429 @@
+"""``exlpose-capture``: plan, record and inspect synchronized LL/WL captures on the dual Basler rig.
+
+Every command runs the same code on pylon's camera emulator with ``--emulate``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.logging import RichHandler
+from rich.table import Table
+
+from exlpose_data.cli.common import err_console, handle_errors, new_app, out_console
+from exlpose_data.errors import InputError, UsageError
+from exlpose_data.session_format import SessionReader
+
+from .config import RigConfig, emulated_config, load_config
+
+__all__ = ["app", "main"]
+
+app = new_app("Plan, record and inspect synchronized low-light / well-lit captures on the dual Basler rig.")
+config_app = new_app("Rig config files.")
+app.add_typer(config_app, name="config")
+
+# Frame size assumed by `plan` when no config gives one: the dart's default 1920x1200.
+DEFAULT_FRAME = (1920, 1200)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="rig config (YAML or JSON)")]
+EmulateOpt = Annotated[bool, typer.Option("--emulate", help="use pylon's emulated cameras (0815-0000 = LL, 0815-0001 = WL)")]
+PresetOpt = Annotated[str | None, typer.Option("--preset", help="exposure ladder preset: outdoor (1,2,4,8,12) or indoor (1,2,3,4,6)")]
+KOpt = Annotated[str | None, typer.Option("--k", help="custom exposure divisors, comma-separated (e.g. 1,2,4,16)")]
+ExposureOpt = Annotated[float, typer.Option("--exposure-us", help="well-exposing WL exposure at k = 1, in us")]
+GainOpt = Annotated[float, typer.Option("--gain-db", help="WL gain at k = 1, in dB")]
+LLGainOpt = Annotated[float | None, typer.Option("--ll-gain-db", help="fixed LL gain (default: the base WL gain)")]
+FramesOpt = Annotated[int, typer.Option("--frames", help="pairs per step")]
+FpsOpt = Annotated[float | None, typer.Option("--fps", help="pairs per second (default: the config's frame_rate_hz)")]
+RoiOpt = Annotated[str | None, typer.Option("--roi", help="WIDTHxHEIGHT, overriding the config (e.g. 640x400)")]
+OutOpt = Annotated[Path, typer.Option("--out", help="session file (.h5); created, or appended to")]
+FeedsOpt = Annotated[Path | None, typer.Option("--feeds", help="with --emulate: simulator feed folder DIR/<scene>/<k>/{ll,wl}/")]
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("rig")
+    if not logger.handlers:
+        logger.addHandler(RichHandler(console=err_console, show_time=False, show_path=False, markup=False))
+        logger.setLevel(logging.INFO)
+
+
+def _ks(k: str | None) -> list[float] | None:
+    if k is None:
+        return None
+    try:
+        return [float(x) for x in k.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--k {k!r}: expected comma-separated numbers like 1,2,4,8,12") from None
+
+
+def _roi(text: str) -> dict[str, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--roi {text!r}: expected WIDTHxHEIGHT like 640x400") from None
+    return {"width": w, "height": h}
+
+
+def _feed_size(feeds: Path) -> tuple[int, int]:
+    """Width and height of the first feed image: the emulator shrinks frames to files smaller than the ROI."""
+    import cv2
+
+    first = next((p for p in sorted(feeds.rglob("*.png"))), None)
+    if first is None:
+        raise InputError(f"{feeds}: no PNG feed images found")
+    img = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{first}: unreadable feed image")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def _rig_config(config: Path | None, emulate: bool, *, roi: str | None = None, fps: float | None = None, feeds: Path | None = None) -> RigConfig:
+    if config is None and not emulate:
+        raise UsageError("give --config RIG.yaml, or --emulate for pylon's emulated cameras")
+    if feeds is not None and not emulate:
+        raise UsageError("--feeds plays simulator frames on emulated cameras; add --emulate")
+    if feeds is not None and not feeds.is_dir():
+        raise InputError(f"{feeds}: no such feed folder")
+    cfg = load_config(config) if config is not None else emulated_config()
+    changes: dict[str, Any] = {}
+    if roi is not None:
+        changes["roi"] = _roi(roi)
+    elif feeds is not None:
+        w, h = _feed_size(feeds)
+        changes["roi"] = {"width": w, "height": h}
+    elif config is None:
+        changes["roi"] = {"width": DEFAULT_FRAME[0], "height": DEFAULT_FRAME[1]}
+    if fps is not None:
+        changes["frame_rate_hz"] = fps
+    if changes:
+        cfg = RigConfig.model_validate({**cfg.model_dump(), **changes})
+    return cfg
+
+
+def _session(cfg: RigConfig, out: Path, emulate: bool, display: Any) -> Any:
+    from .capture import CaptureSession
+
+    return CaptureSession(cfg, out, emulated=emulate, progress=display)
+
+
+def _finish(session: Any, body: Any) -> Any:
+    """Run ``body`` and close the session whatever happens, so the file stays valid and keeps its pairs."""
+    from .cameras import CameraRemovedError
+    from .recorder import CaptureStopped
+
+    stopped: BaseException | None = None
+    result = None
+    try:
+        result = body()
+    except (CameraRemovedError, CaptureStopped, KeyboardInterrupt) as exc:
+        stopped = exc
+    finally:
+        session.close()
+    if stopped is not None:
+        kept = session.recorder.stats.kept if session.recorder is not None else 0
+        why = "interrupted" if isinstance(stopped, KeyboardInterrupt) else str(stopped)
+        raise typer.Exit(_stopped(f"{why}; session {session.out} closed cleanly with {kept} new pairs (continue with `exlpose-capture resume {session.out}`)"))
+    return result
+
+
+def _stopped(message: str) -> int:
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    return 1
+
+
+@app.command()
+@handle_errors
+def devices(emulate: EmulateOpt = False) -> None:
+    """List attached cameras (serial, model, device class)."""
+    from .cameras import list_devices
+
+    found = list_devices(emulated=emulate)
+    if not found:
+        err_console.print("no cameras found" + ("" if emulate else " (try --emulate)"))
+        raise typer.Exit(1)
+    for d in found:
+        typer.echo(f"{d.serial}\t{d.model}\t{d.device_class}")
+
+
+@app.command()
+@handle_errors
+def plan(
+    exposure_us: ExposureOpt,
+    gain_db: GainOpt,
+    preset: PresetOpt = None,
+    k: KOpt = None,
+    ll_gain_db: LLGainOpt = None,
+    frames: FramesOpt = 10,
+    config: ConfigOpt = None,
+    emulate: EmulateOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the ladder as JSON")] = False,
+) -> None:
+    """Print a scene's exposure ladder: k, R, exposure, gains, timeouts and expected size.
+
+    With --config or --emulate the cameras are opened and the plan is checked against their ranges.
+    """
+    from .capture import CaptureSession
+    from .schedule import make_plan
+
+    if config is not None or emulate:
+        cfg = _rig_config(config, emulate)
+        with CaptureSession(cfg, None, emulated=emulate) as session:
+            the_plan = session.plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames)
+            limits = session.rig.limits()
+            from .schedule import check_plan
+
+            check_plan(the_plan, limits["ll"], limits["wl"], cfg.frame_rate_hz)
+    else:
+        pair_bytes = 2 * DEFAULT_FRAME[0] * DEFAULT_FRAME[1] * 2
+        the_plan = make_plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames, pair_bytes=pair_bytes)
+    rows = [
+        {
+            "k": p.step.step_name,
+            "R": p.step.ratio,
+            "exposure_us": p.step.nominal_exposure_us,
+            "exact_exposure_us": round(p.step.exposure_us, 3),
+            "wl_gain_db": f"{p.step.wl_gain_db:.2f}",
+            "ll_gain_db": f"{p.step.ll_gain_db:.2f}",
+            "timeout_ms": round(p.timeout_ms),
+            "expected_mb": round(p.expected_bytes / (1 << 20), 1),
+        }
+        for p in the_plan.steps
+    ]
+    if as_json:
+        out_console.print(json.dumps(rows), markup=False, soft_wrap=True)
+        return
+    header = f"{'k':>4} {'R':>6} {'exposure_us':>11} {'exact_us':>10} {'WL_gain_dB':>10} {'LL_gain_dB':>10} {'timeout_ms':>10} {'MB':>8}"
+    out_console.print(f"{frames} pairs per step\n{header}", markup=False)
+    for r in rows:
+        out_console.print(
+            f"{r['k']:>4} {r['R']:>6} {r['exposure_us']:>11} {r['exact_exposure_us']:>10.3f} {r['wl_gain_db']:>10} {r['ll_gain_db']:>10} "
+            f"{r['timeout_ms']:>10} {r['expected_mb']:>8}",
+            markup=False,
+        )
+    out_console.print(f"total: {the_plan.expected_bytes / (1 << 20):.1f} MB", markup=False)
+
+
+@config_app.command("check")
+@handle_errors
+def config_check(config_file: Annotated[Path, typer.Argument(help="rig config (YAML or JSON)")], emulate: EmulateOpt = False) -> None:
+    """Validate a rig config and check it against the attached cameras."""
+    from .capture import CaptureSession
+
+    cfg = load_config(config_file)
+    with CaptureSession(cfg, None, emulated=emulate) as session:
+        for role, cam in session.rig.cameras.items():
+            fmt = session.rig.formats[role]
+            lim = cam.limits()
+            temp = cam.temperature_c()
+            out_console.print(
+                f"{role.upper()} {cam.serial} ({cam.model}): {fmt.pixel_format} {fmt.width}x{fmt.height}"
+                f"{' mirrored' if fmt.mirrored_x else ''}, exposure {lim.exposure_min_us:g}..{lim.exposure_max_us:g} us, "
+                f"gain {lim.gain_min_db:.2f}..{lim.gain_max_db:.2f} dB" + (f", {temp:.1f} C" if temp is not None else ""),
+                markup=False,
+            )
+        out_console.print(f"trigger {cfg.trigger.topology}: configured on both cameras", markup=False)
+    out_console.print(f"{config_file}: ok", markup=False)
+
+
+@app.command()
+@handle_errors
+def reference(
+    name: Annotated[str, typer.Option("--name", help="reference name (one per setup of the rig)")],
+    exposure_us: ExposureOpt,
+    gain_db: GainOpt,
+    out: OutOpt,
+    ll_gain_db: LLGainOpt = None,
+    frames: FramesOpt = 5,
+    config: ConfigOpt = None,
+    emulate: EmulateOpt = False,
+    feeds: FeedsOpt = None,
+    feed_scene: Annotated[str | None, typer.Option("--feed-scene", help="feed scene holding reference/ (default: --name)")] = None,
+    roi: RoiOpt = None,
+) -> None:
+    """Record static reference pairs (both cameras at the same exposure) for alignment."""
+    from .display import LiveDisplay
+
+    _setup_logging()
+    cfg = _rig_config(config, emulate, roi=roi, feeds=feeds)
+    with LiveDisplay() as display:
+        session = _session(cfg, out, emulate, display)
+        outcome = _finish(
+            session,
+            lambda: session.record_reference(
+                name, exposure_us=exposure_us, ll_gain_db=gain_db if ll_gain_db is None else ll_gain_db, wl_gain_db=gain_db, frames=frames, feeds=feeds, feed_scene=feed_scene
+            ),
+        )
+    from .capture import describe_outcomes
+
+    out_console.print(describe_outcomes([outcome]), markup=False)
+
+
+@app.command()
+@handle_errors
+def record(
+    scene: Annotated[str, typer.Option("--scene", help="scene name (group in the session file)")],
+    exposure_us: ExposureOpt,
+    gain_db: GainOpt,
+    out: OutOpt,
+    preset: PresetOpt = None,
+    k: KOpt = None,
+    ll_gain_db: LLGainOpt = None,
+    frames: FramesOpt = 10,
+    config: ConfigOpt = None,
+    emulate: EmulateOpt = False,
+    feeds: FeedsOpt = None,
+    site: Annotated[str, typer.Option("--site", help="site part of release names (may be empty)")] = "",
+    video_id: Annotated[int | None, typer.Option("--video-id", help="video id (default: next free one for date and site)")] = None,
+    date: Annotated[str | None, typer.Option("--date", help="MMDD (default: today)")] = None,
+    fps: FpsOpt = None,
+    roi: RoiOpt = None,
+) -> None:
+    """Record a scene: N pairs at each step of the exposure ladder."""
+    from .capture import SceneSpec, describe_outcomes, next_video_id
+    from .display import LiveDisplay
+
+    _setup_logging()
+    date_mmdd = date if date is not None else _dt.date.today().strftime("%m%d")
+    if len(date_mmdd) != 4 or not date_mmdd.isdigit() or not (1 <= int(date_mmdd[:2]) <= 12 and 1 <= int(date_mmdd[2:]) <= 31):
+        raise UsageError(f"--date {date_mmdd!r}: expected MMDD like 0119")
+    if not scene or "/" in scene:
+        raise UsageError(f"--scene {scene!r}: a non-empty name without '/'")
+    cfg = _rig_config(config, emulate, roi=roi, fps=fps, feeds=feeds)
+    vid = video_id if video_id is not None else next_video_id(out, date_mmdd, site)
+    if vid < 0:
+        raise UsageError(f"--video-id {vid}: must be >= 0")
+    with LiveDisplay() as display:
+        session = _session(cfg, out, emulate, display)
+
+        def body() -> Any:
+            the_plan = session.plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames)
+            spec = SceneSpec(scene, date_mmdd, site, vid, the_plan, cfg.frame_rate_hz, feeds.resolve() if feeds is not None else None)
+            return session.record_scene(spec)
+
+        outcomes = _finish(session, body)
+    out_console.print(describe_outcomes(outcomes), markup=False)
+
+
+@app.command()
+@handle_errors
+def resume(session_file: Annotated[Path, typer.Argument(help="session file to continue")]) -> None:
+    """Continue an interrupted session: record the pairs its scenes still miss."""
+    from .capture import CaptureSession, describe_outcomes, resume_specs
+    from .display import LiveDisplay
+
+    _setup_logging()
+    cfg, emulated, specs = resume_specs(session_file)
+    if not specs:
+        out_console.print(f"{session_file}: every scene is complete; nothing to resume", markup=False)
+        return
+    outcomes: list[Any] = []
+    with LiveDisplay() as display:
+        session = CaptureSession(cfg, session_file, emulated=emulated, progress=display)
+
+        def body() -> None:
+            for spec in specs:
+                outcomes.extend(session.record_scene(spec, resume=True))
+
+        _finish(session, body)
+    out_console.print(describe_outcomes(outcomes), markup=False)
+
+
+@app.command()
+@handle_errors
+def inspect(
+    session_file: Annotated[Path, typer.Argument(help="session file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Summarise a session file: references, scenes, steps, pairs, read-back exposure and gain, drops."""
+    summary = _inspect(session_file)
+    if as_json:
+        out_console.print(json.dumps(summary), markup=False, soft_wrap=True)
+        return
+    out_console.print(f"{session_file}: created {summary['created']}, software {summary['software_version']}", markup=False)
+    for name, ref in summary["references"].items():
+        out_console.print(f"reference {name}: {ref['pairs']} pairs {ref['shape']}", markup=False)
+    table = Table("scene", "k", "pairs", "exposure_us", "LL gain", "WL gain", "dropped")
+    for scene, meta in summary["scenes"].items():
+        for step, s in meta["steps"].items():
+            table.add_row(scene, step, str(s["pairs"]), f"{s['exposure_us']:g}", f"{s['ll_gain_db']:.2f}", f"{s['wl_gain_db']:.2f}", str(s["dropped"]))
+    out_console.print(table)
+
+
+def _inspect(path: Path) -> dict[str, Any]:
+    import numpy as np
+
+    with SessionReader(path) as reader:
+        attrs = reader.attrs
+        out: dict[str, Any] = {
+            "created": str(attrs.get("created", "?")),
+            "software_version": str(attrs.get("software_version", "?")),
+            "references": {},
+            "scenes": {},
+        }
+        for name in reader.references():
+            ll, _, _, _ = reader.reference(name)
+            out["references"][name] = {"pairs": int(ll.shape[0]), "shape": list(ll.shape[1:])}
+        for scene in reader.scenes():
+            meta = reader.scene_meta(scene)
+            steps = {}
+            for step in reader.steps(scene):
+                table = reader.frames_table(scene, step)
+                smeta = reader.step_meta(scene, step)
+                readback = {c: float(np.mean(table[c])) if len(table) else float("nan") for c in ("ll_exposure_us", "ll_gain_db", "wl_gain_db")}
+                steps[step] = {
+                    "pairs": int(len(table)),
+                    "exposure_us": readback["ll_exposure_us"],
+                    "ll_gain_db": readback["ll_gain_db"],
+                    "wl_gain_db": readback["wl_gain_db"],
+                    "dropped": json.loads(smeta.get("dropped_pairs", "{}")),
+                }
+            out["scenes"][scene] = {k: v for k, v in meta.items() if k != "feeds"} | {"steps": steps}
+    return out
+
+
+@app.command()
+@handle_errors
+def darks(
+    exposure_us: ExposureOpt,
+    gain_db: GainOpt,
+    out: OutOpt,
+    preset: PresetOpt = None,
+    k: KOpt = None,
+    ll_gain_db: LLGainOpt = None,
+    frames: FramesOpt = 10,
+    config: ConfigOpt = None,
+    emulate: EmulateOpt = False,
+    roi: RoiOpt = None,
+) -> None:
+    """Record lens-capped dark frames at every (exposure, gain) of a plan and report black level, hot pixels, row noise.
+
+    Darks are stored as scene ``darks`` (attribute kind=darks) of their own session file.
+    """
+    from .capture import SceneSpec
+    from .darkstats import dark_report
+    from .display import LiveDisplay
+
+    _setup_logging()
+    cfg = _rig_config(config, emulate, roi=roi)
+    with LiveDisplay() as display:
+        session = _session(cfg, out, emulate, display)
+
+        def body() -> None:
+            the_plan = session.plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames)
+            session.record_scene(SceneSpec("darks", _dt.date.today().strftime("%m%d"), "", 0, the_plan, cfg.frame_rate_hz))
+            session.writer.set_attrs("/scenes/darks", {"kind": "darks"})
+
+        _finish(session, body)
+    table = Table("k", "camera", "exposure_us", "gain dB", "mean DN", "temporal noise DN", "row noise DN", "hot pixels")
+    for r in dark_report(out):
+        table.add_row(r["k"], r["camera"], f"{r['exposure_us']:g}", f"{r['gain_db']:.2f}", f"{r['mean_dn']:.2f}", f"{r['temporal_noise_dn']:.2f}", f"{r['row_noise_dn']:.2f}", str(r["hot_pixels"]))
+    out_console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="exlpose-capture")

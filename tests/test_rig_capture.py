@@ -1,0 +1,338 @@
+"""Recording on pylon's real camera emulator (PYLON_CAMEMU): pairing, ladder read-back, drops, resume, errors.
+
+Feeds encode the frame number in the pixels: LL = base(k) + i, WL = 2000 + base(k) + i for feed image i, so a
+mis-paired frame is visible in the data. Nothing is mocked except the physical trigger wire (the emulator's
+GPIO is not connected) and the free-space probe in the low-space test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from exlpose_data.errors import UsageError
+from exlpose_data.session_format import SessionReader
+from rig import diskspace, emulate
+from rig.cameras import Camera, CameraRemovedError, Rig, list_devices
+from rig.capture import CaptureSession, SceneSpec
+from rig.cli import app
+from rig.config import emulated_config
+from rig.recorder import CaptureStats, CaptureStopped, DiskSpaceLow
+
+emulate.enable(2)
+
+# pytest-timeout's default SIGALRM method was seen to hang a free-running emulated camera's RetrieveResult inside
+# pylon (not reproduced outside pytest); the thread method leaves signals alone.
+pytestmark = pytest.mark.timeout(300, method="thread")
+
+W, H = 64, 48
+N_FEED = 7
+KS = (1, 2, 4, 8, 12)
+WL_OFFSET = 2000
+
+
+def kbase(k: float) -> int:
+    return 200 * KS.index(k) + 100
+
+
+def make_feeds(root: Path, scene: str = "s1", ks: tuple[int, ...] = KS, n: int = N_FEED) -> Path:
+    for k in ks:
+        for i in range(n):
+            value = kbase(k) + i
+            emulate.write_raw_png(root / scene / str(k) / "ll" / f"{i:06d}.png", np.full((H, W), value, np.uint16))
+            emulate.write_raw_png(root / scene / str(k) / "wl" / f"{i:06d}.png", np.full((H, W), WL_OFFSET + value, np.uint16))
+    for role, off in (("ll", 0), ("wl", WL_OFFSET)):
+        emulate.write_raw_png(root / scene / "reference" / role / "000000.png", np.full((H, W), 50 + off, np.uint16))
+    return root
+
+
+def config(**kw: object):
+    return emulated_config(roi={"width": W, "height": H}, frame_rate_hz=kw.pop("fps", 150.0), **kw)
+
+
+def spec(session: CaptureSession, feeds: Path | None, frames: int, scene: str = "s1", ks: list[int] | None = None) -> SceneSpec:
+    plan = session.plan(base_exposure_us=5000, base_gain_db=4.5, ks=ks or list(KS), frames=frames)
+    return SceneSpec(scene, "1125", "3", 1, plan, session.config.frame_rate_hz, feeds)
+
+
+def assert_pairs_exact(path: Path, scene: str = "s1", expect_same_ids: bool = True) -> int:
+    """Every kept pair holds LL and WL frames of the same feed image, and the image its block IDs say."""
+    total = 0
+    with SessionReader(path) as r:
+        for step in r.steps(scene):
+            k = int(step)
+            table = r.frames_table(scene, step)
+            for i, row in enumerate(table):
+                ll, wl = r.pair(scene, step, i)
+                assert ll.shape == (H, W) and ll.dtype == np.uint16
+                assert np.all(ll == ll[0, 0]) and np.all(wl == wl[0, 0])
+                assert int(wl[0, 0]) - int(ll[0, 0]) == WL_OFFSET, f"step {step} pair {i}: mis-paired"
+                assert int(ll[0, 0]) == kbase(k) + row["ll_block_id"] % N_FEED
+                assert int(wl[0, 0]) == WL_OFFSET + kbase(k) + row["wl_block_id"] % N_FEED
+                if expect_same_ids:
+                    assert row["ll_block_id"] == row["wl_block_id"]
+            assert list(table["index"]) == sorted(set(table["index"]))
+            total += len(table)
+    return total
+
+
+def test_devices_and_absent_serial_lists_attached() -> None:
+    found = list_devices(emulated=True)
+    assert [(d.serial, d.model) for d in found] == [("0815-0000", "Emulation"), ("0815-0001", "Emulation")]
+    with pytest.raises(UsageError, match=r"camera 1234-5678 \(LL\): not attached; attached: 0815-0000 \(Emulation\), 0815-0001 \(Emulation\)"):
+        Camera("1234-5678", role="ll", emulated=True)
+    res = CliRunner().invoke(app, ["devices", "--emulate"])
+    assert res.exit_code == 0 and "0815-0001\tEmulation\tBaslerCamEmu" in res.output
+
+
+def test_lockstep_pairs_exact_and_ladder_read_back_per_frame(tmp_path: Path) -> None:
+    feeds = make_feeds(tmp_path / "feeds")
+    out = tmp_path / "s.h5"
+    with CaptureSession(config(), out, emulated=True) as session:
+        outcomes = session.record_scene(spec(session, feeds, frames=9))
+    assert [o.total for o in outcomes] == [9] * 5 and all(not o.dropped for o in outcomes)
+    assert assert_pairs_exact(out) == 45
+    with SessionReader(out) as r:
+        meta = r.scene_meta("s1")
+        assert (meta["date_mmdd"], meta["site"], meta["video_id"], meta["k_list"]) == ("1125", "3", 1, [1, 2, 4, 8, 12])
+        assert (meta["base_exposure_us"], meta["base_gain_db"], meta["ll_gain_db"], meta["nd_factor"]) == (5000, 4.5, 4.5, 100.0)
+        assert r.rig_config["ll"]["serial"] == "0815-0000" and r.attrs["emulated"]
+        for step, exp_us, wl_gain in zip(("1", "2", "4", "8", "12"), (5000, 2500, 1250, 625, 417), (4.5, 10.52, 16.54, 22.56, 26.08)):
+            t = r.frames_table("s1", step)
+            assert np.all(t["ll_exposure_us"] == exp_us) and np.all(t["wl_exposure_us"] == exp_us)
+            np.testing.assert_allclose(t["wl_gain_db"], wl_gain, atol=1e-3)
+            np.testing.assert_allclose(t["ll_gain_db"], 4.5, atol=1e-3)
+            assert np.all(t["ll_timestamp_ns"] == -1)  # the emulator gives no timestamps
+            sm = r.step_meta("s1", step)
+            assert (sm["nominal_exposure_us"], sm["wl_gain_db"], sm["ratio"]) == (exp_us, wl_gain, 100 * int(step))
+        ll_attrs, wl_attrs = r.frame_attrs("s1", "1")
+        assert (ll_attrs.pixel_format, ll_attrs.bayer_pattern, ll_attrs.bit_depth, ll_attrs.mirrored_x) == ("BayerRG12", "RG", 12, False)
+    with h5py.File(out) as f:
+        ds = f["/scenes/s1/steps/12/ll"]
+        assert ds.chunks == (1, H, W) and ds.maxshape == (None, H, W)
+
+
+def test_failed_buffers_drop_pairs_without_mispairing(tmp_path: Path) -> None:
+    feeds = make_feeds(tmp_path / "feeds")
+    out = tmp_path / "s.h5"
+    injected: list[int] = []
+
+    with CaptureSession(config(), out, emulated=True) as session:
+
+        def inject(stats: CaptureStats) -> None:
+            # Fail one LL grab after 3 pairs and two WL grabs after 7, while grabbing.
+            if stats.kept == 3 and not injected:
+                session.rig.ll.force_failed_buffers(1)
+                injected.append(3)
+            elif stats.kept == 7 and len(injected) == 1:
+                session.rig.wl.force_failed_buffers(2)
+                injected.append(7)
+
+        session._progress = inject
+        session._writer()._progress_interval_s = 0.0  # report after every pair
+        outcomes = session.record_scene(spec(session, feeds, frames=12, ks=[1]))
+    assert injected == [3, 7]
+    dropped = outcomes[0].dropped
+    assert sum(v for r, v in dropped.items() if r.startswith("ll failed")) == 1
+    assert sum(v for r, v in dropped.items() if r.startswith("wl failed")) == 2
+    assert "incompletely grabbed" in next(iter(dropped))
+    assert assert_pairs_exact(out) == 12
+    with SessionReader(out) as r:
+        index = list(r.frames_table("s1", "1")["index"])
+    assert set(range(15)) - set(index) == {3, 8, 9}
+
+
+def test_pfs_round_trip(tmp_path: Path) -> None:
+    with Camera(emulate.SERIALS[0], emulated=True) as cam:
+        cam.set_exposure_gain(1234.0, 7.5)
+        cam.set("Width", 96)
+        saved = cam.save_pfs(tmp_path / "ll.pfs")
+        cam.set_exposure_gain(50.0, 0.0)
+        cam.set("Width", 64)
+        cam.load_pfs(saved)
+        exp, gain = cam.read_exposure_gain()
+        assert exp == 1234.0 and gain == pytest.approx(7.5, abs=1e-3) and cam.get("Width") == 96
+        with pytest.raises(UsageError, match="no such .pfs file"):
+            cam.load_pfs(tmp_path / "absent.pfs")
+        with pytest.raises(UsageError, match=r"PixelFormat='BayerXY12' not supported"):
+            cam.set("PixelFormat", "BayerXY12")
+        assert cam.temperature_c() is None  # the emulator reports none
+
+
+def test_reverse_x_recorded_and_pattern_read_back(tmp_path: Path) -> None:
+    cfg = emulated_config(roi={"width": W, "height": H}, wl={"serial": emulate.SERIALS[1], "reverse_x": True})
+    with Rig(cfg, emulated=True) as rig:
+        fmt = rig.configure()
+        assert fmt["wl"].mirrored_x and not fmt["ll"].mirrored_x
+        assert rig.wl.get("ReverseX") is True
+        # The camera reports the pattern of its mirrored output; the emulator mirrors in 2-pixel groups (RG kept).
+        assert fmt["wl"].bayer_pattern == "RG"
+
+
+def test_resume_completes_interrupted_scene(tmp_path: Path) -> None:
+    feeds = make_feeds(tmp_path / "feeds")
+    out = tmp_path / "s.h5"
+    session = CaptureSession(config(), out, emulated=True)
+
+    def ctrl_c(stats: CaptureStats) -> None:
+        if stats.kept == 5:
+            raise KeyboardInterrupt
+
+    session._progress = ctrl_c
+    session._writer()._progress_interval_s = 0.0
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            session.record_scene(spec(session, feeds, frames=6, ks=[1, 2]))
+    finally:
+        session.close()
+    # A crash between the two frames of a pair leaves one frame more in ll: resume trims it.
+    with h5py.File(out, "a") as f:
+        ll = f["/scenes/s1/steps/1/ll"]
+        ll.resize(5, axis=0)
+        f["/scenes/s1/steps/1/frames"].resize(4, axis=0)
+    res = CliRunner().invoke(app, ["resume", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "/scenes/s1/steps/1: 6 pairs (2 new)" in res.output and "/scenes/s1/steps/2: 6 pairs (6 new)" in res.output
+    assert assert_pairs_exact(out) == 12
+    with SessionReader(out) as r:
+        assert list(r.frames_table("s1", "1")["index"]) == [0, 1, 2, 3, 4, 5]
+    again = CliRunner().invoke(app, ["resume", str(out)])
+    assert again.exit_code == 0 and "nothing to resume" in again.output
+
+
+def test_master_slave_configured_and_unwired_slave_times_out_clearly(tmp_path: Path) -> None:
+    cfg = config(fps=50.0, trigger={"topology": "master-slave", "master": "wl", "master_line": "Line2", "slave_line": "Line1"})
+    out = tmp_path / "ms.h5"
+    with CaptureSession(cfg, out, emulated=True) as session:
+        wl, ll = session.rig.wl, session.rig.ll
+        assert (ll.get("TriggerMode"), ll.get("TriggerSource"), ll.get("TriggerActivation")) == ("On", "Line1", "RisingEdge")
+        wl.set("LineSelector", "Line2")
+        assert (wl.get("TriggerMode"), wl.get("LineMode"), wl.get("LineSource")) == ("Off", "Output", "ExposureActive")
+        with pytest.raises(CaptureStopped, match=r"pairs in a row dropped \(last: ll timeout\) on camera 0815-0000 \(LL\); check the wire from the master's Line2 to the slave's Line1"):
+            session.record_scene(spec(session, None, frames=3, ks=[8]))
+    with SessionReader(out) as r:
+        assert len(r.frames_table("s1", "8")) == 0
+
+
+def test_external_trigger_pairs_by_counter(tmp_path: Path) -> None:
+    # The emulated generator stands in for the physical one: one software "edge" per tick to both cameras.
+    feeds = make_feeds(tmp_path / "feeds", ks=(1,))
+    out = tmp_path / "ext.h5"
+    with CaptureSession(config(fps=60.0, trigger={"topology": "external", "input_line": "Line1"}), out, emulated=True) as session:
+        assert session.rig.ll.get("TriggerSource") == "Line1"
+        outcomes = session.record_scene(spec(session, feeds, frames=10, ks=[1]))
+    assert outcomes[0].total == 10
+    assert assert_pairs_exact(out) == 10
+
+
+def test_free_run_pairs_by_counter(tmp_path: Path) -> None:
+    feeds = make_feeds(tmp_path / "feeds", ks=(1,))
+    out = tmp_path / "free.h5"
+    with CaptureSession(config(fps=50.0, trigger={"topology": "free-run"}), out, emulated=True) as session:
+        session.record_scene(spec(session, feeds, frames=8, ks=[1]))
+    assert assert_pairs_exact(out) == 8
+
+
+def test_camera_removed_mid_session_keeps_pairs(tmp_path: Path) -> None:
+    feeds = make_feeds(tmp_path / "feeds", ks=(1,))
+    out = tmp_path / "rm.h5"
+    session = CaptureSession(config(), out, emulated=True)
+
+    def unplug(stats: CaptureStats) -> None:
+        if stats.kept >= 5:
+            session.rig.wl.emulate_removal()
+
+    session._progress = unplug
+    try:
+        with pytest.raises(CameraRemovedError, match=r"camera 0815-0001 \(WL\): removed"):
+            session.record_scene(spec(session, feeds, frames=50, ks=[1]))
+    finally:
+        session.close()
+    kept = assert_pairs_exact(out)
+    assert 5 <= kept < 50
+
+
+def test_low_disk_space_stops_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    feeds = make_feeds(tmp_path / "feeds", ks=(1,))
+    out = tmp_path / "low.h5"
+    free = {"bytes": 10 << 30}
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: free["bytes"])
+    cfg = config(flush_interval_s=0.05)
+    session = CaptureSession(cfg, out, emulated=True)
+
+    def shrink(stats: CaptureStats) -> None:
+        if stats.kept >= 10:
+            free["bytes"] = 1 << 20
+
+    session._progress = shrink
+    try:
+        with pytest.raises(DiskSpaceLow, match="free disk space fell below 256 MB; recording stopped after"):
+            session.record_scene(spec(session, feeds, frames=2000, ks=[1]))
+    finally:
+        session.close()
+    assert 10 <= assert_pairs_exact(out) < 2000
+
+
+def test_disk_space_refusal_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 300 * diskspace.MB)
+    out = tmp_path / "big.h5"
+    res = CliRunner().invoke(
+        app, ["record", "--emulate", "--roi", "1920x1200", "--scene", "a", "--preset", "outdoor", "--exposure-us", "5000", "--gain-db", "4.5", "--frames", "20", "--out", str(out)]
+    )
+    assert res.exit_code == 2
+    assert "only 300 MB are free" in res.output
+    assert not out.exists()
+
+
+def test_cli_record_reference_inspect_darks(tmp_path: Path) -> None:
+    feeds = make_feeds(tmp_path / "feeds")
+    out = tmp_path / "cli.h5"
+    runner = CliRunner()
+    ref = runner.invoke(app, ["reference", "--emulate", "--feeds", str(feeds), "--feed-scene", "s1", "--name", "setup1", "--exposure-us", "5000", "--gain-db", "4.5", "--frames", "3", "--out", str(out)])
+    assert ref.exit_code == 0, ref.output
+    base = ["record", "--emulate", "--feeds", str(feeds), "--scene", "s1", "--preset", "outdoor", "--exposure-us", "5000", "--gain-db", "4.5", "--frames", "4", "--out", str(out), "--date", "0119", "--fps", "150"]
+    rec = runner.invoke(app, base)
+    assert rec.exit_code == 0, rec.output
+    assert "/scenes/s1/steps/12: 4 pairs (4 new), dropped: none" in rec.output
+    assert assert_pairs_exact(out) == 20
+    again = runner.invoke(app, base)
+    assert again.exit_code == 2 and "scene 's1' exists already" in again.output
+    with SessionReader(out) as r:
+        ll, wl, la, wa = r.reference("setup1")
+        assert ll.shape == (3, H, W) and int(ll[0, 0, 0]) == 50 and int(wl[2, 0, 0]) == 50 + WL_OFFSET
+        assert r.scene_meta("s1")["video_id"] == 1 and r.scene_meta("s1")["date_mmdd"] == "0119"
+    insp = runner.invoke(app, ["inspect", str(out), "--json"])
+    assert insp.exit_code == 0, insp.output
+    summary = json.loads(insp.output)
+    assert summary["references"]["setup1"] == {"pairs": 3, "shape": [H, W]}
+    assert summary["scenes"]["s1"]["steps"]["8"]["pairs"] == 4
+    assert summary["scenes"]["s1"]["steps"]["8"]["wl_gain_db"] == pytest.approx(22.56, abs=1e-3)
+    darks = runner.invoke(app, ["darks", "--emulate", "--roi", "64x48", "--k", "1,4", "--exposure-us", "2000", "--gain-db", "0", "--frames", "3", "--out", str(tmp_path / "darks.h5")])
+    assert darks.exit_code == 0, darks.output
+    assert darks.output.count("LL") == 2 and darks.output.count("WL") == 2
+    with SessionReader(tmp_path / "darks.h5") as r:
+        assert r.scene_meta("darks")["kind"] == "darks" and r.steps("darks") == ["1", "4"]
+
+
+def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    no_rig = runner.invoke(app, ["record", "--scene", "a", "--exposure-us", "5000", "--gain-db", "4.5", "--out", str(tmp_path / "x.h5")])
+    assert no_rig.exit_code == 2 and "give --config RIG.yaml, or --emulate" in no_rig.output
+    rng = runner.invoke(app, ["record", "--emulate", "--roi", "64x48", "--scene", "a", "--preset", "outdoor", "--exposure-us", "5000", "--gain-db", "30", "--out", str(tmp_path / "x.h5")])
+    assert rng.exit_code == 2 and "k=12: WL gain 51.58 dB outside 0.00..48.00 dB" in rng.output
+    assert not (tmp_path / "x.h5").exists()
+    cfg = tmp_path / "rig.yaml"
+    cfg.write_text("ll: {serial: '0815-0000'}\nwl: {serial: '9999-0001'}\nroi: {width: 64, height: 48}\n")
+    chk = runner.invoke(app, ["config", "check", str(cfg), "--emulate"])
+    assert chk.exit_code == 2 and "camera 9999-0001 (WL): not attached; attached: 0815-0000 (Emulation)" in chk.output
+    cfg.write_text("ll: {serial: '0815-0000'}\nwl: {serial: '0815-0001'}\nroi: {width: 64, height: 48}\ntrigger: {topology: external, input_line: Line7}\n")
+    bad_line = runner.invoke(app, ["config", "check", str(cfg), "--emulate"])
+    assert bad_line.exit_code == 2 and "has no I/O line Line7; lines: Line1, Line2, Line3" in bad_line.output
+    cfg.write_text("ll: {serial: '0815-0000'}\nwl: {serial: '0815-0001'}\nroi: {width: 64, height: 48}\n")
+    ok = runner.invoke(app, ["config", "check", str(cfg), "--emulate"])
+    assert ok.exit_code == 0 and "LL 0815-0000 (Emulation): BayerRG12 64x48" in ok.output and ": ok" in ok.output
