@@ -35,7 +35,7 @@ def _view(seed: int, h_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     big = textured_scene(W + 32, H + 32, rng)
     to_big = np.array([[1, 0, 16], [0, 1, 16], [0, 0, 1]], np.float64)
     wl = big[16 : 16 + H, 16 : 16 + W]
-    ll = cv2.warpPerspective(big, h_true @ np.linalg.inv(to_big), (W, H), flags=cv2.INTER_CUBIC)
+    ll = cv2.warpPerspective(big, h_true @ np.linalg.inv(to_big), (W, H), flags=cv2.INTER_LANCZOS4)
     return wl, ll
 
 
