@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from exlpose_data.align.calibrate import calibrate_camera, load_calibration, parse_pattern
+from exlpose_data.align.calibrate import calibrate_camera, load_calibration, parse_pattern, save_calibration
+from exlpose_data.align.estimate import corner_error
 from exlpose_data.align.geometry import warp_maps
-from exlpose_data.align.model import CameraCalibration
+from exlpose_data.align.model import AlignModel, CameraCalibration
+from exlpose_data.align.prepare import linear_gray
+from exlpose_data.align.reference import ReferencePair, build_alignment
+from exlpose_data.align.synthetic import render_pair
 from exlpose_data.cli.align import app
 from exlpose_data.errors import InputError, UsageError
 
@@ -122,11 +126,6 @@ def _distort(img: np.ndarray, dist: list[float]) -> np.ndarray:
 
 
 def test_estimate_with_calibration_recovers_homography_between_undistorted_frames() -> None:
-    from exlpose_data.align.estimate import corner_error
-    from exlpose_data.align.prepare import linear_gray
-    from exlpose_data.align.reference import ReferencePair, build_alignment
-    from exlpose_data.align.synthetic import render_pair
-
     ll_dist, wl_dist = [-0.12, 0.0, 0.0, 0.0, 0.0], [0.03, 0.0, 0.0, 0.0, 0.0]  # the two paths' lenses differ
     p = render_pair(W, H, seed=6)
     ref = ReferencePair("r", linear_gray(_distort(p.wl, wl_dist)), linear_gray(_distort(p.ll, ll_dist)))
@@ -138,3 +137,19 @@ def test_estimate_with_calibration_recovers_homography_between_undistorted_frame
     plain = build_alignment([ref], "none", [])
     assert with_cal.metrics.psnr_db > 35 and with_cal.metrics.psnr_db > plain.metrics.psnr_db + 5
     assert with_cal.metrics.heldout_median_px < 0.1 < plain.metrics.heldout_median_px
+
+
+def test_estimate_command_takes_a_calibration(tmp_path) -> None:
+    dist = [-0.08, 0.0, 0.0, 0.0, 0.0]
+    p = render_pair(W, H, seed=9)
+    cv2.imwrite(str(tmp_path / "wl.png"), _distort(p.wl, dist)[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "ll.png"), _distort(p.ll, dist)[:, :, ::-1])
+    save_calibration(tmp_path / "CALIB.json", {"ll": _cal(dist), "wl": _cal(dist)})
+    out = tmp_path / "ALIGN.json"
+    r = CliRunner().invoke(app, ["estimate", "--wl", str(tmp_path / "wl.png"), "--ll", str(tmp_path / "ll.png"), "--calibration", str(tmp_path / "CALIB.json"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    model = AlignModel.load(out)
+    assert model.calibration is not None and [i.role for i in model.inputs] == ["wl", "ll", "calibration"]
+    assert corner_error(model.matrix, p.homography, (W, H)) < 0.1
+    r = CliRunner().invoke(app, ["estimate", "--wl", str(tmp_path / "wl.png"), "--ll", str(tmp_path / "ll.png"), "--calibration", str(tmp_path / "nope.json")])
+    assert r.exit_code == 2 and "no such calibration file" in r.output

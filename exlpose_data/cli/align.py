@@ -109,8 +109,7 @@ def check(
 ) -> None:
     """Report held-out residuals, corner disagreement and masked PSNR/SSIM; exit 1 when a limit is exceeded.
 
-    With a reference pair (SESSION.h5 or --wl/--ll) PSNR/SSIM are recomputed on it and a difference image is
-    plotted; otherwise the values stored at estimation are reported.
+    With a reference pair (SESSION.h5 or --wl/--ll), PSNR/SSIM are recomputed on it and a difference image is plotted; otherwise the stored values are reported.
     """
     from ..align.model import AlignModel
     from ..align.prepare import normalise_brightness
