@@ -21,6 +21,10 @@ __all__ = ["app", "main", "SUBCOMMANDS"]
 # name -> ("module:attribute", help). The module is imported only when the command runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "split": ("exlpose_data.cli.split:app", "Split annotation files by gain (LL-N/H/E) or by scene (exlpose-split)."),
+    "capture": ("rig.cli:app", "Capture on the dual Basler rig or its emulator: plan, reference, record, resume, inspect (exlpose-capture)."),
+    "align": ("exlpose_data.cli.align:app", "Homography from reference pairs, its validation, aligned release export (exlpose-align)."),
+    "simulate": ("exlpose_data.cli.simulate:app", "Simulate paired low-light data: a release dataset or raw feeds for the camera emulator."),
+    "demo": ("exlpose.demo.cli:app", "Run the whole pipeline end to end on the emulated rig and write a report."),
     "pack": ("exlpose_data.cli.pack:app", "Decode a dataset's images into an HDF5 pack for fast torch datasets (exlpose-pack)."),
     "train": ("baselines.train:app", "Train the ExLPose reference (CPN + LSBN + LUPI) (exlpose-train)."),
     "eval": ("baselines.eval_cli:app", "Score keypoint predictions or a checkpoint on the test splits (exlpose-eval)."),

@@ -1,0 +1,5 @@
+"""``python -m exlpose`` runs the umbrella CLI."""
+
+from exlpose.cli import main
+
+main()
