@@ -8,6 +8,8 @@ beam splitter delivers it.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -220,9 +222,6 @@ def test_interrupted_apply_keeps_finished_pairs_only(tmp_path, truth, align_json
 
 
 def test_benchmark_script_runs_and_reports(tmp_path) -> None:
-    import subprocess
-    import sys
-
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_align.py"
     out = subprocess.run([sys.executable, str(script), "--width", "480", "--height", "300", "--seeds", "1", "--levels", "well,3", "--apply-pairs", "2"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
