@@ -101,6 +101,7 @@ class SessionWriter:
             self._f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             for key, value in (root_attrs or {}).items():
                 self._f.attrs[key] = value
+            self._f.flush()  # a kill from here on leaves a file that opens
         self.flush_interval_s = flush_interval_s
         self.min_free_bytes = min_free_bytes
         self.stats = WriterStats()
