@@ -274,7 +274,7 @@ def ecc_refine(
             warp /= warp[2, 2]
             mask = _template_mask(wl_valid, ll_valid, b, warp, ksize)
             try:
-                rho, warp = cv2.findTransformECC(tpl, inp, warp, cv2.MOTION_HOMOGRAPHY, criteria, mask, ksize)
+                level_rho, warp = cv2.findTransformECC(tpl, inp, warp, cv2.MOTION_HOMOGRAPHY, criteria, mask, ksize)
             except cv2.error:
                 continue
             if not np.all(np.isfinite(warp)):
@@ -284,7 +284,7 @@ def ecc_refine(
             if corner_error(h_new, initial, size) > max_shift:
                 notes.append(f"ECC at 1/{b} moved the corners {corner_error(h_new, initial, size):.1f} px from the start; estimate not used")
                 break
-            h = h_new
+            h, rho = h_new, float(level_rho)
             done.append(b)
             break
         else:
