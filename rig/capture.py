@@ -147,6 +147,7 @@ class CaptureSession:
         if self.out is None:
             raise UsageError("no session file given to record into")
         if self.recorder is None:
+            self._check_same_rig()
             self.writer = SessionWriter(
                 self.out,
                 root_attrs={"rig_config": self.config.to_json(), "emulated": self.emulated},
@@ -157,6 +158,14 @@ class CaptureSession:
             )
             self.recorder = Recorder(self.rig, self.sync, self.writer, progress=self._progress)
         return self.recorder
+
+    def _check_same_rig(self) -> None:
+        if self.out is None or not self.out.is_file():
+            return
+        with SessionReader(self.out) as reader:
+            stored = reader.rig_config
+        if stored and not RigConfig.model_validate(stored).same_rig(self.config):
+            raise UsageError(f"{self.out}: recorded with another rig config (cameras, format or trigger); record into a new --out")
 
     def record_scene(self, spec: SceneSpec, *, resume: bool = False) -> list[StepOutcome]:
         """Record every step of a scene's plan (steps already complete are skipped).
@@ -170,6 +179,7 @@ class CaptureSession:
                     raise UsageError(f"{self.out}: scene {spec.scene!r} exists already; use `exlpose-capture resume` or another --scene")
         requests = [self._step_request(spec, planned.step, planned.frames, planned.timeout_ms) for planned in spec.plan.steps]
         if not resume:
+            self._check_same_rig()
             self.check(spec.plan, spec.plan.expected_bytes)
         recorder = self._writer()
         recorder.writer.set_attrs(f"/scenes/{spec.scene}", scene_attrs(spec))

@@ -100,6 +100,11 @@ class RigConfig(_Strict):
     def camera(self, role: str) -> CameraConfig:
         return self.ll if role == "ll" else self.wl
 
+    def same_rig(self, other: "RigConfig") -> bool:
+        """Whether two configs describe the same cameras, format and trigger (recording settings may differ)."""
+        keys = {"ll", "wl", "nd_factor", "pixel_format", "roi", "trigger"}
+        return self.model_dump(include=keys) == other.model_dump(include=keys)
+
     def to_json(self) -> str:
         """Compact JSON, as stored in session files."""
         return self.model_dump_json()

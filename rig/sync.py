@@ -124,7 +124,23 @@ class Sync:
                 self._generator = TriggerGenerator([rig.ll, rig.wl], self.frame_rate_hz or 10.0)
                 self._generator.start()
             else:
-                log.info("both cameras armed on %s: start the trigger generator", self.config.input_line)
+                self._refuse_running_generator(rig)
+                log.info("both cameras armed on %s: start the trigger generator now", self.config.input_line)
+
+    def _refuse_running_generator(self, rig: Rig) -> None:
+        """A generator already running when the cameras are armed can give one camera an edge the other missed.
+
+        Frame counters would then be off by one for the whole step, with timestamps offset by a constant that
+        no check can see; so edges must start only after both cameras are armed.
+        """
+        wait_ms = 2000.0 / (self.frame_rate_hz or 10.0) + 50.0
+        for cam in rig.cameras.values():
+            if cam.try_retrieve(wait_ms) is not None:
+                rig.stop()
+                raise UsageError(
+                    f"camera {cam.name} got a frame before recording started: the trigger generator on {self.config.input_line} "
+                    "is already running; stop it, start recording, and start the generator when asked"
+                )
 
     def stop(self, rig: Rig) -> None:
         """Stop the emulated generator (if any), then grabbing."""

@@ -302,6 +302,8 @@ def test_cli_record_reference_inspect_darks(tmp_path: Path) -> None:
     assert assert_pairs_exact(out) == 20
     again = runner.invoke(app, base)
     assert again.exit_code == 2 and "scene 's1' exists already" in again.output
+    other_rig = runner.invoke(app, ["record", "--emulate", "--roi", "32x24", "--scene", "s2", "--exposure-us", "5000", "--gain-db", "4.5", "--out", str(out)])
+    assert other_rig.exit_code == 2 and "recorded with another rig config" in other_rig.output
     with SessionReader(out) as r:
         ll, wl, la, wa = r.reference("setup1")
         assert ll.shape == (3, H, W) and int(ll[0, 0, 0]) == 50 and int(wl[2, 0, 0]) == 50 + WL_OFFSET
