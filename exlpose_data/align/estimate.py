@@ -47,8 +47,8 @@ class EstimateOptions:
         max_ecc_shift_px: ECC moving the image corners (mean distance) farther than this from the feature
             estimate is a failure.
         allow_ecc_only: when feature matching fails, refine from the identity (a rig's homography is near it).
-        min_identity_correlation: ECC started from the identity must end above this correlation (unrelated
-            images end near 0; a correct LL-E pair at 480x300 ends at 0.6-0.8).
+        min_identity_correlation: ECC started from the identity must reach this correlation at the coarse
+            levels (unrelated images end near 0; correct LL-E pairs at 0.6 and more).
         seed: random seed of the held-out split.
     """
 
@@ -351,14 +351,16 @@ def estimate_homography(
     if start == "identity" and feat.homography is not None:
         other = next((t[3] for t in converged if t[0] != "identity"), None)
         notes.append(f"ECC continued from the identity start, which correlates better at the coarse levels ({rho:.3f} vs {'no convergence' if other is None else f'{other:.3f}'} from the feature estimate)")
+    # Judged where binning has averaged the noise down: at full resolution a correct LL-E estimate correlates weakly.
+    coarse_rho = rho
     if fine:
         h, done_fine, rho_fine, fine_notes = ecc_refine(wl, ll, h, opts, levels=fine, **masks)
         done, notes = done + done_fine, notes + fine_notes
         rho = rho_fine if done_fine else rho
     need_levels = min(2, len(levels))
-    if start == "identity" and (len(done) < need_levels or rho < opts.min_identity_correlation):
+    if start == "identity" and (len(done) < need_levels or coarse_rho < opts.min_identity_correlation):
         raise InputError(
-            f"{source}: ECC from the identity converged at {len(done)} level(s) with correlation {rho:.2f} "
+            f"{source}: ECC from the identity converged at {len(done)} level(s) with correlation {coarse_rho:.2f} at the coarse levels "
             f"(need {need_levels} and {opts.min_identity_correlation}); refusing to guess a homography"
         )
     initial, method = (feat.homography, "sift+magsac") if feat.homography is not None else (np.eye(3), "identity")

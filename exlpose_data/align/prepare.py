@@ -1,9 +1,10 @@
 """From recorded frames to what alignment works on: developed, mirrored, brightness-normalised images.
 
 Release images go through the core's one raw -> RGB path (:func:`exlpose_data.isp.raw_to_rgb`). Estimation
-works on linear grey images (the 16-bit output of that same path, linearised), divided by their mean so the
-~100x darker low-light image and the well-lit one have comparable values, and binned (area-averaged) for
-coarse levels, which is also the cheapest denoiser for shot noise.
+works on linear grey images (raw frames demosaiced with black level subtracted but not clipped; image files
+linearised from sRGB), divided by their mean so the ~100x darker low-light image and the well-lit one have
+comparable values, and binned (area-averaged) for coarse levels, which is also the cheapest denoiser for shot
+noise.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..isp import IspParams, raw_to_rgb, srgb_to_linear
+from ..isp import IspParams, demosaic, raw_to_rgb, srgb_to_linear
 from ..session_format import FrameAttrs, SessionReader
 
 __all__ = [
@@ -110,15 +111,29 @@ def linear_gray(srgb: np.ndarray) -> np.ndarray:
 
 
 def develop_linear_gray(frames: np.ndarray, attrs: FrameAttrs, *, flip: bool = False, source: str = "frame") -> np.ndarray:
-    """The mean over a static reference's frames (n, H, W[, 3]) as linear grey; averaging cuts LL noise."""
+    """The mean over a static reference's frames (n, H, W[, 3]) as linear grey; averaging cuts LL noise.
+
+    Raw Bayer frames are demosaiced (the core's demosaic) and only have their black level subtracted: no
+    white balance, colour matrix or clipping. Clipping at black would rectify the read noise of a dark frame
+    into a signal-dependent bias, and the colour matrix amplifies noise; measured at 960x600 with 4 DN of LL
+    signal, the corner error is 25% lower than after developing through :func:`raw_to_rgb` (about equal at
+    1.2 DN).
+    Frames stored as RGB are linearised from sRGB.
+    """
     stack = frames[None] if frames.ndim == 2 or (frames.ndim == 3 and frames.shape[-1] == 3) else frames
     if len(stack) == 0:
         raise InputError(f"{source}: no frames")
-    total = None
+    total = np.zeros(stack.shape[1:3], np.float64)
     for frame in stack:
-        gray = linear_gray(develop(frame, attrs, out_bits=16, flip=flip, source=source))
-        total = gray if total is None else total + gray
-    return total / len(stack)
+        if frame.ndim == 2:
+            params = isp_params(attrs, source)
+            cam = demosaic(np.ascontiguousarray(frame), params.pattern).astype(np.float32)
+            gray = (cam.mean(axis=2) - params.black_level) / (params.white_level - params.black_level)
+        else:
+            gray = linear_gray(develop(frame, attrs, out_bits=16, source=source))
+        total += gray
+    gray = (total / len(stack)).astype(np.float32)
+    return np.ascontiguousarray(gray[:, ::-1]) if flip else gray
 
 
 def normalise_brightness(gray: np.ndarray, source: str = "image") -> tuple[np.ndarray, float]:
