@@ -68,4 +68,4 @@ class LiveDisplay:
         now = time.monotonic()
         if now - self._last_plain >= self._plain_interval_s:
             self._last_plain = now
-            self.console.print("  ".join(f"{k}: {v}" for k, v in summary.items()), markup=False, highlight=False)
+            self.console.print("  ".join(f"{k}: {v}" for k, v in summary.items()), markup=False, highlight=False, soft_wrap=True)

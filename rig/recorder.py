@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,14 +55,24 @@ class CaptureStats:
     step: str = ""
     queue_depth: int = 0
     free_bytes: int = -1
+    _recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
 
     @property
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
 
-    def pairs_per_s(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.kept / elapsed if elapsed > 0 else 0.0
+    def mark(self) -> None:
+        """Remember (now, pairs kept) for the recent rate."""
+        self._recent.append((time.monotonic(), self.kept))
+
+    def pairs_per_s(self, window_s: float = 2.0) -> float:
+        """Pairs kept per second over the last ``window_s`` (since the start when shorter)."""
+        if len(self._recent) < 2:
+            elapsed = time.monotonic() - self.started
+            return self.kept / elapsed if elapsed > 0 else 0.0
+        t_last, n_last = self._recent[-1]
+        t0, n0 = next(((t, n) for t, n in self._recent if t_last - t <= window_s), self._recent[0])
+        return (n_last - n0) / (t_last - t0) if t_last > t0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -353,4 +363,5 @@ class Recorder:
             self._last_progress = now
             self.stats.queue_depth = self.writer.queue_depth
             self.stats.free_bytes = self.writer.stats.free_bytes
+            self.stats.mark()
             self._progress(self.stats)

@@ -104,7 +104,7 @@ class SessionWriter:
             self._f.flush()  # a kill from here on leaves a file that opens
         self.flush_interval_s = flush_interval_s
         self.min_free_bytes = min_free_bytes
-        self.stats = WriterStats()
+        self.stats = WriterStats(free_bytes=diskspace.free_bytes(self.path))
         self.low_space = threading.Event()
         self._on_flush = on_flush
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=queue_pairs)

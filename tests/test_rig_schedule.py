@@ -135,3 +135,24 @@ def test_usbfs_limit(tmp_path: Path) -> None:
     param.write_text("0\n")  # 0 = unlimited
     usbfs.check_usbfs(payload, 16, param=param)
     assert usbfs.usbfs_memory_mb(tmp_path / "absent") is None
+
+
+def test_live_display_plain_and_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from rig.display import LiveDisplay
+    from rig.recorder import CaptureStats
+
+    stats = CaptureStats(kept=12, step="/scenes/a/steps/2", queue_depth=3, free_bytes=5 << 30)
+    stats.dropped["wl timeout"] += 2
+    plain = io.StringIO()
+    with LiveDisplay(Console(file=plain, width=200), plain_interval_s=0.0) as display:
+        display(stats)
+    line = plain.getvalue()
+    assert "step: /scenes/a/steps/2  pairs: 12" in line and "dropped: 2 (2 wl timeout)  queue: 3  disk free: 5.0 GB" in line
+    tty = io.StringIO()
+    with LiveDisplay(Console(file=tty, width=200, force_terminal=True)) as display:
+        display(stats)
+    assert "pairs/s" in tty.getvalue() and "5.0 GB" in tty.getvalue() and "\x1b[" in tty.getvalue()
