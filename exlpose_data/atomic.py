@@ -1,12 +1,13 @@
 """Atomic file writes: a temporary file in the target's folder, fsync, then rename.
 
-A reader never sees a half-written file, and a killed process leaves at most a hidden ``.*.tmp-*`` file
-that the next run ignores and cleans.
+A reader never sees a half-written file, and a killed process leaves at most a hidden ``.<name>.tmp-*`` file
+beside the target, which readers and manifests ignore (``exlpose verify`` does not count it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -54,21 +55,29 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     (``cv2.imwrite``, h5py); the suffix is kept so such writers pick the right format.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}{TMP_MARK}", suffix=target.suffix, dir=target.parent)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file name", str(target))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}{TMP_MARK}", suffix=target.suffix, dir=target.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
-    os.chmod(tmp, 0o666 & ~_umask())
     try:
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         if fsync:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp), tmp):
+            # name the user's file, not our hidden temporary
+            raise OSError(exc.errno, exc.strerror, str(target)) from None
         raise
     if fsync:
         _fsync_dir(target.parent)

@@ -21,6 +21,7 @@ __all__ = [
     "nominal_exposure_us",
     "wl_gain_db",
     "ll_gain_from_wl",
+    "wl_gain_from_ll",
     "round_gain",
     "ratio_label",
 ]
@@ -60,6 +61,13 @@ def ll_gain_from_wl(wl_gain: float, ratio: int, nd_factor: float = DEFAULT_ND_FA
     Clamped at 0 dB, the cameras' minimum gain (18.06 dB at R = 800 gives 0.00, not -0.00).
     """
     return max(0.0, round_gain(wl_gain - 20.0 * math.log10(ratio / nd_factor)))
+
+
+def wl_gain_from_ll(ll_gain: float, ratio: int, nd_factor: float = DEFAULT_ND_FACTOR) -> float:
+    """Well-lit gain implied by an LL gain and ratio label (inferred protocol): ``G_LL + 20*log10(R/nd)``."""
+    if ratio <= 0:
+        raise ValueError(f"ratio label must be positive, got {ratio}")
+    return round_gain(ll_gain + 20.0 * math.log10(ratio / nd_factor))
 
 
 def resolve_ks(preset: str | None = None, ks: list[float] | tuple[float, ...] | None = None) -> tuple[float, ...]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from .atomic import TMP_MARK, write_json_atomic, write_text_atomic
 from .errors import InputError
+from .jsonio import load_json
 
 __all__ = [
     "BRIGHT_DIR",
@@ -41,6 +41,8 @@ __all__ = [
     "verify_dataset",
     "ManifestDifference",
     "safe_relpath",
+    "find_dataset_root",
+    "update_dataset_manifest",
 ]
 
 BRIGHT_DIR = "bright"
@@ -113,15 +115,50 @@ def _manifest_lock(root: Path) -> Iterator[None]:
 
 
 def load_manifest(root: str | os.PathLike) -> dict[str, dict]:
-    """The manifest's file table ``{relpath: {"sha256": ..., "size": ...}}`` (empty when absent)."""
+    """The manifest's file table ``{relpath: {"sha256": ..., "size": ...}}`` (empty when absent).
+
+    Raises:
+        InputError: the manifest is not JSON, has no ``files`` table, or an entry is malformed or names a path
+            outside the dataset.
+    """
     p = Path(root) / MANIFEST_FILE
     if not p.exists():
         return {}
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-        return dict(data["files"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"{p}: not a valid manifest ({exc})") from None
+    data = load_json(p)
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        raise InputError(f"{p}: not a manifest (no 'files' table)")
+    for rel, entry in files.items():
+        why = safe_relpath(rel)
+        if why:
+            raise InputError(f"{p}: files[{rel!r}]: {why}")
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("size"), int)):
+            raise InputError(f"{p}: files[{rel!r}]: expected {{\"sha256\": str, \"size\": int}}, got {entry!r}")
+    return dict(files)
+
+
+def find_dataset_root(path: str | os.PathLike, levels: int = 2) -> Path | None:
+    """The nearest folder at or above ``path`` (up to ``levels`` parents) holding a manifest, if any."""
+    p = Path(path).resolve()
+    for cand in [p, *p.parents][: levels + 1]:
+        if (cand / MANIFEST_FILE).is_file():
+            return cand
+    return None
+
+
+def update_dataset_manifest(written_dir: str | os.PathLike) -> Path | None:
+    """Refresh the manifest of the dataset that ``written_dir`` lies in (if it has one) for the files in that folder.
+
+    Tools that write into a dataset (``exlpose-split --out ROOT/annotations``) call this so the manifest
+    stays true; a folder outside any dataset is left alone.
+    """
+    root = find_dataset_root(written_dir)
+    if root is None:
+        return None
+    folder = Path(written_dir).resolve()
+    rels = [f.relative_to(root).as_posix() for f in sorted(folder.iterdir()) if f.is_file() and _is_payload(f.name)]
+    update_manifest(root, rels)
+    return root
 
 
 def _entry(path: Path) -> dict:

@@ -167,11 +167,13 @@ def open_release(root: str | os.PathLike, annotations: str | os.PathLike | None 
         annotations: the annotation folder; searched for when not given.
 
     Raises:
-        InputError: ``root`` is not a folder, or a pair list is malformed.
+        InputError: ``root`` is not a folder or holds no dataset, or a pair list is malformed.
     """
     r = Path(root)
     if not r.is_dir():
         raise InputError(f"{r}: no such dataset folder")
+    if not ((r / BRIGHT_DIR).is_dir() or (r / DARK_DIR).is_dir() or (r / PAIRS_FILE).is_file()):
+        raise InputError(f"{r}: not a dataset (no {BRIGHT_DIR}/, {DARK_DIR}/ or {PAIRS_FILE})")
     ann_dir = Path(annotations) if annotations is not None else _find_annotation_dir(r)
     if ann_dir is not None and not ann_dir.is_dir():
         raise InputError(f"{ann_dir}: no such annotation folder")

@@ -47,7 +47,7 @@ class ImageRecord(_Model):
     file_name: str
     width: int
     height: int
-    crowdIndex: float = Field(0.0, description="CrowdPose crowd index of the image (see annotations.crowd_index)")
+    crowdIndex: int | float = Field(0, description="CrowdPose crowd index of the image (see annotations.crowd_index)")
 
 
 class AnnotationRecord(_Model):
@@ -56,11 +56,12 @@ class AnnotationRecord(_Model):
     id: int
     image_id: int
     category_id: int = 1
-    keypoints: list[float]
-    bbox: list[float]
+    # int | float keeps the numbers as the file wrote them (a visibility 2 stays 2, not 2.0)
+    keypoints: list[int | float]
+    bbox: list[int | float]
     num_keypoints: int = 0
     iscrowd: int = 0
-    area: float | None = Field(None, description="bbox w*h*0.53 in files we write; absent in the official files")
+    area: int | float | None = Field(None, description="bbox w*h*0.53 in files we write; absent in the official files")
 
 
 class AnnotationDocument(_Model):
@@ -83,7 +84,7 @@ def load_document(path: str | Path) -> AnnotationDocument:
         return AnnotationDocument.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = "/".join(str(x) for x in err["loc"])
+        where = "/".join(str(x) for x in err["loc"]) or "top level"
         raise InputError(f"{p}: {where}: {err['msg']} ({len(exc.errors())} problem(s); run 'exlpose validate' for all)") from None
 
 

@@ -10,7 +10,6 @@ id is 0), ``num_keypoints`` recomputed and ``area`` added (:mod:`exlpose_data.an
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,12 @@ import numpy as np
 from .annotations import normalise_document
 from .atomic import write_json_atomic
 from .errors import InputError, NameGrammarError
+from .exposure import wl_gain_from_ll
 from .layout import ANNOTATIONS_DIR, update_manifest
 from .naming import parse_name
 from .release import normalise_image_path
 from .schema import AnnotationDocument
+from .validate import require_structure
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -34,6 +35,7 @@ __all__ = [
     "split_by_gain",
     "split_by_scene",
     "to_condition",
+    "unpaired_warning",
     "well_lit_gain",
     "write_release_annotations",
 ]
@@ -87,7 +89,10 @@ def well_lit_gain(file_name: str, pairs: PairMap | None = None) -> float:
         bright = pairs.bright_of(file_name)
         if bright is not None:
             return parse_name(bright).gain_db
-    return round(name.gain_db + 20.0 * math.log10(name.ratio / 100.0), 2)
+    try:
+        return wl_gain_from_ll(name.gain_db, name.ratio)
+    except ValueError as exc:
+        raise InputError(f"{file_name}: {exc}") from None
 
 
 @dataclass
@@ -119,10 +124,10 @@ def _subset(doc: AnnotationDocument, image_ids: set[int]) -> AnnotationDocument:
     )
 
 
-def to_condition(doc: AnnotationDocument, condition: str, pairs: PairMap | None) -> tuple[AnnotationDocument, list[str]]:
+def to_condition(doc: AnnotationDocument, condition: str, pairs: PairMap | None) -> tuple[AnnotationDocument, int]:
     """A copy of ``doc`` whose file names name the ``condition`` ("LL" dark, "WL" bright) image of each pair.
 
-    Names whose twin is unknown are kept as given; the returned warnings say how many.
+    Names whose twin is unknown are kept as given; the second value counts them.
     """
     out = doc.model_copy(deep=True)
     kept = 0
@@ -137,21 +142,23 @@ def to_condition(doc: AnnotationDocument, condition: str, pairs: PairMap | None)
             kept += 1
         else:
             img.file_name = twin
-    warnings = []
-    if kept:
-        warnings.append(
-            f"{kept} image(s) kept their {'bright' if condition == 'LL' else 'dark'} names in the {condition} file: "
-            "pairing unknown (give --pairs brightPath2darkPath.txt or a dataset root)"
-        )
-    return out, warnings
+    return out, kept
 
 
-def _check_names(doc: AnnotationDocument) -> None:
+def unpaired_warning(count: int, condition: str) -> str:
+    """The warning for ``count`` images whose ``condition`` twin is unknown."""
+    other = "bright" if condition == "LL" else "dark"
+    return (f"{count} image(s) kept their {other} names in the {condition} file: "
+            "pairing unknown (give --pairs brightPath2darkPath.txt or a dataset root)")
+
+
+def _check_input(doc: AnnotationDocument, source: str) -> None:
+    require_structure(doc.to_json_dict(), source=source)
     for n, img in enumerate(doc.images):
         try:
             parse_name(img.file_name)
         except NameGrammarError as exc:
-            raise InputError(f"images[{n}].file_name: {exc}") from None
+            raise InputError(f"{source}: images[{n}].file_name: {exc}") from None
 
 
 def split_by_gain(
@@ -159,22 +166,30 @@ def split_by_gain(
     *,
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
     pairs: PairMap | None = None,
+    keep_crowd_index: bool = False,
+    source: str = "annotations",
 ) -> SplitResult:
     """Split by the well-lit gain into ``LL-N``, ``LL-H``, ``LL-E``, ``LL-A`` and ``WL`` documents.
 
-    LL documents name dark images when the pairing is known, WL documents bright ones. Only ids,
-    ``num_keypoints`` and ``area`` change; ``crowdIndex`` is kept as given.
+    LL documents name dark images when the pairing is known, WL documents bright ones. Ids are renumbered
+    from 1, ``num_keypoints``, ``area`` and (unless ``keep_crowd_index``) ``crowdIndex`` recomputed (the
+    official files carry crowdIndex 0 everywhere); keypoints, boxes and images are untouched.
+
+    Raises:
+        InputError: ``doc`` has a structural problem (wrong keypoint count, bad box, missing image, ...) or
+            a name outside the release grammar; ``source`` names it.
     """
-    _check_names(doc)
+    _check_input(doc, source)
     by_split: dict[str, set[int]] = {s: set() for s in GAIN_SPLITS}
     for img in doc.images:
         by_split[gain_split(well_lit_gain(img.file_name, pairs), thresholds)].add(img.id)
-    ll_all, warnings = to_condition(doc, "LL", pairs)
-    wl_all, w2 = to_condition(doc, "WL", pairs)
-    warnings += w2
-    docs = {s: normalise_document(_subset(ll_all, ids), crowd=False) for s, ids in by_split.items()}
-    docs["LL-A"] = normalise_document(ll_all, crowd=False)
-    docs["WL"] = normalise_document(wl_all, crowd=False)
+    ll_all, ll_unpaired = to_condition(doc, "LL", pairs)
+    wl_all, wl_unpaired = to_condition(doc, "WL", pairs)
+    warnings = [unpaired_warning(n, c) for n, c in ((ll_unpaired, "LL"), (wl_unpaired, "WL")) if n]
+    crowd = not keep_crowd_index
+    docs = {s: normalise_document(_subset(ll_all, ids), crowd=crowd) for s, ids in by_split.items()}
+    docs["LL-A"] = normalise_document(ll_all, crowd=crowd)
+    docs["WL"] = normalise_document(wl_all, crowd=crowd)
     return SplitResult(docs, warnings)
 
 
@@ -184,6 +199,7 @@ def split_by_scene(
     test_fraction: float,
     val_fraction: float = 0.0,
     seed: int = 0,
+    source: str = "annotations",
 ) -> SplitResult:
     """Split scenes (never images) into ``train``, ``test`` and, if ``val_fraction`` > 0, ``val``.
 
@@ -192,7 +208,7 @@ def split_by_scene(
     """
     if not (0 <= test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
         raise InputError(f"fractions must be in [0, 1) and sum below 1: test {test_fraction}, val {val_fraction}")
-    _check_names(doc)
+    _check_input(doc, source)
     scenes = sorted({parse_name(img.file_name).scene for img in doc.images})
     order = [scenes[i] for i in np.random.default_rng(seed).permutation(len(scenes))]
 

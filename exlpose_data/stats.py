@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .annotations import count_labelled
 from .errors import NameGrammarError
 from .naming import parse_name
 from .release import Release, open_release
@@ -48,7 +49,7 @@ def document_stats(doc: AnnotationDocument, *, pairs: PairMap | None = None, thr
         ratios[name.ratio] += 1
         splits[gain_split(well_lit_gain(img.file_name, pairs), thresholds)] += 1
     sizes = Counter((img.width, img.height) for img in doc.images)
-    labelled = sum(1 for a in doc.annotations if any(v > 0 for v in a.keypoints[2::3]))
+    labelled = sum(1 for a in doc.annotations if count_labelled(a.keypoints) > 0)
     out: dict[str, Any] = {
         "scenes": len(scenes),
         "images": len(doc.images),

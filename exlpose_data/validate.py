@@ -24,7 +24,12 @@ from .jsonio import load_json
 from .keypoints import crowdpose14
 from .layout import safe_relpath
 
-__all__ = ["Problem", "validate_document", "validate_file", "fix_document"]
+__all__ = ["Problem", "validate_document", "validate_file", "fix_document", "STRUCTURAL", "require_structure"]
+
+# Problems that make a document unusable for splitting, training or evaluation (the rest are renumbered,
+# recomputed or tolerated by the tools that write files).
+STRUCTURAL = frozenset({"keypoints-length", "keypoints-type", "visibility", "bbox-shape", "bbox-empty", "missing-image",
+                        "image-size", "field-type"})
 
 # Boxes may stick out of the image by this much (in pixels) before it counts as a problem: labelling tools
 # round and the official files put joints exactly on x = width.
@@ -235,3 +240,16 @@ def fix_document(doc: Any, *, source: str = "<document>") -> tuple[dict, list[st
     if added_area:
         changes.append(f"area = bbox w*h*0.53 added to {added_area} annotation(s)")
     return out, changes
+
+
+def require_structure(doc: Any, *, source: str) -> None:
+    """Raise :class:`InputError` on the first structural problem of a raw document (see :data:`STRUCTURAL`).
+
+    Duplicate image ids count too: they would send one image's people to another.
+    """
+    problems = [p for p in validate_document(doc, source=source)
+                if p.code in STRUCTURAL or (p.code == "duplicate-id" and p.location.startswith("images["))]
+    if problems:
+        first = problems[0]
+        raise InputError(f"{source}: {first.location}: {first.message} ({len(problems)} structural problem(s); "
+                         f"'exlpose validate {source}' lists them all)")

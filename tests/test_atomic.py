@@ -54,3 +54,15 @@ def test_result_has_umask_permissions_not_mkstemp_0600(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_errors_name_the_target_not_the_temporary(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError) as exc:
+        write_json_atomic(tmp_path / "folder", {})
+    assert exc.value.filename == str(tmp_path / "folder")
+    with pytest.raises(OSError) as exc:
+        with atomic_path(tmp_path / "t.json") as tmp:
+            raise OSError(28, "No space left on device", str(tmp))
+    assert exc.value.filename == str(tmp_path / "t.json") and exc.value.errno == 28
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]

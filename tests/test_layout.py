@@ -59,3 +59,15 @@ def test_manifest_is_valid_json_with_hashes(tmp_path):
     update_manifest(tmp_path, ["x.txt"])
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["files"]["x.txt"] == {"sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", "size": 5}
+
+
+@pytest.mark.parametrize("manifest,needle", [
+    ('{"files": {"a.txt": 1}}', "expected"),
+    ('{"files": {"../../etc/hostname": {"sha256": "x", "size": 1}}}', "'..' in path"),
+    ('["not", "a", "manifest"]', "no 'files' table"),
+    ("\udcff", "not valid JSON"),
+])
+def test_broken_manifests_are_clear_errors(tmp_path, manifest, needle):
+    (tmp_path / "manifest.json").write_bytes(manifest.encode("utf-8", "surrogateescape"))
+    res = runner.invoke(umbrella, ["verify", str(tmp_path)])
+    assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output

@@ -336,5 +336,7 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
     bad_line = runner.invoke(app, ["config", "check", str(cfg), "--emulate"])
     assert bad_line.exit_code == 2 and "has no I/O line Line7; lines: Line1, Line2, Line3" in bad_line.output
     cfg.write_text("ll: {serial: '0815-0000'}\nwl: {serial: '0815-0001'}\nroi: {width: 64, height: 48}\n")
-    ok = runner.invoke(app, ["config", "check", str(cfg), "--emulate"])
+    ok = runner.invoke(app, ["config", "check", str(cfg), "--emulate", "--save-pfs", str(tmp_path / "pfs")])
     assert ok.exit_code == 0 and "LL 0815-0000 (Emulation): BayerRG12 64x48" in ok.output and ": ok" in ok.output
+    saved = (tmp_path / "pfs" / "wl_0815-0001.pfs").read_text()
+    assert "PixelFormat\tBayerRG12" in saved and "Width\t64" in saved

@@ -107,3 +107,69 @@ def test_cli_by_scene_prints_counts(tmp_path):
     assert "test: 10 scenes" in res.output and "val: 5 scenes" in res.output and "train: 35 scenes" in res.output
     assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(
         f"ExLPose_{p}_{c}.json" for p in ("train", "val", "test") for c in ("LL", "WL"))
+
+
+def _official_with(tmp_path, mutate):
+    doc = json.loads(OFFICIAL_LL_ALL.read_text())
+    mutate(doc)
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_structural_problems_are_one_line_errors_not_tracebacks(tmp_path):
+    def short_keypoints(d): d["annotations"][5]["keypoints"] = d["annotations"][5]["keypoints"][:41]
+    def bad_box(d): d["annotations"][7]["bbox"] = [1, 2, 3]
+    def orphan(d): d["annotations"][9]["image_id"] = 10 ** 9
+    def dup_image(d): d["images"][1]["id"] = d["images"][0]["id"]
+    for mutate, where in ((short_keypoints, "annotations[5].keypoints"), (bad_box, "annotations[7].bbox"),
+                          (orphan, "annotations[9].image_id"), (dup_image, "images[1].id")):
+        path = _official_with(tmp_path, mutate)
+        for args in (["by-gain", str(path), "--out", str(tmp_path / "o")],
+                     ["by-scene", str(path), "--out", str(tmp_path / "o"), "--test-fraction", "0.2", "--seed", "0"]):
+            res = runner.invoke(app, args)
+            assert res.exit_code == 2, res.output
+            assert where in res.output and "in.json" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_by_gain_recomputes_crowd_index_unless_asked_to_keep_it():
+    docs = split_by_gain(load_document(OFFICIAL_LL_ALL)).documents
+    crowded = [i for i in docs["LL-A"].images if i.crowdIndex > 0]
+    assert len(crowded) == 347  # official files carry 0 everywhere
+    kept = split_by_gain(load_document(OFFICIAL_LL_ALL), keep_crowd_index=True).documents
+    assert {i.crowdIndex for i in kept["LL-A"].images} == {0}
+
+
+def test_by_scene_warns_when_wl_files_would_name_dark_images(tmp_path):
+    doc = json.loads(OFFICIAL_LL_ALL.read_text())
+    for img in doc["images"]:
+        img["file_name"] = parse_name(img["file_name"]).twin().relpath
+    path = tmp_path / "dark.json"
+    path.write_text(json.dumps(doc))
+    res = runner.invoke(app, ["by-scene", str(path), "--out", str(tmp_path / "o"), "--test-fraction", "0.2", "--seed", "0"])
+    assert res.exit_code == 0
+    assert "491 image(s) kept their dark names in the WL file" in res.output
+    assert "kept their bright names" not in res.output
+
+
+def test_split_into_a_dataset_updates_its_manifest(tmp_path):
+    from exlpose_data.layout import rebuild_manifest, verify_dataset
+
+    (tmp_path / "bright").mkdir()
+    (tmp_path / "annotations").mkdir()
+    rebuild_manifest(tmp_path)
+    res = runner.invoke(app, ["by-gain", str(OFFICIAL_LL_ALL), "--out", str(tmp_path / "annotations")])
+    assert res.exit_code == 0
+    assert verify_dataset(tmp_path) == []
+    assert len(json.loads((tmp_path / "manifest.json").read_text())["files"]) == 5
+
+
+def test_numbers_keep_their_json_types(tmp_path):
+    res = runner.invoke(app, ["by-gain", str(OFFICIAL_LL_ALL), "--out", str(tmp_path), "--keep-crowd-index"])
+    assert res.exit_code == 0
+    wl = json.loads((tmp_path / "ExLPose_test_WL.json").read_text())
+    original = json.loads(OFFICIAL_LL_ALL.read_text())
+    assert wl["images"] == original["images"]
+    assert [a["keypoints"] for a in wl["annotations"]] == [a["keypoints"] for a in original["annotations"]]
+    assert all(type(v) is type(w) for a, b in zip(wl["annotations"], original["annotations"]) for v, w in zip(a["keypoints"], b["keypoints"]))

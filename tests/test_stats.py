@@ -41,3 +41,8 @@ def test_stats_cli_json(tmp_path, official_ll_all):
     assert res.exit_code == 0 and "LL-N 167" in res.output
     res = runner.invoke(umbrella, ["stats", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_stats_on_a_folder_that_is_no_dataset(tmp_path):
+    res = runner.invoke(umbrella, ["stats", str(tmp_path)])
+    assert res.exit_code == 2 and "not a dataset" in res.output

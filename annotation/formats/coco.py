@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from exlpose_data.annotations import count_labelled
 from exlpose_data.keypoints import NUM_KEYPOINTS, crowdpose14
 from exlpose_data.schema import AnnotationDocument
 
@@ -249,7 +250,7 @@ def to_coco_dict(doc: AnnotationDocument) -> dict[str, Any]:
                 "bbox": list(a.bbox),
                 "iscrowd": a.iscrowd,
                 "keypoints": list(a.keypoints),
-                "num_keypoints": sum(1 for v in a.keypoints[2::3] if v > 0),
+                "num_keypoints": count_labelled(a.keypoints),
             }
         )
     return {"info": {"description": "exported by exlpose-data"}, "categories": [coco_category()], "images": images, "annotations": annotations}

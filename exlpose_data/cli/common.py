@@ -52,7 +52,8 @@ def handle_errors(func: F) -> F:
             if exc.errno == errno.ENOSPC:
                 raise fail(f"{exc.filename or 'output'}: no space left on device; nothing half-written was kept", 1) from None
             if exc.filename is not None:
-                raise fail(f"{exc.filename}: {exc.strerror}", 2 if exc.errno in (errno.ENOENT, errno.EACCES, errno.EISDIR, errno.ENOTDIR) else 1) from None
+                usage = exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EROFS)
+                raise fail(f"{exc.filename}: {exc.strerror}", 2 if usage else 1) from None
             raise
 
     return wrapper  # type: ignore[return-value]

@@ -9,10 +9,10 @@ import typer
 
 from ..atomic import write_json_atomic
 from ..errors import InputError
-from ..layout import PAIRS_FILE, read_pairs
+from ..layout import PAIRS_FILE, read_pairs, update_dataset_manifest
 from ..release import open_release
 from ..schema import load_document
-from ..split import DEFAULT_THRESHOLDS, PairMap, split_by_gain, split_by_scene, to_condition
+from ..split import DEFAULT_THRESHOLDS, PairMap, split_by_gain, split_by_scene, to_condition, unpaired_warning
 from .common import handle_errors, new_app, warn
 
 app = new_app("Split annotation files: by-gain (LL-N/H/E) or by-scene (train/val/test).")
@@ -42,21 +42,23 @@ def by_gain(
     thresholds: Annotated[tuple[float, float], typer.Option(help="WL gain thresholds in dB: N < first <= H < second <= E.")] = DEFAULT_THRESHOLDS,
     prefix: Annotated[str, typer.Option(help="File name prefix.")] = "ExLPose_test",
     pairs: PairsOpt = None,
+    keep_crowd_index: Annotated[bool, typer.Option("--keep-crowd-index", help="Keep each image's crowdIndex as given instead of recomputing it.")] = False,
 ) -> None:
     """Split by the well-lit gain into <prefix>_LL-{N,H,E,A}.json and <prefix>_WL.json.
 
     Annotation ids are renumbered from 1 (COCO-style evaluators never match a ground truth whose id is 0),
-    num_keypoints recomputed and area (w*h*0.53) added; nothing else changes.
+    num_keypoints and crowdIndex recomputed and area (w*h*0.53) added; keypoints, boxes and images are kept.
     """
     if thresholds[0] >= thresholds[1]:
         raise InputError(f"--thresholds must increase, got {thresholds[0]} {thresholds[1]}")
     doc = load_document(annotations)
-    result = split_by_gain(doc, thresholds=thresholds, pairs=_pairs(pairs))
+    result = split_by_gain(doc, thresholds=thresholds, pairs=_pairs(pairs), keep_crowd_index=keep_crowd_index, source=str(annotations))
     for w in result.warnings:
         warn(w)
     for key, part in result.documents.items():
         path = write_json_atomic(out / f"{prefix}_{key}.json", part.to_json_dict())
         typer.echo(f"{path}: {len(part.images)} images, {len(part.annotations)} instances")
+    update_dataset_manifest(out)
 
 
 @app.command("by-scene")
@@ -73,18 +75,20 @@ def by_scene(
     """Split by scene (date, site, video) into <prefix>_{train,val,test}_{LL,WL}.json; no scene in two parts."""
     doc = load_document(annotations)
     pmap = _pairs(pairs)
-    result = split_by_scene(doc, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
+    result = split_by_scene(doc, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed, source=str(annotations))
     counts = result.counts()
-    unpaired = 0
+    unpaired = {"LL": 0, "WL": 0}
     for part, part_doc in result.documents.items():
         for cond in ("LL", "WL"):
-            cdoc, warnings = to_condition(part_doc, cond, pmap)
-            unpaired += len(part_doc.images) if warnings and cond == "LL" else 0
+            cdoc, kept = to_condition(part_doc, cond, pmap)
+            unpaired[cond] += kept
             write_json_atomic(out / f"{prefix}_{part}_{cond}.json", cdoc.to_json_dict())
         c = counts[part]
         typer.echo(f"{part}: {c['scenes']} scenes, {c['images']} images, {c['instances']} instances")
-    if unpaired:
-        warn(f"LL files keep the names as given for {unpaired} image(s): pairing unknown (give --pairs {PAIRS_FILE} or a dataset root)")
+    for cond, n in unpaired.items():
+        if n:
+            warn(unpaired_warning(n, cond))
+    update_dataset_manifest(out)
 
 
 def main() -> None:
