@@ -209,8 +209,12 @@ def plan(
 
 @config_app.command("check")
 @handle_errors
-def config_check(config_file: Annotated[Path, typer.Argument(help="rig config (YAML or JSON)")], emulate: EmulateOpt = False) -> None:
-    """Validate a rig config and check it against the attached cameras."""
+def config_check(
+    config_file: Annotated[Path, typer.Argument(help="rig config (YAML or JSON)")],
+    emulate: EmulateOpt = False,
+    save_pfs: Annotated[Path | None, typer.Option("--save-pfs", help="folder to save each camera's applied settings as <role>_<serial>.pfs")] = None,
+) -> None:
+    """Validate a rig config and check it against the attached cameras (optionally saving their settings as .pfs)."""
     from .capture import CaptureSession
 
     cfg = load_config(config_file)
@@ -226,6 +230,10 @@ def config_check(config_file: Annotated[Path, typer.Argument(help="rig config (Y
                 markup=False,
             )
         out_console.print(f"trigger {cfg.trigger.topology}: configured on both cameras", markup=False)
+        if save_pfs is not None:
+            for role, cam in session.rig.cameras.items():
+                saved = cam.save_pfs(save_pfs / f"{role}_{cam.serial}.pfs")
+                out_console.print(f"saved {saved}", markup=False)
     out_console.print(f"{config_file}: ok", markup=False)
 
 

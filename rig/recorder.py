@@ -153,7 +153,9 @@ class Recorder:
         """
         self.rig.stop()
         applied = self._apply(req)
-        have, next_index = self.writer.open_step(req.group, req.attrs, self.rig.formats["ll"], self.rig.formats["wl"])
+        temperatures = {f"{role}_temperature_c": t for role, cam in self.rig.cameras.items() if (t := cam.temperature_c()) is not None}
+        attrs = {**req.attrs, **temperatures}
+        have, next_index = self.writer.open_step(req.group, attrs, self.rig.formats["ll"], self.rig.formats["wl"])
         self.stats.step = req.group
         dropped_before = Counter(self.stats.dropped)
         kept_before = self.stats.kept
