@@ -24,7 +24,7 @@ from .jsonio import load_json
 from .keypoints import crowdpose14
 from .layout import safe_relpath
 
-__all__ = ["Problem", "validate_document", "validate_file", "fix_document", "STRUCTURAL", "require_structure"]
+__all__ = ["Problem", "validate_document", "validate_file", "fix_document", "STRUCTURAL", "require_structure", "edge_joints"]
 
 # Problems that make a document unusable for splitting, training or evaluation (the rest are renumbered,
 # recomputed or tolerated by the tools that write files).
@@ -253,3 +253,26 @@ def require_structure(doc: Any, *, source: str) -> None:
         first = problems[0]
         raise InputError(f"{source}: {first.location}: {first.message} ({len(problems)} structural problem(s); "
                          f"'exlpose validate {source}' lists them all)")
+
+
+def edge_joints(doc: Any) -> list[str]:
+    """Locations of labelled joints lying exactly on x = width or y = height.
+
+    Not problems (the bounds are inclusive and the official files hold such joints), but worth knowing: a
+    tool that treats the bounds as exclusive would drop them.
+    """
+    sizes = {img.get("id"): (img.get("width"), img.get("height")) for img in doc.get("images", []) if isinstance(img, dict)}
+    out = []
+    k = crowdpose14().num_keypoints
+    for n, ann in enumerate(doc.get("annotations", [])):
+        if not isinstance(ann, dict):
+            continue
+        w, h = sizes.get(ann.get("image_id"), (None, None))
+        kps = ann.get("keypoints")
+        if not (_is_int(w) and _is_int(h) and isinstance(kps, list) and len(kps) == 3 * k and all(_is_num(v) for v in kps)):
+            continue
+        for j in range(k):
+            x, y, v = kps[3 * j : 3 * j + 3]
+            if v > 0 and (x == w or y == h):
+                out.append(f"annotations[{n}].keypoints[{3 * j}:{3 * j + 3}] ({crowdpose14().keypoints[j]})")
+    return out

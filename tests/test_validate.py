@@ -127,3 +127,14 @@ def test_fix_refuses_to_edit_in_place(tmp_path):
     path.write_bytes(OFFICIAL_LL_ALL.read_bytes())
     res = runner.invoke(umbrella, ["validate", str(path), "--fix", str(path)])
     assert res.exit_code == 2 and "in place" in res.output
+
+
+def test_joints_on_the_far_edge_are_accepted_and_noted():
+    from exlpose_data.validate import edge_joints
+
+    doc = json.loads(OFFICIAL_LL_ALL.read_text())
+    edges = edge_joints(doc)
+    assert len(edges) == 8
+    assert not any(p.code == "outside-image" for p in validate_document(doc))
+    res = runner.invoke(umbrella, ["validate", str(OFFICIAL_LL_ALL)])
+    assert "note: 8 labelled joint(s) lie exactly on x = width or y = height" in res.output

@@ -15,7 +15,7 @@ from ..layout import verify_dataset
 from ..schema import annotation_json_schema, load_document
 from ..stats import dataset_stats, document_stats
 from ..jsonio import load_json
-from ..validate import fix_document, validate_document
+from ..validate import edge_joints, fix_document, validate_document
 from .common import handle_errors, new_app, out_console
 
 app = new_app("Core dataset commands.")
@@ -48,6 +48,10 @@ def validate(
     problems = validate_document(raw, images_root=images, source=str(file))
     for p in problems:
         typer.echo(json.dumps({"location": p.location, "code": p.code, "message": p.message}) if as_json else f"{file}: {p}")
+    on_edge = edge_joints(raw)
+    if on_edge:
+        typer.echo(f"note: {len(on_edge)} labelled joint(s) lie exactly on x = width or y = height (accepted: bounds are "
+                   f"inclusive), first {on_edge[0]}", err=True)
     if fix is not None:
         if fix.resolve() == file.resolve():
             raise InputError(f"{fix}: --fix must name a new file; the input is never edited in place")
