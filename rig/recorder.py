@@ -3,10 +3,11 @@
 Pairing never trusts arrival order. Each frame carries the camera's block ID (its frame counter, reset when
 grabbing starts). For a pair both frames must carry the counter value that belongs to the same trigger:
 
-- lockstep (software trigger): after every disturbance the cameras are brought to rest (trigger-ready, no
-  result arriving), so the first frame afterwards belongs to the first trigger afterwards; from there the
-  j-th trigger must bring block ID ``base + j``. A lower ID is a late frame of an abandoned trigger
-  (discarded), a higher one means a frame vanished (pair dropped, rest again).
+- lockstep (software trigger): grabbing starts (and, after a timeout or a counter jump, restarts) with nothing
+  in flight, so the first frame afterwards belongs to the first trigger afterwards; from there the j-th
+  trigger must bring block ID ``base + j``. A lower ID is a late frame of an abandoned trigger (discarded), a
+  higher one means a frame vanished (pair dropped, grabbing restarted). Each trigger waits for both cameras
+  to be trigger-ready, so no camera silently ignores one.
 - hardware triggers and free run: both cameras are armed before the first edge, so frame ``i`` of each
   camera (block ID minus the first one) belongs to edge ``i``; when both cameras report timestamps their
   offset must stay constant to within half a frame period.
@@ -206,7 +207,7 @@ class Recorder:
             not_ready = [r for r in ROLES if not self.rig.cameras[r].wait_ready(req.timeout_ms)]
             if not_ready:
                 self._drop(index, f"{not_ready[0]} not ready for trigger", not_ready[0])
-                self._rest(req.timeout_ms, base, issued)
+                self._rest(base, issued)
                 continue
             host_ns = time.time_ns()
             for role in ROLES:
@@ -226,7 +227,7 @@ class Recorder:
                 detail = frames[role].error if problem == "failed" and frames[role] is not None else ""
                 self._drop(index, f"{role} {problem}" + (f" ({detail})" if detail else ""), role)
                 if resync:
-                    self._rest(req.timeout_ms, base, issued)
+                    self._rest(base, issued)
                 continue
             self._keep(req.group, index, host_ns, frames["ll"], frames["wl"], applied)  # type: ignore[arg-type]
             kept += 1
@@ -250,14 +251,12 @@ class Recorder:
                 return None, f"frame counter jumped ({frame.block_id}, expected {expected})"
             return (frame, "") if frame.ok else (frame, "failed")
 
-    def _rest(self, timeout_ms: float, base: dict[str, int | None], issued: dict[str, int]) -> None:
-        """Bring both cameras to rest and discard whatever was in flight; counting restarts afterwards."""
-        grace_ms = min(timeout_ms, 100.0)
+    def _rest(self, base: dict[str, int | None], issued: dict[str, int]) -> None:
+        """Stop and restart grabbing: pylon cancels every buffer in flight, so no late frame can arrive afterwards
+        and the first frame after the restart belongs to the first trigger after it."""
+        self.sync.stop(self.rig)
+        self.sync.start(self.rig, self.rig.config.buffers)
         for role in ROLES:
-            cam = self.rig.cameras[role]
-            cam.wait_ready(timeout_ms)
-            while cam.try_retrieve(grace_ms) is not None:
-                self.stats.stale_frames += 1
             base[role] = None
             issued[role] = 0
 

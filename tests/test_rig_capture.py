@@ -340,3 +340,28 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
     assert ok.exit_code == 0 and "LL 0815-0000 (Emulation): BayerRG12 64x48" in ok.output and ": ok" in ok.output
     saved = (tmp_path / "pfs" / "wl_0815-0001.pfs").read_text()
     assert "PixelFormat\tBayerRG12" in saved and "Width\t64" in saved
+
+
+def test_lockstep_recovers_after_a_camera_stalls(tmp_path: Path) -> None:
+    # Stopping WL's grabbing mid-step stands in for a stalled camera: it is not trigger-ready, the pair is dropped,
+    # grabbing restarts on both, and pairing stays exact afterwards.
+    feeds = make_feeds(tmp_path / "feeds", ks=(1,))
+    out = tmp_path / "stall.h5"
+    stalled: list[int] = []
+    with CaptureSession(config(), out, emulated=True) as session:
+
+        def stall(stats: CaptureStats) -> None:
+            if stats.kept == 4 and not stalled:
+                session.rig.wl.stop()
+                stalled.append(stats.kept)
+
+        session._progress = stall
+        session._writer()._progress_interval_s = 0.0
+        outcomes = session.record_scene(spec(session, feeds, frames=10, ks=[1]))
+    assert stalled == [4]
+    assert outcomes[0].dropped == {"wl not ready for trigger": 1}
+    assert assert_pairs_exact(out) == 10
+    with SessionReader(out) as r:
+        t = r.frames_table("s1", "1")
+    assert list(t["index"]) == [0, 1, 2, 3, 5, 6, 7, 8, 9, 10]
+    assert list(t["ll_block_id"]) == [0, 1, 2, 3, 0, 1, 2, 3, 4, 5]  # counting restarted with grabbing
