@@ -188,7 +188,7 @@ def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, hist
                     "WL gain planned": m.get("wl_gain_db"), "WL gain read back": float(np.mean(table["wl_gain_db"])) if len(table) else None,
                     "LL gain read back": float(np.mean(table["ll_gain_db"])) if len(table) else None,
                     "exposure read back": float(np.mean(table["ll_exposure_us"])) if len(table) else None,
-                    "pairs kept": len(table), "dropped": m.get("dropped_pairs", 0),
+                    "pairs kept": len(table), "dropped": _dropped(m.get("dropped_pairs", "{}")),
                 })
     sections.append({"title": "Capture ladder as recorded", "table": ladder,
                      "text": "Both emulated cameras at the same exposure; the WL gain rises by 20 log10(k), the LL gain stays. "
@@ -201,8 +201,8 @@ def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, hist
         err = corner_error(np.asarray(model["homography"]), np.asarray(scene["geometry"]["homography"]), size)
         chk = checks.get(name, {})
         align_rows.append({"scene": name, "corner error vs truth (px)": err, "crop": str(crops.get(name)),
-                           "residual median (px)": _dig(chk, "residual_median_px"), "residual p95 (px)": _dig(chk, "residual_p95_px"),
-                           "PSNR (dB)": _dig(chk, "psnr_db")})
+                           "held-out residual median (px)": chk.get("heldout_median_px"), "held-out residual p95 (px)": chk.get("heldout_p95_px"),
+                           "PSNR (dB)": chk.get("psnr_db"), "SSIM": chk.get("ssim")})
     sections.append({"title": "Alignment against the simulator's true homography", "table": align_rows})
 
     samples = _sample_pairs(out, root, runner)
@@ -233,15 +233,10 @@ def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, hist
     return results
 
 
-def _dig(d: Any, key: str) -> Any:
-    if isinstance(d, dict):
-        if key in d:
-            return d[key]
-        for v in d.values():
-            found = _dig(v, key)
-            if found is not None:
-                return found
-    return None
+def _dropped(value: Any) -> str:
+    """The rig's per-reason drop counts (a JSON object) as text."""
+    counts = json.loads(value) if isinstance(value, str) else dict(value or {})
+    return ", ".join(f"{reason}: {n}" for reason, n in counts.items()) or "none"
 
 
 def _sample_pairs(out: Path, root: Path, runner: Runner, count: int = 3) -> list[str]:
