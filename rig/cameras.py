@@ -415,8 +415,9 @@ class Camera:
             image = None
             exposure = gain = None
             if ok:
-                # Copy: the buffer returns to pylon at Release(); uint8 formats are widened to the stored uint16.
-                image = np.array(res.Array, dtype=np.uint16, copy=True)
+                # One copy out of pylon's buffer (it returns to pylon at Release()); 8-bit formats widen to uint16.
+                with res.GetArrayZeroCopy() as view:
+                    image = view.astype(np.uint16, copy=True)
                 exposure, gain = self._chunk_values(res)
             ts = int(res.TimeStamp)
             return Frame(

@@ -357,7 +357,9 @@ def inspect(
     table = Table("scene", "k", "pairs", "exposure_us", "LL gain", "WL gain", "dropped")
     for scene, meta in summary["scenes"].items():
         for step, s in meta["steps"].items():
-            table.add_row(scene, step, str(s["pairs"]), f"{s['exposure_us']:g}", f"{s['ll_gain_db']:.2f}", f"{s['wl_gain_db']:.2f}", str(s["dropped"]))
+            drops = sum(s["dropped"].values())
+            detail = ", ".join(f"{n} {reason}" for reason, n in s["dropped"].items())
+            table.add_row(scene, step, str(s["pairs"]), f"{s['exposure_us']:g}", f"{s['ll_gain_db']:.2f}", f"{s['wl_gain_db']:.2f}", f"{drops} ({detail})" if drops else "0")
     out_console.print(table)
 
 

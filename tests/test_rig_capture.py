@@ -308,6 +308,10 @@ def test_cli_record_reference_inspect_darks(tmp_path: Path) -> None:
         ll, wl, la, wa = r.reference("setup1")
         assert ll.shape == (3, H, W) and int(ll[0, 0, 0]) == 50 and int(wl[2, 0, 0]) == 50 + WL_OFFSET
         assert r.scene_meta("s1")["video_id"] == 1 and r.scene_meta("s1")["date_mmdd"] == "0119"
+    text = runner.invoke(app, ["inspect", str(out)])
+    assert text.exit_code == 0 and "reference setup1: 3 pairs [48, 64]" in text.output
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in text.output.splitlines() if line.startswith("│")]
+    assert ["s1", "12", "4", "417", "4.50", "26.08", "0"] in rows
     insp = runner.invoke(app, ["inspect", str(out), "--json"])
     assert insp.exit_code == 0, insp.output
     summary = json.loads(insp.output)
