@@ -15,9 +15,11 @@ import typer
 from rich.logging import RichHandler
 from rich.table import Table
 
-from exlpose_data.cli.common import err_console, handle_errors, new_app, out_console
+from exlpose_data.cli.common import err_console, fail, handle_errors, new_app, out_console
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.session_format import SessionReader
+
+from pydantic import ValidationError
 
 from .config import RigConfig, emulated_config, load_config
 
@@ -100,7 +102,15 @@ def _rig_config(config: Path | None, emulate: bool, *, roi: str | None = None, f
     if fps is not None:
         changes["frame_rate_hz"] = fps
     if changes:
-        cfg = RigConfig.model_validate({**cfg.model_dump(), **changes})
+        try:
+            cfg = RigConfig.model_validate({**cfg.model_dump(), **changes})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise UsageError(f"--{'roi' if err['loc'][0] == 'roi' else 'fps'}: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+    if feeds is not None and roi is not None:
+        w, h = _feed_size(feeds)
+        if cfg.roi is not None and (cfg.roi.width > w or cfg.roi.height > h):
+            raise UsageError(f"--roi {roi} is larger than the feed images ({w}x{h}); the emulator would shrink the frames")
     return cfg
 
 
@@ -126,13 +136,8 @@ def _finish(session: Any, body: Any) -> Any:
     if stopped is not None:
         kept = session.recorder.stats.kept if session.recorder is not None else 0
         why = "interrupted" if isinstance(stopped, KeyboardInterrupt) else str(stopped)
-        raise typer.Exit(_stopped(f"{why}; session {session.out} closed cleanly with {kept} new pairs (continue with `exlpose-capture resume {session.out}`)"))
+        raise fail(f"{why}; session {session.out} closed cleanly with {kept} new pairs (continue with `exlpose-capture resume {session.out}`)", 1)
     return result
-
-
-def _stopped(message: str) -> int:
-    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
-    return 1
 
 
 @app.command()

@@ -229,8 +229,7 @@ class Recorder:
                 if resync:
                     self._rest(base, issued)
                 continue
-            self._keep(req.group, index, host_ns, frames["ll"], frames["wl"], applied)  # type: ignore[arg-type]
-            kept += 1
+            kept += self._keep(req.group, index, host_ns, frames["ll"], frames["wl"], applied)  # type: ignore[arg-type]
 
     def _frame_for_trigger(self, role: str, timeout_ms: float, base: dict[str, int | None], issued: dict[str, int]) -> tuple[Frame | None, str]:
         """The frame of the latest trigger of ``role``'s camera, or None and why not."""
@@ -312,12 +311,18 @@ class Recorder:
                         self._drop(index, "timestamps disagree (a camera missed a trigger edge)", "wl")
                         continue
                 host = min(ll.host_time_ns, wl.host_time_ns)  # type: ignore[union-attr]
-                self._keep(req.group, index, host, ll, wl, applied)  # type: ignore[arg-type]
-                kept += 1
+                kept += self._keep(req.group, index, host, ll, wl, applied)  # type: ignore[arg-type]
 
     # -- shared ----------------------------------------------------------------------------------------
 
-    def _keep(self, group: str, index: int, host_ns: int, ll: Frame, wl: Frame, applied: dict[str, tuple[float, float]]) -> None:
+    def _keep(self, group: str, index: int, host_ns: int, ll: Frame, wl: Frame, applied: dict[str, tuple[float, float]]) -> bool:
+        """Queue a complete pair for writing; a frame of the wrong size drops the pair instead."""
+        for role, frame in (("ll", ll), ("wl", wl)):
+            want = self.rig.formats[role].shape
+            if frame.image is None or frame.image.shape != want:
+                self._drop(index, f"{role} frame size {None if frame.image is None else frame.image.shape} is not {want}", role)
+                return False
+
         def value(frame: Frame, role: str, which: int) -> float:
             chunk = frame.exposure_us if which == 0 else frame.gain_db
             return float(chunk) if chunk is not None else applied[role][which]
@@ -338,6 +343,7 @@ class Recorder:
         self.stats.kept += 1
         self._consecutive = 0
         self._report()
+        return True
 
     def _drop(self, index: int, reason: str, role: str) -> None:
         self.stats.dropped[reason] += 1

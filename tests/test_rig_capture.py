@@ -369,3 +369,20 @@ def test_lockstep_recovers_after_a_camera_stalls(tmp_path: Path) -> None:
         t = r.frames_table("s1", "1")
     assert list(t["index"]) == [0, 1, 2, 3, 5, 6, 7, 8, 9, 10]
     assert list(t["ll_block_id"]) == [0, 1, 2, 3, 0, 1, 2, 3, 4, 5]  # counting restarted with grabbing
+
+
+def test_frames_of_the_wrong_size_are_dropped_not_written(tmp_path: Path) -> None:
+    # A feed smaller than the ROI makes the emulator deliver smaller frames: no pair may be written then.
+    small = tmp_path / "small"
+    for role in ("ll", "wl"):
+        emulate.write_raw_png(small / "s1" / "1" / role / "000000.png", np.full((H // 2, W // 2), 7, np.uint16))
+    out = tmp_path / "small.h5"
+    with CaptureSession(config(), out, emulated=True) as session:
+        with pytest.raises(CaptureStopped, match=r"last: ll frame size \(24, 32\) is not \(48, 64\)"):
+            session.record_scene(spec(session, small, frames=3, ks=[1]))
+    with SessionReader(out) as r:
+        assert len(r.frames_table("s1", "1")) == 0
+    res = CliRunner().invoke(app, ["record", "--emulate", "--feeds", str(small), "--roi", "64x48", "--scene", "s1", "--k", "1", "--exposure-us", "5000", "--gain-db", "0", "--out", str(tmp_path / "x.h5")])
+    assert res.exit_code == 2 and "--roi 64x48 is larger than the feed images (32x24)" in res.output
+    bad = CliRunner().invoke(app, ["record", "--emulate", "--roi", "0x10", "--scene", "s1", "--exposure-us", "5000", "--gain-db", "0", "--out", str(tmp_path / "x.h5")])
+    assert bad.exit_code == 2 and "--roi: roi.width: Input should be greater than 0" in bad.output
