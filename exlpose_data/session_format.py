@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["FRAME_DTYPE", "SCENES", "REFERENCE", "STEPS", "SessionReader", "FrameAttrs", "step_path", "reference_path"]
+__all__ = ["normalise_bayer_pattern", "FRAME_DTYPE", "SCENES", "REFERENCE", "STEPS", "SessionReader", "FrameAttrs", "step_path", "reference_path"]
 
 SCENES = "scenes"
 REFERENCE = "reference"
@@ -74,8 +74,7 @@ class FrameAttrs:
 
     @classmethod
     def from_h5(cls, attrs: Any) -> "FrameAttrs":
-        pattern = attrs.get("bayer_pattern", "")
-        pattern = pattern.decode() if isinstance(pattern, bytes) else str(pattern)
+        pattern = normalise_bayer_pattern(_text(attrs.get("bayer_pattern", "")))
         fmt = attrs.get("pixel_format", "")
         fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
         return cls(
@@ -85,6 +84,15 @@ class FrameAttrs:
             black_level=float(attrs.get("black_level", 0.0)),
             mirrored_x=bool(attrs.get("mirrored_x", False)),
         )
+
+
+_PYLON_PATTERNS = {"RG": "RGGB", "BG": "BGGR", "GR": "GRBG", "GB": "GBRG"}
+
+
+def normalise_bayer_pattern(pattern: str) -> str:
+    """The four-letter Bayer pattern (``RGGB``) of pylon's two-letter name (``RG``, as in ``BayerRG12``) or itself."""
+    p = pattern.strip().upper()
+    return _PYLON_PATTERNS.get(p, p)
 
 
 def _text(v: Any) -> str:
