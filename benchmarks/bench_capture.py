@@ -159,7 +159,7 @@ def bench_writer(work: Path, pairs: int, width: int, height: int) -> dict[str, A
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 4096, (height, width), dtype=np.uint16) for _ in range(4)]
     total = pairs * 2 * frames[0].nbytes
-    fmt = FrameFormat("BayerRG12", "RG", 12, 1, width, height, 0.0, False)
+    fmt = FrameFormat("BayerRG12", "RGGB", 12, 1, width, height, 0.0, False)
 
     def plain() -> float:
         path = work / "plain.bin"

@@ -19,6 +19,7 @@ from pypylon import genicam, pylon
 
 from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import ExlposeError, UsageError
+from exlpose_data.session_format import normalise_bayer_pattern
 
 from . import emulate
 
@@ -117,7 +118,7 @@ _COLOUR = re.compile(r"^(RGB|BGR)(\d+)(Packed)?$")
 
 
 def pixel_format_info(name: str) -> tuple[str | None, int, int]:
-    """(bayer pattern or None, bit depth, channels) of a pylon pixel format name.
+    """(four-letter Bayer pattern or None, bit depth, channels) of a pylon pixel format name (BayerRG12 -> RGGB).
 
     Raises:
         UsageError: packed (``...p``) and unknown formats; the session stores unpacked samples.
@@ -125,7 +126,7 @@ def pixel_format_info(name: str) -> tuple[str | None, int, int]:
     if _PACKED.search(name):
         raise UsageError(f"pixel format {name}: packed formats are not supported; use the unpacked one ({name[:-1]})")
     if m := _BAYER.match(name):
-        return m.group(1), int(m.group(2)), 1
+        return normalise_bayer_pattern(m.group(1)), int(m.group(2)), 1
     if m := _MONO.match(name):
         return None, int(m.group(1)), 1
     if m := _COLOUR.match(name):

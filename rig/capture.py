@@ -201,17 +201,33 @@ class CaptureSession:
         )
 
     def record_reference(
-        self, name: str, *, exposure_us: float, ll_gain_db: float, wl_gain_db: float, frames: int, feeds: Path | None = None, feed_scene: str | None = None
+        self,
+        name: str,
+        *,
+        exposure_us: float,
+        ll_gain_db: float,
+        wl_gain_db: float,
+        frames: int,
+        ll_exposure_us: float | None = None,
+        feeds: Path | None = None,
+        feed_scene: str | None = None,
     ) -> StepOutcome:
-        """Record a static reference pair set for alignment under ``/reference/<name>``."""
-        timeout = retrieve_timeout_ms(exposure_us, self.config.retrieve_timeout_ms)
+        """Record a static reference pair set for alignment under ``/reference/<name>``.
+
+        Args:
+            exposure_us: WL exposure (and LL exposure unless ``ll_exposure_us`` is given: a static scene allows the
+                LL camera a longer exposure, making up for its ND filter, so both frames are well exposed).
+        """
+        exposures = {"ll": exposure_us if ll_exposure_us is None else ll_exposure_us, "wl": exposure_us}
+        gains = {"ll": ll_gain_db, "wl": wl_gain_db}
+        timeout = retrieve_timeout_ms(max(exposures.values()), self.config.retrieve_timeout_ms)
         limits = self.rig.limits()
         problems = [
             f"{role.upper()} {what}"
-            for role, gain in (("ll", ll_gain_db), ("wl", wl_gain_db))
+            for role in ("ll", "wl")
             for what, ok in (
-                (f"exposure {exposure_us:g} us", limits[role].exposure_min_us <= exposure_us <= limits[role].exposure_max_us),
-                (f"gain {gain:.2f} dB", limits[role].gain_min_db <= gain <= limits[role].gain_max_db),
+                (f"exposure {exposures[role]:g} us", limits[role].exposure_min_us <= exposures[role] <= limits[role].exposure_max_us),
+                (f"gain {gains[role]:.2f} dB", limits[role].gain_min_db <= gains[role] <= limits[role].gain_max_db),
             )
             if not ok
         ]
@@ -220,16 +236,19 @@ class CaptureSession:
         feed_dirs = None
         if feeds is not None:
             feed_dirs = {role: str(emulate.feed_dir(feeds, feed_scene or name, "reference", role)) for role in ("ll", "wl")}
+        if frames < 1:
+            raise UsageError(f"--frames must be at least 1, got {frames}")
         self.check(None, frames * self.pair_bytes)
         req = StepRequest(
             group=reference_path(name),
-            attrs={"exposure_us": exposure_us, "ll_gain_db": ll_gain_db, "wl_gain_db": wl_gain_db},
+            attrs={"ll_exposure_us": exposures["ll"], "wl_exposure_us": exposures["wl"], "ll_gain_db": ll_gain_db, "wl_gain_db": wl_gain_db},
             frames=frames,
             exposure_us=exposure_us,
             ll_gain_db=ll_gain_db,
             wl_gain_db=wl_gain_db,
             timeout_ms=timeout,
             feeds=feed_dirs,
+            ll_exposure_us=ll_exposure_us,
         )
         return self._writer().record_step(req)
 

@@ -250,6 +250,7 @@ def reference(
     gain_db: GainOpt,
     out: OutOpt,
     ll_gain_db: LLGainOpt = None,
+    ll_exposure_us: Annotated[float | None, typer.Option("--ll-exposure-us", help="LL exposure (default: --exposure-us); longer makes up for the ND filter")] = None,
     frames: FramesOpt = 5,
     config: ConfigOpt = None,
     emulate: EmulateOpt = False,
@@ -257,7 +258,7 @@ def reference(
     feed_scene: Annotated[str | None, typer.Option("--feed-scene", help="feed scene holding reference/ (default: --name)")] = None,
     roi: RoiOpt = None,
 ) -> None:
-    """Record static reference pairs (both cameras at the same exposure) for alignment."""
+    """Record static reference pairs for alignment (LL may get a longer exposure to make up for its ND filter)."""
     from .display import LiveDisplay
 
     _setup_logging()
@@ -267,7 +268,14 @@ def reference(
         outcome = _finish(
             session,
             lambda: session.record_reference(
-                name, exposure_us=exposure_us, ll_gain_db=gain_db if ll_gain_db is None else ll_gain_db, wl_gain_db=gain_db, frames=frames, feeds=feeds, feed_scene=feed_scene
+                name,
+                exposure_us=exposure_us,
+                ll_exposure_us=ll_exposure_us,
+                ll_gain_db=gain_db if ll_gain_db is None else ll_gain_db,
+                wl_gain_db=gain_db,
+                frames=frames,
+                feeds=feeds,
+                feed_scene=feed_scene,
             ),
         )
     from .capture import describe_outcomes

@@ -84,10 +84,11 @@ class StepRequest:
         group: HDF5 group of the step.
         attrs: attributes of the step group.
         frames: pairs wanted in the group (pairs already there count, for resume).
-        exposure_us: exposure of both cameras.
+        exposure_us: exposure of both cameras (of WL when ``ll_exposure_us`` is set).
         ll_gain_db / wl_gain_db: gains.
         timeout_ms: retrieve timeout derived from the exposure.
         feeds: per-role folders the emulated cameras play, or None.
+        ll_exposure_us: a different LL exposure (reference pairs compensate the ND filter), or None.
     """
 
     group: str
@@ -98,6 +99,7 @@ class StepRequest:
     wl_gain_db: float
     timeout_ms: float
     feeds: dict[str, str] | None = None
+    ll_exposure_us: float | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,8 @@ class Recorder:
                 cam.set("ImageFilename", req.feeds[role])
                 cam.set("ImageFileMode", "On")
             gain = req.ll_gain_db if role == "ll" else req.wl_gain_db
-            applied[role] = cam.set_exposure_gain(req.exposure_us, gain)
+            exposure = req.ll_exposure_us if role == "ll" and req.ll_exposure_us is not None else req.exposure_us
+            applied[role] = cam.set_exposure_gain(exposure, gain)
         return applied
 
     # -- lockstep (software trigger) -------------------------------------------------------------------

@@ -111,10 +111,11 @@ def test_lockstep_pairs_exact_and_ladder_read_back_per_frame(tmp_path: Path) -> 
             sm = r.step_meta("s1", step)
             assert (sm["nominal_exposure_us"], sm["wl_gain_db"], sm["ratio"]) == (exp_us, wl_gain, 100 * int(step))
         ll_attrs, wl_attrs = r.frame_attrs("s1", "1")
-        assert (ll_attrs.pixel_format, ll_attrs.bayer_pattern, ll_attrs.bit_depth, ll_attrs.mirrored_x) == ("BayerRG12", "RG", 12, False)
+        assert (ll_attrs.pixel_format, ll_attrs.bayer_pattern, ll_attrs.bit_depth, ll_attrs.mirrored_x) == ("BayerRG12", "RGGB", 12, False)
     with h5py.File(out) as f:
         ds = f["/scenes/s1/steps/12/ll"]
         assert ds.chunks == (1, H, W) and ds.maxshape == (None, H, W)
+        assert ds.attrs["bayer_pattern"] == "RGGB" and ds.attrs["bit_depth"] == 12 and ds.attrs["pixel_format"] == "BayerRG12"
 
 
 def test_failed_buffers_drop_pairs_without_mispairing(tmp_path: Path) -> None:
@@ -170,8 +171,8 @@ def test_reverse_x_recorded_and_pattern_read_back(tmp_path: Path) -> None:
         fmt = rig.configure()
         assert fmt["wl"].mirrored_x and not fmt["ll"].mirrored_x
         assert rig.wl.get("ReverseX") is True
-        # The camera reports the pattern of its mirrored output; the emulator mirrors in 2-pixel groups (RG kept).
-        assert fmt["wl"].bayer_pattern == "RG"
+        # The camera reports the pattern of its mirrored output; the emulator mirrors in 2-pixel groups (RGGB kept).
+        assert fmt["wl"].bayer_pattern == "RGGB"
 
 
 def test_resume_completes_interrupted_scene(tmp_path: Path) -> None:
@@ -293,7 +294,7 @@ def test_cli_record_reference_inspect_darks(tmp_path: Path) -> None:
     feeds = make_feeds(tmp_path / "feeds")
     out = tmp_path / "cli.h5"
     runner = CliRunner()
-    ref = runner.invoke(app, ["reference", "--emulate", "--feeds", str(feeds), "--feed-scene", "s1", "--name", "setup1", "--exposure-us", "5000", "--gain-db", "4.5", "--frames", "3", "--out", str(out)])
+    ref = runner.invoke(app, ["reference", "--emulate", "--feeds", str(feeds), "--feed-scene", "s1", "--name", "setup1", "--exposure-us", "5000", "--ll-exposure-us", "500000", "--gain-db", "4.5", "--frames", "3", "--out", str(out)])
     assert ref.exit_code == 0, ref.output
     base = ["record", "--emulate", "--feeds", str(feeds), "--scene", "s1", "--preset", "outdoor", "--exposure-us", "5000", "--gain-db", "4.5", "--frames", "4", "--out", str(out), "--date", "0119", "--fps", "150"]
     rec = runner.invoke(app, base)
@@ -307,6 +308,8 @@ def test_cli_record_reference_inspect_darks(tmp_path: Path) -> None:
     with SessionReader(out) as r:
         ll, wl, la, wa = r.reference("setup1")
         assert ll.shape == (3, H, W) and int(ll[0, 0, 0]) == 50 and int(wl[2, 0, 0]) == 50 + WL_OFFSET
+        table = r._f["/reference/setup1/frames"][()]
+        assert list(table["ll_exposure_us"]) == [500000.0] * 3 and list(table["wl_exposure_us"]) == [5000.0] * 3
         assert r.scene_meta("s1")["video_id"] == 1 and r.scene_meta("s1")["date_mmdd"] == "0119"
     text = runner.invoke(app, ["inspect", str(out)])
     assert text.exit_code == 0 and "reference setup1: 3 pairs [48, 64]" in text.output

@@ -107,8 +107,8 @@ def test_emulated_config_roles() -> None:
 
 
 def test_pixel_format_info() -> None:
-    assert pixel_format_info("BayerRG12") == ("RG", 12, 1)
-    assert pixel_format_info("BayerGB8") == ("GB", 8, 1)
+    assert pixel_format_info("BayerRG12") == ("RGGB", 12, 1)
+    assert pixel_format_info("BayerGB8") == ("GBRG", 8, 1)
     assert pixel_format_info("RGB8Packed") == (None, 8, 3)
     assert pixel_format_info("Mono12") == (None, 12, 1)
     with pytest.raises(UsageError, match="packed formats are not supported; use the unpacked one \\(BayerRG12\\)"):
