@@ -57,19 +57,24 @@ def import_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: ROOT/annotations).")] = None,
     split_name: Annotated[str, typer.Option("--split-name", help="all, train, val or test: names the files as the release does.")] = "all",
     box_from_keypoints: Annotated[bool, typer.Option("--box-from-keypoints", help="Give people without a box their joints' extent (marked in the output).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace annotation files that already exist.")] = False,
 ) -> None:
     """Import labels into the dataset's WL and LL annotation files (nothing is written if any problem is found)."""
-    from .importer import import_annotations
+    from .importer import held_text, import_annotations
     from .problems import AnnotationProblems
 
     _choice(fmt, _FORMATS, "--format")
     try:
-        result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints)
+        result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints, force=force)
     except AnnotationProblems as exc:
         for problem in exc.problems:
             err_console.print(str(problem), markup=False, soft_wrap=True)
         raise UsageError(f"{file}: {len(exc.problems)} problem(s); nothing was written") from None
     out_console.print(f"{result.images} images, {result.people} people -> {result.wl_path} and {result.ll_path}", markup=False)
+    for old in result.replaced:
+        err_console.print(
+            f"replaced {old.path}: it held {held_text(old.images, old.people)}, now {held_text(result.images, result.people)}", markup=False, soft_wrap=True
+        )
     if result.boxes_from_keypoints:
         err_console.print(f"note: {result.boxes_from_keypoints} box(es) derived from joints (marked \"bbox_source\": \"keypoints\")", markup=False)
 

@@ -4,7 +4,8 @@ Read the tool's file (:mod:`annotation.formats`), resolve every image against th
 every person (a box inside the image, joints inside the image), then normalise (ids from 1, ``num_keypoints``,
 ``area`` = w*h*0.53, ``crowdIndex``; :func:`exlpose_data.annotations.normalise_document`) and write the WL
 file (naming the bright images) and the LL file (naming their dark twins). All problems are collected first;
-nothing is written while there is any.
+nothing is written while there is any. An input without images or people is refused, and existing annotation
+files are only replaced when the caller says so (``force``), so an empty or wrong export cannot wipe labels.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from exlpose_data.annotations import normalise_document
 from exlpose_data.atomic import atomic_path
-from exlpose_data.errors import UsageError
+from exlpose_data.errors import InputError, UsageError
 from exlpose_data.layout import ANNOTATIONS_DIR, MANIFEST_FILE, update_manifest
 from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, ImageRecord, Info
@@ -34,11 +35,13 @@ __all__ = [
     "FORMATS",
     "SPLITS",
     "ImportResult",
+    "ReplacedFile",
     "read_labels",
     "resolve_labels",
     "annotation_file_names",
     "import_annotations",
     "png_size",
+    "held_text",
     "BOX_FROM_KEYPOINTS",
 ]
 
@@ -52,6 +55,18 @@ _EDGE_TOL_PX = 1e-3
 
 
 @dataclass(frozen=True)
+class ReplacedFile:
+    """An annotation file an import replaced (``--force``), with what it held before.
+
+    ``images`` and ``people`` are None when the old file was not a readable annotation file.
+    """
+
+    path: Path
+    images: int | None
+    people: int | None
+
+
+@dataclass(frozen=True)
 class ImportResult:
     """What an import wrote."""
 
@@ -60,6 +75,7 @@ class ImportResult:
     images: int
     people: int
     boxes_from_keypoints: int
+    replaced: tuple[ReplacedFile, ...] = ()
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
@@ -190,6 +206,43 @@ def resolve_labels(
     return wl, ll, derived
 
 
+def _held(path: Path) -> ReplacedFile:
+    """What the annotation file at ``path`` holds (counts None when it is not a readable annotation file)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return ReplacedFile(path, None, None)
+    if not isinstance(raw, dict) or not isinstance(raw.get("images"), list) or not isinstance(raw.get("annotations"), list):
+        return ReplacedFile(path, None, None)
+    return ReplacedFile(path, len(raw["images"]), len(raw["annotations"]))
+
+
+def held_text(images: int | None, people: int | None) -> str:
+    """``"3 images, 12 people"``, or a phrase for a file that is not a readable annotation file."""
+    if images is None or people is None:
+        return "no readable annotations"
+    return f"{images} image{'' if images == 1 else 's'}, {people} {'person' if people == 1 else 'people'}"
+
+
+def _refuse_empty(path: str | Path, wl: AnnotationDocument) -> None:
+    # An empty export (a tool exported before anyone labelled, a wrong project) would wipe the dataset's labels.
+    if not wl.images:
+        raise InputError(f"{path}: holds 0 images; nothing to import, nothing was written")
+    if not wl.annotations:
+        raise InputError(f"{path}: holds {held_text(len(wl.images), 0)}; nothing to import, nothing was written")
+
+
+def _refuse_replacing(path: str | Path, targets: list[Path], wl: AnnotationDocument) -> None:
+    existing = [_held(t) for t in targets if t.exists()]
+    if existing:
+        held = " and ".join(f"{e.path} holds {held_text(e.images, e.people)}" for e in existing)
+        it = "it" if len(existing) == 1 else "them"
+        raise UsageError(
+            f"{held}; the import of {path} has {held_text(len(wl.images), len(wl.annotations))}; "
+            f"pass --force to replace {it}, nothing was written"
+        )
+
+
 def _write_pair(wl_path: Path, wl: AnnotationDocument, ll_path: Path, ll: AnnotationDocument) -> None:
     """Write both files; either both appear or neither does (each is replaced only after both are written)."""
     with contextlib.ExitStack() as stack:
@@ -207,6 +260,7 @@ def import_annotations(
     *,
     split: str = "all",
     box_from_keypoints: bool = False,
+    force: bool = False,
 ) -> ImportResult:
     """Import a tool's export into the dataset's WL and LL annotation files.
 
@@ -219,9 +273,12 @@ def import_annotations(
         split: ``all``, ``train``, ``val`` or ``test``: names the files as the release does.
         box_from_keypoints: give people without a box the extent of their joints (marked
             ``"bbox_source": "keypoints"`` in the files).
+        force: replace annotation files that already exist (the result lists what they held).
 
     Raises:
         AnnotationProblems: the input has problems (all of them listed); nothing was written.
+        InputError: the input holds no images or no people; nothing was written.
+        UsageError: an output file exists and ``force`` is False; nothing was written.
     """
     wl_name, ll_name = annotation_file_names(split)
     release = open_release(dataset)
@@ -229,12 +286,16 @@ def import_annotations(
     labels = read_labels(path, fmt, log)
     wl, ll, derived = resolve_labels(labels, release, log, box_from_keypoints=box_from_keypoints, source=f"{fmt} file {Path(path).name}")
     log.raise_if_any()
+    _refuse_empty(path, wl)
     out = Path(out_dir) if out_dir is not None else release.image_root / ANNOTATIONS_DIR
     wl_path, ll_path = out / wl_name, out / ll_name
+    if not force:
+        _refuse_replacing(path, [wl_path, ll_path], wl)
+    replaced = tuple(_held(p) for p in (wl_path, ll_path) if p.exists())
     _write_pair(wl_path, wl, ll_path, ll)
     root = release.image_root.resolve()
     written = [wl_path.resolve(), ll_path.resolve()]
     # Only a dataset that has a manifest gets one updated: a release copy without one stays as it was.
     if (root / MANIFEST_FILE).is_file() and all(p.is_relative_to(root) for p in written):
         update_manifest(root, [p.relative_to(root).as_posix() for p in written])
-    return ImportResult(wl_path, ll_path, len(wl.images), len(wl.annotations), derived)
+    return ImportResult(wl_path, ll_path, len(wl.images), len(wl.annotations), derived, replaced)

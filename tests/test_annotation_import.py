@@ -270,3 +270,65 @@ def test_cli_import_and_export_round_trip(tmp_path, root, small):
     assert r.exit_code == 2 and "--format 'yolo': choose one of" in r.stderr
     r = runner.invoke(app, ["import", str(ls_file), "--format", "cvat", "--dataset", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "no such dataset folder" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("fmt", "payload", "expected"),
+    [
+        ("label-studio", "[]", "holds 0 images; nothing to import"),
+        ("cvat", "empty-coco", "holds 0 images; nothing to import"),
+        ("cvat", "no-people", "holds 3 images, 0 people; nothing to import"),
+    ],
+)
+def test_an_empty_export_is_refused_and_leaves_existing_labels_alone(tmp_path, root, small, fmt, payload, expected):
+    runner = CliRunner()
+    r = runner.invoke(app, ["import", str(_write(tmp_path, _cvat(small), "full.json")), "--format", "cvat", "--dataset", str(root)])
+    assert r.exit_code == 0, r.output
+    before = {p.name: p.read_bytes() for p in (root / "annotations").iterdir()}
+    if payload == "empty-coco":
+        payload = {**_cvat(small), "images": [], "annotations": []}
+    elif payload == "no-people":
+        payload = {**_cvat(small), "annotations": []}
+    empty = _write(tmp_path, payload, "empty.json")
+    for extra in ([], ["--force"]):
+        r = runner.invoke(app, ["import", str(empty), "--format", fmt, "--dataset", str(root), *extra])
+        assert r.exit_code == 2, r.output
+        assert r.stderr.splitlines() == [f"error: {empty}: {expected}, nothing was written"]
+    assert {p.name: p.read_bytes() for p in (root / "annotations").iterdir()} == before
+    assert len(load_document(root / "annotations" / "ExLPose_all_WL.json").annotations) == len(small.annotations)
+
+
+def test_existing_annotation_files_are_replaced_only_with_force(tmp_path, root, small):
+    runner = CliRunner()
+    ann = root / "annotations"
+    full = _write(tmp_path, _cvat(small), "full.json")
+    r = runner.invoke(app, ["import", str(full), "--format", "cvat", "--dataset", str(root)])
+    assert r.exit_code == 0 and "replaced" not in r.stderr
+    before = {p.name: p.read_bytes() for p in ann.iterdir()}
+    one = _cvat(small)
+    one["images"] = one["images"][:1]
+    one["annotations"] = [a for a in one["annotations"] if a["image_id"] == one["images"][0]["id"]]
+    smaller = _write(tmp_path, one, "one.json")
+    n_old, n_new = len(small.annotations), len(one["annotations"])
+    r = runner.invoke(app, ["import", str(smaller), "--format", "cvat", "--dataset", str(root)])
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        f"error: {ann / 'ExLPose_all_WL.json'} holds 3 images, {n_old} people and {ann / 'ExLPose_all_LL.json'} holds 3 images, "
+        f"{n_old} people; the import of {smaller} has 1 image, {n_new} people; pass --force to replace them, nothing was written"
+    ]
+    assert {p.name: p.read_bytes() for p in ann.iterdir()} == before
+    # Only one of the pair present (or unreadable): still refused, naming that file.
+    (ann / "ExLPose_all_LL.json").unlink()
+    (ann / "ExLPose_all_WL.json").write_text("{broken")
+    r = runner.invoke(app, ["import", str(smaller), "--format", "cvat", "--dataset", str(root)])
+    assert r.exit_code == 2 and f"error: {ann / 'ExLPose_all_WL.json'} holds no readable annotations; the import" in r.stderr
+    (ann / "ExLPose_all_WL.json").write_bytes(before["ExLPose_all_WL.json"])
+    (ann / "ExLPose_all_LL.json").write_bytes(before["ExLPose_all_LL.json"])
+    r = runner.invoke(app, ["import", str(smaller), "--format", "cvat", "--dataset", str(root), "--force"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines() == [
+        f"replaced {ann / 'ExLPose_all_WL.json'}: it held 3 images, {n_old} people, now 1 image, {n_new} people",
+        f"replaced {ann / 'ExLPose_all_LL.json'}: it held 3 images, {n_old} people, now 1 image, {n_new} people",
+    ]
+    wl = load_document(ann / "ExLPose_all_WL.json")
+    assert (len(wl.images), len(wl.annotations)) == (1, n_new)
