@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from exlpose_data.datasets import ExLPoseTopDown, write_pack
-from exlpose_data.datasets.lowlight import bgr_to_input, input_affine, rgb_means
+from exlpose_data.datasets.lowlight import bgr_to_input, input_affine, rgb_means, value_scale
 from exlpose_data.datasets.records import needed_paths
 from exlpose_data.datasets.sources import decode_image
 from exlpose_data.datasets.targets import cpn_heatmaps
@@ -85,7 +85,7 @@ class ReferenceLoader(ExLPoseTopDown):
         for cond in self.conditions:
             bgr = decode_image(self.index.image_root / img.path(cond))  # type: ignore[operator]
             gain, offset = input_affine(cond, rgb_means(bgr), self.ll_scaling, self.wl_normalisation)
-            full = bgr_to_input(bgr.astype(np.float32), gain, offset)
+            full = bgr_to_input(bgr.astype(np.float32), gain * value_scale(bgr.dtype), offset)
             crop = cv2.warpAffine(full, affine, (in_w, in_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             sample[cond.lower()] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
         kp = inst.keypoints[self.flip_index] if flip else inst.keypoints

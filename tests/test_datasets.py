@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from exlpose_data.cli.pack import app as pack_app
 from exlpose_data.datasets import Augmentation, ExLPoseImages, ExLPoseTopDown, LowLightScaling, collate_images, heatmap_to_image, invert_affine, write_pack
 from exlpose_data.datasets.lowlight import ll_gains
+from exlpose_data.datasets.sources import decode_image
 from exlpose_data.datasets.targets import cpn_heatmaps
 from exlpose_data.datasets.transforms import apply_affine, crop_to_heatmap
 from exlpose_data.errors import InputError, UsageError
@@ -380,3 +381,62 @@ def test_pack_cli_errors(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "all.h5", "r") as f:
         assert sorted(p.decode() for p in f["paths"][()]) == sorted([_names(1)[0][0].relpath, _names(1)[0][1].relpath])
     assert not list(tmp_path.glob(".*tmp-*"))
+
+
+def _dark16(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
+    """A dark 16-bit image (values 0-1200, as ``exlpose-align apply --bits 16`` writes low-light frames)."""
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 1201, shape).astype(np.uint16), (3, 3), 0)
+
+
+def test_16bit_images_keep_their_depth(tmp_path: Path) -> None:
+    root = make_release(tmp_path / "r", n_images=2)
+    (bright, dark), (bright2, dark2) = _names(2)
+    ll16 = _dark16((H, W, 3))
+    wl16 = np.dstack([_dark16((H, W, 3), seed=2) * 50, np.full((H, W), 65535, np.uint16)])  # with alpha
+    cv2.imwrite(str(root / dark.relpath), ll16)
+    cv2.imwrite(str(root / bright.relpath), wl16)
+    gray16 = tmp_path / "gray16.png"
+    cv2.imwrite(str(gray16), ll16[:, :, 0])
+    decoded = decode_image(gray16)
+    assert decoded.dtype == np.uint16 and decoded.shape == (H, W, 3) and np.array_equal(decoded[:, :, 2], ll16[:, :, 0])
+    assert decode_image(root / bright.relpath).shape == (H, W, 3)  # alpha dropped
+
+    ll_rgb = ll16[:, :, ::-1].astype(np.float64)
+    mean16 = ll_rgb.reshape(-1, 3).mean(axis=0)
+    whole = ExLPoseImages(root, root / "ann.json", "pair")[0]
+    # Scaling works on the full 16-bit values: x * 0.4 / mean (the 8-bit cut kept only the values 0-4).
+    assert np.allclose(whole["ll"].numpy().transpose(1, 2, 0), ll_rgb * 0.4 / mean16, atol=1e-5)
+    wl_expected = (wl16[:, :, 2::-1] / 65535.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    assert np.allclose(whole["wl"].numpy().transpose(1, 2, 0), wl_expected, atol=1e-5)
+
+    ds = ExLPoseTopDown(root, root / "ann.json", condition="LL", train=False)
+    s = ds[0]
+    expected = cv2.warpAffine(ll_rgb.astype(np.float32), s["meta"]["affine"], (192, 256), flags=cv2.INTER_LINEAR) * (0.4 / mean16)
+    assert np.allclose(s["ll"].numpy().transpose(1, 2, 0), expected, atol=1e-4)
+    assert len(np.unique(s["ll"].numpy()[0])) > 1000
+
+    # One pack holds 16-bit and 8-bit images, each in its own depth; packed samples stay bit-identical.
+    pack = write_pack(root, [n.relpath for n in (bright, dark, bright2, dark2)], tmp_path / "p.h5")
+    with h5py.File(pack, "r") as f:
+        assert [f[f"images/{i}"].dtype for i in range(4)] == [np.uint16, np.uint16, np.uint8, np.uint8]
+    aug = Augmentation(scale_range=(0.7, 1.35), rotation_deg=30.0, flip_prob=0.5)
+    plain = ExLPoseTopDown(root, root / "ann.json", condition="pair", augmentation=aug)
+    packed = ExLPoseTopDown(root, root / "ann.json", condition="pair", augmentation=aug, pack=pack)
+    for i in range(len(plain)):
+        torch.manual_seed(i)
+        a = plain[i]
+        torch.manual_seed(i)
+        b = packed[i]
+        assert torch.equal(a["ll"], b["ll"]) and torch.equal(a["wl"], b["wl"])
+    whole_packed = ExLPoseImages(root, root / "ann.json", "pair", pack=pack)[0]
+    assert torch.equal(whole["ll"], whole_packed["ll"]) and torch.equal(whole["wl"], whole_packed["wl"])
+
+
+def test_old_pack_version_refused(tmp_path: Path) -> None:
+    root = make_release(tmp_path / "r", n_images=1)
+    pack = write_pack(root, [n.relpath for n in _names(1)[0]], tmp_path / "p.h5")
+    with h5py.File(pack, "r+") as f:
+        f.attrs["version"] = 1
+    with pytest.raises(InputError, match=r"version 1, this toolkit reads version \d+; run 'exlpose pack' again"):
+        ExLPoseTopDown(root, root / "ann.json", condition="pair", pack=pack)

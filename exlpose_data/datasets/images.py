@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..keypoints import crowdpose14
-from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine
+from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine, value_scale
 from .records import build_index, needed_paths
 from .sources import open_source
 
@@ -66,7 +66,8 @@ class ExLPoseImages(Dataset):
     def _load_image(self, relpath: str, condition: str) -> torch.Tensor:
         pixels, _, means = self.source.get(relpath)
         gain, offset = input_affine(condition, means, self.ll_scaling, self.wl_normalisation)
-        image = bgr_to_input(np.asarray(pixels, dtype=np.float32), gain, offset)
+        # The gains map 0-255 values; 16-bit pixels are brought to that scale within the same pass.
+        image = bgr_to_input(np.asarray(pixels, dtype=np.float32), gain * value_scale(pixels.dtype), offset)
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
     def _load_target(self, i: int) -> dict[str, torch.Tensor]:

@@ -7,6 +7,10 @@ the same gain. The reference has no guard for an all-black image; here a channel
 counts as ``min_mean``, so an all-black image stays black instead of becoming NaN.
 
 Well-lit (WL) input: ``(x / 255 - mean) / std`` with the ImageNet statistics by default.
+
+Everything here works on the 0-255 scale. 16-bit images (``exlpose-align apply --bits 16``) are brought to it
+by :func:`value_scale` (``x / 257``, so 65535 -> 255) without rounding to 8 bits, so the fine steps of a
+dark 16-bit image survive the x50 low-light gain.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ __all__ = [
     "Normalisation",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "value_scale",
     "rgb_means",
     "ll_gains",
     "wl_affine",
@@ -61,9 +66,20 @@ class Normalisation:
             raise ValueError(f"normalisation needs 3 means and 3 positive stds, got mean={self.mean} std={self.std}")
 
 
+def value_scale(dtype: np.dtype | type) -> float:
+    """The factor bringing pixel values of ``dtype`` to the 0-255 scale: 1 for uint8, 1/257 for uint16."""
+    dt = np.dtype(dtype)
+    if dt == np.uint8:
+        return 1.0
+    if dt == np.uint16:
+        return 1.0 / 257.0
+    raise ValueError(f"pixel type {dt}: expected uint8 or uint16")
+
+
 def rgb_means(bgr_image: np.ndarray) -> np.ndarray:
-    """Per-channel mean (R, G, B order, 0-255, float64) of a whole decoded ``(H, W, 3)`` BGR uint8 image."""
-    return np.asarray(cv2.mean(bgr_image)[:3][::-1], dtype=np.float64)
+    """Per-channel mean (R, G, B order, 0-255 scale, float64) of a whole decoded ``(H, W, 3)`` BGR uint8 or
+    uint16 image."""
+    return np.asarray(cv2.mean(bgr_image)[:3][::-1], dtype=np.float64) * value_scale(bgr_image.dtype)
 
 
 def ll_gains(means_255: np.ndarray, scaling: LowLightScaling) -> np.ndarray:

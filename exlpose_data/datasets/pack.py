@@ -1,12 +1,15 @@
 """Packs: decoded images in one HDF5 file, so a sample reads only its crop's pixels instead of two PNGs.
 
-Layout (``format = "exlpose-pack"``, ``version = 1`` as root attributes)::
+Layout (``format = "exlpose-pack"``, ``version = 2`` as root attributes)::
 
     /paths    (N,)      image-root-relative paths (UTF-8)
     /shapes   (N, 2)    int64 (H, W)
-    /means    (N, 3)    float64 per-channel RGB mean of the whole image, 0-255
+    /means    (N, 3)    float64 per-channel RGB mean of the whole image, 0-255 scale (16-bit values / 257)
     /sizes    (N,)      int64 byte size of each source file when packed (to detect a stale pack)
-    /images/<i>         (H, W, 3) uint8 BGR, contiguous (unchunked, uncompressed)
+    /images/<i>         (H, W, 3) BGR in the file's own depth (uint8, or uint16 for 16-bit files),
+                        contiguous (unchunked, uncompressed)
+
+Version 1 packs stored every image as uint8 (16-bit files cut to their high byte); they are refused.
 
 Images are stored exactly as :func:`~exlpose_data.datasets.sources.decode_image` decodes them and the means
 are computed by the same function as the file path does, so a packed dataset returns bit-identical samples.
@@ -34,7 +37,9 @@ from .sources import decode_image
 __all__ = ["PACK_FORMAT", "PACK_VERSION", "write_pack", "PackSource", "pack_paths"]
 
 PACK_FORMAT = "exlpose-pack"
-PACK_VERSION = 1
+PACK_VERSION = 2
+# The pixel types a pack may hold, as stored (little-endian, which h5py writes from numpy on every usual host).
+_PACK_DTYPES = (np.dtype("|u1"), np.dtype("<u2"))
 
 
 def write_pack(
@@ -87,9 +92,13 @@ def _open(path: Path) -> h5py.File:
         raise InputError(f"{path}: no such pack") from None
     except OSError as exc:
         raise InputError(f"{path}: not an HDF5 pack ({exc})") from None
-    if f.attrs.get("format") != PACK_FORMAT or int(f.attrs.get("version", -1)) != PACK_VERSION:
+    if f.attrs.get("format") != PACK_FORMAT:
         f.close()
-        raise InputError(f"{path}: not an {PACK_FORMAT} version {PACK_VERSION} file (write it with 'exlpose pack')")
+        raise InputError(f"{path}: not an {PACK_FORMAT} file (write it with 'exlpose pack')")
+    version = int(f.attrs.get("version", -1))
+    if version != PACK_VERSION:
+        f.close()
+        raise InputError(f"{path}: {PACK_FORMAT} version {version}, this toolkit reads version {PACK_VERSION}; run 'exlpose pack' again")
     return f
 
 
@@ -102,7 +111,7 @@ def pack_paths(path: str | os.PathLike) -> list[str]:
 class PackSource:
     """Read images from a pack through a read-only memory map of its contiguous image datasets.
 
-    The index (paths, shapes, means, byte offsets) is read once at construction; the map is created on first
+    The index (paths, shapes, means, byte offsets, pixel types) is read once at construction; the map is created on first
     use in each process (DataLoader workers never share a handle) and is never pickled.
 
     Args:
@@ -116,14 +125,18 @@ class PackSource:
             self._shapes = f["shapes"][()]
             self._means = f["means"][()]
             self._sizes = f["sizes"][()]
-            offsets = []
+            offsets, dtypes = [], []
             for i in range(len(paths)):
                 ds = f["images"][str(i)]
                 offset = ds.id.get_offset()
-                if ds.chunks is not None or ds.compression is not None or ds.dtype != np.uint8 or offset is None:
-                    raise InputError(f"{self.path}: image {i} is not stored contiguous uncompressed uint8 (rewrite the pack with 'exlpose pack')")
+                if ds.chunks is not None or ds.compression is not None or ds.dtype not in _PACK_DTYPES or offset is None:
+                    raise InputError(
+                        f"{self.path}: image {i} is not stored contiguous uncompressed uint8/uint16 (rewrite the pack with 'exlpose pack')"
+                    )
                 offsets.append(int(offset))
+                dtypes.append(ds.dtype)
         self._offsets = offsets
+        self._dtypes = dtypes
         self._slot = {p: i for i, p in enumerate(paths)}
         self._map: np.memmap | None = None
         self._pid: int | None = None
@@ -158,8 +171,9 @@ class PackSource:
             self._pid = os.getpid()
         i = self._slot[relpath]
         h, w = (int(v) for v in self._shapes[i])
-        start = self._offsets[i]
-        pixels = self._map[start : start + h * w * 3].reshape(h, w, 3)
+        start, dtype = self._offsets[i], self._dtypes[i]
+        # The map is bytes; each image is viewed in its own pixel type.
+        pixels = self._map[start : start + h * w * 3 * dtype.itemsize].view(dtype).reshape(h, w, 3)
         return pixels, (h, w), self._means[i]
 
     def __getstate__(self) -> dict:

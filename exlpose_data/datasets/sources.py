@@ -1,7 +1,7 @@
 """Where a dataset's pixels come from: image files (decoded on demand) or a pack (see :mod:`.pack`).
 
-A source hands out, per image-root-relative path, an ``(H, W, 3)`` BGR uint8 array-like that supports
-slicing, and the image's per-channel RGB mean. Both kinds are safe to pickle into DataLoader workers: they
+A source hands out, per image-root-relative path, an ``(H, W, 3)`` BGR uint8 or uint16 array-like that
+supports slicing, and the image's per-channel RGB mean on the 0-255 scale. Both kinds are safe to pickle into DataLoader workers: they
 hold paths, and open files only when first used in a process.
 """
 
@@ -21,16 +21,24 @@ from .records import report_missing
 
 __all__ = ["ImageSource", "FileSource", "decode_image", "open_source"]
 
+# ANYDEPTH keeps 16-bit files 16-bit (plain IMREAD_COLOR keeps only their high byte); COLOR makes the decoder
+# itself turn gray into three channels and drop alpha, so 8-bit files decode exactly as with IMREAD_COLOR alone.
 # EXIF orientation is ignored: annotation coordinates refer to the stored pixel grid (the OC JPEGs' records
 # give 6000x4000, their stored size).
-_IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+_IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 
 def decode_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to an ``(H, W, 3)`` BGR uint8 array (16-bit files are reduced to 8 bits)."""
+    """Decode an image file to an ``(H, W, 3)`` BGR array in its own depth: uint8, or uint16 for 16-bit files.
+
+    Gray images get three equal channels and an alpha channel is dropped.
+    """
     img = cv2.imread(str(path), _IMREAD_FLAGS)
     if img is None:
         raise InputError(f"{path}: not a readable image")
+    if img.dtype not in _DTYPES:
+        raise InputError(f"{path}: {img.dtype} pixels; only 8- and 16-bit integer images are supported")
     return img
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .lowlight import value_scale
+
 __all__ = [
     "Augmentation",
     "CropSettings",
@@ -180,8 +182,8 @@ def read_roi(source: Any, roi: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def warp_roi(roi_pixels: np.ndarray, roi: tuple[int, int, int, int], affine: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """Warp ROI pixels (uint8 ``(h, w, 3)``, any channel order) into the crop: float32 ``(H, W, 3)``, bilinear,
-    zeros outside.
+    """Warp ROI pixels (uint8 or uint16 ``(h, w, 3)``, any channel order) into the crop: float32 ``(H, W, 3)``
+    on the 0-255 scale (16-bit values / 257), bilinear, zeros outside.
 
     The warp runs on float32 so that the large low-light gain applied afterwards does not magnify 8-bit
     rounding of the interpolated values.
@@ -189,6 +191,11 @@ def warp_roi(roi_pixels: np.ndarray, roi: tuple[int, int, int, int], affine: np.
     shifted = affine.copy()
     shifted[:, 2] += affine[:, :2] @ np.array([roi[0], roi[1]], dtype=np.float64)
     in_h, in_w = input_size
-    return cv2.warpAffine(
+    crop = cv2.warpAffine(
         roi_pixels.astype(np.float32), shifted, (in_w, in_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
+    scale = value_scale(roi_pixels.dtype)
+    if scale != 1.0:
+        # Scaled after the (linear) warp: the crop is usually smaller than its ROI.
+        crop *= np.float32(scale)
+    return crop
