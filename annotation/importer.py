@@ -28,7 +28,7 @@ from exlpose_data.schema import AnnotationDocument, AnnotationRecord, ImageRecor
 from .formats.coco import read_coco, read_crowdpose
 from .formats.cvat import read_cvat
 from .formats.label_studio import read_label_studio
-from .labels import ImageLabel, LabelSet, PersonLabel, keypoints_extent
+from .labels import BOX_FROM_KEYPOINTS, ImageLabel, LabelSet, PersonLabel, keypoints_extent
 from .problems import ProblemLog
 
 __all__ = [
@@ -48,8 +48,6 @@ __all__ = [
 Reader = Callable[[str | Path, ProblemLog], LabelSet]
 FORMATS: dict[str, Reader] = {"cvat": read_cvat, "label-studio": read_label_studio, "coco": read_coco, "crowdpose": read_crowdpose}
 SPLITS = ("all", "train", "val", "test")
-# Value of the extra ``bbox_source`` field on people whose box was derived from their joints.
-BOX_FROM_KEYPOINTS = "keypoints"
 # Coordinates this close outside the image are taken as on its edge (percent round trips, float noise).
 _EDGE_TOL_PX = 1e-3
 
@@ -119,7 +117,7 @@ def _check_person(person: PersonLabel, w: int, h: int, log: ProblemLog, box_from
         if v > 0 and not (_inside(x, w) and _inside(y, h)):
             log.add(person.place, f"keypoints[{3 * j}:{3 * j + 2}]", f"joint at ({x:g}, {y:g}) lies outside the {w}x{h} image")
             ok = False
-    derived = False
+    derived = person.box_from_keypoints and person.bbox is not None
     bbox = person.bbox
     if bbox is None:
         if not box_from_keypoints:

@@ -12,7 +12,10 @@ import numpy as np
 
 from exlpose_data.keypoints import NUM_KEYPOINTS
 
-__all__ = ["PersonLabel", "ImageLabel", "LabelSet", "empty_keypoints", "keypoints_extent"]
+__all__ = ["PersonLabel", "ImageLabel", "LabelSet", "empty_keypoints", "keypoints_extent", "BOX_FROM_KEYPOINTS"]
+
+# Value of the extra ``bbox_source`` field on people whose box was derived from their joints.
+BOX_FROM_KEYPOINTS = "keypoints"
 
 
 def empty_keypoints() -> np.ndarray:
@@ -39,12 +42,15 @@ class PersonLabel:
         bbox: ``[x, y, w, h]`` in pixels, or None when the tool gave no person box.
         place: where the person is in the input (for problem reports).
         iscrowd: the COCO crowd flag.
+        box_from_keypoints: the input marks the box as derived from the joints by an earlier import
+            (``"bbox_source": "keypoints"``); the mark is kept.
     """
 
     keypoints: np.ndarray
     bbox: list[float] | None
     place: str
     iscrowd: int = 0
+    box_from_keypoints: bool = False
 
 
 @dataclass

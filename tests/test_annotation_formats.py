@@ -176,18 +176,29 @@ def test_cvat_visibility_names_in_any_order_and_grouped_box(official):
     assert person.bbox == official.annotations[0].bbox
 
 
-def test_cvat_box_equal_to_points_extent_means_no_box(tmp_path, official):
+def test_cvat_box_is_read_by_what_the_file_says_not_by_its_geometry(tmp_path, official):
+    """As CVAT exports it: an ungrouped skeleton has its own (keypoint) category and its points' extent as bbox,
+    which is no person box; a grouped one has the rectangle's category, and its box counts even when it equals
+    the extent. CVAT keeps only its own attributes (``occluded``), never our ``bbox_source``."""
     doc = to_cvat_dict(official)
-    kp = np.asarray(doc["annotations"][0]["keypoints"]).reshape(14, 3)
-    pts = kp[kp[:, 2] > 0, :2]
-    doc["annotations"][0]["bbox"] = [*pts.min(0), *(pts.max(0) - pts.min(0))]
+    doc["categories"].append({"id": 2, "name": "person_box", "supercategory": "", "keypoints": [], "skeleton": []})
+    extents = []
+    for ann in doc["annotations"][:3]:
+        kp = np.asarray(ann["keypoints"]).reshape(14, 3)
+        pts = kp[kp[:, 2] > 0, :2]
+        ann["bbox"] = [*pts.min(0), *(pts.max(0) - pts.min(0))]
+        ann["attributes"] = {"occluded": False}
+        extents.append(ann["bbox"])
+    doc["annotations"][1]["category_id"] = 2  # grouped with a person_box rectangle equal to the extent
+    doc["annotations"][2]["attributes"]["bbox_source"] = "drawn"  # our export's mark
     p = tmp_path / "cvat.json"
     p.write_text(json.dumps(doc))
     log = ProblemLog(str(p))
-    labels = read_cvat(p, log)
+    people = [person for image in read_cvat(p, log).images for person in image.people]
     assert not log
-    assert labels.images[0].people[0].bbox is None
-    assert labels.images[0].people[1].bbox is not None
+    assert people[0].bbox is None
+    assert people[1].bbox == extents[1] and people[2].bbox == extents[2]
+    assert people[3].bbox == official.annotations[3].bbox  # an unmarked box that is no extent is kept
 
 
 def test_crowdpose_file_without_joint_names_reads_in_crowdpose_order(tmp_path, official):

@@ -332,3 +332,27 @@ def test_existing_annotation_files_are_replaced_only_with_force(tmp_path, root, 
     ]
     wl = load_document(ann / "ExLPose_all_WL.json")
     assert (len(wl.images), len(wl.annotations)) == (1, n_new)
+
+
+def test_cvat_round_trip_is_unchanged_when_boxes_equal_the_joint_extents(tmp_path, root, small):
+    """Boxes made with --box-from-keypoints (marked) and drawn boxes that happen to equal the extent (unmarked)."""
+    runner = CliRunner()
+    doc = _cvat(small)
+    for ann in doc["annotations"]:
+        ann["bbox"] = []
+    derived = import_annotations(_write(tmp_path, doc), "cvat", root, tmp_path / "derived", box_from_keypoints=True)
+    assert derived.boxes_from_keypoints == len(small.annotations)
+    original = json.loads(derived.wl_path.read_text())
+    for ann in original["annotations"][::2]:
+        del ann["bbox_source"]
+    src = _write(tmp_path, original, "ExLPose_all_WL.json")
+    cvat_file = tmp_path / "cvat.json"
+    r = runner.invoke(app, ["export", str(src), "--format", "cvat", "--out", str(cvat_file)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["import", str(cvat_file), "--format", "cvat", "--dataset", str(root), "--out", str(tmp_path / "back")])
+    assert r.exit_code == 0, r.output
+    back = json.loads((tmp_path / "back" / "ExLPose_all_WL.json").read_text())
+    assert back["images"] == original["images"]
+    assert back["annotations"] == original["annotations"]
+    marked = sum(1 for a in back["annotations"] if a.get("bbox_source") == "keypoints")
+    assert 0 < marked < len(back["annotations"])

@@ -19,13 +19,23 @@ from exlpose_data.keypoints import NUM_KEYPOINTS, crowdpose14
 from exlpose_data.schema import AnnotationDocument
 
 from ..aliases import joint_index
-from ..labels import ImageLabel, LabelSet, PersonLabel, empty_keypoints
+from ..labels import BOX_FROM_KEYPOINTS, ImageLabel, LabelSet, PersonLabel, empty_keypoints
 from ..problems import ProblemLog
 from . import is_number, load_json
 
-__all__ = ["read_coco", "read_crowdpose", "parse_coco", "coco_category", "to_coco_dict"]
+__all__ = ["read_coco", "read_crowdpose", "parse_coco", "coco_category", "to_coco_dict", "BoxFilter", "bbox_source"]
 
-BoxFilter = Callable[[list[float], np.ndarray, np.ndarray], list[float] | None]
+# (annotation, its bbox, whether the annotation's own category names keypoints) -> the bbox to keep, or None.
+BoxFilter = Callable[[dict[str, Any], list[float], bool], list[float] | None]
+
+
+def bbox_source(ann: dict[str, Any]) -> Any:
+    """The ``bbox_source`` an annotation carries: our files put it on the annotation, our CVAT export in its
+    ``attributes`` (the only place CVAT keeps extra fields)."""
+    attributes = ann.get("attributes")
+    if isinstance(attributes, dict) and "bbox_source" in attributes:
+        return attributes["bbox_source"]
+    return ann.get("bbox_source")
 
 
 def coco_category(category_id: int = 1, name: str = "person") -> dict[str, Any]:
@@ -160,7 +170,8 @@ def parse_coco(
         names_required: categories must name their keypoints (False for CrowdPose files, whose order is known).
         single_keypoint_category: an annotation whose category has no keypoints takes the one category that
             has them (CVAT puts a grouped rectangle's label there).
-        box_filter: maps (bbox, raw keypoint values, keypoints) to the bbox to keep, or None for "no box".
+        box_filter: maps (annotation, bbox, whether its own category names keypoints) to the bbox to keep,
+            or None for "no box".
     """
     labels = LabelSet(log.file)
     if not isinstance(raw, dict) or not isinstance(raw.get("images"), list) or not isinstance(raw.get("annotations"), list):
@@ -205,6 +216,7 @@ def parse_coco(
             log.add(place, "category_id", f"{cat_id!r} is not a category of the file")
             continue
         mapping = cats[cat_id] if cats else list(range(NUM_KEYPOINTS))
+        own_keypoints = mapping is not None
         if mapping is None and single_keypoint_category and len(keypoint_cats) == 1:
             mapping = cats[keypoint_cats[0]]
         if mapping is None:
@@ -216,12 +228,13 @@ def parse_coco(
         if kp is None or not ok:
             continue
         if bbox is not None and box_filter is not None:
-            bbox = box_filter(bbox, np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3), kp)
+            bbox = box_filter(ann, bbox, own_keypoints)
         iscrowd = ann.get("iscrowd", 0)
         if iscrowd not in (0, 1):
             log.add(place, "iscrowd", f"must be 0 or 1, got {iscrowd!r}")
             continue
-        image.people.append(PersonLabel(kp, bbox, place, int(iscrowd)))
+        marked = bbox is not None and bbox_source(ann) == BOX_FROM_KEYPOINTS
+        image.people.append(PersonLabel(kp, bbox, place, int(iscrowd), box_from_keypoints=marked))
     return labels
 
 

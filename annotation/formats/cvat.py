@@ -2,9 +2,13 @@
 
 CVAT draws people as skeletons; the person box is a rectangle grouped with the skeleton (Ctrl+G). Its COCO
 Keypoints export (via Datumaro) writes one annotation per skeleton with visibility absent -> 0, occluded -> 1,
-visible -> 2, the grouped rectangle as ``bbox`` (its category is then the rectangle's label), and for an
-ungrouped skeleton the extent of its points as ``bbox``. Such a box is not a person box, so it is read as
-"no box". Absent points keep their last coordinates in CVAT; they become (0, 0).
+visible -> 2. For a grouped skeleton the ``bbox`` is the rectangle and the ``category_id`` the rectangle's label
+(a category without keypoints); for an ungrouped skeleton the ``category_id`` is the skeleton's label and the
+``bbox`` the extent of its points, which is not a person box. Our own export marks every box it writes with
+``attributes.bbox_source``. So a box is the person's box when the file says so (the marker, or a rectangle's
+category); only an unmarked box under the skeleton's category that equals its points' extent is read as "no
+box". Geometry alone cannot decide: a drawn box may well equal the joints' extent (every box made with
+``--box-from-keypoints`` does). Absent points keep their last coordinates in CVAT; they become (0, 0).
 """
 
 from __future__ import annotations
@@ -17,15 +21,17 @@ import numpy as np
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.schema import AnnotationDocument
 
-from ..labels import LabelSet
+from ..labels import BOX_FROM_KEYPOINTS, LabelSet
 from ..problems import ProblemLog
 from . import load_json
-from .coco import parse_coco, to_coco_dict
+from .coco import bbox_source, parse_coco, to_coco_dict
 
-__all__ = ["read_cvat", "to_cvat_dict", "cvat_labels", "SKELETON_LABEL", "BOX_LABEL"]
+__all__ = ["read_cvat", "to_cvat_dict", "cvat_labels", "SKELETON_LABEL", "BOX_LABEL", "DRAWN_BOX"]
 
 SKELETON_LABEL = "person"
 BOX_LABEL = "person_box"
+# ``attributes.bbox_source`` our export writes on a person box that was not derived from the joints.
+DRAWN_BOX = "drawn"
 _EXTENT_TOL = 1e-3
 
 
@@ -41,26 +47,33 @@ def _is_extent(bbox: list[float], raw_points: np.ndarray) -> bool:
     return False
 
 
-def _grouped_box_only(bbox: list[float], raw_points: np.ndarray, keypoints: np.ndarray) -> list[float] | None:
+def _person_box(ann: dict[str, Any], bbox: list[float], skeleton_category: bool) -> list[float] | None:
+    """The person box an annotation carries, or None when its bbox is CVAT's extent of an ungrouped skeleton."""
+    if bbox_source(ann) in (DRAWN_BOX, BOX_FROM_KEYPOINTS) or not skeleton_category:
+        return bbox  # marked by our export, or a grouped rectangle's category: a person box, whatever its geometry
+    raw_points = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
     return None if _is_extent(bbox, raw_points) else bbox
 
 
 def read_cvat(path: str | Path, log: ProblemLog) -> LabelSet:
     """Read a CVAT "COCO Keypoints 1.0" export (the ``person_keypoints_*.json`` inside the zip)."""
-    return parse_coco(load_json(path), log, names_required=True, single_keypoint_category=True, box_filter=_grouped_box_only)
+    return parse_coco(load_json(path), log, names_required=True, single_keypoint_category=True, box_filter=_person_box)
 
 
 def to_cvat_dict(doc: AnnotationDocument) -> dict[str, Any]:
     """A CrowdPose document as CVAT's COCO Keypoints 1.0 import expects it.
 
-    Each person's box is written as its bbox (CVAT imports it as the skeleton's group box); image ids and
-    file names are kept, so an import back lands every person on the same image.
+    Each person's box is written as its bbox and marked as a person box in ``attributes.bbox_source``
+    (``"keypoints"`` when the document marks it as derived from the joints, else ``"drawn"``), so an import
+    back keeps it even when it equals the extent of the joints; image ids and file names are kept, so every
+    person lands on the same image.
     """
     out = to_coco_dict(doc)
     out["info"] = {"contributor": "", "date_created": "", "description": "exported by exlpose-data", "url": "", "version": "", "year": ""}
     out["licenses"] = [{"name": "", "id": 0, "url": ""}]
-    for ann in out["annotations"]:
-        ann["attributes"] = {"occluded": False}
+    for ann, record in zip(out["annotations"], doc.annotations):
+        derived = (record.model_extra or {}).get("bbox_source") == BOX_FROM_KEYPOINTS
+        ann["attributes"] = {"occluded": False, "bbox_source": BOX_FROM_KEYPOINTS if derived else DRAWN_BOX}
     return out
 
 
