@@ -22,6 +22,7 @@ from exlpose_data.datasets.sources import decode_image
 from exlpose_data.datasets.targets import cpn_heatmaps
 from exlpose_data.datasets.transforms import apply_affine, crop_to_heatmap
 from exlpose_data.errors import InputError, UsageError
+from exlpose_data.imageio import image_size
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.layout import write_pairs
 from exlpose_data.naming import ImageName, parse_name
@@ -291,7 +292,8 @@ def test_oc_set_index(tmp_path: Path) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(p), np.full((40, 60, 3), 30, np.uint8))
     ann = DATA / "ExLPose-OC_test_A7M3.json"
-    ds = ExLPoseTopDown(tmp_path, ann, condition="LL", train=False)
+    # Small stand-ins for the 6000x4000 JPEGs.
+    ds = ExLPoseTopDown(tmp_path, ann, condition="LL", train=False, check_sizes=False)
     labelled = sum(1 for a in doc["annotations"] if any(v > 0 for v in a["keypoints"][2::3]) and not a["iscrowd"])
     assert len(ds) == labelled and labelled > 400
     m = ds[0]["meta"]
@@ -311,7 +313,7 @@ def test_official_ll_test_file_loads_dark_twins(tmp_path: Path) -> None:
         for name in (bright, bright.twin()):
             (tmp_path / name.relpath).parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(tmp_path / name.relpath), tiny)
-    ds = ExLPoseTopDown(tmp_path, ann, condition="pair", train=False)
+    ds = ExLPoseTopDown(tmp_path, ann, condition="pair", train=False, check_sizes=False)  # 4x4 stand-ins
     splits = [img.split for img in ds.index.images]
     assert (splits.count("LL-N"), splits.count("LL-H"), splits.count("LL-E")) == (167, 169, 155)
     assert all(img.ll_path.startswith("dark/") and img.wl_path == img.file_name for img in ds.index.images)
@@ -440,3 +442,43 @@ def test_old_pack_version_refused(tmp_path: Path) -> None:
         f.attrs["version"] = 1
     with pytest.raises(InputError, match=r"version 1, this toolkit reads version \d+; run 'exlpose pack' again"):
         ExLPoseTopDown(root, root / "ann.json", condition="pair", pack=pack)
+
+
+def test_image_size_from_headers(tmp_path: Path) -> None:
+    img = np.zeros((75, 120, 3), np.uint8)
+    for name, params in (("a.png", []), ("a.jpg", []), ("p.jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
+        cv2.imwrite(str(tmp_path / name), img, params)
+        assert image_size(tmp_path / name) == (120, 75), name
+    cv2.imwrite(str(tmp_path / "g16.png"), np.zeros((75, 120), np.uint16))
+    assert image_size(tmp_path / "g16.png") == (120, 75)
+    # An EXIF block before the frame header is skipped by its length.
+    raw = (tmp_path / "a.jpg").read_bytes()
+    app1 = b"Exif\x00\x00" + bytes(30000)
+    (tmp_path / "exif.jpg").write_bytes(raw[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + raw[2:])
+    assert image_size(tmp_path / "exif.jpg") == (120, 75) and cv2.imread(str(tmp_path / "exif.jpg")).shape == (75, 120, 3)
+    (tmp_path / "cut.jpg").write_bytes(raw[:12])
+    cv2.imwrite(str(tmp_path / "a.tif"), img)
+    assert image_size(tmp_path / "cut.jpg") is None and image_size(tmp_path / "a.tif") is None and image_size(tmp_path / "nope.png") is None
+
+
+def test_image_sizes_checked_against_records(tmp_path: Path) -> None:
+    root = make_release(tmp_path / "r", n_images=2)
+    dark = root / _names(2)[1][1].relpath
+    cv2.imwrite(str(dark), np.full((75, 120, 3), 3, np.uint8))
+    msg = rf"ann.json: 1 of 4 images differ in size from their annotation records, e.g. {dark} is 120x75, its record says {W}x{H}; .*check_sizes=False$"
+    for cls in (ExLPoseTopDown, ExLPoseImages):
+        with pytest.raises(InputError, match=msg):
+            cls(root, root / "ann.json", condition="pair")
+    assert len(ExLPoseTopDown(root, root / "ann.json", condition="WL")) == 4  # the bright images fit
+    assert len(ExLPoseTopDown(root, root / "ann.json", condition="pair", check_sizes=False)) == 4
+    # A pack is checked against the same records.
+    pack = write_pack(root, [n.relpath for pair in _names(2) for n in pair], tmp_path / "p.h5")
+    with pytest.raises(InputError, match=r"1 of 4 images differ .* in the pack .* is 120x75, its record says 320x200"):
+        ExLPoseTopDown(root, root / "ann.json", condition="pair", pack=pack)
+    # Formats without a header reader are checked when decoded.
+    cv2.imwrite(str(tmp_path / "small.tif"), np.full((75, 120, 3), 3, np.uint8))
+    (tmp_path / "small.tif").replace(dark)
+    ds = ExLPoseImages(root, root / "ann.json", condition="LL")
+    assert ds[0]["ll"].shape == (3, H, W)
+    with pytest.raises(InputError, match=rf"^{dark}: decoded image is 120x75, its annotation record \(.*ann.json\) says {W}x{H}"):
+        ds[1]

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from ..keypoints import crowdpose14
 from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine, value_scale
-from .records import build_index, needed_paths
+from .records import build_index, needed_paths, record_sizes
 from .sources import open_source
 
 __all__ = ["ExLPoseImages", "collate_images"]
@@ -39,6 +39,7 @@ class ExLPoseImages(Dataset):
         ll_scaling: LL brightening, None for plain ``x / 255``.
         wl_normalisation: WL normalisation, None for plain ``x / 255``.
         pack: a pack written by ``exlpose pack``.
+        check_sizes: refuse images whose width/height differ from their annotation records.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class ExLPoseImages(Dataset):
         ll_scaling: LowLightScaling | None = _DEFAULT_LL,
         wl_normalisation: Normalisation | None = _DEFAULT_WL,
         pack: str | os.PathLike | None = None,
+        check_sizes: bool = True,
     ) -> None:
         self.conditions = ("LL", "WL") if condition == "pair" else (condition,)
         self.transforms = transforms
@@ -58,7 +60,14 @@ class ExLPoseImages(Dataset):
         self.wl_normalisation = wl_normalisation
         # Detectors learn from every person box, labelled joints or not.
         self.index = build_index(root, ann_file, condition, skip_unlabelled=False)
-        self.source = open_source(self.index.image_root, needed_paths(self.index, condition), pack=pack, cache_images=0)
+        self.source = open_source(
+            self.index.image_root,
+            needed_paths(self.index, condition),
+            pack=pack,
+            cache_images=0,
+            sizes=record_sizes(self.index, condition) if check_sizes else None,
+            records=str(ann_file),
+        )
 
     def __len__(self) -> int:
         return len(self.index.images)

@@ -32,7 +32,7 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from .lowlight import rgb_means
 from .records import report_missing
-from .sources import decode_image
+from .sources import Size, decode_image, report_size_mismatch
 
 __all__ = ["PACK_FORMAT", "PACK_VERSION", "write_pack", "PackSource", "pack_paths"]
 
@@ -147,6 +147,15 @@ class PackSource:
     def check(self, relpaths: list[str]) -> None:
         missing = [p for p in relpaths if p not in self._slot]
         report_missing(missing, len(relpaths), f"from the pack {self.path}")
+
+    def check_sizes(self, expected: dict[str, Size], records: str) -> None:
+        """Compare the packed images' sizes with ``expected`` ``(width, height)`` (from ``records``)."""
+        mismatched = []
+        for rel, want in expected.items():
+            h, w = (int(v) for v in self._shapes[self._slot[rel]])
+            if (w, h) != want:
+                mismatched.append((f"{rel} in the pack {self.path}", (w, h), want))
+        report_size_mismatch(mismatched, len(expected), records)
 
     def check_fresh(self, image_root: str | os.PathLike, relpaths: list[str]) -> None:
         """Raise when a source file still under ``image_root`` changed size since it was packed.

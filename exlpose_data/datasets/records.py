@@ -23,7 +23,7 @@ from ..release import Release, normalise_image_path, open_release
 from ..schema import AnnotationDocument, ImageRecord, load_document
 from ..split import gain_split, well_lit_gain
 
-__all__ = ["Condition", "CONDITIONS", "ImageEntry", "InstanceEntry", "DatasetIndex", "build_index", "needed_paths", "report_missing"]
+__all__ = ["Condition", "CONDITIONS", "ImageEntry", "InstanceEntry", "DatasetIndex", "build_index", "needed_paths", "record_sizes", "report_missing"]
 
 Condition = Literal["LL", "WL", "pair"]
 CONDITIONS: tuple[str, ...] = ("LL", "WL", "pair")
@@ -190,6 +190,16 @@ def needed_paths(index: DatasetIndex, condition: str) -> list[str]:
         for cond in _conditions(condition):
             out.setdefault(img.path(cond), None)  # type: ignore[arg-type]
     return list(out)
+
+
+def record_sizes(index: DatasetIndex, condition: str) -> dict[str, tuple[int, int]]:
+    """``(width, height)`` the annotation records give each image file ``condition`` reads (one record serves
+    both images of a pair)."""
+    out: dict[str, tuple[int, int]] = {}
+    for img in index.images:
+        for cond in _conditions(condition):
+            out.setdefault(img.path(cond), (img.width, img.height))  # type: ignore[arg-type]
+    return out
 
 
 def report_missing(missing: list[str], total: int, where: str) -> None:

@@ -16,10 +16,15 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..imageio import image_size
 from .lowlight import rgb_means
 from .records import report_missing
 
-__all__ = ["ImageSource", "FileSource", "decode_image", "open_source"]
+__all__ = ["ImageSource", "FileSource", "decode_image", "open_source", "report_size_mismatch"]
+
+# Sizes as (width, height), the order of annotation records.
+Size = tuple[int, int]
+_OPT_OUT = "fix the records or pass check_sizes=False"
 
 # ANYDEPTH keeps 16-bit files 16-bit (plain IMREAD_COLOR keeps only their high byte); COLOR makes the decoder
 # itself turn gray into three channels and drop alpha, so 8-bit files decode exactly as with IMREAD_COLOR alone.
@@ -42,11 +47,30 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
+def report_size_mismatch(mismatched: list[tuple[str, Size, Size]], total: int, records: str) -> None:
+    """Raise one :class:`InputError` for images whose size differs from their records.
+
+    Args:
+        mismatched: ``(file, actual (w, h), record (w, h))`` of each such image.
+        total: how many images were checked.
+        records: the annotation file the record sizes come from.
+    """
+    if mismatched:
+        name, (w, h), (rw, rh) = mismatched[0]
+        raise InputError(
+            f"{records}: {len(mismatched)} of {total} images differ in size from their annotation records, "
+            f"e.g. {name} is {w}x{h}, its record says {rw}x{rh}; {_OPT_OUT}"
+        )
+
+
 class ImageSource(Protocol):
     """Pixels and whole-image means by relative path."""
 
     def check(self, relpaths: list[str]) -> None:
         """Raise one error naming the paths this source cannot provide."""
+
+    def check_sizes(self, expected: dict[str, Size], records: str) -> None:
+        """Raise one error when an image's ``(width, height)`` differs from ``expected`` (from ``records``)."""
 
     def get(self, relpath: str) -> tuple[Any, tuple[int, int], np.ndarray]:
         """``(pixels, (H, W), rgb_means)`` of one image; ``pixels`` supports ``[y0:y1, x0:x1]`` slicing."""
@@ -64,10 +88,23 @@ class FileSource:
         self.image_root = Path(image_root)
         self.cache_images = cache_images
         self._cache: OrderedDict[str, tuple[np.ndarray, tuple[int, int], np.ndarray]] = OrderedDict()
+        self._expected: dict[str, Size] = {}
+        self._records = ""
 
     def check(self, relpaths: list[str]) -> None:
         missing = [p for p in relpaths if not (self.image_root / p).is_file()]
         report_missing(missing, len(relpaths), f"under {self.image_root}")
+
+    def check_sizes(self, expected: dict[str, Size], records: str) -> None:
+        """Compare PNG/JPEG header sizes now; images of other formats are compared when first decoded."""
+        mismatched = []
+        for rel, want in expected.items():
+            got = image_size(self.image_root / rel)
+            if got is not None and got != want:
+                mismatched.append((str(self.image_root / rel), got, want))
+        report_size_mismatch(mismatched, len(expected), records)
+        self._expected = dict(expected)
+        self._records = records
 
     def get(self, relpath: str) -> tuple[Any, tuple[int, int], np.ndarray]:
         hit = self._cache.get(relpath)
@@ -75,6 +112,12 @@ class FileSource:
             self._cache.move_to_end(relpath)
             return hit
         img = decode_image(self.image_root / relpath)
+        want = self._expected.get(relpath)
+        if want is not None and (img.shape[1], img.shape[0]) != want:
+            raise InputError(
+                f"{self.image_root / relpath}: decoded image is {img.shape[1]}x{img.shape[0]}, its annotation record "
+                f"({self._records}) says {want[0]}x{want[1]}; {_OPT_OUT}"
+            )
         item = (img, (img.shape[0], img.shape[1]), rgb_means(img))
         if self.cache_images > 0:
             self._cache[relpath] = item
@@ -87,16 +130,39 @@ class FileSource:
         return {**self.__dict__, "_cache": OrderedDict()}
 
 
-def open_source(image_root: str | os.PathLike, relpaths: list[str], *, pack: str | os.PathLike | None = None, cache_images: int = 4) -> ImageSource:
+def open_source(
+    image_root: str | os.PathLike,
+    relpaths: list[str],
+    *,
+    pack: str | os.PathLike | None = None,
+    cache_images: int = 4,
+    sizes: dict[str, Size] | None = None,
+    records: str = "",
+) -> ImageSource:
     """The source of ``relpaths`` (the pack when given, else the files), checked now so that a missing image
-    is reported at construction rather than mid-epoch."""
+    (or, with ``sizes``, an image whose size differs from its annotation record) is reported at construction
+    rather than mid-epoch.
+
+    Args:
+        image_root: folder the paths start from.
+        relpaths: the images the dataset reads.
+        pack: a pack to read instead of the files.
+        cache_images: decoded images kept per process on the file path.
+        sizes: record ``(width, height)`` per path to check the images against (None: no check).
+        records: the annotation file ``sizes`` come from, for messages.
+    """
+    source: ImageSource
     if pack is not None:
         from .pack import PackSource  # the pack module builds on this one
 
         packed = PackSource(pack)
         packed.check(relpaths)
         packed.check_fresh(image_root, relpaths)
-        return packed
-    source = FileSource(image_root, cache_images=cache_images)
-    source.check(relpaths)
+        source = packed
+    else:
+        files = FileSource(image_root, cache_images=cache_images)
+        files.check(relpaths)
+        source = files
+    if sizes is not None:
+        source.check_sizes(sizes, records)
     return source

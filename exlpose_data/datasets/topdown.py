@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..keypoints import crowdpose14
 from .detections import detection_instances, load_detections
 from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine
-from .records import InstanceEntry, build_index, needed_paths
+from .records import InstanceEntry, build_index, needed_paths, record_sizes
 from .sources import open_source
 from .targets import CPN_KERNELS, cpn_heatmaps, gaussian_heatmaps
 from .transforms import Augmentation, CropSettings, apply_affine, crop_affine, crop_box, crop_roi, crop_to_heatmap, read_roi, sample_augmentation, warp_roi
@@ -71,6 +71,8 @@ class ExLPoseTopDown(Dataset):
         min_score: detections scoring below this are dropped.
         pack: a pack written by ``exlpose pack``; samples are bit-identical to those from the image files.
         cache_images: decoded images kept per worker on the file path.
+        check_sizes: refuse images whose width/height differ from their annotation records (PNG/JPEG headers
+            are read at construction, other formats are checked when decoded).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class ExLPoseTopDown(Dataset):
         min_score: float = 0.0,
         pack: str | os.PathLike | None = None,
         cache_images: int = 4,
+        check_sizes: bool = True,
     ) -> None:
         if target not in ("cpn", "gaussian"):
             raise UsageError(f"target must be 'cpn' or 'gaussian', got {target!r}")
@@ -115,7 +118,14 @@ class ExLPoseTopDown(Dataset):
         self.index = build_index(root, ann_file, condition)
         per_image = self.index.instances if detections is None else detection_instances(self.index, load_detections(detections, min_score=min_score), str(detections))
         self.samples: list[InstanceEntry] = [inst for insts in per_image for inst in insts]
-        self.source = open_source(self.index.image_root, needed_paths(self.index, condition), pack=pack, cache_images=cache_images)
+        self.source = open_source(
+            self.index.image_root,
+            needed_paths(self.index, condition),
+            pack=pack,
+            cache_images=cache_images,
+            sizes=record_sizes(self.index, condition) if check_sizes else None,
+            records=str(ann_file),
+        )
         self.flip_index = crowdpose14().flip_index()
         self._rng: np.random.Generator | None = None
         self._rng_owner: tuple[int, int | None] | None = None
