@@ -1,15 +1,17 @@
 """Packs: decoded images in one HDF5 file, so a sample reads only its crop's pixels instead of two PNGs.
 
-Layout (``format = "exlpose-pack"``, ``version = 2`` as root attributes)::
+Layout (``format = "exlpose-pack"``, ``version = 3`` as root attributes)::
 
     /paths    (N,)      image-root-relative paths (UTF-8)
     /shapes   (N, 2)    int64 (H, W)
     /means    (N, 3)    float64 per-channel RGB mean of the whole image, 0-255 scale (16-bit values / 257)
-    /sizes    (N,)      int64 byte size of each source file when packed (to detect a stale pack)
+    /sizes    (N,)      int64 byte size of each source file when packed   } to detect a stale pack
+    /mtimes   (N,)      int64 st_mtime_ns of each source file when packed  }
     /images/<i>         (H, W, 3) BGR in the file's own depth (uint8, or uint16 for 16-bit files),
                         contiguous (unchunked, uncompressed)
 
-Version 1 packs stored every image as uint8 (16-bit files cut to their high byte); they are refused.
+Older versions are refused: version 1 stored every image as uint8 (16-bit files cut to their high byte), and
+neither 1 nor 2 recorded modification times.
 
 Images are stored exactly as :func:`~exlpose_data.datasets.sources.decode_image` decodes them and the means
 are computed by the same function as the file path does, so a packed dataset returns bit-identical samples.
@@ -37,7 +39,7 @@ from .sources import Size, decode_image, report_size_mismatch
 __all__ = ["PACK_FORMAT", "PACK_VERSION", "write_pack", "PackSource", "pack_paths"]
 
 PACK_FORMAT = "exlpose-pack"
-PACK_VERSION = 2
+PACK_VERSION = 3
 # The pixel types a pack may hold, as stored (little-endian, which h5py writes from numpy on every usual host).
 _PACK_DTYPES = (np.dtype("|u1"), np.dtype("<u2"))
 
@@ -64,7 +66,10 @@ def write_pack(
     missing = [p for p in paths if not (root / p).is_file()]
     report_missing(missing, len(paths), f"under {root}")
     shapes = np.zeros((len(paths), 2), dtype=np.int64)
-    sizes = np.array([(root / p).stat().st_size for p in paths], dtype=np.int64)
+    # Stat before decoding: a file rewritten while it is packed then looks changed, never fresh.
+    stats = [(root / p).stat() for p in paths]
+    sizes = np.array([st.st_size for st in stats], dtype=np.int64)
+    mtimes = np.array([st.st_mtime_ns for st in stats], dtype=np.int64)
     means = np.zeros((len(paths), 3), dtype=np.float64)
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -82,6 +87,7 @@ def write_pack(
             f.create_dataset("shapes", data=shapes)
             f.create_dataset("means", data=means)
             f.create_dataset("sizes", data=sizes)
+            f.create_dataset("mtimes", data=mtimes)
     return Path(out)
 
 
@@ -125,6 +131,7 @@ class PackSource:
             self._shapes = f["shapes"][()]
             self._means = f["means"][()]
             self._sizes = f["sizes"][()]
+            self._mtimes = f["mtimes"][()]
             offsets, dtypes = [], []
             for i in range(len(paths)):
                 ds = f["images"][str(i)]
@@ -158,21 +165,28 @@ class PackSource:
         report_size_mismatch(mismatched, len(expected), records)
 
     def check_fresh(self, image_root: str | os.PathLike, relpaths: list[str]) -> None:
-        """Raise when a source file still under ``image_root`` changed size since it was packed.
+        """Raise when a source file still under ``image_root`` changed (byte size or modification time) since
+        it was packed.
 
-        Files that are gone are fine: a pack can be used without the images.
+        Files that are gone are fine: a pack can be used without the images. The modification time catches a
+        re-aligned image of the same byte size (uncompressed or same-sized PNGs); a copy that does not keep
+        times (``cp`` without ``-p``) also counts as changed, which costs a re-pack, never wrong pixels.
         """
         root = Path(image_root)
         changed = []
         for p in relpaths:
             try:
-                size = (root / p).stat().st_size
+                st = (root / p).stat()
             except FileNotFoundError:
                 continue
-            if size != self._sizes[self._slot[p]]:
+            i = self._slot[p]
+            if st.st_size != self._sizes[i] or st.st_mtime_ns != self._mtimes[i]:
                 changed.append(p)
         if changed:
-            raise InputError(f"{self.path}: stale pack: {len(changed)} image(s) changed since packing, e.g. {changed[0]}; run 'exlpose pack' again")
+            raise InputError(
+                f"{self.path}: stale pack: {len(changed)} image(s) changed (size or modification time) since packing, "
+                f"e.g. {changed[0]}; run 'exlpose pack' again"
+            )
 
     def get(self, relpath: str) -> tuple[Any, tuple[int, int], np.ndarray]:
         if self._map is None or self._pid != os.getpid():
