@@ -501,3 +501,17 @@ def test_stale_pack_same_byte_size_rejected(tmp_path: Path) -> None:
         ExLPoseTopDown(root, root / "ann.json", condition="pair", pack=pack)
     with h5py.File(pack, "r") as f:
         assert int(f["mtimes"][1]) == before.st_mtime_ns
+
+
+@pytest.mark.parametrize(("name", "why"), [("../secret/x.JPG", "'..' in path"), ("/abs/PID_A7M3/x.JPG", "absolute path"), ("PID_A7M3/../../x.JPG", "'..' in path")])
+def test_unsafe_image_paths_refused(tmp_path: Path, name: str, why: str) -> None:
+    doc = {"images": [{"id": 1, "file_name": "PID_A7M3/a.JPG", "width": 60, "height": 40}, {"id": 7, "file_name": name, "width": 60, "height": 40}],
+           "annotations": [], "categories": [crowdpose14().coco_category()]}
+    ann = tmp_path / "oc.json"
+    ann.write_text(json.dumps(doc))
+    msg = rf"^{ann}: image 7: file_name {name!r}: {why}; image paths must be relative to the image root$"
+    for cls in (ExLPoseTopDown, ExLPoseImages):
+        with pytest.raises(InputError, match=msg.replace(".", r"\.")):
+            cls(tmp_path / "root", ann, condition="LL")
+    result = CliRunner().invoke(pack_app, [str(tmp_path / "root"), "--out", str(tmp_path / "p.h5"), "--ann", str(ann), "--condition", "LL"])
+    assert result.exit_code == 2 and f"image 7: file_name {name!r}" in result.output

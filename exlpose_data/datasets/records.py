@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..keypoints import crowdpose14
+from ..layout import safe_relpath
 from ..naming import ImageName, parse_name
 from ..release import Release, normalise_image_path, open_release
 from ..schema import AnnotationDocument, ImageRecord, load_document
@@ -138,6 +139,18 @@ def _entry(record: ImageRecord, name: ImageName | None, release: Release | None)
     )
 
 
+def _check_paths(img: ImageEntry, ann_file: str | os.PathLike) -> None:
+    """Refuse an image whose files would lie outside the image root (absolute paths, ``..``)."""
+    for cond in ("LL", "WL"):
+        path = img.path(cond)
+        why = safe_relpath(path) if path is not None else None
+        if why is None:
+            continue
+        if path == img.file_name:
+            raise InputError(f"{ann_file}: image {img.image_id}: file_name {path!r}: {why}; image paths must be relative to the image root")
+        raise InputError(f"{ann_file}: image {img.image_id} ({img.file_name!r}): its {cond} file {path!r}: {why}; image paths must be relative to the image root")
+
+
 def build_index(root: str | os.PathLike, ann_file: str | os.PathLike, condition: str, *, skip_unlabelled: bool = True) -> DatasetIndex:
     """Resolve every image of ``ann_file`` under ``root`` for ``condition``.
 
@@ -149,6 +162,7 @@ def build_index(root: str | os.PathLike, ann_file: str | os.PathLike, condition:
 
     Raises:
         UsageError: an image has no file for the condition (e.g. WL asked of an OC set).
+        InputError: an image path is absolute or leaves the image root (``..``).
     """
     wanted = _conditions(condition)
     doc: AnnotationDocument = load_document(ann_file)
@@ -159,6 +173,8 @@ def build_index(root: str | os.PathLike, ann_file: str | os.PathLike, condition:
         release = open_release(root)
         image_root = Path(release.image_root)
     images = [_entry(r, n, release) for r, n in zip(doc.images, names)]
+    for img in images:
+        _check_paths(img, ann_file)
     for cond in wanted:
         lacking = [img.file_name for img in images if img.path(cond) is None]
         if lacking:
