@@ -10,7 +10,6 @@ files are only replaced when the caller says so (``force``), so an empty or wron
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import struct
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exlpose_data.annotations import normalise_document
-from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.layout import ANNOTATIONS_DIR, MANIFEST_FILE, update_manifest
 from exlpose_data.release import Pair, Release, open_release
@@ -29,6 +27,7 @@ from .formats.coco import read_coco, read_crowdpose
 from .formats.cvat import read_cvat
 from .formats.label_studio import read_label_studio
 from .labels import BOX_FROM_KEYPOINTS, ImageLabel, LabelSet, PersonLabel, keypoints_extent
+from .pairwrite import write_pair
 from .problems import ProblemLog
 
 __all__ = [
@@ -204,6 +203,10 @@ def resolve_labels(
     return wl, ll, derived
 
 
+def _json_text(doc: AnnotationDocument) -> str:
+    return json.dumps(doc.to_json_dict(), separators=(",", ":")) + "\n"
+
+
 def _held(path: Path) -> ReplacedFile:
     """What the annotation file at ``path`` holds (counts None when it is not a readable annotation file)."""
     try:
@@ -239,15 +242,6 @@ def _refuse_replacing(path: str | Path, targets: list[Path], wl: AnnotationDocum
             f"{held}; the import of {path} has {held_text(len(wl.images), len(wl.annotations))}; "
             f"pass --force to replace {it}, nothing was written"
         )
-
-
-def _write_pair(wl_path: Path, wl: AnnotationDocument, ll_path: Path, ll: AnnotationDocument) -> None:
-    """Write both files; either both appear or neither does (each is replaced only after both are written)."""
-    with contextlib.ExitStack() as stack:
-        tmp_wl = stack.enter_context(atomic_path(wl_path))
-        tmp_ll = stack.enter_context(atomic_path(ll_path))
-        tmp_wl.write_text(json.dumps(wl.to_json_dict(), separators=(",", ":")) + "\n", encoding="utf-8")
-        tmp_ll.write_text(json.dumps(ll.to_json_dict(), separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 def import_annotations(
@@ -290,7 +284,7 @@ def import_annotations(
     if not force:
         _refuse_replacing(path, [wl_path, ll_path], wl)
     replaced = tuple(_held(p) for p in (wl_path, ll_path) if p.exists())
-    _write_pair(wl_path, wl, ll_path, ll)
+    write_pair(wl_path, _json_text(wl), ll_path, _json_text(ll))
     root = release.image_root.resolve()
     written = [wl_path.resolve(), ll_path.resolve()]
     # Only a dataset that has a manifest gets one updated: a release copy without one stays as it was.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -356,3 +358,64 @@ def test_cvat_round_trip_is_unchanged_when_boxes_equal_the_joint_extents(tmp_pat
     assert back["annotations"] == original["annotations"]
     marked = sum(1 for a in back["annotations"] if a.get("bbox_source") == "keypoints")
     assert 0 < marked < len(back["annotations"])
+
+
+def _fail_second_replace(monkeypatch) -> list:
+    """Make the second os.replace of the process raise (a full disk, a read-only remount); record every call."""
+    calls: list = []
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "injected failure")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return calls
+
+
+def test_a_failing_second_rename_leaves_both_existing_files_unchanged(tmp_path, root, small, monkeypatch):
+    ann = root / "annotations"
+    import_annotations(_write(tmp_path, _cvat(small)), "cvat", root)
+    before = {p.name: (p.read_bytes(), p.stat().st_ino) for p in ann.iterdir()}
+    one = _cvat(small)
+    one["annotations"] = one["annotations"][:1]
+    calls = _fail_second_replace(monkeypatch)
+    with pytest.raises(OSError, match="injected failure") as err:
+        import_annotations(_write(tmp_path, one, "one.json"), "cvat", root, force=True)
+    assert err.value.filename == str(ann / "ExLPose_all_LL.json")
+    # WL renamed into place, LL's rename failed, the old WL put back.
+    assert [dst for _, dst in calls] == ["ExLPose_all_WL.json", "ExLPose_all_LL.json", "ExLPose_all_WL.json"]
+    assert {p.name: (p.read_bytes(), p.stat().st_ino) for p in ann.iterdir()} == before  # no leftovers either
+
+
+def test_a_failing_second_rename_leaves_no_new_file_where_there_was_none(tmp_path, root, small, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    _fail_second_replace(monkeypatch)
+    with pytest.raises(OSError, match="injected failure"):
+        import_annotations(_write(tmp_path, _cvat(small)), "cvat", root, out)
+    assert list(out.iterdir()) == []
+
+
+def test_when_putting_the_old_file_back_fails_too_its_copy_is_kept_and_named(tmp_path, monkeypatch):
+    from annotation.pairwrite import write_pair
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text("old a")
+    real = os.replace
+    calls: list = []
+
+    def replace(src, dst, *args, **kwargs):
+        calls.append(dst)
+        if len(calls) >= 2:
+            raise OSError(errno.EROFS, "read-only file system")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="the old content is kept in") as err:
+        write_pair(first, "new a", second, "new b")
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith(".a.tmp-old-")]
+    assert str(kept) in str(err.value) and err.value.filename == str(first)
+    assert kept.read_text() == "old a" and not second.exists()
