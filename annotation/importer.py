@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from exlpose_data.annotations import normalise_document
 from exlpose_data.errors import InputError, UsageError
+from exlpose_data.imageio import image_size
 from exlpose_data.layout import ANNOTATIONS_DIR, MANIFEST_FILE, update_manifest
 from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, ImageRecord, Info
@@ -39,7 +39,6 @@ __all__ = [
     "resolve_labels",
     "annotation_file_names",
     "import_annotations",
-    "png_size",
     "held_text",
     "BOX_FROM_KEYPOINTS",
 ]
@@ -73,19 +72,6 @@ class ImportResult:
     people: int
     boxes_from_keypoints: int
     replaced: tuple[ReplacedFile, ...] = ()
-
-
-def png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG's header, or None when ``path`` is not a readable PNG."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(24)
-    except OSError:
-        return None
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
-    w, h = struct.unpack(">II", head[16:24])
-    return int(w), int(h)
 
 
 def annotation_file_names(split: str) -> tuple[str, str]:
@@ -141,10 +127,10 @@ def _check_person(person: PersonLabel, w: int, h: int, log: ProblemLog, box_from
 
 
 def _image_size(image: ImageLabel, pair: Pair, release: Release, log: ProblemLog) -> tuple[int, int] | None:
-    on_disk = png_size(release.image_root / pair.bright)
+    on_disk = image_size(release.image_root / pair.bright)
     if image.width is None or image.height is None:
         if on_disk is None:
-            log.add(image.place, "width/height", f"the input gives no image size and {pair.bright} is not on disk to read it from")
+            log.add(image.place, "width/height", f"the input gives no image size and {pair.bright} is not a readable PNG or JPEG on disk to read it from")
         return on_disk
     if on_disk is not None and on_disk != (image.width, image.height):
         log.add(image.place, "width/height", f"labelled on a {image.width}x{image.height} image but {pair.bright} is {on_disk[0]}x{on_disk[1]}")

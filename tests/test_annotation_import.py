@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from annotation.cli import app
 from annotation.formats.cvat import to_cvat_dict
 from annotation.formats.label_studio import to_label_studio_tasks
-from annotation.importer import import_annotations, png_size
+from annotation.importer import import_annotations
 from annotation.problems import AnnotationProblems
 from exlpose_data.layout import load_manifest, rebuild_manifest, verify_dataset, write_pairs
 from exlpose_data.naming import parse_name
@@ -62,9 +62,22 @@ def _write(tmp_path: Path, payload, name="export.json") -> Path:
     return p
 
 
-def test_png_size_reads_the_header(root, small):
-    assert png_size(root / small.images[0].file_name) == (small.images[0].width, small.images[0].height)
-    assert png_size(root / "brightPath2darkPath.txt") is None
+def test_image_sizes_come_from_the_headers_on_disk(tmp_path, root, small):
+    """An image without people has no size in a Label Studio export: it is read from the PNG header."""
+    tasks = _ls(small)[:2]
+    tasks[0]["annotations"][0]["result"] = []  # labelled: nobody in image 0, the one with its PNG on disk
+    result = import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "out")
+    wl = load_document(result.wl_path)
+    first = next(im for im in wl.images if im.file_name == small.images[0].file_name)
+    assert (first.width, first.height) == (small.images[0].width, small.images[0].height)
+    # A header that gives no size (here 0 x 0) is no size: a problem, not a 0 x 0 image record.
+    bright = root / small.images[0].file_name
+    bright.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + bytes(8) + b"\x08\x00\x00\x00\x00")
+    with pytest.raises(AnnotationProblems) as err:
+        import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "out2")
+    assert [str(p) for p in err.value.problems] == [
+        f"{tmp_path / 'export.json'}: task 1: width/height: the input gives no image size and {small.images[0].file_name} is not a readable PNG or JPEG on disk to read it from"
+    ]
 
 
 def test_import_writes_both_files_into_the_dataset_and_its_manifest(tmp_path, root, small):
