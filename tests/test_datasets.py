@@ -404,6 +404,9 @@ def test_16bit_images_keep_their_depth(tmp_path: Path) -> None:
     decoded = decode_image(gray16)
     assert decoded.dtype == np.uint16 and decoded.shape == (H, W, 3) and np.array_equal(decoded[:, :, 2], ll16[:, :, 0])
     assert decode_image(root / bright.relpath).shape == (H, W, 3)  # alpha dropped
+    cv2.imwrite(str(tmp_path / "float.tif"), np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(InputError, match=r"float\.tif: float32 pixels; only 8- and 16-bit integer images are supported"):
+        decode_image(tmp_path / "float.tif")
 
     ll_rgb = ll16[:, :, ::-1].astype(np.float64)
     mean16 = ll_rgb.reshape(-1, 3).mean(axis=0)

@@ -117,8 +117,8 @@ def pack_paths(path: str | os.PathLike) -> list[str]:
 class PackSource:
     """Read images from a pack through a read-only memory map of its contiguous image datasets.
 
-    The index (paths, shapes, means, byte offsets, pixel types) is read once at construction; the map is created on first
-    use in each process (DataLoader workers never share a handle) and is never pickled.
+    The index (paths, shapes, means, byte offsets, pixel types) is read once at construction; the map is created
+    on first use in each process (DataLoader workers never share a handle) and is never pickled.
 
     Args:
         path: the pack file.

@@ -1,8 +1,8 @@
 """Where a dataset's pixels come from: image files (decoded on demand) or a pack (see :mod:`.pack`).
 
 A source hands out, per image-root-relative path, an ``(H, W, 3)`` BGR uint8 or uint16 array-like that
-supports slicing, and the image's per-channel RGB mean on the 0-255 scale. Both kinds are safe to pickle into DataLoader workers: they
-hold paths, and open files only when first used in a process.
+supports slicing, and the image's per-channel RGB mean on the 0-255 scale. Both kinds are safe to pickle into
+DataLoader workers: they hold paths, and open files only when first used in a process.
 """
 
 from __future__ import annotations
