@@ -195,14 +195,14 @@ def bench_writer(work: Path, pairs: int, width: int, height: int) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per acquisition measurement")
-    parser.add_argument("--full", action="store_true", help="the issue's 20 s per measurement and 300 writer pairs")
+    parser.add_argument("--full", action="store_true", help="the issue's 20 s per measurement and 150 writer pairs")
     parser.add_argument("--roi", default="640x400", help="emulated frame size WIDTHxHEIGHT (caps disk use)")
     parser.add_argument("--fps", type=float, default=200.0, help="pair rate asked for (the emulator caps near 100 fps)")
     parser.add_argument("--writer-pairs", type=int, default=60, help="full-size pairs fed to the writer alone")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args(argv)
     seconds = 20.0 if args.full else args.seconds
-    writer_pairs = 300 if args.full else args.writer_pairs
+    writer_pairs = 150 if args.full else args.writer_pairs
     width, height = (int(v) for v in args.roi.lower().split("x"))
     emulate.enable(2)
     work = Path(tempfile.mkdtemp(prefix="bench_capture_", dir=args.dir))

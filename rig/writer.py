@@ -111,6 +111,7 @@ class SessionWriter:
         self._error: BaseException | None = None
         self._dirty = False
         self._rows: dict[str, int] = {}
+        self._datasets: dict[str, tuple[Any, Any, Any]] = {}
         self._thread = threading.Thread(target=self._run, name="session-writer", daemon=True)
         self._thread.start()
 
@@ -207,13 +208,15 @@ class SessionWriter:
         kind = item[0]
         if kind == "pair":
             _, group, ll, wl, row = item
-            g = self._f[group]
+            ll_ds, wl_ds, table = self._datasets[group]
             n = self._rows[group]
-            for name, frame in ((LL, ll), (WL, wl)):
-                ds = g[name]
+            zeros = (0,) * ll.ndim
+            for ds, frame in ((ll_ds, ll), (wl_ds, wl)):
+                if frame.shape != ds.shape[1:]:
+                    raise ValueError(f"{group}: frame of shape {frame.shape} does not fit {ds.shape[1:]}")
                 ds.resize(n + 1, axis=0)
-                ds[n] = frame
-            table = g[FRAMES]
+                # One frame is one whole chunk: hand its bytes to HDF5 as they are (no selection, no conversion).
+                ds.id.write_direct_chunk((n, *zeros), np.ascontiguousarray(frame, dtype=np.uint16))
             table.resize(n + 1, axis=0)
             table[n] = np.array(row, dtype=FRAME_DTYPE)
             self._rows[group] = n + 1
@@ -253,6 +256,7 @@ class SessionWriter:
             if g[name].shape[0] != n:
                 g[name].resize(n, axis=0)
         self._rows[group] = n
+        self._datasets[group] = (g[LL], g[WL], g[FRAMES])
         next_index = int(g[FRAMES][n - 1]["index"]) + 1 if n else 0
         return n, next_index
 
