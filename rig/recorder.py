@@ -10,7 +10,8 @@ grabbing starts). For a pair both frames must carry the counter value that belon
   to be trigger-ready, so no camera silently ignores one.
 - hardware triggers and free run: both cameras are armed before the first edge, so frame ``i`` of each
   camera (block ID minus the first one) belongs to edge ``i``; when both cameras report timestamps their
-  offset must stay constant to within half a frame period.
+  offset must stay constant to within half a frame period. A whole number of periods off means a camera
+  missed edges: that pair is dropped and the camera's later frames move to the edges they belong to.
 
 A missing, failed or incomplete frame on either side drops the pair; the reason is counted and logged.
 """
@@ -311,10 +312,40 @@ class Recorder:
                     if ts_offset is None:
                         ts_offset = delta
                     elif abs(delta - ts_offset) > period_ns / 2:
-                        self._drop(index, "timestamps disagree (a camera missed a trigger edge)", "wl")
+                        behind = self._realign(delta - ts_offset, period_ns, idx, ll, wl, first, pending, newest)  # type: ignore[arg-type]
+                        reason = f"{behind} missed a trigger edge" if behind else "timestamps disagree by a fraction of a period"
+                        self._drop(index, reason, behind or "wl")
                         continue
                 host = min(ll.host_time_ns, wl.host_time_ns)  # type: ignore[union-attr]
                 kept += self._keep(req.group, index, host, ll, wl, applied)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _realign(
+        skew_ns: float,
+        period_ns: float,
+        idx: int,
+        ll: Frame,
+        wl: Frame,
+        first: dict[str, int | None],
+        pending: dict[str, dict[int, Frame]],
+        newest: dict[str, int],
+    ) -> str | None:
+        """Re-key the frames of a camera that missed trigger edges; return its role, or None when unsure.
+
+        A camera that missed ``m`` edges delivers, as its frame ``idx``, the frame of edge ``idx + m``: its
+        timestamp runs ``m`` periods ahead of the other camera's. Its frames from here on move ``m`` indexes
+        later, and the other camera's frame ``idx`` is left without a partner (the caller drops that pair).
+        """
+        shift = round(skew_ns / period_ns)
+        if shift == 0 or abs(skew_ns - shift * period_ns) > period_ns / 4:
+            return None
+        behind, frame = ("wl", wl) if shift < 0 else ("ll", ll)
+        m = abs(shift)
+        first[behind] -= m  # type: ignore[operator]
+        pending[behind] = {i + m: f for i, f in pending[behind].items()}
+        pending[behind][idx + m] = frame
+        newest[behind] += m
+        return behind
 
     # -- shared ----------------------------------------------------------------------------------------
 

@@ -220,15 +220,28 @@ def test_master_slave_configured_and_unwired_slave_times_out_clearly(tmp_path: P
         assert len(r.frames_table("s1", "8")) == 0
 
 
-def test_external_trigger_pairs_by_counter(tmp_path: Path) -> None:
+def test_external_trigger_pairs_by_counter_and_drops_failed_frames(tmp_path: Path) -> None:
     # The emulated generator stands in for the physical one: one software "edge" per tick to both cameras.
     feeds = make_feeds(tmp_path / "feeds", ks=(1,))
     out = tmp_path / "ext.h5"
+    injected: list[int] = []
     with CaptureSession(config(fps=60.0, trigger={"topology": "external", "input_line": "Line1"}), out, emulated=True) as session:
         assert session.rig.ll.get("TriggerSource") == "Line1"
+
+        def inject(stats: CaptureStats) -> None:
+            if stats.kept == 4 and not injected:
+                session.rig.wl.force_failed_buffers(1)
+                injected.append(4)
+
+        session._progress = inject
+        session._writer()._progress_interval_s = 0.0
         outcomes = session.record_scene(spec(session, feeds, frames=10, ks=[1]))
+    assert injected == [4]
     assert outcomes[0].total == 10
+    assert sum(n for reason, n in outcomes[0].dropped.items() if reason.startswith("wl failed")) == 1
     assert assert_pairs_exact(out) == 10
+    with SessionReader(out) as r:
+        assert len(set(range(11)) - set(r.frames_table("s1", "1")["index"])) == 1
 
 
 def test_free_run_pairs_by_counter(tmp_path: Path) -> None:
