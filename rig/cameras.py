@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -524,7 +524,10 @@ class Rig:
             cam.stop()
             if cam_cfg.pfs is not None:
                 cam.load_pfs(cam_cfg.pfs)
-            self.formats[role] = cam.configure_format(self.config.pixel_format, roi, cam_cfg.reverse_x)
+            fmt = cam.configure_format(self.config.pixel_format, roi, cam_cfg.reverse_x)
+            if self.emulated and self.config.feed_black_level_dn is not None:
+                fmt = replace(fmt, black_level=float(self.config.feed_black_level_dn))
+            self.formats[role] = fmt
             self.chunks[role] = cam.enable_chunks()
         if self.formats["ll"].shape != self.formats["wl"].shape:
             raise UsageError(f"LL frames {self.formats['ll'].shape} and WL frames {self.formats['wl'].shape} differ; set the same roi for both")

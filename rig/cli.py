@@ -17,6 +17,7 @@ from rich.table import Table
 
 from exlpose_data.cli.common import err_console, fail, handle_errors, new_app, out_console
 from exlpose_data.errors import InputError, UsageError
+from exlpose_data.jsonio import load_json
 from exlpose_data.session_format import SessionReader
 
 from pydantic import ValidationError
@@ -99,6 +100,10 @@ def _rig_config(config: Path | None, emulate: bool, *, roi: str | None = None, f
         changes["roi"] = {"width": w, "height": h}
     elif config is None:
         changes["roi"] = {"width": DEFAULT_FRAME[0], "height": DEFAULT_FRAME[1]}
+    if feeds is not None and (feeds / "feeds.json").is_file():
+        described = load_json(feeds / "feeds.json")
+        if isinstance(described, dict) and isinstance(described.get("black_level_dn"), (int, float)):
+            changes["feed_black_level_dn"] = float(described["black_level_dn"])
     if fps is not None:
         changes["frame_rate_hz"] = fps
     if changes:

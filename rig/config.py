@@ -88,6 +88,9 @@ class RigConfig(_Strict):
     queue_pairs: int = Field(64, ge=2, description="pairs the writer queue holds before acquisition waits")
     buffers: int = Field(16, ge=2, description="pylon grab buffers per camera")
     min_free_mb: float = Field(256.0, ge=0, description="stop cleanly when free disk space falls below this")
+    feed_black_level_dn: float | None = Field(
+        None, ge=0, description="emulation only: black level baked into the feed frames (feeds.json black_level_dn); "
+        "the emulator has no BlackLevel feature, so without this the session would record 0")
 
     @model_validator(mode="after")
     def _distinct(self) -> "RigConfig":

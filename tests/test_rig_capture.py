@@ -402,3 +402,16 @@ def test_frames_of_the_wrong_size_are_dropped_not_written(tmp_path: Path) -> Non
     assert res.exit_code == 2 and "--roi 64x48 is larger than the feed images (32x24)" in res.output
     bad = CliRunner().invoke(app, ["record", "--emulate", "--roi", "0x10", "--scene", "s1", "--exposure-us", "5000", "--gain-db", "0", "--out", str(tmp_path / "x.h5")])
     assert bad.exit_code == 2 and "--roi: roi.width: Input should be greater than 0" in bad.output
+
+
+def test_feeds_black_level_is_recorded_on_emulated_sessions(tmp_path: Path) -> None:
+    """The emulator has no BlackLevel feature: the pedestal baked into the feeds must reach the session."""
+    feeds = make_feeds(tmp_path / "feeds", ks=(1,))
+    (feeds / "feeds.json").write_text(json.dumps({"black_level_dn": 240.0}))
+    out = tmp_path / "bl.h5"
+    res = CliRunner().invoke(app, ["record", "--emulate", "--feeds", str(feeds), "--scene", "s1", "--k", "1", "--exposure-us", "5000",
+                                   "--gain-db", "0", "--frames", "2", "--out", str(out), "--date", "0119", "--fps", "150"])
+    assert res.exit_code == 0, res.output
+    with SessionReader(out) as r:
+        ll_attrs, wl_attrs = r.frame_attrs("s1", "1")
+    assert ll_attrs.black_level == 240.0 and wl_attrs.black_level == 240.0

@@ -73,7 +73,8 @@ def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
             ref = scene["reference"]
             runner.command("capture", [
                 "capture", "reference", "--emulate", "--feeds", str(feeds), "--feed-scene", scene["scene"], "--name", "reference",
-                "--exposure-us", str(ref["wl_exposure_us"]), "--gain-db", str(ref["wl_gain_db"]), "--frames", "1", "--out", str(session)],
+                "--exposure-us", str(ref["wl_exposure_us"]), "--ll-exposure-us", str(ref["ll_exposure_us"]),
+                "--gain-db", str(ref["wl_gain_db"]), "--ll-gain-db", str(ref["ll_gain_db"]), "--frames", "1", "--out", str(session)],
                 env=EMULATOR_ENV)
             runner.command("capture", [
                 "capture", "record", "--emulate", "--feeds", str(feeds), "--scene", scene["scene"],
