@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
 from typing import TypeVar
 
@@ -77,7 +78,10 @@ def run_scenes(tasks: Sequence[Callable[[], T]], *, workers: int, description: s
                 results[i] = task()
                 bar.advance(job)
             return results  # type: ignore[return-value]
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_single_threaded) as pool:
+        # "spawn", not the default fork: forking a process whose other threads (torch, pylon, OpenCV pools) hold
+        # locks can deadlock the children, which is what happened when the CLI ran after such imports.
+        ctx = get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_single_threaded) as pool:
             pending = {pool.submit(task): i for i, task in enumerate(tasks)}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_EXCEPTION)
