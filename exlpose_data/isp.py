@@ -143,17 +143,41 @@ def raw_to_rgb(raw: np.ndarray, params: IspParams | None = None, *, out_bits: in
         raise ValueError(f"raw frame must be 2-D (H, W), got shape {raw.shape}")
     if out_bits not in (8, 16):
         raise ValueError("out_bits must be 8 or 16")
-    scale = 65535.0 / (p.white_level - p.black_level)
-    lin16 = np.clip((raw.astype(np.float32) - p.black_level) * scale, 0, 65535).astype(np.uint16)
-    cam = demosaic(lin16, p.pattern, p.demosaic).astype(np.float32)
+    if raw.dtype == np.uint16:
+        lin16 = _linear_lut(float(p.black_level), p.white_level)[raw]
+    else:
+        lin16 = _to_linear16(raw, float(p.black_level), p.white_level)
+    cam = demosaic(lin16, p.pattern, p.demosaic)
     # White balance, then clip at the sensor's saturation so blown highlights stay white instead of tinted.
-    balanced = np.minimum(cam * np.asarray(p.wb_gains, np.float32) * np.float32(digital_gain), np.float32(65535.0))
+    gains = np.asarray(p.wb_gains, np.float32)
+    if digital_gain == 1.0:
+        # One OpenCV pass converts and multiplies; the product of a uint16 and a float32 is rounded to float32 the
+        # same way, so this is bit-identical to the numpy expression below at about a third of its time.
+        balanced = cv2.multiply(cam, tuple(float(g) for g in gains) + (0.0,), dtype=cv2.CV_32F)
+    else:
+        balanced = cam.astype(np.float32) * gains * np.float32(digital_gain)
+    np.minimum(balanced, np.float32(65535.0), out=balanced)
     srgb_lin = cv2.transform(balanced, p.ccm_array().astype(np.float32))
-    index = np.clip(srgb_lin, 0, 65535).astype(np.uint16)
-    return _srgb_lut(out_bits)[index]
+    np.clip(srgb_lin, 0, 65535, out=srgb_lin)
+    return _srgb_lut(out_bits)[srgb_lin.astype(np.uint16)]
 
 
 _LUTS: dict[int, np.ndarray] = {}
+_LINEAR_LUTS: dict[tuple[float, int], np.ndarray] = {}
+
+
+def _to_linear16(raw: np.ndarray, black_level: float, white_level: int) -> np.ndarray:
+    """Step 1: black level off, scaled so saturation is 65535 (linear, uint16)."""
+    scale = 65535.0 / (white_level - black_level)
+    return np.clip((raw.astype(np.float32) - black_level) * scale, 0, 65535).astype(np.uint16)
+
+
+def _linear_lut(black_level: float, white_level: int) -> np.ndarray:
+    """Step 1 as a table over every uint16 raw value: the same arithmetic, a third of the time per frame."""
+    key = (black_level, white_level)
+    if key not in _LINEAR_LUTS:
+        _LINEAR_LUTS[key] = _to_linear16(np.arange(65536, dtype=np.uint16), black_level, white_level)
+    return _LINEAR_LUTS[key]
 
 
 def _srgb_lut(out_bits: int) -> np.ndarray:

@@ -96,7 +96,9 @@ def test_geometry_maps_invert_and_stay_small():
 
 def test_render_then_align_returns_the_ll_frame():
     rng = np.random.default_rng(4)
-    scene = procedural_background(rng, SIZE).radiance
+    background = procedural_background(rng, SIZE)
+    assert background.radiance.dtype == background.illumination.dtype == np.float32
+    scene = background.radiance
     for k1 in (0.0, 0.03):
         sp = sample_beam_splitter(rng, SIZE, GeometryParams(max_shift_px=3, k1=k1))
         x0, y0, x1, y1 = valid_crop(sp)

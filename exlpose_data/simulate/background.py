@@ -125,7 +125,9 @@ def procedural_background(rng: np.random.Generator, size: tuple[int, int]) -> Ba
     refl *= texture[..., None]
     np.clip(refl, 0, 1, out=refl)
     light = _illumination(rng, size)
-    return Background(radiance=refl * light[..., None] + emission, illumination=light, horizon_y=horizon)
+    light = light.astype(np.float32)
+    radiance = (refl * light[..., None] + emission).astype(np.float32)
+    return Background(radiance=radiance, illumination=light, horizon_y=horizon)
 
 
 def list_background_images(folder: str | Path) -> list[Path]:
@@ -153,4 +155,5 @@ def photo_background(rng: np.random.Generator, path: Path, size: tuple[int, int]
     refl = srgb_to_linear(cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
     yy = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None]
     light = np.broadcast_to(1.0 + np.float32(rng.uniform(-0.4, 0.4)) * yy, (h, w)).astype(np.float32)
-    return Background(radiance=refl * light[..., None], illumination=light, horizon_y=float(rng.uniform(0.35, 0.5) * h))
+    return Background(radiance=(refl * light[..., None]).astype(np.float32), illumination=light,
+                      horizon_y=float(rng.uniform(0.35, 0.5) * h))
