@@ -15,7 +15,7 @@ from exlpose_data.schema import load_document
 from exlpose_data.simulate.background import Background, procedural_background
 from exlpose_data.simulate.config import SimulationConfig
 from exlpose_data.simulate.figures import draw_figure, sample_appearance
-from exlpose_data.simulate.geometry import BeamSplitter, GeometryParams, sample_beam_splitter, valid_crop
+from exlpose_data.simulate.geometry import GeometryParams, sample_beam_splitter, valid_crop
 from exlpose_data.simulate.pipeline import SceneSimulator
 from exlpose_data.simulate.poses import J, poses_from_document, sample_pose
 from exlpose_data.simulate.render import Person, render_frame

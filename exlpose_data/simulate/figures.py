@@ -191,7 +191,7 @@ def draw_figure(pose: Pose, app: Appearance, scene_size: tuple[int, int], rng: n
     shapes.append((z["neck"] + 0.01, "neck", "capsule", (p["neck"], head_centre, 0.032 * r, 0.032 * r)))
     shapes.append((z["head"], "head", "ellipse", (head_centre, head_axes, head_angle, 0, 360)))
     # Hair caps the top of the head; seen from behind it covers the whole head.
-    hair_arc = (0, 360) if facing < -0.3 else (90, 270)
+    hair_arc = (0, 360) if facing < -0.3 else (-100, 100)  # angle 0 points from the neck to the head top
     hair_shift = head_axis / head_len * head_axes[0] * 0.12
     shapes.append((z["head"] - 1e-3, "hair", "ellipse", (head_centre + hair_shift, (head_axes[0] * 1.02, head_axes[1] * 1.04), head_angle, *hair_arc)))
 

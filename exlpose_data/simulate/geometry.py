@@ -39,9 +39,9 @@ class GeometryParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_shift_px: float = Field(4.0, ge=0)
-    max_rotation_deg: float = Field(0.3, ge=0)
-    max_scale: float = Field(0.006, ge=0, lt=0.01)
+    max_shift_px: float = Field(3.0, ge=0)
+    max_rotation_deg: float = Field(0.15, ge=0)
+    max_scale: float = Field(0.003, ge=0, lt=0.01)
     max_perspective: float = Field(0.002, ge=0)
     k1: float = 0.0
     k2: float = 0.0
