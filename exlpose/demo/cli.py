@@ -216,7 +216,7 @@ def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, hist
         {"file": k, "scenes": v["scenes"], "images": v["images"], "instances": v["instances"],
          "mean LL": v.get("mean_intensity_ll"), "mean WL": v.get("mean_intensity_wl")} for k, v in stats["annotation_files"].items()]})
     series = {variant: [float(r.get("loss", r.get("loss/total", np.nan))) for r in recs] for variant, recs in history.items()}
-    plot_curves(series, out / "training_loss.png", title="training loss per epoch")
+    plot_curves(series, out / "training_loss.png", title="mean training loss per epoch (peak-255 heatmaps)", x_label="epoch")
     sections.append({"title": "Training curves", "images": ["training_loss.png"]})
     ap_rows = []
     for variant, table in ap.items():

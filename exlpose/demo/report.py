@@ -26,7 +26,8 @@ DISCLAIMER = (
 _COLOURS = [(200, 80, 30), (40, 140, 230), (60, 170, 60), (180, 60, 180), (30, 30, 200)]
 
 
-def plot_curves(series: dict[str, list[float]], path: str | Path, *, title: str = "", size: tuple[int, int] = (640, 360)) -> Path:
+def plot_curves(series: dict[str, list[float]], path: str | Path, *, title: str = "", x_label: str = "step",
+                size: tuple[int, int] = (640, 360)) -> Path:
     """Draw line plots of ``series`` (name -> values per step) into a PNG with axes and a legend."""
     w, h = size
     img = np.full((h, w, 3), 255, np.uint8)
@@ -40,7 +41,7 @@ def plot_curves(series: dict[str, list[float]], path: str | Path, *, title: str 
     for frac in (0.0, 0.5, 1.0):
         y = int(h - bottom - frac * (h - top - bottom))
         cv2.putText(img, f"{lo + frac * (hi - lo):.3g}", (4, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, f"step (0..{n - 1})", (w // 2 - 40, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{x_label} (1..{n})", (w // 2 - 40, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, title, (left, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     for i, (name, vals) in enumerate(series.items()):
         colour = _COLOURS[i % len(_COLOURS)]
