@@ -68,9 +68,9 @@ def _breakdown(config: SimulationConfig) -> tuple[dict[str, float], float]:
                 baseline_raws = (cap.raw_ll, cap.raw_wl)
             t = time.perf_counter()
         # Split the frame loop's time between rendering and the two cameras by timing the cameras alone once.
-        cam = sim._camera_rgb(sim.render(0)[0])
+        cam = sim.camera_rgb(sim.render(0)[0])
         t = time.perf_counter()
-        signal = (sim._sensor_image(cam, "ll"), sim._sensor_image(cam, "wl"))
+        signal = (sim.sensor_image(cam, "ll"), sim.sensor_image(cam, "wl"))
         for step, (ll_e, wl_e) in zip(sim.protocol.ladder, sim.electrons):
             capture_raw(signal[0] * np.float32(ll_e), step.ll_gain_db, config.sensor, np.random.default_rng(0))
             capture_raw(signal[1] * np.float32(wl_e), step.wl_gain_db, config.sensor, np.random.default_rng(1))

@@ -106,12 +106,12 @@ class SceneSimulator:
             frames.append([move_pose(rng, p, v) for p, v in zip(frames[-1], velocity)])
         return frames
 
-    def _camera_rgb(self, radiance: np.ndarray) -> np.ndarray:
+    def camera_rgb(self, radiance: np.ndarray) -> np.ndarray:
         """Scene radiance (linear sRGB) -> camera RGB, the "unprocessing" inverse of the ISP's colour steps."""
         cam = cv2.transform(radiance, self.camera_from_srgb)
         return np.maximum(cam, 0, out=cam)
 
-    def _sensor_image(self, cam_rgb: np.ndarray, camera: str) -> np.ndarray:
+    def sensor_image(self, cam_rgb: np.ndarray, camera: str) -> np.ndarray:
         """What falls on one camera's sensor as a Bayer mosaic of camera RGB (scene units)."""
         image = cam_rgb if camera == "ll" else self.splitter.render_wl(cam_rgb)
         if self.config.geometry.mirror == camera:
@@ -128,8 +128,8 @@ class SceneSimulator:
         sensor = self.config.sensor
         for f, number in enumerate(self.frame_numbers):
             radiance, truth = self.render(f)
-            cam = self._camera_rgb(radiance)
-            ll_signal, wl_signal = self._sensor_image(cam, "ll"), self._sensor_image(cam, "wl")
+            cam = self.camera_rgb(radiance)
+            ll_signal, wl_signal = self.sensor_image(cam, "ll"), self.sensor_image(cam, "wl")
             captures = []
             for s, (step, (ll_e, wl_e)) in enumerate(zip(self.protocol.ladder, self.electrons)):
                 raw_ll = capture_raw(ll_signal * np.float32(ll_e), step.ll_gain_db, sensor, self._rng(_NOISE, f, s, 0))
@@ -141,12 +141,12 @@ class SceneSimulator:
     def reference(self) -> tuple[np.ndarray, np.ndarray]:
         """A static textured pair (background only) exposed well on both cameras: the LL exposure is ``nd_factor``
         times longer, the gains are the base gain."""
-        cam = self._camera_rgb(self.background.radiance.copy())
+        cam = self.camera_rgb(self.background.radiance.copy())
         base_e = self.flux * self.protocol.base_exposure_us
         gain = self.protocol.base_gain_db
         sensor = self.config.sensor
-        raw_ll = capture_raw(self._sensor_image(cam, "ll") * np.float32(base_e), gain, sensor, self._rng(_REFERENCE, 0))
-        raw_wl = capture_raw(self._sensor_image(cam, "wl") * np.float32(base_e), gain, sensor, self._rng(_REFERENCE, 1))
+        raw_ll = capture_raw(self.sensor_image(cam, "ll") * np.float32(base_e), gain, sensor, self._rng(_REFERENCE, 0))
+        raw_wl = capture_raw(self.sensor_image(cam, "wl") * np.float32(base_e), gain, sensor, self._rng(_REFERENCE, 1))
         return raw_ll, raw_wl
 
     def develop_pair(self, capture: Capture) -> tuple[np.ndarray, np.ndarray]:
