@@ -8,7 +8,6 @@ was trained on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ import typer
 from exlpose_data.atomic import atomic_path, write_json_atomic
 from exlpose_data.cli.common import err_console, handle_errors, new_app
 from exlpose_data.errors import InputError, UsageError
+from exlpose_data.jsonio import load_json
 from exlpose_data.keypoints import crowdpose14
 
 __all__ = ["app", "predict", "load_boxes", "draw_pose", "cli"]
@@ -28,12 +28,7 @@ app = new_app("Predict keypoints in images with a trained checkpoint; write keyp
 
 def load_boxes(path: Path) -> dict[str, list[list[float]]]:
     """Read ``{image: [[x, y, w, h(, score)], ...]}``; every box is checked."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such boxes file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    raw = load_json(path)
     if not isinstance(raw, dict):
         raise InputError(f'{path}: expected {{"image.png": [[x, y, w, h], ...]}}, got {type(raw).__name__}')
     for name, boxes in raw.items():

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..jsonio import is_number, load_json
 from ..keypoints import NUM_KEYPOINTS
 
 __all__ = ["load_predictions", "validate_predictions"]
@@ -17,21 +16,13 @@ __all__ = ["load_predictions", "validate_predictions"]
 def load_predictions(path: str | Path) -> list[dict[str, Any]]:
     """Read a results file (a JSON list); raise :class:`InputError` naming the file when it is unusable."""
     p = Path(path)
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{p}: is a directory, expected a JSON results file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p}: not valid JSON ({exc})") from None
+    raw = load_json(p)
     if not isinstance(raw, list):
         raise InputError(f"{p}: expected a JSON list of results, got {type(raw).__name__}")
     return raw
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 
 def validate_predictions(
@@ -60,10 +51,10 @@ def validate_predictions(
         if image_id not in image_ids:
             raise InputError(f"{where}: image_id {image_id} is not an image of the ground-truth file")
         kps = res["keypoints"]
-        if not isinstance(kps, list) or len(kps) != n_values or not all(_number(v) for v in kps):
+        if not isinstance(kps, list) or len(kps) != n_values or not all(is_number(v) for v in kps):
             got = len(kps) if isinstance(kps, list) else type(kps).__name__
             raise InputError(f"{where}: keypoints must be {n_values} finite numbers (14 x, y, score), got {got}")
-        if not _number(res["score"]):
+        if not is_number(res["score"]):
             raise InputError(f"{where}: score must be a finite number, got {res['score']!r}")
         clean.append(
             {
