@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from exlpose_data import __version__
+from exlpose_data.cli.common import ToolApp
 
 __all__ = ["app", "main", "SUBCOMMANDS"]
 
@@ -83,7 +84,7 @@ def _core_group() -> Any:
     return _core_cache[0]
 
 
-app = typer.Typer(
+app = ToolApp(
     cls=_LazyGroup,
     help=f"exlpose-data {__version__}: build and use paired low-light / well-lit human-pose datasets.",
     add_completion=False,

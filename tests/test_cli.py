@@ -53,3 +53,15 @@ def test_ci_runs_the_readme_commands():
     install = 'pip install torch==2.13.0 && pip install -e ".[dev]"'
     assert install in readme and install in ci
     assert re.search(r"^pytest$", ci, re.M) and "\npytest\n" in readme
+
+
+def test_console_scripts_print_usage_errors_on_one_line(tmp_path):
+    for argv, needle in ((["exlpose", "split", "by-gain"], "error: Missing argument 'annotations'."),
+                         (["exlpose", "frobnicate"], "error: No such command 'frobnicate'."),
+                         (["exlpose", "simulate", "release", "--out", str(tmp_path / "x"), "--scenes", "0"], "error: Invalid value for '--scenes'")):
+        res = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True)
+        assert res.returncode == 2, (argv, res.stderr)
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(needle), res.stderr
+    res = subprocess.run([sys.executable, "-m", "exlpose", "split"], capture_output=True, text=True)
+    assert "by-gain" in res.stdout and "error" not in res.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import ExlposeError, UsageError
 
-__all__ = ["handle_errors", "new_app", "err_console", "out_console", "progress_bar", "fail", "warn"]
+__all__ = ["ToolApp", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "fail", "warn"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,9 +22,37 @@ err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 
 
+class ToolApp(typer.Typer):
+    """A typer app whose command-line usage errors (bad option value, missing argument) print one line.
+
+    Calling the app (what console scripts do) runs it non-standalone and reports click's usage errors as
+    ``error: <message> (see '<command> --help')`` with their exit code 2, instead of click's usage block and
+    panel. ``typer.testing.CliRunner`` goes through the click command directly and is unaffected.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode") is False:
+            return super().__call__(*args, **kwargs)
+        try:
+            code = super().__call__(*args, standalone_mode=False, **kwargs)
+        except Exception as exc:  # click's exceptions come from typer's vendored click or click itself
+            if type(exc).__name__ == "Abort":
+                err_console.print("aborted", markup=False)
+                sys.exit(1)
+            if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+                if not exc.format_message().strip():  # no arguments: click printed the help already
+                    sys.exit(exc.exit_code)
+                ctx = getattr(exc, "ctx", None)
+                where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+                err_console.print(f"error: {exc.format_message()}{where}", markup=False, soft_wrap=True)
+                sys.exit(exc.exit_code)
+            raise
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 def new_app(help_text: str, *, name: str | None = None) -> typer.Typer:
-    """A typer app with the toolkit's settings (no shell-completion options, rich markup off)."""
-    return typer.Typer(name=name, help=help_text, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+    """A typer app with the toolkit's settings (no shell-completion options, one-line usage errors)."""
+    return ToolApp(name=name, help=help_text, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
