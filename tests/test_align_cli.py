@@ -200,6 +200,15 @@ def test_apply_frames_count_and_16_bit(tmp_path, session, align_json) -> None:
     assert cv2.imread(str(root / pairs[0][0]), cv2.IMREAD_UNCHANGED).dtype == np.uint16
 
 
+def test_apply_with_lanczos_writes_the_crop(tmp_path, session, align_json) -> None:
+    root = tmp_path / "lanczos"
+    r = runner.invoke(app, ["apply", str(session), str(align_json), "--out", str(root), "--interpolation", "lanczos", "--workers", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    model = AlignModel.load(align_json)
+    bright = cv2.imread(str(root / read_pairs(root / PAIRS_FILE)[0][0]))
+    assert bright.shape == (model.crop[3], model.crop[2], 3)
+
+
 def test_apply_usage_errors(tmp_path, session, align_json) -> None:
     r = runner.invoke(app, ["apply", str(session), str(align_json), "--out", str(tmp_path / "o"), "--frames", "some"])
     assert r.exit_code == 2 and "--frames 'some'" in r.output

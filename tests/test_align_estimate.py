@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from exlpose_data.align.estimate import EstimateOptions, corner_error, estimate_homography
-from exlpose_data.align.geometry import transform_points, valid_crop, warp_maps
+from exlpose_data.align.apply import check_crop_margin
+from exlpose_data.align.geometry import INTERPOLATION_MARGIN_PX, INTERPOLATIONS, crop_margin_violation, transform_points, valid_crop, warp_maps
 from exlpose_data.align.model import AlignModel
 from exlpose_data.align.prepare import level_matrix, linear_gray, needs_flip, normalise_brightness
 from exlpose_data.align.reference import ReferencePair, build_alignment
 from exlpose_data.align.synthetic import darken, render_pair
 from exlpose_data.align.validate import Thresholds, heldout_residuals, masked_psnr, masked_ssim, plot_difference, plot_residuals, threshold_failures
-from exlpose_data.errors import InputError
+from exlpose_data.errors import InputError, UsageError
 from exlpose_data.session_format import FrameAttrs
 
 W, H = 480, 300
@@ -101,6 +102,45 @@ def test_crop_is_valid_under_rotation() -> None:
     sub_x, sub_y = mx[y0 : y0 + h, x0 : x0 + w], my[y0 : y0 + h, x0 : x0 + w]
     assert sub_x.min() >= 2 and sub_x.max() <= W - 3 and sub_y.min() >= 2 and sub_y.max() <= H - 3
     assert w * h > 0.9 * W * H
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic", "lanczos"])
+def test_crop_never_samples_replicated_border_pixels(interpolation: str) -> None:
+    p = render_pair(W, H, seed=7)
+    mx, my = warp_maps(p.homography, (0, 0, W, H))
+    img = np.random.default_rng(0).random((H, W), np.float32)
+    flag = INTERPOLATIONS[interpolation]
+
+    def border_read(crop: tuple[int, int, int, int]) -> bool:
+        x0, y0, w, h = crop
+        sub = (mx[y0 : y0 + h, x0 : x0 + w], my[y0 : y0 + h, x0 : x0 + w])
+        replicated = cv2.remap(img, *sub, flag, borderMode=cv2.BORDER_REPLICATE)
+        # A pixel read outside the frame would bring in the huge constant instead of the replicated edge.
+        constant = cv2.remap(img, *sub, flag, borderMode=cv2.BORDER_CONSTANT, borderValue=1e6)
+        return not np.array_equal(replicated, constant)
+
+    crop = valid_crop(mx, my, (W, H))  # ALIGN.json's crop: the widest kernel's margin
+    assert not border_read(crop)
+    x0, y0, w, h = crop
+    assert crop_margin_violation(mx[y0 : y0 + h, x0 : x0 + w], my[y0 : y0 + h, x0 : x0 + w], (W, H), interpolation) == 0
+    # The kernel's own margin is enough. Two pixels less reads the border: for Lanczos that is the old bicubic
+    # margin of 2 px. (The margins are whole kernel half-widths; one pixel less fails only at fractional
+    # source positions, the outermost tap having weight 0 at whole ones.)
+    margin = INTERPOLATION_MARGIN_PX[interpolation]
+    assert not border_read(valid_crop(mx, my, (W, H), margin=margin))
+    if interpolation != "linear":
+        assert border_read(valid_crop(mx, my, (W, H), margin=margin - 2))
+
+
+def test_apply_refuses_a_crop_too_tight_for_lanczos() -> None:
+    p = render_pair(W, H, seed=7, ll_mean_8bit=20.0)
+    model = build_alignment([ReferencePair("r", linear_gray(p.wl), linear_gray(p.ll))], "none", [])
+    check_crop_margin(model, "lanczos")
+    mx, my = warp_maps(model.matrix, (0, 0, W, H))
+    tight = model.model_copy(update={"crop": valid_crop(mx, my, (W, H), margin=2.0)})  # a cubic-only crop
+    check_crop_margin(tight, "cubic")
+    with pytest.raises(UsageError, match=r"--interpolation lanczos reads \(4 px\).*or use --interpolation linear or cubic"):
+        check_crop_margin(tight, "lanczos")
 
 
 def test_build_alignment_model_roundtrip_and_plots(tmp_path) -> None:

@@ -24,13 +24,11 @@ from ..errors import ExlposeError, InputError, NameGrammarError, UsageError
 from ..layout import PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
 from ..naming import ImageName, parse_name
 from ..session_format import SessionReader
-from .geometry import warp_maps
+from .geometry import INTERPOLATION_MARGIN_PX, INTERPOLATIONS, crop_margin_violation, warp_maps
 from .model import AlignModel
 from .prepare import MirrorSide, develop, needs_flip, session_mirror
 
-__all__ = ["ApplyOptions", "ApplyReport", "PairJob", "select_frames", "plan_pairs", "run_apply", "default_workers", "INTERPOLATIONS"]
-
-INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+__all__ = ["ApplyOptions", "ApplyReport", "PairJob", "select_frames", "plan_pairs", "run_apply", "default_workers", "check_crop_margin"]
 
 
 @dataclass(frozen=True)
@@ -202,6 +200,20 @@ def _check_mirror(model: AlignModel, side: MirrorSide, session: Path) -> None:
         )
 
 
+def check_crop_margin(model: AlignModel, interpolation: str, source: str = "ALIGN.json") -> None:
+    """Refuse a crop in which ``interpolation`` would read replicated border pixels of the WL frame (an
+    ALIGN.json cropped for a narrower kernel, e.g. by an older version, with ``lanczos``)."""
+    maps = warp_maps(model.matrix, model.crop, model.calibration)
+    short = crop_margin_violation(*maps, model.frame_size, interpolation)
+    if short > 0:
+        fits = [name for name in INTERPOLATIONS if crop_margin_violation(*maps, model.frame_size, name) == 0]
+        raise UsageError(
+            f"{source}: crop {list(model.crop)} comes {short:.2f} px closer to the WL frame's edge than --interpolation {interpolation} "
+            f"reads ({INTERPOLATION_MARGIN_PX[interpolation]:g} px); re-run 'exlpose-align estimate'"
+            + (f" or use --interpolation {' or '.join(fits)}" if fits else "")
+        )
+
+
 def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: ApplyOptions = ApplyOptions(), *, progress: Any = None) -> ApplyReport:
     """Export a session's pairs into the release layout under ``root``.
 
@@ -221,6 +233,7 @@ def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: Ap
         side = opts.mirror if opts.mirror is not None else session_mirror(reader)
         jobs = plan_pairs(reader, opts.frames)
     _check_mirror(model, side, session)
+    check_crop_margin(model, opts.interpolation)
     report = ApplyReport()
     todo = []
     for job in jobs:

@@ -13,10 +13,18 @@ import numpy as np
 
 from .model import CameraCalibration
 
-__all__ = ["transform_points", "warp_maps", "valid_crop", "CROP_MARGIN_PX"]
+__all__ = ["transform_points", "warp_maps", "valid_crop", "INTERPOLATIONS", "INTERPOLATION_MARGIN_PX", "CROP_MARGIN_PX", "crop_margin_violation"]
 
-# A bicubic sample reads two pixels on each side; keep that many pixels inside the WL frame.
-CROP_MARGIN_PX = 2.0
+INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+
+# Pixels an interpolation reads beyond the sample position (OpenCV's kernels: bilinear reads floor(x)..+1,
+# bicubic floor(x)-1..+2, Lanczos4 floor(x)-3..+4): every source position must stay this far inside the WL
+# frame, or the sample mixes in replicated border pixels.
+INTERPOLATION_MARGIN_PX = {"linear": 1.0, "cubic": 2.0, "lanczos": 4.0}
+
+# ALIGN.json's crop keeps the widest kernel's margin, so one crop (one release frame, one set of annotation
+# coordinates) is valid whichever interpolation apply uses.
+CROP_MARGIN_PX = max(INTERPOLATION_MARGIN_PX.values())
 
 
 def transform_points(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -93,3 +101,13 @@ def valid_crop(map_x: np.ndarray, map_y: np.ndarray, src_size: tuple[int, int], 
     if x1 <= x0 or y1 <= y0:
         return (0, 0, 0, 0)
     return (x0, y0, x1 - x0, y1 - y0)
+
+
+def crop_margin_violation(map_x: np.ndarray, map_y: np.ndarray, src_size: tuple[int, int], interpolation: str) -> float:
+    """How far (px) the maps' source positions come closer to the WL frame's edge than ``interpolation``
+    needs; 0 when every sample reads real pixels only."""
+    sw, sh = src_size
+    m = INTERPOLATION_MARGIN_PX[interpolation]
+    lows = (m - float(map_x.min()), m - float(map_y.min()))
+    highs = (float(map_x.max()) - (sw - 1 - m), float(map_y.max()) - (sh - 1 - m))
+    return max(0.0, *lows, *highs)
