@@ -16,6 +16,7 @@ from exlpose_data.exposure import LadderStep
 from exlpose_data.session_format import SessionReader, reference_path, step_path
 
 from . import diskspace, emulate, usbfs
+from .feeds import described_scene, require_same
 from .cameras import Rig
 from .config import RigConfig
 from .recorder import CaptureStats, Recorder, StepOutcome, StepRequest
@@ -177,6 +178,8 @@ class CaptureSession:
             with SessionReader(self.out) as reader:
                 if spec.scene in reader.scenes():
                     raise UsageError(f"{self.out}: scene {spec.scene!r} exists already; use `exlpose-capture resume` or another --scene")
+        if spec.feeds is not None:
+            self._check_feeds(spec, spec.feeds)
         requests = [self._step_request(spec, planned.step, planned.frames, planned.timeout_ms) for planned in spec.plan.steps]
         if not resume:
             self._check_same_rig()
@@ -184,6 +187,24 @@ class CaptureSession:
         recorder = self._writer()
         recorder.writer.set_attrs(f"/scenes/{spec.scene}", scene_attrs(spec))
         return [recorder.record_step(req) for req in requests]
+
+    @staticmethod
+    def _check_feeds(spec: SceneSpec, feeds: Path) -> None:
+        """Refuse settings or release name parts that contradict the feeds' ``feeds.json`` (when it describes the scene)."""
+        truth = described_scene(feeds, spec.scene)
+        if truth is None:
+            return
+        plan = spec.plan
+        require_same(feeds, spec.scene, [
+            ("--exposure-us", plan.base_exposure_us, "base_exposure_us", truth.base_exposure_us),
+            ("--gain-db", plan.base_gain_db, "base_gain_db", truth.base_gain_db),
+            ("--k/--preset", list(plan.ks), "steps[].k", [s.k for s in truth.steps]),
+            ("--ll-gain-db", plan.ll_gain_db, "steps[0].ll_gain_db", truth.steps[0].ll_gain_db if truth.steps else plan.ll_gain_db),
+            ("rig config nd_factor", plan.nd_factor, "nd_factor", truth.nd_factor),
+            ("--date", spec.date_mmdd, "date", truth.date),
+            ("--site", spec.site, "site", truth.site),
+            ("--video-id", spec.video_id, "video", truth.video),
+        ])
 
     def _step_request(self, spec: SceneSpec, step: LadderStep, frames: int, timeout_ms: float) -> StepRequest:
         feeds = None
@@ -235,6 +256,15 @@ class CaptureSession:
             raise UsageError("reference refused, outside the cameras' ranges: " + "; ".join(problems))
         feed_dirs = None
         if feeds is not None:
+            truth = described_scene(feeds, feed_scene or name)
+            if truth is not None and truth.reference is not None:
+                ref = truth.reference
+                require_same(feeds, truth.scene, [
+                    ("--exposure-us", exposures["wl"], "reference.wl_exposure_us", ref.wl_exposure_us),
+                    ("--ll-exposure-us", exposures["ll"], "reference.ll_exposure_us", ref.ll_exposure_us),
+                    ("--gain-db", wl_gain_db, "reference.wl_gain_db", ref.wl_gain_db),
+                    ("--ll-gain-db", ll_gain_db, "reference.ll_gain_db", ref.ll_gain_db),
+                ])
             feed_dirs = {role: str(emulate.feed_dir(feeds, feed_scene or name, "reference", role)) for role in ("ll", "wl")}
         if frames < 1:
             raise UsageError(f"--frames must be at least 1, got {frames}")

@@ -255,7 +255,10 @@ def reference(
     gain_db: GainOpt,
     out: OutOpt,
     ll_gain_db: LLGainOpt = None,
-    ll_exposure_us: Annotated[float | None, typer.Option("--ll-exposure-us", help="LL exposure (default: --exposure-us); longer makes up for the ND filter")] = None,
+    ll_exposure_us: Annotated[
+        float | None,
+        typer.Option("--ll-exposure-us", help="LL exposure (default: the feeds' reference LL exposure, else --exposure-us); longer makes up for the ND filter"),
+    ] = None,
     frames: FramesOpt = 5,
     config: ConfigOpt = None,
     emulate: EmulateOpt = False,
@@ -268,6 +271,14 @@ def reference(
 
     _setup_logging()
     cfg = _rig_config(config, emulate, roi=roi, feeds=feeds)
+    if feeds is not None:
+        from .feeds import described_scene
+
+        truth = described_scene(feeds, feed_scene or name)
+        if truth is not None and truth.reference is not None:
+            # Omitted LL settings follow the feeds, as they were simulated (the values are checked anyway).
+            ll_exposure_us = truth.reference.ll_exposure_us if ll_exposure_us is None else ll_exposure_us
+            ll_gain_db = truth.reference.ll_gain_db if ll_gain_db is None else ll_gain_db
     with LiveDisplay() as display:
         session = _session(cfg, out, emulate, display)
         outcome = _finish(
@@ -302,9 +313,9 @@ def record(
     config: ConfigOpt = None,
     emulate: EmulateOpt = False,
     feeds: FeedsOpt = None,
-    site: Annotated[str, typer.Option("--site", help="site part of release names (may be empty)")] = "",
-    video_id: Annotated[int | None, typer.Option("--video-id", help="video id (default: next free one for date and site)")] = None,
-    date: Annotated[str | None, typer.Option("--date", help="MMDD (default: today)")] = None,
+    site: Annotated[str | None, typer.Option("--site", help="site part of release names, may be empty (default: the feeds' site, else empty)")] = None,
+    video_id: Annotated[int | None, typer.Option("--video-id", help="video id (default: the feeds' video, else the next free one for date and site)")] = None,
+    date: Annotated[str | None, typer.Option("--date", help="MMDD (default: the feeds' date, else today)")] = None,
     fps: FpsOpt = None,
     roi: RoiOpt = None,
 ) -> None:
@@ -313,6 +324,18 @@ def record(
     from .display import LiveDisplay
 
     _setup_logging()
+    ks = _ks(k)
+    if feeds is not None:
+        from .feeds import described_scene
+
+        truth = described_scene(feeds, scene) if feeds.is_dir() else None
+        if truth is not None:
+            # Omitted options follow the scene the feeds describe; given ones are checked against it before recording.
+            date = truth.date if date is None else date
+            site = truth.site if site is None else site
+            video_id = truth.video if video_id is None else video_id
+            ks = [s.k for s in truth.steps] if preset is None and ks is None else ks
+    site = "" if site is None else site
     date_mmdd = date if date is not None else _dt.date.today().strftime("%m%d")
     if len(date_mmdd) != 4 or not date_mmdd.isdigit() or not (1 <= int(date_mmdd[:2]) <= 12 and 1 <= int(date_mmdd[2:]) <= 31):
         raise UsageError(f"--date {date_mmdd!r}: expected MMDD like 0119")
@@ -326,7 +349,7 @@ def record(
         session = _session(cfg, out, emulate, display)
 
         def body() -> Any:
-            the_plan = session.plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames)
+            the_plan = session.plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=ks, ll_gain_db=ll_gain_db, frames=frames)
             spec = SceneSpec(scene, date_mmdd, site, vid, the_plan, cfg.frame_rate_hz, feeds.resolve() if feeds is not None else None)
             return session.record_scene(spec)
 

@@ -415,3 +415,67 @@ def test_feeds_black_level_is_recorded_on_emulated_sessions(tmp_path: Path) -> N
     with SessionReader(out) as r:
         ll_attrs, wl_attrs = r.frame_attrs("s1", "1")
     assert ll_attrs.black_level == 240.0 and wl_attrs.black_level == 240.0
+
+
+def write_feeds_json(feeds: Path, scene: str = "s1", ks: tuple[int, ...] = (1, 2)) -> None:
+    """A feeds.json as the simulator writes it, describing ``scene`` at 4000 us / 0.5 dB, date 0101, site sim, video 1."""
+    from exlpose_data.exposure import build_ladder
+    from exlpose_data.simulate.truth import FeedsDocument
+
+    ladder = build_ladder(4000.0, 0.5, ks, nd_factor=100.0)
+    steps = [{"k": s.k, "ratio": s.ratio, "exposure_us": s.exposure_us, "nominal_exposure_us": s.nominal_exposure_us,
+              "wl_gain_db": s.wl_gain_db, "ll_gain_db": s.ll_gain_db} for s in ladder]
+    geometry = {"homography": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "centre": (W / 2, H / 2), "focal_px": 100.0, "size": (W, H), "crop": (0, 0, W, H)}
+    reference = {"ll_dir": f"{scene}/reference/ll", "wl_dir": f"{scene}/reference/wl", "file": "000000.png",
+                 "ll_exposure_us": 400000.0, "wl_exposure_us": 4000.0, "ll_gain_db": 0.5, "wl_gain_db": 0.5}
+    doc = FeedsDocument(black_level_dn=0.0, seed=1, scenes=[{
+        "scene": scene, "date": "0101", "site": "sim", "video": 1, "preset": "custom", "base_exposure_us": 4000.0,
+        "base_gain_db": 0.5, "nd_factor": 100.0, "geometry": geometry, "steps": steps, "frames": [], "reference": reference}])
+    (feeds / "feeds.json").write_text(doc.model_dump_json())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--exposure-us", "10000", "--gain-db", "10"], "--exposure-us 10000 contradicts {feeds}: scene 's1' base_exposure_us is 4000"),
+        (["--exposure-us", "4000", "--gain-db", "10"], "--gain-db 10 contradicts {feeds}: scene 's1' base_gain_db is 0.5"),
+        (["--exposure-us", "4000", "--gain-db", "0.5", "--preset", "outdoor"], "--k/--preset 1,2,4,8,12 contradicts {feeds}: scene 's1' steps[].k is 1,2"),
+        (["--exposure-us", "4000", "--gain-db", "0.5", "--date", "0102"], "--date '0102' contradicts {feeds}: scene 's1' date is '0101'"),
+        (["--exposure-us", "4000", "--gain-db", "0.5", "--site", "lab"], "--site 'lab' contradicts {feeds}: scene 's1' site is 'sim'"),
+        (["--exposure-us", "4000", "--gain-db", "0.5", "--video-id", "7"], "--video-id 7 contradicts {feeds}: scene 's1' video is 1"),
+        (["--exposure-us", "4000", "--gain-db", "0.5", "--ll-gain-db", "3"], "--ll-gain-db 3 contradicts {feeds}: scene 's1' steps[0].ll_gain_db is 0.5"),
+    ],
+)
+def test_record_refuses_settings_contradicting_feeds_json(tmp_path: Path, extra: list[str], message: str) -> None:
+    feeds = make_feeds(tmp_path / "feeds", ks=(1, 2))
+    write_feeds_json(feeds)
+    out = tmp_path / "f.h5"
+    res = CliRunner().invoke(app, ["record", "--emulate", "--feeds", str(feeds), "--scene", "s1", "--frames", "2", "--out", str(out), "--fps", "150", *extra])
+    assert res.exit_code == 2, res.output
+    assert message.format(feeds=feeds / "feeds.json") in " ".join(res.output.split())
+    assert not out.exists()
+
+
+def test_record_and_reference_default_to_feeds_json(tmp_path: Path) -> None:
+    feeds = make_feeds(tmp_path / "feeds", ks=(1, 2))
+    write_feeds_json(feeds)
+    out = tmp_path / "f.h5"
+    runner = CliRunner()
+    rec = runner.invoke(app, ["record", "--emulate", "--feeds", str(feeds), "--scene", "s1", "--exposure-us", "4000.0", "--gain-db", "0.5",
+                              "--frames", "2", "--out", str(out), "--fps", "150"])
+    assert rec.exit_code == 0, rec.output
+    ref = runner.invoke(app, ["reference", "--emulate", "--feeds", str(feeds), "--feed-scene", "s1", "--name", "r", "--exposure-us", "4000",
+                              "--gain-db", "0.5", "--frames", "1", "--out", str(out)])
+    assert ref.exit_code == 0, ref.output
+    with SessionReader(out) as r:
+        meta = r.scene_meta("s1")
+        assert (meta["date_mmdd"], meta["site"], meta["video_id"], meta["k_list"]) == ("0101", "sim", 1, [1, 2])
+        assert (meta["base_exposure_us"], meta["base_gain_db"]) == (4000.0, 0.5)
+        table = r._f["/reference/r/frames"][()]
+        assert list(table["ll_exposure_us"]) == [400000.0] and list(table["wl_exposure_us"]) == [4000.0]
+    bad = runner.invoke(app, ["reference", "--emulate", "--feeds", str(feeds), "--feed-scene", "s1", "--name", "r2", "--exposure-us", "4000",
+                              "--ll-exposure-us", "4000", "--gain-db", "0.5", "--frames", "1", "--out", str(out)])
+    assert bad.exit_code == 2
+    assert "--ll-exposure-us 4000 contradicts" in bad.output and "reference.ll_exposure_us is 400000" in " ".join(bad.output.split())
+    other = runner.invoke(app, ["record", "--emulate", "--feeds", str(feeds), "--scene", "s9", "--exposure-us", "4000", "--gain-db", "0.5", "--out", str(out)])
+    assert other.exit_code == 2 and "describes no scene 's9'; scenes: s1" in " ".join(other.output.split())
