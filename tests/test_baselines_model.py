@@ -167,16 +167,40 @@ def test_gram_loss_against_hand_computation():
         lupi_gram_loss([s], [u[:1]])
 
 
-def test_gram_distance_cheap_form_equals_the_direct_one():
+def _direct_gram_distance(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return (gram_matrix(s) - gram_matrix(t)).pow(2).sum(dim=(1, 2))
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 4, 3), (2, 5, 4, 3)])  # C > N: the N x N form; C <= N: the C x C one
+def test_gram_distance_equals_the_direct_form(shape):
     torch.manual_seed(0)
-    s = torch.randn(2, 64, 4, 3, dtype=torch.float64, requires_grad=True)  # C = 64 > N = 12: the N x N form
-    t = torch.randn(2, 64, 4, 3, dtype=torch.float64)
-    direct = (gram_matrix(s) - gram_matrix(t)).pow(2).sum(dim=(1, 2))
+    s = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(*shape, dtype=torch.float64)
+    direct = _direct_gram_distance(s, t)
     (grad_direct,) = torch.autograd.grad(direct.sum(), s)
-    cheap = gram_distance_sq(s, t)
-    (grad_cheap,) = torch.autograd.grad(cheap.sum(), s)
-    assert torch.allclose(cheap, direct, rtol=1e-10)
-    assert torch.allclose(grad_cheap, grad_direct, rtol=1e-9)
+    ours = gram_distance_sq(s, t)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), s)
+    assert torch.allclose(ours, direct, rtol=1e-10)
+    assert torch.allclose(grad_ours, grad_direct, rtol=1e-9)
+    assert torch.autograd.gradcheck(lambda x: gram_distance_sq(x, t), (s,))
+
+
+@pytest.mark.parametrize("shape", [(2, 2048, 8, 6), (2, 64, 16, 12)])  # R4 at 256x192 (C > N), and C < N
+def test_gram_distance_is_accurate_in_float32_near_the_teacher(shape):
+    # A student within 1e-3 of its teacher: the distance is ~1e-6 of each Gram's norm. Expanding the Grams and
+    # subtracting gave [-1024, 2048] for the R4 shape against an exact ~[534, 556].
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(*shape, generator=g)
+    s = t + 1e-3 * torch.randn(*shape, generator=g)
+    exact = _direct_gram_distance(s.double(), t.double())
+    assert exact.min() > 0
+    assert torch.allclose(gram_distance_sq(s, t).double(), exact, rtol=1e-4)
+    # The gradient, too, in float32 against float64.
+    s32 = s.clone().requires_grad_(True)
+    s64 = s.double().requires_grad_(True)
+    (g32,) = torch.autograd.grad(gram_distance_sq(s32, t).sum(), s32)
+    (g64,) = torch.autograd.grad(_direct_gram_distance(s64, t.double()).sum(), s64)
+    assert (g32.double() - g64).norm() < 1e-4 * g64.norm()
 
 
 @pytest.mark.parametrize("kind", ["gram", "gram-reference", "feat"])
