@@ -145,8 +145,10 @@ def evaluate_splits(net: CPN, cfg: TrainConfig, device: torch.device, splits: li
 
 def _epoch_loader(dataset: Any, sampler: DistributedSampler, cfg: TrainConfig, per_process: int, epoch: int, rank: int) -> DataLoader:
     sampler.set_epoch(epoch)
-    # Worker seeds depend only on (seed, epoch, rank): a resumed run draws the same augmentation as an unbroken
-    # one, and no two processes share a stream.
+    # Augmentation depends only on (seed, epoch, rank), in worker processes (their seeds come from the loader's
+    # generator) and in this one (workers=0): a resumed run draws the same as an unbroken one, and no two
+    # processes share a stream.
+    dataset.set_epoch(epoch, seed=cfg.seed, rank=rank)
     generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 4_099 + rank)
     return DataLoader(dataset, batch_size=per_process, sampler=sampler, num_workers=cfg.workers, drop_last=True, generator=generator)
 

@@ -145,9 +145,10 @@ def _train(release: Path, out: Path, *extra: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_resume_continues_identically_and_checkpoints_load_weights_only(release, tmp_path):
-    # One data-loader worker: its augmentation stream is seeded from (seed, epoch), as in every real run.
-    args = ("--variant", "baseline-low", "--workers", "1")
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_resume_continues_identically_and_checkpoints_load_weights_only(release, tmp_path, workers):
+    # In-process (0) or one worker: the augmentation stream is seeded from (seed, epoch, rank) either way.
+    args = ("--variant", "baseline-low", "--workers", workers)
     straight = _train(release, tmp_path / "a", *args, "--epochs", "2")
     _train(release, tmp_path / "b", *args, "--epochs", "1")
     resumed = _train(release, tmp_path / "b", *args, "--epochs", "2", "--resume", str(tmp_path / "b" / "checkpoint.pth"))

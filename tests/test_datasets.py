@@ -177,6 +177,31 @@ def test_pair_crops_share_geometry(tmp_path: Path) -> None:
             assert torch.equal(s["ll"], s["wl"])
 
 
+def test_set_epoch_makes_in_process_draws_depend_on_seed_epoch_and_rank(release: Path) -> None:
+    aug = Augmentation(scale_range=(0.7, 1.35), rotation_deg=30.0, flip_prob=0.5)
+    ds = ExLPoseTopDown(release, release / "ann.json", condition="LL", augmentation=aug, input_size=(64, 48), heatmap_size=(16, 12))
+
+    def draws() -> list[tuple[float, float, bool]]:
+        return [(s["meta"]["scale"], s["meta"]["rotation_deg"], s["meta"]["flipped"]) for s in (ds[i] for i in range(len(ds)))]
+
+    ds.set_epoch(0, seed=5)
+    epoch0 = draws()
+    ds.set_epoch(1, seed=5)
+    epoch1 = draws()
+    # A resumed run starts at epoch 1 without having drawn epoch 0, and with another torch seed: same draws.
+    fresh = ExLPoseTopDown(release, release / "ann.json", condition="LL", augmentation=aug, input_size=(64, 48), heatmap_size=(16, 12))
+    torch.manual_seed(123)
+    fresh.set_epoch(1, seed=5)
+    assert [(s["meta"]["scale"], s["meta"]["rotation_deg"], s["meta"]["flipped"]) for s in (fresh[i] for i in range(len(fresh)))] == epoch1
+    assert epoch1 != epoch0
+    ds.set_epoch(1, seed=5, rank=1)
+    assert draws() != epoch1  # another process of the same run
+    ds.set_epoch(1, seed=6)
+    assert draws() != epoch1
+    with pytest.raises(UsageError, match="epoch and rank must be non-negative"):
+        ds.set_epoch(-1)
+
+
 def test_low_light_scaling_mean_and_all_black_guard(release: Path, tmp_path: Path) -> None:
     ds = ExLPoseImages(release, release / "ann.json", condition="pair")
     s = ds[0]

@@ -133,10 +133,24 @@ class ExLPoseTopDown(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def set_epoch(self, epoch: int, *, seed: int = 0, rank: int = 0) -> None:
+        """Seed this process's augmentation stream from ``(seed, epoch, rank)`` (for ``num_workers=0``).
+
+        Without it the in-process stream is seeded once from torch and runs on across epochs, so a run resumed
+        at epoch ``e`` would redraw epoch 0's augmentation. Calling this at the start of every epoch makes each
+        epoch's draws depend on nothing else, as ``DataLoader`` workers' do when the loader's generator is seeded
+        from the same triple. Workers ignore it: each seeds its own stream from torch's per-worker seed.
+        """
+        if epoch < 0 or rank < 0:
+            raise UsageError(f"epoch and rank must be non-negative, got epoch={epoch} rank={rank}")
+        self._rng = np.random.default_rng((seed % 2**64, epoch, rank))
+        self._rng_owner = (os.getpid(), None)
+
     def _generator(self) -> np.random.Generator:
         # Each process (and each DataLoader worker) draws from its own stream seeded by torch: workers get
         # torch's per-worker seed, which changes every epoch, so augmentation neither repeats across workers
-        # nor across epochs, and torch.manual_seed makes a run reproducible.
+        # nor across epochs, and torch.manual_seed makes a run reproducible. In-process draws follow set_epoch
+        # when it was called (a forked worker's pid differs, so it never inherits that stream).
         info = get_worker_info()
         owner = (os.getpid(), info.id if info is not None else None)
         if self._rng is None or self._rng_owner != owner:
