@@ -46,6 +46,20 @@ def test_full_well_and_adc_clip():
     assert (raw == sensor.white_level_dn).all()
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "tukey"])
+def test_full_well_clips_electrons_before_the_read_noise(kind):
+    # K * full well stays below the ADC's top, so only the full well clips: a saturated pixel is the full-well
+    # level plus zero-mean read noise (as many pixels above it as below), not a level with the upper noise cut off.
+    sensor = SensorParams(k0_dn_per_e=0.3, read_noise_kind=kind, row_noise_e=0.0)
+    raw = capture_raw(np.full(SHAPE, 3 * sensor.full_well_e, np.float32), 0.0, sensor, np.random.default_rng(4))
+    full_dn = sensor.full_well_e * sensor.k0_dn_per_e + sensor.black_level_dn
+    assert raw.max() < sensor.white_level_dn
+    assert raw.astype(np.float64).mean() == pytest.approx(full_dn, abs=0.05)
+    above, below = (raw > full_dn).mean(), (raw < full_dn).mean()
+    assert above > 0.25 and above == pytest.approx(below, abs=0.02)  # (rounding puts the rest exactly on the level)
+    assert raw.astype(np.float64).std() == pytest.approx(math.hypot(input_read_noise_e(0.0, sensor) * 0.3, 1 / math.sqrt(12)), rel=0.05)
+
+
 def test_read_noise_is_2_9_electrons_at_0_db_and_falls_with_gain():
     sensor = SensorParams()
     assert input_read_noise_e(0.0, sensor) == pytest.approx(2.9, abs=0.15)

@@ -113,20 +113,18 @@ def capture_raw(mean_e: np.ndarray, gain_db: float, params: SensorParams, rng: n
         raise ValueError(f"mean electrons must be 2-D (a Bayer mosaic), got shape {mean_e.shape}")
     k = system_gain(gain_db, params)
     electrons, big = _poisson_where_small(np.maximum(mean_e, 0, dtype=np.float32), rng)
+    if big.any():
+        electrons[big] += np.sqrt(electrons[big]) * rng.standard_normal(int(big.sum()), dtype=np.float32)
+    # The well fills with photo-electrons only; read noise arises afterwards, in the readout, so a saturated pixel
+    # still shows it (clipping after the read noise would bias saturated pixels low and remove their noise).
+    np.minimum(electrons, np.float32(params.full_well_e), out=electrons)
+    after_gain_e = np.float32(params.adc_noise_dn / k)
     if params.read_noise_kind == "gaussian":
-        # Gaussian shot noise (where the mean is large), read noise and after-gain noise add up to one Gaussian
-        # per pixel: one draw instead of three.
-        sigma2 = np.float32(params.read_noise_e**2 + (params.adc_noise_dn / k) ** 2)
-        noise = rng.standard_normal(electrons.shape, dtype=np.float32)
-        noise *= np.sqrt(np.where(big, electrons, np.float32(0)) + sigma2) if big.any() else np.sqrt(sigma2)
-        electrons += noise
-        np.minimum(electrons, np.float32(params.full_well_e), out=electrons)
+        # Pre-amplifier and after-gain read noise are independent Gaussians: one draw of their combined sigma.
+        electrons += rng.standard_normal(electrons.shape, dtype=np.float32) * np.float32(math.hypot(params.read_noise_e, after_gain_e))
     else:
-        if big.any():
-            electrons[big] += np.sqrt(electrons[big]) * rng.standard_normal(int(big.sum()), dtype=np.float32)
-        np.minimum(electrons, np.float32(params.full_well_e), out=electrons)
         electrons += _tukey(electrons.shape, params.read_noise_e, params.tukey_lambda, rng)
-        electrons += rng.standard_normal(electrons.shape, dtype=np.float32) * np.float32(params.adc_noise_dn / k)
+        electrons += rng.standard_normal(electrons.shape, dtype=np.float32) * after_gain_e
     if params.row_noise_e > 0:
         electrons += rng.standard_normal((electrons.shape[0], 1), dtype=np.float32) * np.float32(params.row_noise_e)
     dn = electrons
