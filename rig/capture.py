@@ -346,5 +346,6 @@ def describe_outcomes(outcomes: list[StepOutcome]) -> str:
     lines = []
     for o in outcomes:
         drops = ", ".join(f"{n} {reason}" for reason, n in sorted(o.dropped.items())) or "none"
-        lines.append(f"{o.group}: {o.total} pairs ({o.kept} new), dropped: {drops}")
+        stalls = ", ".join(f"{n} {role}" for role, n in sorted(o.stalls.items()))
+        lines.append(f"{o.group}: {o.total} pairs ({o.kept} new), dropped: {drops}" + (f", stalls: {stalls}" if stalls else ""))
     return "\n".join(lines)

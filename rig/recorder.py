@@ -12,6 +12,10 @@ grabbing starts). For a pair both frames must carry the counter value that belon
   camera (block ID minus the first one) belongs to edge ``i``; when both cameras report timestamps their
   offset must stay constant to within half a frame period. A whole number of periods off means a camera
   missed edges: that pair is dropped and the camera's later frames move to the edges they belong to.
+  Waiting is not a drop there: frames come when edges come, so silence longer than the stall timeout
+  (``schedule.stall_timeout_s``) is counted and logged as a stall; the pairs it cost show up as missing
+  frames once the camera's counter moves on. The first frame gets a grace period after arming
+  (``Sync.first_frame_grace_s``); a camera silent for ``MAX_STALLS`` stall timeouts in a row stops recording.
 
 A missing, failed or incomplete frame on either side drops the pair; the reason is counted and logged.
 """
@@ -28,6 +32,7 @@ from typing import Any
 from exlpose_data.errors import ExlposeError
 
 from .cameras import Camera, Frame, Rig
+from .schedule import stall_timeout_s
 from .sync import Sync
 from .writer import SessionWriter, json_attr
 
@@ -36,6 +41,9 @@ __all__ = ["CaptureStats", "CaptureStopped", "DiskSpaceLow", "StepRequest", "Ste
 log = logging.getLogger(__name__)
 
 ROLES = ("ll", "wl")
+
+# Stall timeouts in a row after which a silent camera stops recording.
+MAX_STALLS = 3
 
 
 class CaptureStopped(ExlposeError):
@@ -52,6 +60,7 @@ class CaptureStats:
 
     kept: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    stalls: Counter[str] = field(default_factory=Counter)
     stale_frames: int = 0
     started: float = field(default_factory=time.monotonic)
     step: str = ""
@@ -112,6 +121,7 @@ class StepOutcome:
     total: int
     dropped: dict[str, int]
     applied: dict[str, tuple[float, float]]
+    stalls: dict[str, int] = field(default_factory=dict)
 
 
 class Recorder:
@@ -162,6 +172,7 @@ class Recorder:
         have, next_index = self.writer.open_step(req.group, attrs, self.rig.formats["ll"], self.rig.formats["wl"])
         self.stats.step = req.group
         dropped_before = Counter(self.stats.dropped)
+        stalls_before = Counter(self.stats.stalls)
         kept_before = self.stats.kept
         if have < req.frames:
             self._consecutive = 0
@@ -174,10 +185,11 @@ class Recorder:
             finally:
                 self.sync.stop(self.rig)
         dropped = {k: v - dropped_before.get(k, 0) for k, v in self.stats.dropped.items() if v - dropped_before.get(k, 0)}
+        stalls = dict(self.stats.stalls - stalls_before)
         kept = self.stats.kept - kept_before
-        self.writer.set_attrs(req.group, {"dropped_pairs": json_attr(dropped)})
+        self.writer.set_attrs(req.group, {"dropped_pairs": json_attr(dropped), "stalls": json_attr(stalls)})
         self._report(force=True)
-        return StepOutcome(req.group, kept, have + kept, dropped, applied)
+        return StepOutcome(req.group, kept, have + kept, dropped, applied, stalls)
 
     def _apply(self, req: StepRequest) -> dict[str, tuple[float, float]]:
         applied = {}
@@ -269,7 +281,11 @@ class Recorder:
         pending: dict[str, dict[int, Frame]] = {r: {} for r in ROLES}
         first: dict[str, int | None] = {r: None for r in ROLES}
         newest: dict[str, int] = {r: -1 for r in ROLES}
-        last_arrival = {r: time.monotonic() for r in ROLES}
+        stall_s = stall_timeout_s(req.timeout_ms, self.sync.frame_rate_hz)
+        grace_s = self.sync.first_frame_grace_s(stall_s)
+        armed = time.monotonic()
+        last_arrival: dict[str, float | None] = {r: None for r in ROLES}
+        silent_timeouts = {r: 0 for r in ROLES}
         period_ns = 1e9 / self.sync.frame_rate_hz if self.sync.frame_rate_hz else None
         ts_offset: int | None = None
         done = -1  # highest frame index decided (kept or dropped)
@@ -280,11 +296,10 @@ class Recorder:
                 frame = self.rig.cameras[role].try_retrieve(2.0)
                 now = time.monotonic()
                 if frame is None:
-                    if now - last_arrival[role] > req.timeout_ms / 1000.0:
-                        last_arrival[role] = now
-                        self._drop(next_index + done + 1, f"{role} timeout", role)
+                    self._watch_silence(role, now, armed, last_arrival[role], silent_timeouts, stall_s, grace_s)
                     continue
                 last_arrival[role] = now
+                silent_timeouts[role] = 0
                 if first[role] is None:
                     first[role] = frame.block_id
                 idx = frame.block_id - first[role]  # type: ignore[operator]
@@ -318,6 +333,29 @@ class Recorder:
                         continue
                 host = min(ll.host_time_ns, wl.host_time_ns)  # type: ignore[union-attr]
                 kept += self._keep(req.group, index, host, ll, wl, applied)  # type: ignore[arg-type]
+
+    def _watch_silence(
+        self, role: str, now: float, armed: float, last: float | None, silent_timeouts: dict[str, int], stall_s: float, grace_s: float
+    ) -> None:
+        """Count a stall (a warning, not a drop) per ``stall_s`` of silence; stop when a camera stays silent.
+
+        Raises:
+            CaptureStopped: no first frame within ``grace_s`` of arming, or ``MAX_STALLS`` stall timeouts in a row.
+        """
+        cam: Camera = self.rig.cameras[role]
+        if last is None:
+            if now - armed > grace_s:
+                raise CaptureStopped(f"{self.stats.step}: camera {cam.name} delivered no frame within {grace_s:g} s of arming; {self.sync.no_frame_hint(role)}")
+            return
+        if now - last <= stall_s * (silent_timeouts[role] + 1):
+            return
+        silent_timeouts[role] += 1
+        if silent_timeouts[role] == 1:
+            self.stats.stalls[role] += 1
+            log.warning("%s: no frame from camera %s for %.2f s (stall timeout)", self.stats.step, cam.name, now - last)
+            self._report()
+        if silent_timeouts[role] >= MAX_STALLS:
+            raise CaptureStopped(f"{self.stats.step}: no frame from camera {cam.name} for {now - last:.1f} s; {self.sync.no_frame_hint(role)}")
 
     @staticmethod
     def _realign(

@@ -14,7 +14,7 @@ from exlpose_data.exposure import LadderStep, build_ladder, resolve_ks
 
 from .cameras import Limits
 
-__all__ = ["PlannedStep", "Plan", "make_plan", "retrieve_timeout_ms", "check_plan"]
+__all__ = ["PlannedStep", "Plan", "make_plan", "retrieve_timeout_ms", "stall_timeout_s", "check_plan"]
 
 # Allowance beyond the exposure for readout and USB transfer of one frame (a full 1920x1200 16-bit frame
 # takes ~13 ms at the dart's 360 MB/s link limit) plus host scheduling jitter.
@@ -36,6 +36,21 @@ def retrieve_timeout_ms(exposure_us: float, override_ms: float | None = None) ->
             f"(needs > {exposure_ms + 20.0:g} ms): raise retrieve_timeout_ms or remove it from the rig config"
         )
     return float(override_ms)
+
+
+# Trigger periods without a frame before a hardware-triggered or free-running camera counts as stalled: one
+# late frame is jitter, three periods of silence are not.
+STALL_PERIODS = 3.0
+
+
+def stall_timeout_s(timeout_ms: float, frame_rate_hz: float | None) -> float:
+    """How long a camera fed by its own trigger may stay silent: the retrieve timeout or three periods, the longer.
+
+    The retrieve timeout alone (twice the exposure plus the transfer allowance) is shorter than the gap between
+    two edges at low frame rates (500 ms at 2 fps), so every edge would look like a stall.
+    """
+    period_s = 1.0 / frame_rate_hz if frame_rate_hz else 0.0
+    return max(timeout_ms / 1000.0, STALL_PERIODS * period_s)
 
 
 @dataclass(frozen=True)

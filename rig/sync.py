@@ -24,9 +24,14 @@ from .cameras import Camera, Rig
 from .config import TriggerConfig
 from .emulate import TriggerGenerator
 
-__all__ = ["Sync", "make_sync"]
+__all__ = ["Sync", "make_sync", "OPERATOR_GRACE_S", "STARTUP_GRACE_S"]
 
 log = logging.getLogger(__name__)
+
+# How long after arming the first frame may take. With a physical generator the operator starts it when told,
+# which takes human time; otherwise edges start at once and only camera start-up delays the first frame.
+OPERATOR_GRACE_S = 60.0
+STARTUP_GRACE_S = 2.0
 
 
 def _trigger_on(cam: Camera, source: str, activation: str = "RisingEdge") -> None:
@@ -148,6 +153,12 @@ class Sync:
             self._generator.stop()
             self._generator = None
         rig.stop()
+
+    def first_frame_grace_s(self, stall_s: float) -> float:
+        """How long to wait for a camera's first frame after arming before giving up on it."""
+        if self.config.topology == "external" and not self.emulated:
+            return max(OPERATOR_GRACE_S, stall_s)
+        return stall_s + STARTUP_GRACE_S
 
     def no_frame_hint(self, role: str) -> str:
         """What to check when a camera delivers nothing."""

@@ -115,3 +115,80 @@ def test_timestamps_off_by_a_fraction_of_a_period_drop_until_the_stop(tmp_path: 
         writer.close()
     with SessionReader(tmp_path / "hw.h5") as r:
         assert list(r.frames_table("s", "1")["index"]) == [0, 1, 2]
+
+
+@dataclass
+class TimedCamera(StandInCamera):
+    """Delivers each prepared frame at its due time (seconds after arming), as a hardware-triggered camera."""
+
+    due_s: list[float] = field(default_factory=list)
+    armed: float = 0.0
+
+    def start(self, buffers: int) -> None:
+        import time
+
+        self.armed = time.monotonic()
+
+    def try_retrieve(self, timeout_ms: float) -> Frame | None:
+        import time
+
+        if self.served >= len(self.frames):
+            time.sleep(timeout_ms / 1000.0)
+            return None
+        wait = self.armed + self.due_s[self.served] - time.monotonic()
+        if wait > timeout_ms / 1000.0:
+            time.sleep(timeout_ms / 1000.0)
+            return None
+        time.sleep(max(0.0, wait))
+        return super().try_retrieve(timeout_ms)
+
+
+def record_timed(tmp_path: Path, ll: TimedCamera, wl: TimedCamera, frames: int) -> tuple[object, Path]:
+    rig = StandInRig(ll, wl)
+    sync = make_sync(rig.config.trigger, 10.0, emulated=False)
+    sync.start = lambda rig, buffers: (rig.ll.start(buffers), rig.wl.start(buffers))
+    sync.stop = lambda rig: None
+    out = tmp_path / "timed.h5"
+    writer = SessionWriter(out, root_attrs={"rig_config": rig.config.to_json()})
+    recorder = Recorder(rig, sync, writer)
+    req = StepRequest("/scenes/s/steps/1", {"k": 1}, frames=frames, exposure_us=1000.0, ll_gain_db=0.0, wl_gain_db=0.0, timeout_ms=30.0)
+    try:
+        return recorder.record_step(req), out
+    finally:
+        writer.close()
+
+
+def timed(name: str, edges: list[int], start_s: float, value: int) -> TimedCamera:
+    """Frames of ``edges`` (block ID = edge: lost in transfer, not missed) at 10 fps from ``start_s``."""
+    return TimedCamera(name, [frame(e, e, 0, value + e) for e in edges], due_s=[start_s + 0.1 * e for e in edges])
+
+
+def test_stall_is_a_warning_and_lost_frames_keep_their_pair_index(tmp_path: Path) -> None:
+    # WL loses the frames of edges 3..6 (0.5 s of silence > the 0.3 s stall timeout of 3 periods): one stall is
+    # counted, the four pairs are dropped as missing frames at their own indexes, the rest pairs exactly.
+    ll = timed("LL", list(range(10)), 0.05, 100)
+    wl = timed("WL", [0, 1, 2, 7, 8, 9], 0.05, 2000)
+    outcome, out = record_timed(tmp_path, ll, wl, frames=6)
+    assert outcome.stalls == {"wl": 1}
+    assert outcome.dropped == {"wl frame missing": 4}
+    with SessionReader(out) as r:
+        table = r.frames_table("s", "1")
+        assert list(table["index"]) == [0, 1, 2, 7, 8, 9]
+        for i in range(len(table)):
+            lf, wf = r.pair("s", "1", i)
+            assert int(wf[0, 0]) - int(lf[0, 0]) == 1900
+
+
+def test_first_edge_late_after_arming_is_waited_for(tmp_path: Path) -> None:
+    # The operator starts the generator 1.2 s after "start the trigger generator now": nothing is dropped.
+    outcome, _ = record_timed(tmp_path, timed("LL", list(range(4)), 1.2, 100), timed("WL", list(range(4)), 1.2, 2000), frames=4)
+    assert (outcome.total, outcome.dropped, outcome.stalls) == (4, {}, {})
+
+
+def test_camera_silent_for_three_stall_timeouts_stops(tmp_path: Path) -> None:
+    ll = timed("LL", list(range(30)), 0.0, 100)
+    wl = timed("WL", [0, 1, 2], 0.0, 2000)
+    with pytest.raises(CaptureStopped, match=r"/scenes/s/steps/1: no frame from camera WL for 0\.9\d* s; check the generator's signal on Line1"):
+        record_timed(tmp_path, ll, wl, frames=30)
+    with SessionReader(tmp_path / "timed.h5") as r:
+        assert list(r.frames_table("s", "1")["index"]) == [0, 1, 2]
