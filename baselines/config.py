@@ -29,7 +29,7 @@ from exlpose_data.errors import InputError
 
 from .losses import LupiKind
 
-__all__ = ["Variant", "VARIANTS", "VariantSpec", "TrainConfig", "load_config", "make_config"]
+__all__ = ["Variant", "VARIANTS", "VariantSpec", "TrainConfig", "read_config_file", "load_config", "make_config"]
 
 Variant = Literal["baseline-low", "baseline-well", "baseline-all", "lupi", "lsbn", "lsbn-lupi", "lsbn-lupi-feat"]
 
@@ -121,11 +121,11 @@ class TrainConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML or JSON config and apply ``overrides`` (values that are None are skipped).
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw settings of a YAML or JSON config file (validated later by :func:`make_config`).
 
     Raises:
-        InputError: the file is unreadable, not a mapping, or a field is invalid (named in the message).
+        InputError: the file is unreadable or not a mapping.
     """
     p = Path(path)
     try:
@@ -140,7 +140,17 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raw = {}
     if not isinstance(raw, dict):
         raise InputError(f"{p}: expected a mapping of settings, got {type(raw).__name__}")
-    return make_config({**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}}, source=str(p))
+    return raw
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML or JSON config and apply ``overrides`` (values that are None are skipped).
+
+    Raises:
+        InputError: the file is unreadable, not a mapping, or a field is invalid (named in the message).
+    """
+    raw = read_config_file(path)
+    return make_config({**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}}, source=str(path))
 
 
 def make_config(values: dict[str, Any], source: str = "config") -> TrainConfig:

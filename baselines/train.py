@@ -3,8 +3,9 @@
 Single process: ``exlpose-train --variant lsbn-lupi --dataset ExLPose/``. Several processes:
 ``torchrun --nproc_per_node 4 -m baselines.train --variant lsbn-lupi --dataset ExLPose/`` (RANK, WORLD_SIZE and
 LOCAL_RANK come from torchrun; each process gets ``batch_size / WORLD_SIZE`` pairs; rank 0 writes checkpoints,
-logs and evaluates). ``--resume`` continues a run from its ``checkpoint.pth`` exactly (model, optimiser,
-scheduler, epoch, RNG); ``--test-only`` evaluates a checkpoint.
+logs and evaluates). ``--resume`` continues a run from its ``checkpoint.pth`` exactly (configuration, model,
+optimiser, scheduler, epoch, RNG; only flags given explicitly change the configuration, each with a warning);
+``--test-only`` evaluates a checkpoint.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from exlpose_data.atomic import write_json_atomic
-from exlpose_data.cli.common import err_console, handle_errors, new_app, progress_bar
+from exlpose_data.cli.common import err_console, handle_errors, new_app, progress_bar, warn
 from exlpose_data.errors import InputError, UsageError
 
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, load_config, make_config
+from .config import TrainConfig, load_config, make_config, read_config_file
 from .engine import PairModel, evaluate, train_one_epoch
 from .models import build_cpn
 from .models.cpn import CPN
 from .splits import resolve_split
 
-__all__ = ["app", "cli", "run", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed"]
+__all__ = ["app", "cli", "run", "resume_config", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed"]
 
 app = new_app("Train the ExLPose reference method (CPN on ResNet, with LSBN and LUPI variants).")
 
@@ -256,6 +257,24 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
     return record
 
 
+def resume_config(checkpoint: Path, config: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """The configuration a resumed (or ``--test-only``) run uses: the checkpoint's own, then ``config``'s
+    settings and the flags given (``overrides`` that are not None) on top.
+
+    A resumed run rebuilding defaults would silently train another variant, on no dataset, at another learning
+    rate; so only what is given explicitly changes, and each changed field is reported as one warning line.
+    """
+    saved = make_config(load_checkpoint(checkpoint).get("config", {}), source=str(checkpoint)).to_dict()
+    given = read_config_file(config) if config is not None else {}
+    given.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = make_config({**saved, **given}, source=str(config) if config is not None else "options")
+    changed = {k: v for k, v in cfg.to_dict().items() if v != saved[k]}
+    if Distributed.from_env().is_main:
+        for key, value in changed.items():
+            warn(f"{key}: {saved[key]!r} in {checkpoint.name} -> {value!r} (given explicitly)")
+    return cfg
+
+
 def _size(text: str | None, option: str) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -306,16 +325,14 @@ def main(
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "lupi_weight": lupi_weight, "workers": workers, "seed": seed,
         "device": device, "deterministic": deterministic, "eval_every": eval_every, "steps_per_epoch": steps_per_epoch,
     }
-    if config is not None:
-        cfg = load_config(config, overrides)
-    elif resume is not None and test_only:
-        # Evaluate a checkpoint with the configuration it was trained with, plus any flags given here.
-        saved = load_checkpoint(resume).get("config", {})
-        cfg = make_config({**saved, **{k: v for k, v in overrides.items() if v is not None}}, source=str(resume))
-    else:
-        cfg = make_config({k: v for k, v in overrides.items() if v is not None}, source="options")
     if test_only and resume is None:
         raise UsageError("--test-only needs --resume CHECKPOINT")
+    if resume is not None:
+        cfg = resume_config(resume, config, overrides)
+    elif config is not None:
+        cfg = load_config(config, overrides)
+    else:
+        cfg = make_config({k: v for k, v in overrides.items() if v is not None}, source="options")
     record = run(cfg, resume=resume, test_only=test_only, show_progress=progress)
     if Distributed.from_env().is_main:
         typer.echo(json.dumps(record))

@@ -12,12 +12,12 @@ import torch
 from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
-from baselines.checkpoint import load_checkpoint
+from baselines.checkpoint import load_checkpoint, save_checkpoint
 from baselines.config import VARIANTS, TrainConfig, load_config, make_config
 from baselines.engine import PairModel, compute_losses
 from baselines.models import build_cpn
 from baselines.train import app as train_app
-from baselines.train import build_optimizer
+from baselines.train import build_optimizer, resume_config
 from exlpose_data.datasets import ExLPoseTopDown
 from exlpose_data.errors import InputError
 from exlpose_data.keypoints import crowdpose14
@@ -151,7 +151,11 @@ def test_resume_continues_identically_and_checkpoints_load_weights_only(release,
     args = ("--variant", "baseline-low", "--workers", workers)
     straight = _train(release, tmp_path / "a", *args, "--epochs", "2")
     _train(release, tmp_path / "b", *args, "--epochs", "1")
-    resumed = _train(release, tmp_path / "b", *args, "--epochs", "2", "--resume", str(tmp_path / "b" / "checkpoint.pth"))
+    # Only --epochs given: dataset, variant, sizes, workers, output folder... come from the checkpoint.
+    result = CliRunner().invoke(train_app, ["--resume", str(tmp_path / "b" / "checkpoint.pth"), "--epochs", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == ["warning: epochs: 1 in checkpoint.pth -> 2 (given explicitly)"]
+    resumed = json.loads(result.stdout.strip().splitlines()[-1])
     assert resumed == straight  # the same losses and lr in the last epoch's record
     a = torch.load(tmp_path / "a" / "checkpoint.pth", weights_only=True)
     b = load_checkpoint(tmp_path / "b" / "checkpoint.pth")
@@ -164,6 +168,23 @@ def test_resume_continues_identically_and_checkpoints_load_weights_only(release,
     assert torch.equal(net.backbone.conv1.weight, a["model"]["backbone.conv1.weight"])
     history = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2] and history[-1] == straight
+
+
+def test_resume_config_is_the_checkpoints_with_explicit_changes_warned(tmp_path, capsys):
+    saved = make_config({"variant": "baseline-low", "dataset": tmp_path / "data", "lr": 1e-3, "backbone": "resnet18", "epochs": 3})
+    ckpt = save_checkpoint(tmp_path / "checkpoint.pth", model={}, config=saved.to_dict(), epoch=1)
+    cfg = resume_config(ckpt, None, {"variant": None, "lr": None, "epochs": None})
+    assert cfg == saved and capsys.readouterr().err == ""
+    file = tmp_path / "more.yaml"
+    file.write_text("epochs: 6\nlr: 0.001\n")  # lr equal to the checkpoint's: no warning
+    cfg = resume_config(ckpt, file, {"lr": None, "seed": 7})
+    assert (cfg.variant, cfg.dataset, cfg.backbone, cfg.lr, cfg.epochs, cfg.seed) == ("baseline-low", tmp_path / "data", "resnet18", 1e-3, 6, 7)
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: epochs: 3 in checkpoint.pth -> 6 (given explicitly)",
+        "warning: seed: 0 in checkpoint.pth -> 7 (given explicitly)",
+    ]
+    with pytest.raises(InputError, match=r"^options: lr: Input should be greater than 0"):
+        resume_config(ckpt, None, {"lr": -1.0})
 
 
 def test_lsbn_lupi_run_with_evaluation_then_test_only(release, tmp_path):
