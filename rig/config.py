@@ -4,7 +4,7 @@ A YAML or JSON file validated by pydantic; unknown keys are refused so a typo ne
 default. Example (YAML)::
 
     ll: {serial: "40123456"}
-    wl: {serial: "40123457", reverse_x: true}   # the path mirrored by the beam splitter
+    wl: {serial: "40123457", reverse_x: true}   # the path mirrored by the beam splitter (or: mirror: wl)
     nd_factor: 100
     pixel_format: BayerRG12
     roi: {width: 1920, height: 1200, offset_x: 8, offset_y: 8}
@@ -83,6 +83,9 @@ class RigConfig(_Strict):
     roi: RoiConfig | None = None
     frame_rate_hz: float = Field(10.0, gt=0, description="pairs per second while recording")
     trigger: TriggerConfig = TriggerConfig()
+    mirror: Literal["none", "ll", "wl"] = Field(
+        "none", description="camera whose frames the beam splitter mirrors, flipped in software after demosaic (exlpose-align); "
+        "the alternative to reverse_x on that camera")
     retrieve_timeout_ms: float | None = Field(None, gt=0, description="fixed retrieve timeout; default derives from exposure")
     flush_interval_s: float = Field(0.5, gt=0, le=60, description="HDF5 flush period (data at risk on a crash)")
     queue_pairs: int = Field(64, ge=2, description="pairs the writer queue holds before acquisition waits")
@@ -98,6 +101,13 @@ class RigConfig(_Strict):
             raise ValueError(f"ll and wl use the same camera serial {self.ll.serial!r}")
         if self.roi is not None and self.pixel_format.startswith("Bayer") and (self.roi.offset_x % 2 or self.roi.offset_y % 2):
             raise ValueError("roi offsets must be even with a Bayer pixel format (an odd offset shifts the colour phase)")
+        flipped = [role for role in ("ll", "wl") if self.camera(role).reverse_x]
+        if self.mirror != "none" and flipped:
+            # Both would flip the mirrored path twice (or flip both paths): exactly one of them undoes the splitter.
+            raise ValueError(
+                f"mirror: {self.mirror} (software flip after demosaic) and {flipped[0]}.reverse_x (flip on the camera) are "
+                "alternatives for the beam splitter's mirrored path; set only one"
+            )
         return self
 
     def camera(self, role: str) -> CameraConfig:
@@ -105,7 +115,7 @@ class RigConfig(_Strict):
 
     def same_rig(self, other: "RigConfig") -> bool:
         """Whether two configs describe the same cameras, format and trigger (recording settings may differ)."""
-        keys = {"ll", "wl", "nd_factor", "pixel_format", "roi", "trigger"}
+        keys = {"ll", "wl", "nd_factor", "pixel_format", "roi", "trigger", "mirror"}
         return self.model_dump(include=keys) == other.model_dump(include=keys)
 
     def to_json(self) -> str:

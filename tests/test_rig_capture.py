@@ -493,3 +493,18 @@ def test_record_and_reference_default_to_feeds_json(tmp_path: Path) -> None:
     assert "--ll-exposure-us 4000 contradicts" in bad.output and "reference.ll_exposure_us is 400000" in " ".join(bad.output.split())
     other = runner.invoke(app, ["record", "--emulate", "--feeds", str(feeds), "--scene", "s9", "--exposure-us", "4000", "--gain-db", "0.5", "--out", str(out)])
     assert other.exit_code == 2 and "describes no scene 's9'; scenes: s1" in " ".join(other.output.split())
+
+
+def test_software_mirror_reaches_the_session_for_alignment(tmp_path: Path) -> None:
+    from exlpose_data.align.prepare import session_mirror
+
+    feeds = make_feeds(tmp_path / "feeds", ks=(1,))
+    out = tmp_path / "m.h5"
+    with CaptureSession(config(mirror="ll"), out, emulated=True) as session:
+        session.record_scene(spec(session, feeds, frames=1, ks=[1]))
+    with SessionReader(out) as r:
+        assert session_mirror(r) == "ll"
+        assert r.frame_attrs("s1", "1")[0].mirrored_x is False  # flipped later in software, not on the camera
+    other = CliRunner().invoke(app, ["record", "--emulate", "--roi", f"{W}x{H}", "--scene", "s2", "--k", "1", "--exposure-us", "5000",
+                                     "--gain-db", "4.5", "--frames", "1", "--out", str(out), "--fps", "150"])
+    assert other.exit_code == 2 and "recorded with another rig config" in other.output

@@ -156,3 +156,17 @@ def test_live_display_plain_and_terminal() -> None:
     with LiveDisplay(Console(file=tty, width=200, force_terminal=True)) as display:
         display(stats)
     assert "pairs/s" in tty.getvalue() and "5.0 GB" in tty.getvalue() and "\x1b[" in tty.getvalue()
+
+
+def test_config_software_mirror_and_its_conflict_with_reverse_x(tmp_path: Path) -> None:
+    path = tmp_path / "rig.yaml"
+    path.write_text("ll: {serial: '1'}\nwl: {serial: '2'}\nmirror: ll\n")
+    assert load_config(path).mirror == "ll"
+    path.write_text("ll: {serial: '1'}\nwl: {serial: '2'}\n")
+    assert load_config(path).mirror == "none"
+    path.write_text("ll: {serial: '1'}\nwl: {serial: '2', reverse_x: true}\nmirror: wl\n")
+    with pytest.raises(InputError, match=r"rig.yaml: \(top level\): Value error, mirror: wl \(software flip after demosaic\) and wl.reverse_x \(flip on the camera\) are alternatives"):
+        load_config(path)
+    path.write_text("ll: {serial: '1'}\nwl: {serial: '2'}\nmirror: up\n")
+    with pytest.raises(InputError, match=r"rig.yaml: mirror: Input should be 'none', 'll' or 'wl'"):
+        load_config(path)
