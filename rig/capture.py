@@ -127,6 +127,12 @@ class CaptureSession:
     def pair_bytes(self) -> int:
         return self.rig.formats["ll"].frame_bytes + self.rig.formats["wl"].frame_bytes
 
+    @property
+    def stop_reserve_bytes(self) -> int:
+        """Free space below which recording stops: ``min_free_mb`` plus every pair that may still be written."""
+        c = self.config
+        return diskspace.stop_reserve_bytes(int(c.min_free_mb * diskspace.MB), self.pair_bytes, c.queue_pairs, c.frame_rate_hz, c.flush_interval_s)
+
     def plan(self, **kwargs: Any) -> Plan:
         """``schedule.make_plan`` with this rig's pair size, ND factor and timeout override."""
         return make_plan(
@@ -142,7 +148,7 @@ class CaptureSession:
             usbfs.check_usbfs(max(f.frame_bytes for f in self.rig.formats.values()), self.config.buffers)
         if self.out is None:
             return
-        diskspace.check_room(self.out.parent if not self.out.exists() else self.out, expected_bytes, int(self.config.min_free_mb * diskspace.MB))
+        diskspace.check_room(self.out.parent if not self.out.exists() else self.out, expected_bytes, self.stop_reserve_bytes)
 
     def _writer(self) -> Recorder:
         if self.out is None:
@@ -154,7 +160,8 @@ class CaptureSession:
                 root_attrs={"rig_config": self.config.to_json(), "emulated": self.emulated},
                 flush_interval_s=self.config.flush_interval_s,
                 queue_pairs=self.config.queue_pairs,
-                min_free_bytes=int(self.config.min_free_mb * diskspace.MB),
+                min_free_bytes=self.stop_reserve_bytes,
+                floor_bytes=int(self.config.min_free_mb * diskspace.MB),
                 on_flush=self._on_flush,
             )
             self.recorder = Recorder(self.rig, self.sync, self.writer, progress=self._progress)

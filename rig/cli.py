@@ -140,8 +140,10 @@ def _finish(session: Any, body: Any) -> Any:
         session.close()
     if stopped is not None:
         kept = session.recorder.stats.kept if session.recorder is not None else 0
+        discarded = session.writer.stats.pairs_discarded if session.writer is not None else 0
         why = "interrupted" if isinstance(stopped, KeyboardInterrupt) else str(stopped)
-        raise fail(f"{why}; session {session.out} closed cleanly with {kept} new pairs (continue with `exlpose-capture resume {session.out}`)", 1)
+        lost = f" ({discarded} queued pairs discarded to keep min_free_mb free)" if discarded else ""
+        raise fail(f"{why}; session {session.out} closed cleanly with {kept - discarded} new pairs{lost} (continue with `exlpose-capture resume {session.out}`)", 1)
     return result
 
 

@@ -90,7 +90,9 @@ class RigConfig(_Strict):
     flush_interval_s: float = Field(0.5, gt=0, le=60, description="HDF5 flush period (data at risk on a crash)")
     queue_pairs: int = Field(64, ge=2, description="pairs the writer queue holds before acquisition waits")
     buffers: int = Field(16, ge=2, description="pylon grab buffers per camera")
-    min_free_mb: float = Field(256.0, ge=0, description="stop cleanly when free disk space falls below this")
+    min_free_mb: float = Field(
+        256.0, ge=0, description="free disk space never written into; recording stops this much plus the pairs still in "
+        "flight (queue_pairs + frame_rate_hz x flush_interval_s + 1) earlier")
     feed_black_level_dn: float | None = Field(
         None, ge=0, description="emulation only: black level baked into the feed frames (feeds.json black_level_dn); "
         "the emulator has no BlackLevel feature, so without this the session would record 0")

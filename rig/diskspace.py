@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
 from exlpose_data.errors import UsageError
 
-__all__ = ["free_bytes", "check_room", "MB"]
+__all__ = ["free_bytes", "check_room", "stop_reserve_bytes", "MB"]
 
 MB = 1 << 20
 # HDF5 metadata, chunk index and frames tables on top of the raw pixels.
@@ -36,3 +37,14 @@ def check_room(path: str | Path, expected_bytes: int, reserve_bytes: int) -> int
             f"{reserve_bytes / MB:.0f} MB) but only {free / MB:.0f} MB are free; record fewer frames, a smaller ROI, or elsewhere"
         )
     return free
+
+
+def stop_reserve_bytes(min_free_bytes: int, pair_bytes: int, queue_pairs: int, frame_rate_hz: float, flush_interval_s: float) -> int:
+    """Free space below which recording stops, so that what is still written afterwards keeps ``min_free_bytes``.
+
+    Free space is measured while pairs wait in the writer queue and before the file system has seen the pairs
+    written since the last flush; after the stop all of them may still be written: the full queue, one flush
+    interval of pairs and the pair in hand.
+    """
+    in_flight = queue_pairs + math.ceil(frame_rate_hz * flush_interval_s) + 1
+    return min_free_bytes + in_flight * pair_bytes

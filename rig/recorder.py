@@ -432,8 +432,8 @@ class Recorder:
     def _check_space(self) -> None:
         if self.writer.low_space.is_set():
             raise DiskSpaceLow(
-                f"{self.writer.path}: free disk space fell below {self.writer.min_free_bytes / (1 << 20):.0f} MB; "
-                f"recording stopped after {self.stats.kept} pairs, file closed cleanly"
+                f"{self.writer.path}: free disk space fell below the {self.writer.min_free_bytes / (1 << 20):.0f} MB reserve "
+                f"(min_free_mb plus the pairs still queued); recording stopped after {self.stats.kept} pairs, file closed cleanly"
             )
 
     def _report(self, force: bool = False) -> None:

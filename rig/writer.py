@@ -32,6 +32,8 @@ from .cameras import FrameFormat
 __all__ = ["WriterError", "SessionWriter", "WriterStats", "frame_attrs", "json_attr"]
 
 TABLE_CHUNK_ROWS = 256
+# Free-space probes from write_pair: often enough to stop within a few pairs, rare enough to cost nothing.
+PROBE_INTERVAL_S = 0.1
 
 
 class WriterError(ExlposeError):
@@ -58,6 +60,7 @@ class WriterStats:
     flushes: int = 0
     queue_depth: int = 0
     free_bytes: int = -1
+    pairs_discarded: int = 0
     flushed_rows: dict[str, int] = field(default_factory=dict)
 
 
@@ -69,7 +72,10 @@ class SessionWriter:
         root_attrs: attributes of ``/`` for a new file (``rig_config`` JSON and any extension).
         flush_interval_s: longest time between flushes.
         queue_pairs: pairs the queue holds before :meth:`write_pair` blocks.
-        min_free_bytes: below this free space :attr:`low_space` is set and the recorder stops cleanly.
+        min_free_bytes: below this free space :attr:`low_space` is set and the recorder stops cleanly (checked at
+            flushes and, at most every ``PROBE_INTERVAL_S``, in :meth:`write_pair`).
+        floor_bytes: free space never written into: a queued pair that would take the disk below it is discarded
+            and counted (``stats.pairs_discarded``, group attribute ``discarded_pairs``) instead.
         on_flush: called on the writer thread after each flush with ``{group path: rows flushed}``.
 
     An existing file is opened for appending (new scenes, resumed steps); its root attributes are kept.
@@ -86,6 +92,7 @@ class SessionWriter:
         flush_interval_s: float = 0.5,
         queue_pairs: int = 64,
         min_free_bytes: int = 0,
+        floor_bytes: int = 0,
         on_flush: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
         self.path = Path(path)
@@ -104,8 +111,14 @@ class SessionWriter:
             self._f.flush()  # a kill from here on leaves a file that opens
         self.flush_interval_s = flush_interval_s
         self.min_free_bytes = min_free_bytes
-        self.stats = WriterStats(free_bytes=diskspace.free_bytes(self.path))
+        self.floor_bytes = floor_bytes
+        self.stats = WriterStats()
         self.low_space = threading.Event()
+        # (free bytes probed, bytes written at that moment): free space now is estimated from both.
+        self._probed = (0, 0)
+        self._last_probe = 0.0
+        self._discarded: dict[str, int] = {}
+        self._probe()
         self._on_flush = on_flush
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=queue_pairs)
         self._error: BaseException | None = None
@@ -140,7 +153,13 @@ class SessionWriter:
         return result
 
     def write_pair(self, group: str, ll: np.ndarray, wl: np.ndarray, row: tuple[Any, ...]) -> None:
-        """Queue one pair; blocks while the queue is full (acquisition waits rather than losing data)."""
+        """Queue one pair; blocks while the queue is full (acquisition waits rather than losing data).
+
+        Free space is probed here too (rate-limited), so low space stops acquisition within a few pairs rather
+        than at the next flush.
+        """
+        if time.monotonic() - self._last_probe >= PROBE_INTERVAL_S:
+            self._probe()
         self._put(("pair", group, ll, wl, row))
 
     def close(self) -> None:
@@ -156,6 +175,20 @@ class SessionWriter:
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    def _probe(self) -> None:
+        """Measure free space (either thread); below ``min_free_bytes`` set :attr:`low_space`."""
+        self._last_probe = time.monotonic()
+        written = self.stats.bytes_written
+        free = diskspace.free_bytes(self.path)
+        self._probed = (free, written)
+        self.stats.free_bytes = free
+        if free < self.min_free_bytes:
+            self.low_space.set()
+
+    def _free_estimate(self) -> int:
+        free, written = self._probed
+        return free - (self.stats.bytes_written - written)
 
     def _put(self, item: tuple[Any, ...]) -> None:
         while True:
@@ -208,6 +241,14 @@ class SessionWriter:
         kind = item[0]
         if kind == "pair":
             _, group, ll, wl, row = item
+            if self._free_estimate() - (ll.nbytes + wl.nbytes) < self.floor_bytes:
+                # Past the stop, the disk filled faster than the reserve allowed for: lose this pair, not the floor.
+                self.low_space.set()
+                self.stats.pairs_discarded += 1
+                self._discarded[group] = self._discarded.get(group, 0) + 1
+                self._f[group].attrs["discarded_pairs"] = self._discarded[group]
+                self._dirty = True
+                return
             ll_ds, wl_ds, table = self._datasets[group]
             n = self._rows[group]
             zeros = (0,) * ll.ndim
@@ -269,9 +310,7 @@ class SessionWriter:
             self.stats.flushed_rows = dict(self._rows)
             if self._on_flush is not None:
                 self._on_flush(dict(self._rows))
-        self.stats.free_bytes = diskspace.free_bytes(self.path)
-        if self.stats.free_bytes < self.min_free_bytes:
-            self.low_space.set()
+        self._probe()
 
 
 def json_attr(value: Any) -> str:

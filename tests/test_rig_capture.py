@@ -290,8 +290,11 @@ def test_low_disk_space_stops_cleanly(tmp_path: Path, monkeypatch: pytest.Monkey
     out = tmp_path / "low.h5"
     free = {"bytes": 10 << 30}
     monkeypatch.setattr(diskspace, "free_bytes", lambda path: free["bytes"])
-    cfg = config(flush_interval_s=0.05)
+    # Flushes are far apart: the stop must come from write_pair's own probe.
+    cfg = config(flush_interval_s=30.0)
     session = CaptureSession(cfg, out, emulated=True)
+    pair = 2 * W * H * 2
+    assert session.stop_reserve_bytes == 256 * diskspace.MB + (64 + 150 * 30 + 1) * pair
 
     def shrink(stats: CaptureStats) -> None:
         if stats.kept >= 10:
@@ -299,11 +302,47 @@ def test_low_disk_space_stops_cleanly(tmp_path: Path, monkeypatch: pytest.Monkey
 
     session._progress = shrink
     try:
-        with pytest.raises(DiskSpaceLow, match="free disk space fell below 256 MB; recording stopped after"):
+        with pytest.raises(DiskSpaceLow, match=r"free disk space fell below the 309 MB reserve \(min_free_mb plus the pairs still queued\); recording stopped after"):
             session.record_scene(spec(session, feeds, frames=2000, ks=[1]))
     finally:
         session.close()
-    assert 10 <= assert_pairs_exact(out) < 2000
+    kept = session.recorder.stats.kept
+    assert 10 <= kept < 100  # stopped within the 0.1 s probe interval, not at a flush 30 s later (2000 pairs)
+    # Pairs still queued when space ran out would have gone below min_free_mb: discarded and counted, not written.
+    written = assert_pairs_exact(out)
+    assert written + session.writer.stats.pairs_discarded == kept
+    with SessionReader(out) as r:
+        assert r._f["/scenes/s1/steps/1"].attrs.get("discarded_pairs", 0) == session.writer.stats.pairs_discarded
+
+
+def test_writer_discards_queued_pairs_rather_than_write_past_the_floor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rig.cameras import FrameFormat
+    from rig.writer import SessionWriter
+
+    pair = 2 * W * H * 2
+    floor = 100 * diskspace.MB
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: floor + int(2.5 * pair))
+    writer = SessionWriter(tmp_path / "w.h5", flush_interval_s=60.0, min_free_bytes=floor + 10 * pair, floor_bytes=floor)
+    assert writer.low_space.is_set()  # below the stop reserve from the start
+    fmt = FrameFormat("BayerRG12", "RGGB", 12, 1, W, H, 0.0, False)
+    writer.open_step("/scenes/s/steps/1", {}, fmt, fmt)
+    for i in range(5):
+        writer.write_pair("/scenes/s/steps/1", np.full((H, W), i, np.uint16), np.full((H, W), i, np.uint16), (i, 0, i, i, -1, -1, 1.0, 1.0, 0.0, 0.0))
+    writer.close()
+    assert (writer.stats.pairs_written, writer.stats.pairs_discarded) == (2, 3)
+    with SessionReader(tmp_path / "w.h5") as r:
+        assert list(r.frames_table("s", "1")["index"]) == [0, 1]
+
+
+def test_start_refused_when_estimate_plus_full_queue_reserve_does_not_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 700 MB free holds one 1920x1200 pair plus 256 MB, but not the 70 pairs that may still be written after a stop.
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 700 * diskspace.MB)
+    out = tmp_path / "q.h5"
+    res = CliRunner().invoke(app, ["record", "--emulate", "--roi", "1920x1200", "--scene", "a", "--k", "1", "--exposure-us", "5000", "--gain-db", "4.5",
+                                   "--frames", "1", "--out", str(out)])
+    assert res.exit_code == 2
+    assert "needs about 880 MB (recording 9 MB + reserve 871 MB) but only 700 MB are free" in " ".join(res.output.split())
+    assert not out.exists()
 
 
 def test_disk_space_refusal_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
