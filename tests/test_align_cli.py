@@ -152,9 +152,33 @@ def test_check_fails_with_a_message_when_limits_are_exceeded(tmp_path, align_jso
     bad.save(tmp_path / "bad.json")
     r = runner.invoke(app, ["check", str(tmp_path / "bad.json"), "--max-corner-px", "0"])
     assert r.exit_code == 1
-    assert "held-out residual median" in r.output and "exceeds 1.500 px by" in r.output
+    assert "held-out residual median" in r.output and "exceeds 0.500 px by" in r.output
     r = runner.invoke(app, ["check", str(align_json), "--max-corner-px", "0.0001"])
     assert r.exit_code == 1 and "initial/refined corner disagreement" in r.output
+
+
+def test_check_at_ll_n_light_passes_correct_and_fails_shifted_alignment(tmp_path) -> None:
+    from exlpose_data.align.synthetic import render_pair
+
+    p = render_pair(W, H, seed=3, ll_mean_8bit=3.0, gain_db=12.0)
+    cv2.imwrite(str(tmp_path / "wl.png"), p.wl[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "ll.png"), p.ll[:, :, ::-1])
+    pair = ["--wl", str(tmp_path / "wl.png"), "--ll", str(tmp_path / "ll.png")]
+    out = tmp_path / "ALIGN.json"
+    r = runner.invoke(app, ["estimate", *pair, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    model = AlignModel.load(out)
+    assert corner_error(model.matrix, p.homography, (W, H)) < 0.3
+    r = runner.invoke(app, ["check", str(out), *pair, "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["failures"] == [] and report["heldout_count"] >= 10 and report["heldout_median_px"] < 0.6
+    assert 0 < report["heldout_noise_px"] < 0.6 and report["quality_bin"] > 1 and report["psnr_db"] > 15
+    shift = np.array([[1, 0, 1.5], [0, 1, 0], [0, 0, 1]], np.float64)
+    model.model_copy(update={"homography": (shift @ model.matrix).tolist()}).save(tmp_path / "bad.json")
+    for extra in ([], pair):  # the stored measurements, and measured afresh on the pair
+        r = runner.invoke(app, ["check", str(tmp_path / "bad.json"), *extra])
+        assert r.exit_code == 1 and "fail: held-out residual median 1." in r.output
 
 
 def _png_gray_float(path: Path) -> np.ndarray:

@@ -15,7 +15,19 @@ from exlpose_data.align.model import AlignModel
 from exlpose_data.align.prepare import level_matrix, linear_gray, needs_flip, normalise_brightness
 from exlpose_data.align.reference import ReferencePair, build_alignment
 from exlpose_data.align.synthetic import darken, render_pair
-from exlpose_data.align.validate import Thresholds, heldout_residuals, masked_psnr, masked_ssim, plot_difference, plot_residuals, threshold_failures
+from exlpose_data.align.validate import (
+    Thresholds,
+    aligned_reference,
+    heldout_residuals,
+    masked_psnr,
+    masked_ssim,
+    measure_displacements,
+    plot_difference,
+    plot_residuals,
+    quality_bin,
+    threshold_failures,
+    validation_positions,
+)
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.session_format import FrameAttrs
 
@@ -182,6 +194,52 @@ def test_threshold_failure_messages_say_which_and_by_how_much(tmp_path) -> None:
     assert len(fails) == 1 and fails[0].startswith("held-out residual median") and "exceeds 1.000 px by" in fails[0]
     median = float(fails[0].split()[3])
     assert 1.5 < median < 2.5
+
+
+def test_check_passes_a_correct_and_fails_a_shifted_alignment_at_ll_n_light() -> None:
+    # LL-N: 8-bit mean 3 at 12 dB gain, about 3 electrons per pixel. SIFT points there are localised to ~1-2 px;
+    # the measured displacements must see the homography's error instead.
+    w, h = 320, 200
+    p = render_pair(w, h, seed=3, ll_mean_8bit=3.0, gain_db=12.0)
+    model = build_alignment([ReferencePair("r", linear_gray(p.wl), linear_gray(p.ll))], "none", [])
+    assert corner_error(model.matrix, p.homography, (w, h)) < 0.3
+    m = model.metrics
+    assert m.heldout_count >= 10 and 0.05 < m.heldout_noise_px < 0.6
+    assert m.heldout_median_px < 2 * m.heldout_noise_px
+    assert threshold_failures(model, Thresholds(), heldout_residuals(model.matrix, model.heldout_matches)) == []
+    # Against the true homography the measured correspondences scatter by their predicted noise, no more.
+    truth_median = float(np.median(heldout_residuals(p.homography, model.heldout_matches)))
+    assert truth_median < 2 * m.heldout_noise_px
+    shift = np.array([[1, 0, 1.5], [0, 1, 0], [0, 0, 1]], np.float64)
+    bad = model.model_copy(update={"homography": (shift @ model.matrix).tolist()})
+    fails = threshold_failures(bad, Thresholds(), heldout_residuals(bad.matrix, bad.heldout_matches))
+    assert fails and fails[0].startswith("held-out residual median")
+    assert 1.2 < float(fails[0].split()[3]) < 1.8
+    # Measured afresh under the shifted homography (as check does with a reference pair): the same verdict.
+    wl_n, ll_n = _norm(p.wl), _norm(p.ll)
+    again = measure_displacements(wl_n, ll_n, bad.matrix, validation_positions(np.asarray(model.heldout_matches)[:, :2], (w, h)))
+    res = heldout_residuals(bad.matrix, again.matches)
+    assert len(res) >= 10 and 1.2 < np.median(res) < 1.8
+    assert threshold_failures(bad, Thresholds(), res, float(np.median(again.noise_px)))
+
+
+def test_measurement_without_keypoints_uses_a_grid() -> None:
+    pts = validation_positions(np.zeros((0, 2)), (320, 200))
+    edge = 200 // 4 // 2 + 8  # half a 50 px patch and the 8 px search
+    assert len(pts) >= 12 and pts.min() >= edge and pts[:, 0].max() <= 320 - edge and pts[:, 1].max() <= 200 - edge
+    p = render_pair(320, 200, seed=4)
+    m = measure_displacements(_norm(p.wl), _norm(p.ll), p.homography, pts)
+    assert len(m.matches) >= 10
+    assert np.median(heldout_residuals(p.homography, m.matches)) < 0.05 and np.all(m.noise_px < 0.05)
+
+
+def test_psnr_ssim_are_computed_binned_on_a_noisy_pair() -> None:
+    p = render_pair(320, 200, seed=3, ll_mean_8bit=3.0, gain_db=12.0)
+    model = build_alignment([ReferencePair("r", linear_gray(p.wl), linear_gray(p.ll))], "none", [])
+    assert model.metrics.quality_bin in (4, 8)
+    warped, ll_crop = aligned_reference(_norm(p.wl), _norm(p.ll), model)
+    assert masked_psnr(warped, ll_crop) < model.metrics.psnr_db - 10  # a single noisy frame: noise-limited
+    assert quality_bin(warped) == 1
 
 
 def test_psnr_ssim_identity_and_difference_plot(tmp_path) -> None:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .prepare import bin_image, feature_image, level_matrix
+from .prepare import bin_image, feature_image, level_matrix, noise_sigma
 
 __all__ = ["EstimateOptions", "Estimate", "FeatureEstimate", "sift_homography", "ecc_refine", "estimate_homography", "corner_error", "corners"]
 
@@ -217,15 +217,9 @@ def _noise_blur(norm: np.ndarray, b: int) -> float:
     Smoothing further loses ECC accuracy (measured at 1920x1200, LL-N light: 5% instead of 30% raises the
     corner error by about a third, 2% doubles it).
     """
-    sigma = _noise_sigma(bin_image(norm, b))
+    sigma = noise_sigma(bin_image(norm, b))
     # Averaging over a Gaussian of sigma s divides white noise by about 2*sqrt(pi)*s.
     return float(np.clip(sigma / 0.3 / (2 * np.sqrt(np.pi)), 0.0, 4.0))
-
-
-def _noise_sigma(img: np.ndarray) -> float:
-    """Robust white-noise estimate from horizontal differences (median absolute deviation)."""
-    d = np.diff(img, axis=1)
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
 
 
 def _ecc_levels(size: tuple[int, int], opts: EstimateOptions) -> list[int]:

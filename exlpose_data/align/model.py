@@ -43,14 +43,16 @@ class AlignMetrics(BaseModel):
     n_matches: int = Field(description="putative SIFT matches after the ratio test")
     n_inliers: int = Field(description="USAC_MAGSAC inliers among the fitted matches")
     feature_bin: int = Field(description="binning factor of the level the features were matched on")
-    heldout_count: int = Field(description="held-out matches within the gate of the initial estimate")
-    heldout_median_px: float | None = Field(None, description="median residual of held-out matches under the final homography")
+    heldout_count: int = Field(description="held-out positions whose LL displacement was measured")
+    heldout_median_px: float | None = Field(None, description="median residual of the measured held-out correspondences under the final homography")
     heldout_p95_px: float | None = Field(None, description="95th percentile of those residuals")
+    heldout_noise_px: float | None = Field(None, description="median predicted noise of those measurements (px)")
     corner_disagreement_px: float = Field(description="mean corner distance between the initial and the refined homography")
     ecc_levels: list[int] = Field(description="binning factors at which ECC converged, coarse to fine")
     ecc_correlation: float | None = Field(None, description="ECC correlation coefficient at the finest converged level")
-    psnr_db: float | None = Field(None, description="masked PSNR of the aligned reference pair (linear grey, LL gain and offset fitted to WL)")
-    ssim: float | None = Field(None, description="masked SSIM of the aligned reference pair")
+    psnr_db: float | None = Field(None, description="masked PSNR of the aligned reference pair (linear grey, LL gain and offset fitted to WL, both binned by quality_bin)")
+    ssim: float | None = Field(None, description="masked SSIM of the aligned reference pair (binned likewise)")
+    quality_bin: int | None = Field(None, description="binning PSNR/SSIM were computed at (denoises the LL side)")
     reference_spread_px: float | None = Field(None, description="largest mean-corner distance between per-reference estimates")
 
 
@@ -96,7 +98,7 @@ class AlignModel(BaseModel):
     mirror: Literal["none", "ll", "wl"] = Field(description="which camera's frames were flipped in software before estimation")
     brightness_ratio: float = Field(description="measured mean LL / WL linear brightness of the reference pair")
     metrics: AlignMetrics
-    heldout_matches: list[tuple[float, float, float, float]] = Field(default_factory=list, description="(x_wl, y_wl, x_ll, y_ll) of held-out matches")
+    heldout_matches: list[tuple[float, float, float, float]] = Field(default_factory=list, description="(x_wl, y_wl, x_ll, y_ll) held-out correspondences, the LL side measured to sub-pixel")
     calibration: dict[Literal["ll", "wl"], CameraCalibration] | None = None
     notes: list[str] = Field(default_factory=list)
     software_version: str

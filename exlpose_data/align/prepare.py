@@ -32,6 +32,7 @@ __all__ = [
     "bin_image",
     "level_matrix",
     "feature_image",
+    "noise_sigma",
 ]
 
 MirrorSide = Literal["none", "ll", "wl"]
@@ -169,3 +170,9 @@ def feature_image(norm_gray: np.ndarray, factor: int, blur_sigma: float) -> np.n
     if hi <= lo:
         return np.zeros(img.shape, np.uint8)
     return np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+def noise_sigma(img: np.ndarray) -> float:
+    """Robust white-noise estimate from horizontal differences (median absolute deviation)."""
+    d = np.diff(img, axis=1)
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))

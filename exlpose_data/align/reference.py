@@ -22,7 +22,7 @@ from .estimate import Estimate, EstimateOptions, corner_error, corners, estimate
 from .geometry import transform_points, valid_crop, warp_maps
 from .model import AlignMetrics, AlignModel, CameraCalibration, InputFile
 from .prepare import MirrorSide, develop_linear_gray, linear_gray, needs_flip, normalise_brightness, session_mirror
-from .validate import aligned_reference, masked_psnr, masked_ssim, residual_stats, heldout_residuals
+from .validate import aligned_reference, heldout_residuals, image_quality, measure_displacements, residual_stats, validation_positions
 
 __all__ = ["ReferencePair", "read_image", "load_session_references", "load_image_pair", "build_alignment", "undistort_pair"]
 
@@ -119,15 +119,6 @@ def _average_homography(hs: list[np.ndarray], size: tuple[int, int]) -> np.ndarr
     return h / h[2, 2]
 
 
-def _gated_heldout(e: Estimate, opts: EstimateOptions) -> np.ndarray:
-    """Held-out matches consistent with the initial estimate (the rest are mismatches, not residuals)."""
-    if len(e.heldout_wl) == 0 or e.initial_method != "sift+magsac":
-        return np.zeros((0, 4))
-    gate = 3 * opts.magsac_threshold_px * max(e.feature_bin, 1)
-    keep = np.linalg.norm(transform_points(e.initial, e.heldout_wl) - e.heldout_ll, axis=1) <= gate
-    return np.concatenate([e.heldout_wl[keep], e.heldout_ll[keep]], axis=1)
-
-
 def build_alignment(
     pairs: list[ReferencePair],
     mirror: MirrorSide,
@@ -139,7 +130,7 @@ def build_alignment(
     if not pairs:
         raise UsageError("no reference pair to estimate from")
     size = (pairs[0].wl.shape[1], pairs[0].wl.shape[0])
-    estimates, ratios = [], []
+    estimates, ratios, normalised = [], [], []
     for pair in pairs:
         if (pair.wl.shape[1], pair.wl.shape[0]) != size or pair.ll.shape != pair.wl.shape:
             raise InputError(f"reference {pair.name!r}: frame size differs from {size[0]}x{size[1]}")
@@ -148,18 +139,23 @@ def build_alignment(
         ll_n, ll_mean = normalise_brightness(geo.ll, f"reference {pair.name!r} ll")
         estimates.append(estimate_homography(wl_n, ll_n, opts, source=f"reference {pair.name!r}", wl_valid=geo.wl_valid, ll_valid=geo.ll_valid))
         ratios.append(ll_mean / wl_mean)
+        normalised.append((wl_n, ll_n))
     hs = [e.homography for e in estimates]
     h = hs[0] if len(hs) == 1 else _average_homography(hs, size)
     h_init = estimates[0].initial if len(hs) == 1 else _average_homography([e.initial for e in estimates], size)
     spread = max((corner_error(a, b, size) for i, a in enumerate(hs) for b in hs[i + 1 :]), default=None)
-    heldout = np.concatenate([_gated_heldout(e, opts) for e in estimates], axis=0)
+    # Held-out positions measured to sub-pixel on each (undistorted) reference under the final homography.
+    measured = [measure_displacements(wl_n, ll_n, h, validation_positions(e.heldout_wl, size)) for e, (wl_n, ll_n) in zip(estimates, normalised)]
+    heldout = np.concatenate([m.matches for m in measured], axis=0)
+    noise = np.concatenate([m.noise_px for m in measured])
     median, p95 = residual_stats(heldout_residuals(h, heldout))
     map_x, map_y = warp_maps(h, (0, 0, *size), calibration)
     crop = valid_crop(map_x, map_y, size)
     if crop[2] < size[0] // 2 or crop[3] < size[1] // 2:
         raise InputError(f"the common valid region is only {crop[2]}x{crop[3]} of {size[0]}x{size[1]}: the cameras barely overlap; check the rig")
     initial_method = "sift+magsac" if all(e.initial_method == "sift+magsac" for e in estimates) else "identity"
-    # PSNR/SSIM on the raw (not undistorted) first reference: the composed remap is what apply will do.
+    # PSNR/SSIM on the raw (not undistorted) first reference, binned to denoise it: the composed remap is what
+    # apply will do.
     base = AlignModel(
         homography=h.tolist(),
         initial_homography=h_init.tolist(),
@@ -175,6 +171,7 @@ def build_alignment(
             heldout_count=len(heldout),
             heldout_median_px=median,
             heldout_p95_px=p95,
+            heldout_noise_px=float(np.median(noise)) if len(noise) else None,
             corner_disagreement_px=corner_error(h, h_init, size),
             ecc_levels=min((e.ecc_levels for e in estimates), key=len),
             ecc_correlation=float(min(e.ecc_correlation for e in estimates)),
@@ -188,7 +185,5 @@ def build_alignment(
     )
     wl0, _ = normalise_brightness(pairs[0].wl)
     ll0, _ = normalise_brightness(pairs[0].ll)
-    warped, ll_crop = aligned_reference(wl0, ll0, base)
-    base.metrics.psnr_db = masked_psnr(warped, ll_crop)
-    base.metrics.ssim = masked_ssim(warped, ll_crop)
+    base.metrics.psnr_db, base.metrics.ssim, base.metrics.quality_bin = image_quality(*aligned_reference(wl0, ll0, base))
     return base

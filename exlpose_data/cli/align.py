@@ -78,9 +78,9 @@ def estimate(
     m = model.metrics
     typer.echo(
         f"{out}: {model.initial_method} -> ECC levels {m.ecc_levels}, {m.n_inliers} inliers, "
-        f"held-out median {_fmt(m.heldout_median_px)} px / p95 {_fmt(m.heldout_p95_px)} px, "
+        f"held-out median {_fmt(m.heldout_median_px)} px / p95 {_fmt(m.heldout_p95_px)} px (noise {_fmt(m.heldout_noise_px)} px), "
         f"initial/refined corners {m.corner_disagreement_px:.3f} px, crop {list(model.crop)}, "
-        f"PSNR {_fmt(m.psnr_db)} dB, SSIM {_fmt(m.ssim)}"
+        f"PSNR {_fmt(m.psnr_db)} dB, SSIM {_fmt(m.ssim)} (binned {m.quality_bin or 1}x)"
     )
     for note in model.notes:
         err_console.print(f"note: {note}", markup=False)
@@ -100,8 +100,8 @@ def check(
     ll: LlOpt = None,
     mirror: MirrorOpt = None,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="folder for residuals.png (and difference.png with a reference pair)")] = None,
-    max_median_px: Annotated[float, typer.Option(help="limit on the held-out residual median (px); <= 0 disables")] = 1.5,
-    max_p95_px: Annotated[float, typer.Option(help="limit on the held-out residual 95th percentile (px); <= 0 disables")] = 4.0,
+    max_median_px: Annotated[float, typer.Option(help="limit on the held-out residual median (px), raised to 2x the measurement noise; <= 0 disables")] = 0.5,
+    max_p95_px: Annotated[float, typer.Option(help="limit on the held-out residual 95th percentile (px), raised to 4x the measurement noise; <= 0 disables")] = 1.5,
     max_corner_px: Annotated[float, typer.Option(help="limit on the initial/refined corner disagreement (px); <= 0 disables")] = 3.0,
     min_psnr_db: Annotated[Optional[float], typer.Option(help="lower limit on the masked PSNR of the aligned reference")] = None,
     min_ssim: Annotated[Optional[float], typer.Option(help="lower limit on the masked SSIM of the aligned reference")] = None,
@@ -109,14 +109,18 @@ def check(
 ) -> None:
     """Report held-out residuals, corner disagreement and masked PSNR/SSIM; exit 1 when a limit is exceeded.
 
-    With a reference pair (SESSION.h5 or --wl/--ll), PSNR/SSIM are recomputed on it and a difference image is plotted; otherwise the stored values are reported.
+    With a reference pair (SESSION.h5 or --wl/--ll), the held-out displacements are measured again on it under
+    this homography, PSNR/SSIM are recomputed (binned) and a difference image is plotted; otherwise the stored
+    measurements are used.
     """
+    import numpy as np
+
     from ..align.model import AlignModel
     from ..align.prepare import normalise_brightness
-    from ..align.validate import Thresholds, aligned_reference, heldout_residuals, masked_psnr, masked_ssim, plot_difference, plot_residuals, residual_stats, threshold_failures
+    from ..align.reference import undistort_pair
+    from ..align.validate import Thresholds, aligned_reference, heldout_residuals, image_quality, measure_displacements, plot_difference, plot_residuals, residual_stats, threshold_failures, validation_positions
 
     model = AlignModel.load(align_json)
-    residuals = heldout_residuals(model.matrix, model.heldout_matches)
     background = None
     if session is not None or wl is not None or ll is not None:
         pairs, side, _ = _load_pairs(session, reference, wl, ll, mirror, default_mirror=model.mirror)
@@ -127,10 +131,16 @@ def check(
         if (wl_n.shape[1], wl_n.shape[0]) != tuple(model.frame_size):
             raise UsageError(f"reference pair is {wl_n.shape[1]}x{wl_n.shape[0]} but {align_json} is for {model.frame_size[0]}x{model.frame_size[1]}")
         warped, ll_crop = aligned_reference(wl_n, ll_n, model)
-        model.metrics.psnr_db, model.metrics.ssim = masked_psnr(warped, ll_crop), masked_ssim(warped, ll_crop)
+        model.metrics.psnr_db, model.metrics.ssim, model.metrics.quality_bin = image_quality(warped, ll_crop)
         background = ll_n
+        geo = undistort_pair(pairs[0], model.calibration) if model.calibration else pairs[0]
+        stored = np.asarray(model.heldout_matches, np.float64).reshape(-1, 4)[:, :2]
+        m = measure_displacements(normalise_brightness(geo.wl)[0], normalise_brightness(geo.ll)[0], model.matrix, validation_positions(stored, tuple(model.frame_size)))
+        model.heldout_matches = [tuple(row) for row in m.matches.tolist()]
+        model.metrics.heldout_noise_px = float(np.median(m.noise_px)) if len(m.noise_px) else None
         if plots is not None:
             plot_difference(plots / "difference.png", warped, ll_crop, smooth_sigma=1.0)
+    residuals = heldout_residuals(model.matrix, model.heldout_matches)
     if plots is not None:
         plot_residuals(plots / "residuals.png", model, background)
     limits = Thresholds(
@@ -146,9 +156,11 @@ def check(
         "heldout_count": len(residuals),
         "heldout_median_px": median,
         "heldout_p95_px": p95,
+        "heldout_noise_px": model.metrics.heldout_noise_px,
         "corner_disagreement_px": model.metrics.corner_disagreement_px,
         "psnr_db": model.metrics.psnr_db,
         "ssim": model.metrics.ssim,
+        "quality_bin": model.metrics.quality_bin,
         "crop": list(model.crop),
     }
     failures = threshold_failures(model, limits, residuals)
@@ -157,8 +169,9 @@ def check(
         typer.echo(json.dumps(report))
     else:
         typer.echo(
-            f"{align_json}: {len(residuals)} held-out matches, residual median {_fmt(median)} px, p95 {_fmt(p95)} px; "
-            f"initial/refined corners {model.metrics.corner_disagreement_px:.3f} px; PSNR {_fmt(model.metrics.psnr_db)} dB, SSIM {_fmt(model.metrics.ssim)}"
+            f"{align_json}: {len(residuals)} held-out displacements, residual median {_fmt(median)} px, p95 {_fmt(p95)} px "
+            f"(measurement noise {_fmt(model.metrics.heldout_noise_px)} px); initial/refined corners {model.metrics.corner_disagreement_px:.3f} px; "
+            f"PSNR {_fmt(model.metrics.psnr_db)} dB, SSIM {_fmt(model.metrics.ssim)} (binned {model.metrics.quality_bin or 1}x)"
         )
     for f in failures:
         err_console.print(f"fail: {f}", markup=False)
