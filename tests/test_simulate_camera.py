@@ -50,7 +50,7 @@ def test_full_well_and_adc_clip():
 def test_full_well_clips_electrons_before_the_read_noise(kind):
     # K * full well stays below the ADC's top, so only the full well clips: a saturated pixel is the full-well
     # level plus zero-mean read noise (as many pixels above it as below), not a level with the upper noise cut off.
-    sensor = SensorParams(k0_dn_per_e=0.3, read_noise_kind=kind, row_noise_e=0.0)
+    sensor = SensorParams(k0_dn_per_e=0.3, read_noise_e=1.2, adc_noise_dn=1.0, read_noise_kind=kind, row_noise_e=0.0)
     raw = capture_raw(np.full(SHAPE, 3 * sensor.full_well_e, np.float32), 0.0, sensor, np.random.default_rng(4))
     full_dn = sensor.full_well_e * sensor.k0_dn_per_e + sensor.black_level_dn
     assert raw.max() < sensor.white_level_dn
@@ -60,13 +60,15 @@ def test_full_well_clips_electrons_before_the_read_noise(kind):
     assert raw.astype(np.float64).std() == pytest.approx(math.hypot(input_read_noise_e(0.0, sensor) * 0.3, 1 / math.sqrt(12)), rel=0.05)
 
 
-def test_read_noise_is_2_9_electrons_at_0_db_and_falls_with_gain():
+def test_read_noise_is_the_calibrated_0_68_electrons_at_0_db_and_falls_with_gain():
     sensor = SensorParams()
-    assert input_read_noise_e(0.0, sensor) == pytest.approx(2.9, abs=0.15)
-    assert input_read_noise_e(24.0, sensor) < 1.5
-    raw = capture_raw(np.zeros(SHAPE, np.float32), 0.0, sensor.model_copy(update={"row_noise_e": 0.0}), np.random.default_rng(1))
-    measured_e = raw.astype(np.float64).std() / system_gain(0.0, sensor)
-    assert measured_e == pytest.approx(math.hypot(input_read_noise_e(0.0, sensor), 1 / math.sqrt(12) / 0.36), rel=0.05)
+    assert input_read_noise_e(0.0, sensor) == pytest.approx(0.68, abs=0.02)
+    assert input_read_noise_e(24.0, sensor) < 0.45
+    # Measured at 24 dB, where the noise spans several DN (at 0 dB it is a quarter DN, below the ADC's step).
+    k = system_gain(24.0, sensor)
+    raw = capture_raw(np.zeros(SHAPE, np.float32), 24.0, sensor.model_copy(update={"row_noise_e": 0.0}), np.random.default_rng(1))
+    measured_e = raw.astype(np.float64).std() / k
+    assert measured_e == pytest.approx(math.hypot(input_read_noise_e(24.0, sensor), 1 / math.sqrt(12) / k), rel=0.05)
 
 
 def test_tukey_read_noise_has_the_requested_std_and_heavier_tails():

@@ -21,7 +21,7 @@ def _reference(raw: np.ndarray, p: IspParams, out_bits: int, digital_gain: float
     return lut[np.clip(srgb_lin, 0, 65535).astype(np.uint16)]
 
 
-@pytest.mark.parametrize("params", [IspParams(), IspParams(black_level=241.25, pattern="GBRG", demosaic="ea", wb_gains=(2.1, 1.0, 1.3))])
+@pytest.mark.parametrize("params", [IspParams(), IspParams(black_level=64.0, pattern="GBRG", demosaic="ea", wb_gains=(2.1, 1.0, 1.3))])
 @pytest.mark.parametrize("digital_gain", [1.0, 3.0])
 @pytest.mark.parametrize("out_bits", [8, 16])
 def test_fast_isp_is_bit_identical(params, digital_gain, out_bits):

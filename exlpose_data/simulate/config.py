@@ -27,9 +27,8 @@ class SimulationConfig(BaseModel):
         date / site: written in release names; scenes are numbered as videos 1..N.
         backgrounds: folder of background photographs (procedural backgrounds when None).
         sensor: sensor and noise model of both cameras.
-        black_clamp_dn: how far above the sensor's black level the ISP cuts (crushes the noise floor of dark
-            frames; 1.25 DN matches the release's LL intensities, see docs/simulate.md).
-        isp: settings of :class:`exlpose_data.isp.IspParams` (the raw -> RGB path); ``black_level`` given here wins.
+        isp: settings of :class:`exlpose_data.isp.IspParams` (the raw -> RGB path). The black level and bit depth
+            are the sensor's (what a capture records), so they cannot be set here.
         protocol: exposure protocol.
         geometry: beam-splitter geometry ranges.
     """
@@ -44,7 +43,6 @@ class SimulationConfig(BaseModel):
     site: str = Field("sim", pattern=r"^[A-Za-z0-9-]*$")
     backgrounds: str | None = None
     sensor: SensorParams = SensorParams()
-    black_clamp_dn: float = Field(1.25, ge=0)
     isp: dict[str, Any] = Field(default_factory=dict)
     protocol: ProtocolParams = ProtocolParams()
     geometry: GeometryParams = GeometryParams()
@@ -66,6 +64,9 @@ class SimulationConfig(BaseModel):
     @field_validator("isp")
     @classmethod
     def _isp(cls, v: dict[str, Any]) -> dict[str, Any]:
+        fixed = sorted({"black_level", "bit_depth"} & set(v))
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} come from the sensor (sensor.black_level_dn, sensor.bit_depth), as in a capture")
         try:
             IspParams(**v)
         except TypeError as exc:  # an unknown setting name
@@ -77,9 +78,12 @@ class SimulationConfig(BaseModel):
         return self.width, self.height
 
     def isp_params(self) -> IspParams:
-        """The ISP settings: the sensor's black level plus the clamp, the sensor's bit depth, then ``isp``."""
-        base = {"black_level": self.sensor.black_level_dn + self.black_clamp_dn, "bit_depth": self.sensor.bit_depth}
-        return IspParams(**{**base, **self.isp})
+        """The ISP settings: exactly the black level and bit depth a capture records for the sensor, then ``isp``.
+
+        ``exlpose-align apply`` develops captured frames with the recorded black level (feeds.json
+        ``black_level_dn`` for emulated captures), so a raw frame develops the same on both paths.
+        """
+        return IspParams(black_level=self.sensor.black_level_dn, bit_depth=self.sensor.bit_depth, **self.isp)
 
 
 def parse_size(text: str) -> tuple[int, int]:

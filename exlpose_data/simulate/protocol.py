@@ -52,7 +52,7 @@ class ProtocolParams(BaseModel):
     indoor_exposure_weights: tuple[float, ...] = (0.8, 0.2)
     indoor_gain_db: tuple[float, float] = (10.0, 19.0)
     nd_factor: float = Field(DEFAULT_ND_FACTOR, gt=1)
-    wl_level: float = Field(0.155, gt=0, lt=1)
+    wl_level: float = Field(0.135, gt=0, lt=1)
     wl_level_spread: float = Field(0.25, ge=0)
 
 
