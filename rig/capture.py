@@ -150,6 +150,26 @@ class CaptureSession:
             return
         diskspace.check_room(self.out.parent if not self.out.exists() else self.out, expected_bytes, self.stop_reserve_bytes)
 
+    def missing_bytes(self, spec: SceneSpec) -> int:
+        """Bytes the pairs a scene still misses in the session file will take (all of them for a new scene)."""
+        if self.out is None or not self.out.is_file():
+            return spec.plan.expected_bytes
+        with SessionReader(self.out) as reader:
+            steps = set(reader.steps(spec.scene)) if spec.scene in reader.scenes() else set()
+            have = {p.step.step_name: len(reader.frames_table(spec.scene, p.step.step_name)) if p.step.step_name in steps else 0 for p in spec.plan.steps}
+        return sum(max(0, p.frames - have[p.step.step_name]) for p in spec.plan.steps) * self.pair_bytes
+
+    def check_resume(self, specs: list[SceneSpec]) -> None:
+        """The checks of a recording for everything a resume will record, before any of it is recorded.
+
+        Raises:
+            UsageError: a scene's plan is outside the cameras' ranges (they may not be the cameras it was recorded
+                with), or the missing pairs plus the reserve do not fit on the disk.
+        """
+        for spec in specs:
+            self.check(spec.plan, 0)
+        self.check(None, sum(self.missing_bytes(spec) for spec in specs))
+
     def _writer(self) -> Recorder:
         if self.out is None:
             raise UsageError("no session file given to record into")
@@ -188,9 +208,8 @@ class CaptureSession:
         if spec.feeds is not None:
             self._check_feeds(spec, spec.feeds)
         requests = [self._step_request(spec, planned.step, planned.frames, planned.timeout_ms) for planned in spec.plan.steps]
-        if not resume:
-            self._check_same_rig()
-            self.check(spec.plan, spec.plan.expected_bytes)
+        self._check_same_rig()
+        self.check(spec.plan, self.missing_bytes(spec) if resume else spec.plan.expected_bytes)
         recorder = self._writer()
         recorder.writer.set_attrs(f"/scenes/{spec.scene}", scene_attrs(spec))
         return [recorder.record_step(req) for req in requests]

@@ -376,6 +376,7 @@ def resume(session_file: Annotated[Path, typer.Argument(help="session file to co
         session = CaptureSession(cfg, session_file, emulated=emulated, progress=display)
 
         def body() -> None:
+            session.check_resume(specs)
             for spec in specs:
                 outcomes.extend(session.record_scene(spec, resume=True))
 

@@ -547,3 +547,32 @@ def test_software_mirror_reaches_the_session_for_alignment(tmp_path: Path) -> No
     other = CliRunner().invoke(app, ["record", "--emulate", "--roi", f"{W}x{H}", "--scene", "s2", "--k", "1", "--exposure-us", "5000",
                                      "--gain-db", "4.5", "--frames", "1", "--out", str(out), "--fps", "150"])
     assert other.exit_code == 2 and "recorded with another rig config" in other.output
+
+
+def test_resume_runs_the_pre_checks_for_every_scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    feeds = make_feeds(tmp_path / "feeds", ks=(1,))
+    make_feeds(feeds, scene="s2", ks=(1,))
+    out = tmp_path / "r.h5"
+    with CaptureSession(config(), out, emulated=True) as session:
+        for scene in ("s1", "s2"):
+            session.record_scene(spec(session, feeds, frames=3, scene=scene, ks=[1]))
+    with h5py.File(out, "a") as f:  # both scenes interrupted after one pair
+        for scene in ("s1", "s2"):
+            for name in ("ll", "wl", "frames"):
+                f[f"/scenes/{scene}/steps/1/{name}"].resize(1, axis=0)
+        f["/scenes/s2"].attrs["base_gain_db"] = 60.0
+    runner = CliRunner()
+    rng = runner.invoke(app, ["resume", str(out)])
+    assert rng.exit_code == 2 and "plan refused, nothing recorded: k=1: WL gain 60.00 dB outside 0.00..48.00 dB" in " ".join(rng.output.split())
+    with h5py.File(out, "a") as f:
+        f["/scenes/s2"].attrs["base_gain_db"] = 4.5
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 200 * diskspace.MB)
+    disk = runner.invoke(app, ["resume", str(out)])
+    assert disk.exit_code == 2 and "but only 200 MB are free" in " ".join(disk.output.split())
+    with SessionReader(out) as r:
+        assert [len(r.frames_table(s, "1")) for s in ("s1", "s2")] == [1, 1]  # nothing recorded by the refusals
+    monkeypatch.undo()
+    ok = runner.invoke(app, ["resume", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert "/scenes/s1/steps/1: 3 pairs (2 new)" in ok.output and "/scenes/s2/steps/1: 3 pairs (2 new)" in ok.output
+    assert assert_pairs_exact(out, "s1") == 3 and assert_pairs_exact(out, "s2") == 3
