@@ -15,6 +15,7 @@ from exlpose_data.cli.simulate import app
 from exlpose_data.layout import read_pairs, verify_dataset
 from exlpose_data.naming import parse_name
 from exlpose_data.schema import load_document
+from exlpose_data.simulate.runner import staged_output
 from exlpose_data.simulate.truth import FeedsDocument, SimulationDocument
 
 DATA = Path(__file__).parent / "data"
@@ -55,6 +56,24 @@ def test_release_layout_names_and_manifest(release):
     names = sorted(p.name for p in (release / "annotations").iterdir())
     assert names == ["ExLPose_test_LL-A.json", "ExLPose_test_LL-E.json", "ExLPose_test_LL-H.json", "ExLPose_test_LL-N.json",
                      "ExLPose_test_WL.json", "ExLPose_train_LL.json", "ExLPose_train_WL.json"]
+
+
+def test_release_folder_has_plain_mkdir_permissions_and_no_lock_file(release):
+    mask = os.umask(0)
+    os.umask(mask)
+    assert release.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert not (release / ".manifest.lock").exists() and not [p for p in release.iterdir() if p.name.startswith(".")]
+
+
+def test_staged_output_follows_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with staged_output(tmp_path / "out") as stage:
+            (stage / "a.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o750
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 def test_release_annotations_match_the_truth(release):

@@ -15,6 +15,8 @@ from typing import TypeVar
 import cv2
 
 from ..atomic import TMP_MARK
+from ..atomic import _umask as current_umask  # the core's thread-safe umask read (private there; see the report)
+from ..layout import _LOCK_FILE as MANIFEST_LOCK_FILE
 from ..cli.common import progress_bar
 from ..errors import UsageError
 
@@ -36,7 +38,7 @@ def staged_output(out: str | Path) -> Iterator[Path]:
     """Yield a hidden staging folder beside ``out``; rename it to ``out`` on success, delete it on failure.
 
     ``out`` must not exist or be an empty folder, so a finished run never mixes with older files and a failed
-    run leaves nothing behind.
+    run leaves nothing behind. The folder gets the mode a plain ``mkdir`` would give it, not mkdtemp's 0700.
     """
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -45,6 +47,9 @@ def staged_output(out: str | Path) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
     try:
         yield stage
+        # Nobody else can hold the staging folder's manifest lock, so its lock file is only litter once writing ends.
+        (stage / MANIFEST_LOCK_FILE).unlink(missing_ok=True)
+        os.chmod(stage, 0o777 & ~current_umask())
         if target.exists():
             target.rmdir()
         os.replace(stage, target)
