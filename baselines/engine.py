@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from exlpose_data.evaluation import KeypointMetrics, evaluate_keypoints
@@ -59,6 +60,27 @@ def _inputs(batch: dict[str, Any], conditions: Iterable[str], device: torch.devi
     return {c: batch[c].to(device, non_blocking=True) for c in conditions}
 
 
+def _check_finite(total: torch.Tensor, step: int) -> None:
+    """Raise FloatingPointError on every process when the loss of any process is NaN or infinite.
+
+    Under DDP a process that raised alone would leave the others waiting in the next collective (the gradient
+    all-reduce) for ever, so every process's loss is gathered first (one small all-reduce per step) and all
+    raise together with the same message.
+    """
+    loss = total.detach().reshape(1)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        losses = loss.new_zeros(dist.get_world_size())
+        losses[dist.get_rank()] = loss[0]
+        dist.all_reduce(losses)  # NaN or inf on one process stays NaN or inf in its slot
+    else:
+        losses = loss
+    values = losses.tolist()
+    bad = [rank for rank, v in enumerate(values) if not math.isfinite(v)]
+    if bad:
+        where = f" on process {', '.join(map(str, bad))} of {len(values)}" if len(values) > 1 else ""
+        raise FloatingPointError(f"loss is {values[bad[0]]} at step {step}{where}: lower the learning rate or check the inputs")
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[dict[str, Any]],
@@ -81,7 +103,8 @@ def train_one_epoch(
         on_step: called after each step with its index and losses (progress bars, logging).
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite (the step is not applied).
+        FloatingPointError: the loss became NaN or infinite, on any process of a distributed run (the step is
+            not applied; every process raises, with the same message).
     """
     model.train()
     sums: dict[str, float] = {}
@@ -94,8 +117,7 @@ def train_one_epoch(
             batch[key] = batch[key].to(device, non_blocking=True)
         outputs = model(_inputs(batch, cfg.spec.conditions, device))
         losses = compute_losses(outputs, batch, cfg)
-        if not torch.isfinite(losses["total"]):
-            raise FloatingPointError(f"loss is {losses['total'].item()} at step {i}: lower the learning rate or check the inputs")
+        _check_finite(losses["total"], i)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()

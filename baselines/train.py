@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from exlpose_data.atomic import write_json_atomic
-from exlpose_data.cli.common import err_console, handle_errors, new_app, progress_bar, warn
+from exlpose_data.cli.common import err_console, fail, handle_errors, new_app, progress_bar, warn
 from exlpose_data.errors import InputError, UsageError
 
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -333,7 +333,10 @@ def main(
         cfg = load_config(config, overrides)
     else:
         cfg = make_config({k: v for k, v in overrides.items() if v is not None}, source="options")
-    record = run(cfg, resume=resume, test_only=test_only, show_progress=progress)
+    try:
+        record = run(cfg, resume=resume, test_only=test_only, show_progress=progress)
+    except FloatingPointError as exc:  # a diverged run: one line (from every process alike), exit 1
+        raise fail(str(exc), 1) from None
     if Distributed.from_env().is_main:
         typer.echo(json.dumps(record))
 

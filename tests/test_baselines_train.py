@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from baselines.checkpoint import load_checkpoint, save_checkpoint
 from baselines.config import VARIANTS, TrainConfig, load_config, make_config
-from baselines.engine import PairModel, compute_losses
+from baselines.engine import PairModel, compute_losses, train_one_epoch
 from baselines.models import build_cpn
 from baselines.train import app as train_app
 from baselines.train import build_optimizer, resume_config
@@ -212,6 +213,80 @@ def test_cli_errors_exit_2(release, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     r = runner.invoke(train_app, ["--resume", str(bad), "--test-only"])
     assert r.exit_code == 2 and "x.pth: not a loadable checkpoint" in r.output
+    # A diverging run (Adam's first step moves every weight by ~lr) ends with one line and exit code 1.
+    r = runner.invoke(train_app, ["--dataset", str(release), "--output-dir", str(tmp_path / "nan"), *SMALL, "--steps-per-epoch", "2",
+                                  "--val-splits", "", "--variant", "baseline-low", "--workers", "0", "--lr", "1e30"])
+    assert r.exit_code == 1 and r.output == "error: loss is nan at step 1: lower the learning rate or check the inputs\n"
+
+
+def _nan_batch(nan: bool) -> dict:
+    g = torch.Generator().manual_seed(0)
+    heatmaps = torch.rand(2, 4, K, 16, 12, generator=g) * 255
+    if nan:
+        heatmaps[1, 2, 3, 4, 5] = float("nan")
+    return {"ll": torch.randn(2, 3, 64, 48, generator=g), "heatmaps": heatmaps, "target_weight": torch.ones(2, K)}
+
+
+def test_non_finite_loss_raises_before_the_step():
+    cfg = make_config({"variant": "baseline-low", "backbone": "resnet18", "input_size": (64, 48), "heatmap_size": (16, 12)})
+    torch.manual_seed(0)
+    net = build_cpn("resnet18", heatmap_size=(16, 12))
+    before = copy.deepcopy(dict(net.named_parameters()))
+    opt, _ = build_optimizer(net, cfg)
+    with pytest.raises(FloatingPointError, match=r"^loss is nan at step 1: lower the learning rate or check the inputs$"):
+        train_one_epoch(PairModel(net), [_nan_batch(False), _nan_batch(True)], opt, cfg, torch.device("cpu"))
+    assert any(not torch.equal(before[k], v) for k, v in net.named_parameters())  # step 0 was applied...
+    after_first = copy.deepcopy(dict(net.named_parameters()))
+    with pytest.raises(FloatingPointError):
+        train_one_epoch(PairModel(net), [_nan_batch(True)], opt, cfg, torch.device("cpu"))
+    assert all(torch.equal(after_first[k], v) for k, v in net.named_parameters())  # ...the NaN step was not
+
+
+_DDP_NAN = """
+import datetime, sys, torch, torch.distributed as dist
+from torch import nn
+from baselines.config import make_config
+from baselines.engine import PairModel, train_one_epoch
+from baselines.models import build_cpn
+from tests.test_baselines_train import _nan_batch
+rank = int(sys.argv[1])
+torch.set_num_threads(1)
+dist.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=2, timeout=datetime.timedelta(seconds=30))
+cfg = make_config({"variant": "baseline-low", "backbone": "resnet18", "input_size": (64, 48), "heatmap_size": (16, 12)})
+torch.manual_seed(0)
+net = build_cpn("resnet18", heatmap_size=(16, 12))
+model = nn.parallel.DistributedDataParallel(PairModel(net))
+opt = torch.optim.SGD(net.parameters(), lr=0.01)
+try:
+    train_one_epoch(model, [_nan_batch(False), _nan_batch(rank == 1)], opt, cfg, torch.device("cpu"))
+except FloatingPointError as exc:
+    print(exc, flush=True)
+dist.barrier()  # both processes got here: nobody is left waiting in a collective
+dist.destroy_process_group()
+"""
+
+
+def test_non_finite_loss_on_one_process_raises_on_every_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    root = Path(__file__).parent.parent
+    procs = [subprocess.Popen([sys.executable, "-c", _DDP_NAN, str(rank), str(tmp_path / "store")], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outs = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("a process hung in a collective")
+        assert p.returncode == 0, err[-2000:]
+        outs.append(out.strip())
+    expected = "loss is nan at step 1 on process 1 of 2: lower the learning rate or check the inputs"
+    assert outs == [expected, expected]
 
 
 def test_torchrun_two_processes(release, tmp_path):
