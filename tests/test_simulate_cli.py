@@ -203,6 +203,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("split", [["--scenes", "1", "--test-fraction", "0.2"],
+                                   ["--scenes", "2", "--test-fraction", "0.3", "--val-fraction", "0.3"]])
+def test_an_impossible_scene_split_fails_before_rendering(tmp_path, monkeypatch, split):
+    import exlpose_data.simulate.release as release_module
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("rendered before checking the split")
+
+    monkeypatch.setattr(release_module, "run_scenes", no_rendering)
+    res = _run("release", "--out", str(tmp_path / "x"), "--workers", "1", *split, *TINY)
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error: --scenes ") and "training scene" in res.output and res.output.count("\n") == 1
+    assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
+
+
 def test_refuses_a_non_empty_output_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     res = _run("feeds", "--out", str(tmp_path), "--scenes", "1", *TINY)

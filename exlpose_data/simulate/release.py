@@ -17,17 +17,18 @@ import cv2
 import numpy as np
 
 from ..atomic import write_bytes_atomic, write_json_atomic
+from ..errors import InputError, UsageError
 from ..layout import PAIRS_FILE, update_manifest, write_pairs
 from ..naming import ImageName
 from ..schema import AnnotationDocument, AnnotationRecord, ImageRecord
-from ..split import write_release_annotations
+from ..split import split_by_scene, write_release_annotations
 from .config import SimulationConfig
 from .pipeline import SceneSimulator
 from .poses import SourceScene
 from .runner import run_scenes, staged_output
 from .truth import ReleaseImage, SceneTruth, SimulationDocument
 
-__all__ = ["SIMULATION_FILE", "ReleaseSummary", "write_png", "simulate_release"]
+__all__ = ["SIMULATION_FILE", "ReleaseSummary", "check_scene_split", "write_png", "simulate_release"]
 
 SIMULATION_FILE = "simulation.json"
 # Noisy images gain nothing from zlib's string matching or adaptive filters: Huffman coding after the SUB filter is
@@ -100,6 +101,25 @@ def _annotation_document(results: list[_SceneResult]) -> tuple[AnnotationDocumen
     return AnnotationDocument(images=images, annotations=annotations), pairs
 
 
+def check_scene_split(config: SimulationConfig, scenes: int, test_fraction: float, val_fraction: float) -> None:
+    """Fail before any rendering when ``scenes`` scenes cannot be split by the fractions.
+
+    The split itself decides: :func:`exlpose_data.split.split_by_scene` runs on one placeholder image per scene.
+
+    Raises:
+        UsageError: the scenes cannot fill the test and val parts and leave a training scene.
+    """
+    images = [ImageRecord(id=i + 1, file_name=ImageName(date=config.date, site=config.site, video=i + 1, ratio=100, frame=0,
+                                                          gain_db=0.0, exposure_us=1000, condition="WL").relpath, width=2, height=2)
+              for i in range(scenes)]
+    try:
+        split_by_scene(AnnotationDocument(images=images, annotations=[]), test_fraction=test_fraction,
+                       val_fraction=val_fraction, source="--scenes")
+    except InputError as exc:
+        raise UsageError(f"--scenes {scenes}: cannot split by --test-fraction {test_fraction} and --val-fraction "
+                         f"{val_fraction} ({exc})") from None
+
+
 def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: int, workers: int,
                      sources: list[SourceScene] | None = None, backgrounds: list[Path] | None = None,
                      test_fraction: float = 0.2, val_fraction: float = 0.0, show_progress: bool = True) -> ReleaseSummary:
@@ -116,7 +136,11 @@ def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: 
         test_fraction: share of scenes in the test split.
         val_fraction: share of scenes in a validation split.
         show_progress: draw a progress bar.
+
+    Raises:
+        UsageError: the scenes cannot be split by the fractions (checked before rendering).
     """
+    check_scene_split(config, scenes, test_fraction, val_fraction)
     with staged_output(out) as root:
         tasks = [functools.partial(_release_scene, config, seed, i, root,
                                    sources[i % len(sources)] if sources else None,
