@@ -176,10 +176,11 @@ def plan(
 ) -> None:
     """Print a scene's exposure ladder: k, R, exposure, gains, timeouts and expected size.
 
-    With --config or --emulate the cameras are opened and the plan is checked against their ranges.
+    With --config or --emulate the cameras are opened and the plan is checked against their ranges; without,
+    steps outside the dart's documented gain range (0-48 dB) or the release's exposures (83-25000 us) are warned about.
     """
     from .capture import CaptureSession
-    from .schedule import make_plan
+    from .schedule import make_plan, nominal_warnings
 
     if config is not None or emulate:
         cfg = _rig_config(config, emulate)
@@ -192,6 +193,8 @@ def plan(
     else:
         pair_bytes = 2 * DEFAULT_FRAME[0] * DEFAULT_FRAME[1] * 2
         the_plan = make_plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames, pair_bytes=pair_bytes)
+        for line in nominal_warnings(the_plan):
+            err_console.print(f"warning: {line} (no camera attached to ask; dart gain 0..48 dB, release exposures 83..25000 us)", markup=False, soft_wrap=True)
     rows = [
         {
             "k": p.step.step_name,

@@ -14,7 +14,7 @@ from exlpose_data.exposure import LadderStep, build_ladder, resolve_ks
 
 from .cameras import Limits
 
-__all__ = ["PlannedStep", "Plan", "make_plan", "retrieve_timeout_ms", "stall_timeout_s", "check_plan"]
+__all__ = ["PlannedStep", "Plan", "make_plan", "retrieve_timeout_ms", "stall_timeout_s", "check_plan", "nominal_warnings", "NOMINAL_LIMITS"]
 
 # Allowance beyond the exposure for readout and USB transfer of one frame (a full 1920x1200 16-bit frame
 # takes ~13 ms at the dart's 360 MB/s link limit) plus host scheduling jitter.
@@ -37,6 +37,11 @@ def retrieve_timeout_ms(exposure_us: float, override_ms: float | None = None) ->
         )
     return float(override_ms)
 
+
+# Ranges assumed when no camera is attached to ask (``plan`` without --config/--emulate): the daA1920-160uc's
+# documented gain range, and the exposures the ExLPose release was recorded with (DOMAIN.md section 1; the
+# dart's own ExposureTime range is read from the camera when one is attached).
+NOMINAL_LIMITS = Limits(exposure_min_us=83.0, exposure_max_us=25_000.0, gain_min_db=0.0, gain_max_db=48.0)
 
 # Trigger periods without a frame before a hardware-triggered or free-running camera counts as stalled: one
 # late frame is jitter, three periods of silence are not.
@@ -121,22 +126,36 @@ def make_plan(
     return Plan(base_exposure_us, base_gain_db, ladder[0].ll_gain_db, nd_factor, resolved, steps)
 
 
+def _problems(plan: Plan, ll: Limits, wl: Limits, frame_rate_hz: float | None) -> list[tuple[str, str]]:
+    """``(step name, what is wrong)`` for every value of the plan outside the ranges or the frame period."""
+    problems: list[tuple[str, str]] = []
+    period_us = 1e6 / frame_rate_hz if frame_rate_hz else None
+    for planned in plan.steps:
+        s = planned.step
+        for role, lim, gain in (("LL", ll, s.ll_gain_db), ("WL", wl, s.wl_gain_db)):
+            if not lim.exposure_min_us <= s.exposure_us <= lim.exposure_max_us:
+                problems.append((s.step_name, f"{role} exposure {s.exposure_us:g} us outside {lim.exposure_min_us:g}..{lim.exposure_max_us:g} us"))
+            if not lim.gain_min_db - 1e-9 <= gain <= lim.gain_max_db + 1e-9:
+                problems.append((s.step_name, f"{role} gain {gain:.2f} dB outside {lim.gain_min_db:.2f}..{lim.gain_max_db:.2f} dB"))
+        if period_us is not None and s.exposure_us >= period_us:
+            problems.append((s.step_name, f"exposure {s.exposure_us:g} us does not fit the {period_us:g} us frame period at {frame_rate_hz:g} fps"))
+    return problems
+
+
 def check_plan(plan: Plan, ll: Limits, wl: Limits, frame_rate_hz: float | None = None) -> None:
     """Refuse a plan any step of which the cameras cannot follow; every violation is listed.
 
     Raises:
         UsageError: an exposure or gain outside a camera's range, or an exposure longer than the frame period.
     """
-    problems: list[str] = []
-    period_us = 1e6 / frame_rate_hz if frame_rate_hz else None
-    for planned in plan.steps:
-        s = planned.step
-        for role, lim, gain in (("LL", ll, s.ll_gain_db), ("WL", wl, s.wl_gain_db)):
-            if not lim.exposure_min_us <= s.exposure_us <= lim.exposure_max_us:
-                problems.append(f"k={s.step_name}: {role} exposure {s.exposure_us:g} us outside {lim.exposure_min_us:g}..{lim.exposure_max_us:g} us")
-            if not lim.gain_min_db - 1e-9 <= gain <= lim.gain_max_db + 1e-9:
-                problems.append(f"k={s.step_name}: {role} gain {gain:.2f} dB outside {lim.gain_min_db:.2f}..{lim.gain_max_db:.2f} dB")
-        if period_us is not None and s.exposure_us >= period_us:
-            problems.append(f"k={s.step_name}: exposure {s.exposure_us:g} us does not fit the {period_us:g} us frame period at {frame_rate_hz:g} fps")
+    problems = _problems(plan, ll, wl, frame_rate_hz)
     if problems:
-        raise UsageError("plan refused, nothing recorded: " + "; ".join(problems))
+        raise UsageError("plan refused, nothing recorded: " + "; ".join(f"k={step}: {text}" for step, text in problems))
+
+
+def nominal_warnings(plan: Plan) -> list[str]:
+    """One line per step outside :data:`NOMINAL_LIMITS`, for plans made with no camera attached to ask."""
+    by_step: dict[str, list[str]] = {}
+    for step, text in _problems(plan, NOMINAL_LIMITS, NOMINAL_LIMITS, None):
+        by_step.setdefault(step, []).append(text)
+    return [f"k={step}: {'; '.join(texts)}" for step, texts in by_step.items()]

@@ -170,3 +170,17 @@ def test_config_software_mirror_and_its_conflict_with_reverse_x(tmp_path: Path) 
     path.write_text("ll: {serial: '1'}\nwl: {serial: '2'}\nmirror: up\n")
     with pytest.raises(InputError, match=r"rig.yaml: mirror: Input should be 'none', 'll' or 'wl'"):
         load_config(path)
+
+
+def test_plan_without_camera_warns_per_step_outside_the_dart_range() -> None:
+    res = CliRunner().invoke(app, ["plan", "--preset", "outdoor", "--exposure-us", "50000", "--gain-db", "30", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["wl_gain_db"] for r in json.loads(res.stdout)] == ["30.00", "36.02", "42.04", "48.06", "51.58"]
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert [w.split(" (no camera")[0] for w in warnings] == [
+        "warning: k=1: LL exposure 50000 us outside 83..25000 us; WL exposure 50000 us outside 83..25000 us",
+        "warning: k=8: WL gain 48.06 dB outside 0.00..48.00 dB",
+        "warning: k=12: WL gain 51.58 dB outside 0.00..48.00 dB",
+    ]
+    quiet = CliRunner().invoke(app, ["plan", "--preset", "outdoor", "--exposure-us", "5000", "--gain-db", "4.5"])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output
