@@ -3,7 +3,9 @@
 ``LSBN2d`` holds one BatchNorm per lighting condition (own affine parameters and running statistics); every
 forward call uses exactly one of them, so inference costs the same as a plain BatchNorm. The condition comes
 from the ``lighting(...)`` context (a context variable, so no flag has to be threaded through the blocks of a
-network) or from the layer's own ``condition`` override. ``convert_lsbn`` swaps the BatchNorms of any module
+network) or from the layer's own ``condition`` override. A context variable does not cross into new threads:
+under ``nn.DataParallel`` (replicas run in worker threads) pass ``condition=`` to the CPN, which enters the
+context inside each replica's forward, or use DistributedDataParallel. ``convert_lsbn`` swaps the BatchNorms of any module
 for LSBN layers whose branches start as copies of the original, the way timm's ``convert_splitbn_model`` does.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -88,9 +91,17 @@ class LSBN2d(nn.Module):
     def _active(self) -> str:
         name = self.condition or _LIGHTING.get()
         if name is None:
+            # A new thread starts with an empty context, so a lighting() block of the caller never reaches the
+            # replicas nn.DataParallel runs in its worker threads; CPN(condition=...) enters the block in each.
+            hint = (
+                " (this runs in another thread than the lighting() block, as nn.DataParallel's replicas do: pass "
+                "condition= to the CPN, or use DistributedDataParallel)"
+                if threading.current_thread() is not threading.main_thread()
+                else ""
+            )
             raise RuntimeError(
                 "LSBN2d needs a lighting condition: run the model inside `with baselines.lsbn.lighting('ll'):` "
-                "(or 'wl'), or pass condition= to the CPN"
+                f"(or 'wl'), or pass condition= to the CPN{hint}"
             )
         if name not in self.branches:
             raise ValueError(f"LSBN2d has no branch {name!r} (branches: {', '.join(self.conditions)})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -85,6 +86,36 @@ def test_lighting_context_and_errors():
             pass
     assert isinstance(convert_lsbn(nn.BatchNorm2d(3)), LSBN2d)
     assert convert_lsbn(seq) is seq and isinstance(seq[1], LSBN2d)  # converting twice changes nothing
+
+
+def _in_thread(fn):
+    """``fn()`` run in a new thread (as nn.DataParallel runs its replicas): its result or its exception."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["out"] = fn()
+        except Exception as exc:  # handed back to the test
+            box["err"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    return box.get("out", box.get("err"))
+
+
+def test_lighting_block_does_not_reach_other_threads_but_condition_does():
+    model = _small_cpn(lsbn=True).eval()
+    _randomise_bn(model)
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        expected = model(x, condition="ll").heatmaps
+        with lighting("ll"):
+            err = _in_thread(lambda: model(x))
+        assert isinstance(err, RuntimeError)
+        assert "another thread than the lighting() block, as nn.DataParallel's replicas do: pass condition=" in str(err)
+        out = _in_thread(lambda: model(x, condition="ll"))
+    assert torch.equal(out.heatmaps, expected)
 
 
 def _count(model: nn.Module) -> int:
