@@ -194,6 +194,8 @@ def test_poses_from_file_reproduces_people(tmp_path):
         (["--poses-from", "/nonexistent.json"], "/nonexistent.json"),
         (["--mirror", "both"], "mirror"),
         (["--backgrounds", "/nonexistent-dir"], "/nonexistent-dir"),
+        (["--distortion", "5"], "geometry.k1: Input should be less than or equal to 0.5"),
+        (["--distortion", "-0.3", "--size", "64x600"], "k1=-0.3, k2=0 folds a 64x600 frame"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):

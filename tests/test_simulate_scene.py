@@ -15,7 +15,7 @@ from exlpose_data.schema import load_document
 from exlpose_data.simulate.background import Background, procedural_background
 from exlpose_data.simulate.config import SimulationConfig
 from exlpose_data.simulate.figures import draw_figure, sample_appearance
-from exlpose_data.simulate.geometry import GeometryParams, sample_beam_splitter, valid_crop
+from exlpose_data.simulate.geometry import GeometryParams, check_distortion, sample_beam_splitter, valid_crop
 from exlpose_data.simulate.pipeline import SceneSimulator
 from exlpose_data.simulate.poses import J, poses_from_document, sample_pose
 from exlpose_data.simulate.render import Person, render_frame
@@ -92,6 +92,23 @@ def test_geometry_maps_invert_and_stay_small():
         assert shift < 4 + 0.006 * 1130 + 0.3 / 57.3 * 1130 + 0.002 * 1130 + (30 if k1 else 0)
         x0, y0, x1, y1 = valid_crop(sp)
         assert 1900 <= x1 - x0 <= 1920 and 1170 <= y1 - y0 <= 1200
+
+
+@pytest.mark.parametrize(("k1", "k2", "size"), [(-0.45, 0.0, (1920, 1200)), (0.5, -0.5, (1920, 1200)), (-0.2, 0.1, (200, 320))])
+def test_strong_accepted_distortions_invert_over_the_whole_frame(k1, k2, size):
+    # Strongest values the fold check lets through: the inverse map still returns every pixel (a fixed-point
+    # inversion was off by hundreds of pixels at such corners).
+    check_distortion(size, k1, k2)
+    sp = sample_beam_splitter(np.random.default_rng(0), size, GeometryParams(k1=k1, k2=k2))
+    xs, ys = np.meshgrid(np.linspace(0, size[0] - 1, 25), np.linspace(0, size[1] - 1, 25))
+    pts = np.stack([xs, ys], -1).reshape(-1, 2)
+    np.testing.assert_allclose(sp.wl_to_ll(sp.ll_to_wl(pts)), pts, atol=1e-6)
+
+
+@pytest.mark.parametrize(("k1", "k2", "size"), [(-0.5, -0.5, (1920, 1200)), (-0.1, 0.0, (32, 200)), (0.0, -0.3, (1200, 1920))])
+def test_distortions_that_fold_the_frame_are_refused(k1, k2, size):
+    with pytest.raises(ValueError, match=f"folds a {size[0]}x{size[1]} frame"):
+        check_distortion(size, k1, k2)
 
 
 def test_render_then_align_returns_the_ll_frame():

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError, UsageError
 from ..isp import IspParams
 from .camera import SensorParams
-from .geometry import GeometryParams
+from .geometry import GeometryParams, check_distortion
 from .protocol import ProtocolParams
 
 __all__ = ["SimulationConfig", "load_config", "parse_size"]
@@ -73,6 +73,12 @@ class SimulationConfig(BaseModel):
             raise ValueError(str(exc)) from None
         return v
 
+    @model_validator(mode="after")
+    def _distortion_fits_the_frame(self) -> SimulationConfig:
+        g = self.geometry
+        check_distortion(self.size, g.k1, g.k2, g.focal_px)
+        return self
+
     @property
     def size(self) -> tuple[int, int]:
         return self.width, self.height
@@ -128,6 +134,6 @@ def load_config(path: str | Path | None, **overrides: Any) -> SimulationConfig:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "config"
         source = str(path) if path else "options"
-        raise UsageError(f"{source}: {where}: {err['msg']}") from None
+        raise UsageError(f"{source}: {where}: {err['msg'].removeprefix('Value error, ')}") from None
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{path or 'options'}: {exc}") from None

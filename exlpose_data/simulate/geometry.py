@@ -19,7 +19,9 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["GeometryParams", "BeamSplitter", "sample_beam_splitter", "valid_crop"]
+__all__ = ["MAX_DISTORTION", "GeometryParams", "BeamSplitter", "check_distortion", "radial_slope", "sample_beam_splitter", "valid_crop"]
+
+MAX_DISTORTION = 0.5
 
 
 class GeometryParams(BaseModel):
@@ -30,8 +32,11 @@ class GeometryParams(BaseModel):
         max_rotation_deg: largest in-plane rotation.
         max_scale: largest relative scale difference (0.005 = 0.5%).
         max_perspective: largest perspective term, in units of 1/image width.
-        k1: residual radial distortion of the WL path (0 = none).
-        k2: fourth-order residual radial distortion.
+        k1: residual radial distortion of the WL path (0 = none), at most 0.5 in size: about 12% displacement at
+            the corners of a 16:10 frame with the default focal length, far more than two lenses of one model differ.
+            :func:`check_distortion` also refuses values that fold the given frame (narrow or portrait frames reach
+            larger radii).
+        k2: fourth-order residual radial distortion, bounded the same way.
         focal_px: focal length in pixels for the distortion radius (default 1.2 x width, an 8 mm lens at 3.45 um).
         mirror: which camera's image the splitter mirrors horizontally (``none``, ``ll`` or ``wl``); raw feeds are
             written mirrored, release images after flipping back.
@@ -43,10 +48,31 @@ class GeometryParams(BaseModel):
     max_rotation_deg: float = Field(0.15, ge=0)
     max_scale: float = Field(0.003, ge=0, lt=0.01)
     max_perspective: float = Field(0.002, ge=0)
-    k1: float = 0.0
-    k2: float = 0.0
+    k1: float = Field(0.0, ge=-MAX_DISTORTION, le=MAX_DISTORTION)
+    k2: float = Field(0.0, ge=-MAX_DISTORTION, le=MAX_DISTORTION)
     focal_px: float | None = Field(None, gt=0)
     mirror: str = Field("none", pattern="^(none|ll|wl)$")
+
+
+def radial_slope(r2: np.ndarray | float, k1: float, k2: float) -> np.ndarray | float:
+    """``d/dr [r (1 + k1 r^2 + k2 r^4)]`` at ``r^2 = r2``."""
+    return 1.0 + 3.0 * k1 * r2 + 5.0 * k2 * r2 * r2
+
+
+def check_distortion(size: tuple[int, int], k1: float, k2: float, focal_px: float | None = None) -> None:
+    """Refuse a radial distortion that folds the frame: the distorted radius must keep growing out to the corners
+    (with 10% to spare for the homography's shift), at least half as fast as the undistorted one.
+
+    Raises:
+        ValueError: naming k1, k2 and the frame size.
+    """
+    w, h = size
+    focal = focal_px if focal_px is not None else 1.2 * w
+    r_max = 1.1 * math.hypot((w - 1) / 2.0, (h - 1) / 2.0) / focal
+    r2 = np.linspace(0.0, r_max, 256) ** 2
+    if (radial_slope(r2, k1, k2) < 0.5).any():
+        raise ValueError(f"radial distortion k1={k1:g}, k2={k2:g} folds a {w}x{h} frame (focal {focal:g} px) towards the "
+                         "corners; use smaller values")
 
 
 class BeamSplitter:
@@ -76,11 +102,16 @@ class BeamSplitter:
             return pts
         c = np.asarray(self.centre)
         target = (pts - c) / self.focal_px
-        rel = target.copy()
-        for _ in range(8):  # fixed point; residual distortions are tiny so this converges in a few steps
-            r2 = np.sum(rel * rel, axis=-1, keepdims=True)
-            rel = target / (1.0 + self.k1 * r2 + self.k2 * r2 * r2)
-        return c + rel * self.focal_px
+        rd = np.sqrt(np.sum(target * target, axis=-1, keepdims=True))
+        # Newton on the radius, r (1 + k1 r^2 + k2 r^4) = rd: converges wherever the map grows with the radius
+        # (checked for the whole frame by check_distortion), where a fixed-point iteration diverges at the corners.
+        r = rd.copy()
+        for _ in range(12):
+            r2 = r * r
+            f = r * (1.0 + self.k1 * r2 + self.k2 * r2 * r2) - rd
+            r -= f / radial_slope(r2, self.k1, self.k2)
+        scale = np.divide(r, rd, out=np.ones_like(rd), where=rd > 0)
+        return c + target * scale * self.focal_px
 
     @staticmethod
     def _apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
