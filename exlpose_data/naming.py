@@ -14,7 +14,7 @@ from typing import Literal
 from .errors import NameGrammarError
 from .exposure import ll_gain_from_wl
 
-__all__ = ["ImageName", "parse_name", "scene_key", "CONDITION_DIRS", "SceneKey"]
+__all__ = ["ImageName", "parse_name", "scene_id", "scene_key", "CONDITION_DIRS", "SceneKey"]
 
 Condition = Literal["LL", "WL"]
 CONDITION_DIRS: dict[str, str] = {"WL": "bright", "LL": "dark"}
@@ -32,6 +32,11 @@ _NAME_RE = re.compile(
 )
 
 SceneKey = tuple[str, str, int]
+
+
+def scene_id(date: str, site: str, video: int) -> str:
+    """A scene as a string, ``<MMDD>[_<site>]_vid<6 digits>`` (no site part when ``site`` is empty)."""
+    return f"{date}{'_' + site if site else ''}_vid{video:06d}"
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,7 @@ class ImageName:
     @property
     def scene_id(self) -> str:
         """The scene as a string: ``<MMDD>[_<site>]_vid<6 digits>``."""
-        site = f"_{self.site}" if self.site else ""
-        return f"{self.date}{site}_vid{self.video:06d}"
+        return scene_id(self.date, self.site, self.video)
 
     @property
     def k(self) -> float:

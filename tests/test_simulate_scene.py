@@ -11,6 +11,7 @@ import pytest
 
 from exlpose_data.isp import raw_to_rgb
 from exlpose_data.keypoints import KEYPOINT_NAMES
+from exlpose_data.naming import ImageName, parse_name
 from exlpose_data.schema import load_document
 from exlpose_data.simulate.background import Background, procedural_background
 from exlpose_data.simulate.config import SimulationConfig
@@ -168,3 +169,11 @@ def test_poses_from_the_official_test_file_keep_people_and_positions():
         lab = kp[:, 2] > 0
         scaled = kp[lab, :2] * [1920 / first.width, 1200 / first.height]
         assert np.min(np.abs(all_joints[None, :, :] - scaled[:, None, :]).sum(-1), axis=1).max() < 1e-6
+
+
+@pytest.mark.parametrize("site", ["sim", ""])
+def test_scene_id_is_the_one_release_names_give(site):
+    sim = SceneSimulator(SimulationConfig(width=64, height=48, frames_per_scene=1, site=site, date="0212"), 0, 4)
+    name = parse_name(ImageName(date="0212", site=site, video=5, ratio=100, frame=0, gain_db=1.0, exposure_us=500,
+                                condition="LL").relpath)
+    assert sim.scene_id == name.scene_id == ("0212_sim_vid000005" if site else "0212_vid000005")

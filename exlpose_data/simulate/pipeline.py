@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..isp import IspParams, mosaic, raw_to_rgb
+from ..naming import scene_id
 from .background import Background, photo_background, procedural_background
 from .camera import capture_raw
 from .config import SimulationConfig
@@ -85,8 +86,7 @@ class SceneSimulator:
 
     @property
     def scene_id(self) -> str:
-        site = f"_{self.config.site}" if self.config.site else ""
-        return f"{self.config.date}{site}_vid{self.video:06d}"
+        return scene_id(self.config.date, self.config.site, self.video)
 
     @property
     def frame_numbers(self) -> list[int]:
