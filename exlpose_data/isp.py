@@ -66,6 +66,11 @@ class IspParams:
     demosaic: str = "bilinear"
 
     def __post_init__(self) -> None:
+        # Settings read from JSON/YAML arrive as lists: store tuples so equal settings compare (and hash) equal.
+        object.__setattr__(self, "wb_gains", tuple(float(g) for g in self.wb_gains))
+        object.__setattr__(self, "ccm", tuple(tuple(float(v) for v in row) for row in self.ccm))
+        if len(self.wb_gains) != 3 or len(self.ccm) != 3 or any(len(row) != 3 for row in self.ccm):
+            raise ValueError("wb_gains needs 3 values and ccm 3 rows of 3")
         if self.pattern not in BAYER_PATTERNS:
             raise ValueError(f"unknown Bayer pattern {self.pattern!r}; one of {BAYER_PATTERNS}")
         if self.demosaic not in ("bilinear", "ea"):

@@ -58,3 +58,11 @@ def test_16_bit_output_and_input_checks():
         raw_to_rgb(np.zeros((4, 4, 3), np.uint16))
     with pytest.raises(ValueError, match="pattern"):
         IspParams(pattern="RGBG")
+
+
+def test_settings_from_json_lists_equal_the_same_settings_as_tuples():
+    p = IspParams(wb_gains=[2.0, 1, 1.5], ccm=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert p == IspParams(wb_gains=(2.0, 1.0, 1.5), ccm=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
+    assert hash(p) == hash(IspParams(wb_gains=(2.0, 1.0, 1.5), ccm=((1, 0, 0), (0, 1, 0), (0, 0, 1))))
+    with pytest.raises(ValueError, match="wb_gains needs 3"):
+        IspParams(wb_gains=(1.0, 1.0))

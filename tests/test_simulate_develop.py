@@ -36,6 +36,15 @@ def test_release_images_equal_the_capture_path_development_of_the_feeds(tmp_path
         simulated = cv2.cvtColor(cv2.imread(str(rel / release_images[step.ratio])), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(simulated, captured, err_msg=f"k={step.k}")
     assert feeds.black_level_dn == config.sensor.black_level_dn == 240
+    # The colour steps align apply leaves at IspParams' defaults are the ones the default simulation records.
+    assert IspParams(**feeds.isp) == IspParams()
+
+
+def test_feeds_record_non_default_colour_steps_so_a_capture_can_develop_identically(tmp_path):
+    config = SimulationConfig(width=64, height=48, frames_per_scene=1, isp={"demosaic": "ea", "wb_gains": [2.0, 1.0, 1.4]})
+    feeds = simulate_feeds(config, tmp_path / "f", scenes=1, seed=0, workers=1, show_progress=False)
+    recorded = IspParams(black_level=feeds.black_level_dn, bit_depth=feeds.bit_depth, pattern=feeds.bayer_pattern, **feeds.isp)
+    assert recorded == config.isp_params() and recorded.demosaic == "ea" and recorded.wb_gains == (2.0, 1.0, 1.4)
 
 
 def test_the_simulator_develops_at_the_sensors_black_level_only():

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..atomic import write_json_atomic
+from ..isp import IspParams
 from .config import SimulationConfig
 from .pipeline import SceneSimulator
 from .poses import SourceScene
@@ -27,10 +29,15 @@ from .release import write_png
 from .runner import run_scenes, staged_output
 from .truth import FeedsDocument, ReferenceFeed, SceneTruth
 
-__all__ = ["FEEDS_FILE", "REFERENCE_DIR", "feed_frame", "simulate_feeds"]
+__all__ = ["FEEDS_FILE", "REFERENCE_DIR", "feed_frame", "isp_colour_settings", "simulate_feeds"]
 
 FEEDS_FILE = "feeds.json"
 REFERENCE_DIR = "reference"
+
+
+def isp_colour_settings(isp: IspParams) -> dict[str, Any]:
+    """The colour steps of the ISP as feeds.json records them (the rest comes from the sensor fields)."""
+    return {"wb_gains": list(isp.wb_gains), "ccm": [list(row) for row in isp.ccm], "demosaic": isp.demosaic}
 
 
 def feed_frame(raw: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -79,6 +86,7 @@ def simulate_feeds(config: SimulationConfig, out: Path, *, scenes: int, seed: in
         isp = config.isp_params()
         doc = FeedsDocument(pixel_format=f"Bayer{isp.pattern[:2]}{config.sensor.bit_depth}", bayer_pattern=isp.pattern,
                             bit_depth=config.sensor.bit_depth, bit_shift=16 - config.sensor.bit_depth,
-                            black_level_dn=config.sensor.black_level_dn, seed=seed, scenes=truths)
+                            black_level_dn=config.sensor.black_level_dn, isp=isp_colour_settings(isp), seed=seed,
+                            scenes=truths)
         write_json_atomic(root / FEEDS_FILE, doc.model_dump(mode="json"), indent=1)
     return doc

@@ -6,6 +6,8 @@ Both describe each scene the same way (:class:`SceneTruth`): protocol, geometry 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["GeometryTruth", "StepTruth", "PersonTruth", "FrameTruthRecord", "ReleaseImage", "ReferenceFeed",
@@ -107,7 +109,9 @@ class FeedsDocument(_Model):
     """``DIR/feeds.json``: how to play the feeds on the pylon emulator and what they show.
 
     Each PNG is a 16-bit greyscale image holding the 12-bit raw Bayer mosaic shifted left by ``bit_shift``; with
-    ``PixelFormat = BayerRG12`` the emulator returns the raw values unchanged.
+    ``PixelFormat = BayerRG12`` the emulator returns the raw values unchanged. Developing a frame with
+    :class:`exlpose_data.isp.IspParams` of ``black_level_dn``, ``bit_depth``, ``bayer_pattern`` and ``isp`` (the colour
+    steps: ``wb_gains``, ``ccm``, ``demosaic``) gives exactly the simulated release's image.
     """
 
     version: int = FORMAT_VERSION
@@ -116,6 +120,7 @@ class FeedsDocument(_Model):
     bit_depth: int = 12
     bit_shift: int = 4
     black_level_dn: float
+    isp: dict[str, Any] = Field(default_factory=dict)
     seed: int
     scenes: list[SceneTruth]
 
