@@ -92,6 +92,8 @@ class TriggerGenerator:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="emulated-trigger", daemon=True)
         self.edges = 0
+        # Per camera, the edge number of each trigger it accepted: its n-th frame comes from edge delivered[n].
+        self._delivered: list[list[int]] = [[] for _ in cameras]
 
     def start(self) -> None:
         self._thread.start()
@@ -101,13 +103,19 @@ class TriggerGenerator:
         if self._thread.is_alive():
             self._thread.join()
 
+    def edge_of(self, camera: int, frame_number: int) -> int | None:
+        """The edge that produced camera ``camera``'s ``frame_number``-th frame (0-based), None if not yet known."""
+        delivered = self._delivered[camera]
+        return delivered[frame_number] if 0 <= frame_number < len(delivered) else None
+
     def _run(self) -> None:
         while not self._stop.wait(self._period_s):
             try:
                 # A real edge reaches every camera; a camera not ready for it ignores it, as a real one would.
                 ready = [cam.wait_ready(0) for cam in self._cameras]
-                for cam, is_ready in zip(self._cameras, ready):
+                for cam, is_ready, delivered in zip(self._cameras, ready, self._delivered):
                     if is_ready:
+                        delivered.append(self.edges)  # before the trigger: its frame can be retrieved at once
                         cam.trigger()
             except Exception:  # the recorder sees the camera's failure itself and stops
                 return

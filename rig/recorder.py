@@ -288,6 +288,9 @@ class Recorder:
         silent_timeouts = {r: 0 for r in ROLES}
         period_ns = 1e9 / self.sync.frame_rate_hz if self.sync.frame_rate_hz else None
         ts_offset: int | None = None
+        raw_first: dict[str, int | None] = {r: None for r in ROLES}  # first block IDs, never re-keyed
+        # Free-running cameras share no edges, so arrival times say nothing about which frames belong together.
+        first_unchecked = self.sync.topology != "free-run"
         done = -1  # highest frame index decided (kept or dropped)
         kept = 0
         while kept < wanted:
@@ -301,7 +304,7 @@ class Recorder:
                 last_arrival[role] = now
                 silent_timeouts[role] = 0
                 if first[role] is None:
-                    first[role] = frame.block_id
+                    first[role] = raw_first[role] = frame.block_id
                 idx = frame.block_id - first[role]  # type: ignore[operator]
                 if idx <= done:
                     self.stats.stale_frames += 1
@@ -322,6 +325,14 @@ class Recorder:
                 if failed:
                     self._drop(index, f"{failed[0]} failed ({(ll if failed[0] == 'll' else wl).error})", failed[0])  # type: ignore[union-attr]
                     continue
+                if period_ns is not None:
+                    skew, evidence = self._edge_skew(ll, wl, raw_first, period_ns, first_unchecked)  # type: ignore[arg-type]
+                    if skew is not None:
+                        behind = self._realign(skew, period_ns, idx, ll, wl, first, pending, newest)  # type: ignore[arg-type]
+                        first_unchecked = first_unchecked and behind is None
+                        self._drop(index, f"{behind} missed a trigger edge ({evidence})" if behind else f"cannot tell which edge: {evidence}", behind or "wl")
+                        continue
+                    first_unchecked = False
                 if ll.timestamp_ns >= 0 and wl.timestamp_ns >= 0 and period_ns is not None:  # type: ignore[union-attr]
                     delta = ll.timestamp_ns - wl.timestamp_ns  # type: ignore[union-attr]
                     if ts_offset is None:
@@ -356,6 +367,25 @@ class Recorder:
             self._report()
         if silent_timeouts[role] >= MAX_STALLS:
             raise CaptureStopped(f"{self.stats.step}: no frame from camera {cam.name} for {now - last:.1f} s; {self.sync.no_frame_hint(role)}")
+
+    def _edge_skew(self, ll: Frame, wl: Frame, raw_first: dict[str, int | None], period_ns: float, first_unchecked: bool) -> tuple[float | None, str]:
+        """How far (ns) LL's frame runs ahead of WL's paired one, when evidence says they are not of the same edge.
+
+        Timestamps only show changes of the offset between the cameras: a camera that missed the very first edge
+        is a whole period off from the start, constantly. Two things can see that. On the emulator the stand-in
+        generator knows which edge it gave each camera's n-th frame (exact, checked on every pair). On real
+        cameras the host arrival times of the first complete pair must be within half a period of each other.
+        """
+        edges = [self.sync.edge_of(role, f.block_id - raw_first[role]) for role, f in (("ll", ll), ("wl", wl))]  # type: ignore[operator]
+        if edges[0] is not None and edges[1] is not None:
+            if edges[0] == edges[1]:
+                return None, ""
+            return (edges[0] - edges[1]) * period_ns, f"emulated generator: LL frame of edge {edges[0]}, WL frame of edge {edges[1]}"
+        if first_unchecked:
+            skew = ll.host_time_ns - wl.host_time_ns
+            if abs(skew) > period_ns / 2:
+                return float(skew), f"first frames arrived {skew / 1e6:+.1f} ms apart (LL - WL), period {period_ns / 1e6:g} ms"
+        return None, ""
 
     @staticmethod
     def _realign(

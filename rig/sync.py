@@ -160,6 +160,12 @@ class Sync:
             return max(OPERATOR_GRACE_S, stall_s)
         return stall_s + STARTUP_GRACE_S
 
+    def edge_of(self, role: str, frame_number: int) -> int | None:
+        """Which edge made ``role``'s ``frame_number``-th frame since the start: known only to the emulated generator."""
+        if self._generator is None:
+            return None
+        return self._generator.edge_of(0 if role == "ll" else 1, frame_number)
+
     def no_frame_hint(self, role: str) -> str:
         """What to check when a camera delivers nothing."""
         cfg = self.config

@@ -258,6 +258,41 @@ def test_external_trigger_at_low_frame_rate_has_no_false_timeouts(tmp_path: Path
         assert r.step_meta("s1", "8")["stalls"] == "{}"
 
 
+def test_emulated_generator_edge_count_catches_a_camera_armed_too_late(tmp_path: Path) -> None:
+    import time
+
+    from rig.emulate import TriggerGenerator
+
+    feeds = make_feeds(tmp_path / "feeds", ks=(1,))
+    out = tmp_path / "late.h5"
+    fps = 20.0
+    generators: list[TriggerGenerator] = []
+    with CaptureSession(config(fps=fps, trigger={"topology": "external"}), out, emulated=True) as session:
+        sync = session.sync
+
+        def late_start(rig: Rig, buffers: int) -> None:
+            # WL is armed only after the generator's first edge: it misses it (or more).
+            rig.ll.start(buffers)
+            sync._generator = TriggerGenerator([rig.ll, rig.wl], fps)
+            generators.append(sync._generator)
+            sync._generator.start()
+            time.sleep(1.5 / fps)
+            rig.wl.start(buffers)
+
+        sync.start = late_start  # type: ignore[method-assign]
+        outcomes = session.record_scene(spec(session, feeds, frames=4, ks=[1]))
+    missed = generators[0].edge_of(1, 0) - generators[0].edge_of(0, 0)
+    assert missed >= 1
+    realigned = [r for r in outcomes[0].dropped if r.startswith("wl missed a trigger edge (emulated generator: LL frame of edge 0, WL frame of edge")]
+    assert len(realigned) == 1 and sum(outcomes[0].dropped.values()) == missed
+    with SessionReader(out) as r:
+        table = r.frames_table("s1", "1")
+        assert len(table) == 4 and list(table["ll_block_id"] - table["wl_block_id"]) == [missed] * 4
+        for i, row in enumerate(table):
+            ll, wl = r.pair("s1", "1", i)
+            assert int(ll[0, 0]) == kbase(1) + row["ll_block_id"] % N_FEED and int(wl[0, 0]) == WL_OFFSET + kbase(1) + row["wl_block_id"] % N_FEED
+
+
 def test_free_run_pairs_by_counter(tmp_path: Path) -> None:
     feeds = make_feeds(tmp_path / "feeds", ks=(1,))
     out = tmp_path / "free.h5"

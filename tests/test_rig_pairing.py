@@ -6,7 +6,8 @@ misses a trigger edge. Real: the recorder, the session writer and the HDF5 file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +141,8 @@ class TimedCamera(StandInCamera):
             time.sleep(timeout_ms / 1000.0)
             return None
         time.sleep(max(0.0, wait))
-        return super().try_retrieve(timeout_ms)
+        got = super().try_retrieve(timeout_ms)
+        return None if got is None else replace(got, host_time_ns=time.time_ns())
 
 
 def record_timed(tmp_path: Path, ll: TimedCamera, wl: TimedCamera, frames: int) -> tuple[object, Path]:
@@ -192,3 +194,20 @@ def test_camera_silent_for_three_stall_timeouts_stops(tmp_path: Path) -> None:
         record_timed(tmp_path, ll, wl, frames=30)
     with SessionReader(tmp_path / "timed.h5") as r:
         assert list(r.frames_table("s", "1")["index"]) == [0, 1, 2]
+
+
+def test_camera_missing_the_first_edge_is_caught_by_host_arrival_times(tmp_path: Path) -> None:
+    # No timestamps (-1): WL was not yet armed at edge 0, so its frame 0 is of edge 1 and arrives one period after
+    # LL's frame 0. Counting frames alone would pair every LL edge e with WL edge e + 1.
+    ll = TimedCamera("LL", [Frame(e, True, "", np.full(SHAPE, 100 + e, np.uint16), -1, 0) for e in range(10)], due_s=[0.05 + 0.1 * e for e in range(10)])
+    wl = TimedCamera("WL", [Frame(e - 1, True, "", np.full(SHAPE, 2000 + e, np.uint16), -1, 0) for e in range(1, 10)], due_s=[0.05 + 0.1 * e for e in range(1, 10)])
+    outcome, out = record_timed(tmp_path, ll, wl, frames=8)
+    assert len(outcome.dropped) == 1 and sum(outcome.dropped.values()) == 1
+    assert re.fullmatch(r"wl missed a trigger edge \(first frames arrived -(9\d|10\d)\.\d ms apart \(LL - WL\), period 100 ms\)", next(iter(outcome.dropped)))
+    with SessionReader(out) as r:
+        table = r.frames_table("s", "1")
+        assert list(table["index"]) == list(range(1, 9))
+        assert list(table["ll_block_id"] - table["wl_block_id"]) == [1] * 8
+        for i in range(len(table)):
+            lf, wf = r.pair("s", "1", i)
+            assert int(wf[0, 0]) - int(lf[0, 0]) == 1900  # the same edge on both cameras
