@@ -17,12 +17,10 @@ from pydantic import ValidationError
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.jsonio import load_json
 
-if TYPE_CHECKING:  # the simulator package is imported only when a feeds.json lists scenes
+if TYPE_CHECKING:  # the simulator package is imported only when feeds are played
     from exlpose_data.simulate.truth import SceneTruth
 
-__all__ = ["FEEDS_FILE", "described_scene", "require_same"]
-
-FEEDS_FILE = "feeds.json"
+__all__ = ["described_scene", "require_same"]
 
 
 def described_scene(feeds: Path, scene: str) -> SceneTruth | None:
@@ -31,14 +29,15 @@ def described_scene(feeds: Path, scene: str) -> SceneTruth | None:
     Raises:
         InputError: ``feeds.json`` is invalid, or lists scenes but not this one.
     """
+    from exlpose_data.simulate.feeds import FEEDS_FILE
+    from exlpose_data.simulate.truth import FeedsDocument
+
     path = feeds / FEEDS_FILE
     if not path.is_file():
         return None
     data = load_json(path)
     if not isinstance(data, dict) or "scenes" not in data:
         return None
-    from exlpose_data.simulate.truth import FeedsDocument
-
     try:
         doc = FeedsDocument.model_validate(data)
     except ValidationError as exc:
@@ -71,13 +70,15 @@ def require_same(feeds: Path, scene: str, checks: list[tuple[str, object, str, o
     """Refuse the first setting that differs from the feeds.
 
     Args:
-        feeds: the feed folder (named in the message).
+        feeds: the feed folder (its feeds.json is named in the message).
         scene: the feed scene.
         checks: ``(option, value given, feeds.json field, value in feeds.json)`` tuples.
 
     Raises:
         UsageError: one line naming the option, its value, the feeds.json field and its value.
     """
+    from exlpose_data.simulate.feeds import FEEDS_FILE
+
     for option, given, field, described in checks:
         if not _same(given, described):
             raise UsageError(
