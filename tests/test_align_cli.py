@@ -256,13 +256,15 @@ def test_interrupted_apply_keeps_finished_pairs_only(tmp_path, truth, align_json
 
 def test_benchmark_script_runs_and_reports(tmp_path) -> None:
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_align.py"
-    out = subprocess.run([sys.executable, str(script), "--width", "480", "--height", "300", "--seeds", "1", "--levels", "well,3", "--apply-pairs", "2"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, str(script), "--width", "480", "--height", "300", "--seeds", "1", "--levels", "well,3@12", "--ref-frames", "1,4", "--apply-pairs", "2"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert result["accuracy"]["ll_mean_well"]["combined_mean_corner_px"] < 0.1
-    assert result["accuracy"]["ll_mean_3"]["combined_failures"] == 0
+    assert set(result["accuracy"]) == {"ll_mean_well", "ll_mean_3_gain_12_frames_1", "ll_mean_3_gain_12_frames_4"}
+    assert result["accuracy"]["ll_mean_3_gain_12_frames_4"]["combined_failures"] == 0
+    assert result["accuracy"]["ll_mean_3_gain_12_frames_4"]["gain_db"] == 12.0
     assert result["apply_pairs_per_s"] > 0 and result["apply_vs_plain_ratio"] > 0
 
 

@@ -78,6 +78,18 @@ def test_unrelated_views_are_refused() -> None:
         estimate_homography(_norm(a.wl), _norm(b.ll))
 
 
+def test_averaged_reference_frames_make_a_high_gain_reference_usable() -> None:
+    # 8-bit mean 2 at 24 dB (about 0.6 electrons per pixel): one frame is too noisy for features and for a
+    # trustworthy identity start; the mean of 8 frames of the static reference is not.
+    p = render_pair(W, H, seed=0, ll_mean_8bit=2.0, gain_db=24.0, ll_frames=8)
+    assert p.ll_frames.shape == (8, H, W, 3) and np.array_equal(p.ll, p.ll_frames[0])
+    with pytest.raises(InputError, match=r"correlates the pair 0\.\d+ at 1/4 resolution .*Average more reference frames"):
+        estimate_homography(_norm(p.wl), _norm(p.ll))
+    mean_ll = normalise_brightness(np.mean([linear_gray(f) for f in p.ll_frames], axis=0))[0]
+    e = estimate_homography(_norm(p.wl), mean_ll)
+    assert corner_error(e.homography, p.homography, (W, H)) < 0.4
+
+
 def test_features_only_mode_refuses_when_matching_fails() -> None:
     p = render_pair(W, H, seed=1, ll_mean_8bit=1.0)
     with pytest.raises(InputError, match="too few feature matches"):

@@ -25,11 +25,13 @@ _READ_NOISE_E = 2.9
 
 @dataclass(frozen=True)
 class SyntheticPair:
-    """A reference pair (sRGB uint8 RGB images) and the homography mapping WL pixels to LL pixels."""
+    """A reference pair (sRGB uint8 RGB images) and the homography mapping WL pixels to LL pixels;
+    ``ll_frames`` (n, H, W, 3) are n LL frames of the static scene with independent noise (``ll`` is the first)."""
 
     wl: np.ndarray
     ll: np.ndarray
     homography: np.ndarray
+    ll_frames: np.ndarray
 
 
 def textured_scene(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -88,7 +90,17 @@ def darken(srgb: np.ndarray, mean_8bit: float, rng: np.random.Generator, *, gain
     return np.rint(linear_to_srgb(noisy_lin) * 255.0).astype(np.uint8)
 
 
-def render_pair(width: int, height: int, *, seed: int = 0, ll_mean_8bit: float | None = None, gain_db: float = 6.0, scene: np.ndarray | None = None, mirror_wl: bool = False) -> SyntheticPair:
+def render_pair(
+    width: int,
+    height: int,
+    *,
+    seed: int = 0,
+    ll_mean_8bit: float | None = None,
+    gain_db: float = 6.0,
+    scene: np.ndarray | None = None,
+    mirror_wl: bool = False,
+    ll_frames: int = 1,
+) -> SyntheticPair:
     """A reference pair of ``width`` x ``height`` with a random small homography.
 
     Args:
@@ -98,6 +110,7 @@ def render_pair(width: int, height: int, *, seed: int = 0, ll_mean_8bit: float |
         gain_db: LL gain for the noise model of :func:`darken`.
         scene: an sRGB uint8 texture (e.g. a photograph) to use instead of a random one; resized to fit.
         mirror_wl: mirror the WL image horizontally, as an uncorrected beam-splitter path would be.
+        ll_frames: LL frames to record of the static scene, each with its own noise (a session reference).
     """
     rng = np.random.default_rng(seed)
     margin = 16
@@ -112,8 +125,7 @@ def render_pair(width: int, height: int, *, seed: int = 0, ll_mean_8bit: float |
     # LL(q) = scene(to_big @ H^-1 q): warpPerspective with M = H @ to_big^-1 samples src at M^-1 q.
     # Lanczos, not bicubic: bicubic resampling of the scene alone puts ~0.01 px of error into the ground truth.
     ll = cv2.warpPerspective(big, h_true @ np.linalg.inv(to_big), (width, height), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT)
-    if ll_mean_8bit is not None:
-        ll = darken(ll, ll_mean_8bit, rng, gain_db=gain_db)
+    frames = np.stack([ll if ll_mean_8bit is None else darken(ll, ll_mean_8bit, rng, gain_db=gain_db) for _ in range(max(1, ll_frames))])
     if mirror_wl:
         wl = np.ascontiguousarray(wl[:, ::-1])
-    return SyntheticPair(wl=wl, ll=ll, homography=h_true)
+    return SyntheticPair(wl=wl, ll=frames[0], homography=h_true, ll_frames=frames)
