@@ -182,8 +182,8 @@ def test_stall_is_a_warning_and_lost_frames_keep_their_pair_index(tmp_path: Path
 
 
 def test_first_edge_late_after_arming_is_waited_for(tmp_path: Path) -> None:
-    # The operator starts the generator 1.2 s after "start the trigger generator now": nothing is dropped.
-    outcome, _ = record_timed(tmp_path, timed("LL", list(range(4)), 1.2, 100), timed("WL", list(range(4)), 1.2, 2000), frames=4)
+    # The operator starts the generator 0.6 s (two stall timeouts) after "start the trigger generator now": nothing is dropped.
+    outcome, _ = record_timed(tmp_path, timed("LL", list(range(4)), 0.6, 100), timed("WL", list(range(4)), 0.6, 2000), frames=4)
     assert (outcome.total, outcome.dropped, outcome.stalls) == (4, {}, {})
 
 
