@@ -181,6 +181,27 @@ def test_check_at_ll_n_light_passes_correct_and_fails_shifted_alignment(tmp_path
         assert r.exit_code == 1 and "fail: held-out residual median 1." in r.output
 
 
+def test_estimate_averages_repeated_ll_frames(tmp_path) -> None:
+    from exlpose_data.align.synthetic import render_pair
+
+    p = render_pair(W, H, seed=1, ll_mean_8bit=3.0, gain_db=24.0, ll_frames=8)
+    cv2.imwrite(str(tmp_path / "wl.png"), p.wl[:, :, ::-1])
+    lls = []
+    for i, frame in enumerate(p.ll_frames):
+        cv2.imwrite(str(tmp_path / f"ll{i}.png"), frame[:, :, ::-1])
+        lls += ["--ll", str(tmp_path / f"ll{i}.png")]
+    r = runner.invoke(app, ["estimate", "--wl", str(tmp_path / "wl.png"), "--ll", str(tmp_path / "ll0.png"), "--out", str(tmp_path / "one.json")])
+    assert r.exit_code == 2 and "Average more reference frames" in r.output
+    r = runner.invoke(app, ["estimate", "--wl", str(tmp_path / "wl.png"), *lls, "--out", str(tmp_path / "A.json")])
+    assert r.exit_code == 0, r.output
+    model = AlignModel.load(tmp_path / "A.json")
+    assert corner_error(model.matrix, p.homography, (W, H)) < 0.4
+    assert [f.role for f in model.inputs] == ["wl"] + ["ll"] * 8
+    cv2.imwrite(str(tmp_path / "small.png"), p.ll_frames[1][:100, :, ::-1])
+    r = runner.invoke(app, ["estimate", "--wl", str(tmp_path / "wl.png"), "--ll", str(tmp_path / "ll0.png"), "--ll", str(tmp_path / "small.png")])
+    assert r.exit_code == 2 and "small.png is 320x100" in r.output
+
+
 def _png_gray_float(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.float32)
     g = img.mean(axis=2)

@@ -79,18 +79,31 @@ def load_session_references(path: str | Path, names: list[str] | None = None, mi
     return pairs, side, [InputFile(role="session", path=str(path), sha256=sha256_file(path), references=list(wanted))]
 
 
-def load_image_pair(wl_path: str | Path, ll_path: str | Path, mirror: MirrorSide = "none") -> tuple[list[ReferencePair], list[InputFile]]:
-    """An 8/16-bit image pair (sRGB, as exported) as one reference."""
-    wl, ll = read_image(wl_path), read_image(ll_path)
-    if wl.shape[:2] != ll.shape[:2]:
-        raise InputError(f"{wl_path} is {wl.shape[1]}x{wl.shape[0]} but {ll_path} is {ll.shape[1]}x{ll.shape[0]}; both cameras' frames must be the same size")
-    wl_g, ll_g = linear_gray(wl), linear_gray(ll)
+def load_image_pair(wl_path: str | Path | list[str | Path], ll_path: str | Path | list[str | Path], mirror: MirrorSide = "none") -> tuple[list[ReferencePair], list[InputFile]]:
+    """An 8/16-bit image pair (sRGB, as exported) as one reference; several images per camera (frames of the
+    static reference) are averaged in linear light, which cuts the LL noise by the root of their number."""
+    wl_paths = [Path(p) for p in (wl_path if isinstance(wl_path, list) else [wl_path])]
+    ll_paths = [Path(p) for p in (ll_path if isinstance(ll_path, list) else [ll_path])]
+    size = None
+    means = []
+    for paths in (wl_paths, ll_paths):
+        total = None
+        for p in paths:
+            img = read_image(p)
+            if size is None:
+                size, first = img.shape[:2], p
+            elif img.shape[:2] != size:
+                raise InputError(f"{first} is {size[1]}x{size[0]} but {p} is {img.shape[1]}x{img.shape[0]}; all reference images must be the same size")
+            g = linear_gray(img).astype(np.float64)
+            total = g if total is None else total + g
+        means.append((total / len(paths)).astype(np.float32))
+    wl_g, ll_g = means
     if mirror == "wl":
         wl_g = np.ascontiguousarray(wl_g[:, ::-1])
     elif mirror == "ll":
         ll_g = np.ascontiguousarray(ll_g[:, ::-1])
-    inputs = [InputFile(role="wl", path=str(wl_path), sha256=sha256_file(wl_path)), InputFile(role="ll", path=str(ll_path), sha256=sha256_file(ll_path))]
-    return [ReferencePair(name=Path(wl_path).stem, wl=wl_g, ll=ll_g)], inputs
+    inputs = [InputFile(role=role, path=str(p), sha256=sha256_file(p)) for role, paths in (("wl", wl_paths), ("ll", ll_paths)) for p in paths]
+    return [ReferencePair(name=wl_paths[0].stem, wl=wl_g, ll=ll_g)], inputs
 
 
 def undistort_pair(pair: ReferencePair, calibration: Mapping[str, CameraCalibration]) -> ReferencePair:

@@ -15,8 +15,8 @@ app = new_app("Align the well-lit camera to the low-light camera: estimate, chec
 
 SessionArg = Annotated[Optional[Path], typer.Argument(help="capture session (.h5) holding /reference pairs", show_default=False)]
 ReferenceOpt = Annotated[Optional[list[str]], typer.Option("--reference", help="reference pair name (repeatable; default: all of the session's)")]
-WlOpt = Annotated[Optional[Path], typer.Option("--wl", help="well-lit reference image (8/16-bit), instead of a session")]
-LlOpt = Annotated[Optional[Path], typer.Option("--ll", help="low-light reference image (8/16-bit), instead of a session")]
+WlOpt = Annotated[Optional[list[Path]], typer.Option("--wl", help="well-lit reference image (8/16-bit), instead of a session; repeat for several frames (averaged)")]
+LlOpt = Annotated[Optional[list[Path]], typer.Option("--ll", help="low-light reference image (8/16-bit), instead of a session; repeat for several frames of the static reference (averaged)")]
 MirrorOpt = Annotated[Optional[str], typer.Option("--mirror", help="flip in software: none, ll or wl (default: the session's rig_config 'mirror', else none)")]
 
 
@@ -28,15 +28,15 @@ def _mirror(value: str | None) -> str | None:
     return value
 
 
-def _load_pairs(session: Path | None, reference: list[str] | None, wl: Path | None, ll: Path | None, mirror: str | None, *, default_mirror: str = "none") -> tuple[list, str, list]:
+def _load_pairs(session: Path | None, reference: list[str] | None, wl: list[Path] | None, ll: list[Path] | None, mirror: str | None, *, default_mirror: str = "none") -> tuple[list, str, list]:
     """(reference pairs, mirror side applied, input files) from a session or an image pair."""
     from ..align.reference import load_image_pair, load_session_references
 
-    if session is not None and (wl is not None or ll is not None):
+    if session is not None and (wl or ll):
         raise UsageError("give either SESSION.h5 or --wl/--ll images, not both")
     if session is not None:
         return load_session_references(session, reference, _mirror(mirror))  # type: ignore[arg-type]
-    if wl is None or ll is None:
+    if not wl or not ll:
         raise UsageError("give SESSION.h5, or both --wl and --ll reference images")
     if reference:
         raise UsageError("--reference selects pairs of a session; it does not apply to --wl/--ll images")
@@ -122,7 +122,7 @@ def check(
 
     model = AlignModel.load(align_json)
     background = None
-    if session is not None or wl is not None or ll is not None:
+    if session is not None or wl or ll:
         pairs, side, _ = _load_pairs(session, reference, wl, ll, mirror, default_mirror=model.mirror)
         if side != model.mirror:
             raise UsageError(f"the reference pair is flipped on the {side!r} side but {align_json} was estimated with mirror {model.mirror!r}; pass --mirror {model.mirror}")
