@@ -52,7 +52,7 @@ class DemoSettings:
 QUICK = DemoSettings(scenes=2, size="320x200", frames=2, backbone="resnet18", input_size="64x48", heatmap_size="16x12",
                      epochs=3, steps_per_epoch=4, batch_size=8)
 FULL = DemoSettings(scenes=4, size="640x400", frames=3, backbone="resnet18", input_size="128x96", heatmap_size="32x24",
-                    epochs=6, steps_per_epoch=10, batch_size=16)
+                    epochs=4, steps_per_epoch=10, batch_size=16)
 
 
 class StageFailed(ExlposeError):
