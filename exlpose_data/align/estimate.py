@@ -3,7 +3,8 @@
 Both images arrive as linear grey divided by their mean (:mod:`.prepare`). The homography maps well-lit pixel
 coordinates to low-light ones. Design choices, each measured in ``benchmarks/bench_align.py``:
 
-- SIFT runs on a binned, smoothed level (feature count capped, FLANN matching): full-frame SIFT is slow and
+- SIFT runs on a binned, smoothed level (feature count capped, exact brute-force matching, so the same
+  reference always gives the same ALIGN.json; FLANN's randomised trees did not): full-frame SIFT is slow and
   at low light its keypoints are mostly noise. If a level yields too few inliers the next coarser one is tried.
 - ECC takes the noisy LL image as its template and the clean WL image as the warped input, because OpenCV's
   ECC differentiates the input image: the gradients come from the clean image. It runs from the coarsest
@@ -123,8 +124,7 @@ def _match(wl_u8: np.ndarray, ll_u8: np.ndarray, opts: EstimateOptions, wl_mask:
     kl, dl = sift.detectAndCompute(ll_u8, ll_mask)
     if dw is None or dl is None or len(kw) < 2 or len(kl) < 2:
         return _Matches(np.zeros((0, 2)), np.zeros((0, 2)), len(kw), len(kl))
-    flann = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})
-    pairs = flann.knnMatch(dw, dl, k=2)
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dw, dl, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < opts.ratio_test * p[1].distance]
     pw = np.array([kw[m.queryIdx].pt for m in good], np.float64).reshape(-1, 2)
     pl = np.array([kl[m.trainIdx].pt for m in good], np.float64).reshape(-1, 2)
