@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "TMP_MARK"]
+__all__ = ["current_umask", "atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "TMP_MARK"]
 
 TMP_MARK = ".tmp-"
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask, read without changing it."""
     # Reading /proc does not touch the process umask, so writer threads never see a transient 0 mask.
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
@@ -66,7 +67,7 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     tmp = Path(tmp_name)
     try:
         # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         yield tmp
         if fsync:
             with open(tmp, "rb+") as fh:

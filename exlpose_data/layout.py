@@ -32,6 +32,7 @@ __all__ = [
     "PAIRS_FILE",
     "ANNOTATIONS_DIR",
     "MANIFEST_FILE",
+    "MANIFEST_LOCK_FILE",
     "sha256_file",
     "read_pairs",
     "write_pairs",
@@ -50,7 +51,7 @@ DARK_DIR = "dark"
 PAIRS_FILE = "brightPath2darkPath.txt"
 ANNOTATIONS_DIR = "annotations"
 MANIFEST_FILE = "manifest.json"
-_LOCK_FILE = ".manifest.lock"
+MANIFEST_LOCK_FILE = ".manifest.lock"
 _MANIFEST_VERSION = 1
 
 
@@ -106,7 +107,7 @@ def write_pairs(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) -> Pa
 @contextlib.contextmanager
 def _manifest_lock(root: Path) -> Iterator[None]:
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / _LOCK_FILE, "a+") as fh:
+    with open(root / MANIFEST_LOCK_FILE, "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -167,7 +168,7 @@ def _entry(path: Path) -> dict:
 
 def _is_payload(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
-    return rel != MANIFEST_FILE and name != _LOCK_FILE and TMP_MARK not in name
+    return rel != MANIFEST_FILE and name != MANIFEST_LOCK_FILE and TMP_MARK not in name
 
 
 def update_manifest(root: str | os.PathLike, relpaths: Iterable[str], *, known_hashes: dict[str, str] | None = None) -> None:

@@ -15,8 +15,8 @@ from typing import TypeVar
 import cv2
 
 from ..atomic import TMP_MARK
-from ..atomic import _umask as current_umask  # the core's thread-safe umask read (private there; see the report)
-from ..layout import _LOCK_FILE as MANIFEST_LOCK_FILE
+from ..atomic import current_umask
+from ..layout import MANIFEST_LOCK_FILE
 from ..cli.common import progress_bar
 from ..errors import UsageError
 
