@@ -245,6 +245,21 @@ def test_measurement_without_keypoints_uses_a_grid() -> None:
     assert np.median(heldout_residuals(p.homography, m.matches)) < 0.05 and np.all(m.noise_px < 0.05)
 
 
+def test_measurement_skips_patches_touching_filled_in_pixels() -> None:
+    p = render_pair(320, 200, seed=4)
+    pts = validation_positions(np.zeros((0, 2)), (320, 200))
+    wl, ll = _norm(p.wl), _norm(p.ll)
+    everything = measure_displacements(wl, ll, p.homography, pts)
+    ll_valid = np.ones((200, 320), np.uint8)
+    ll_valid[:, :160] = 0  # e.g. filled in by undistortion
+    wl_valid = np.ones((200, 320), np.uint8)
+    wl_valid[100:, :] = 0
+    m = measure_displacements(wl, ll, p.homography, pts, ll_valid=ll_valid, wl_valid=wl_valid)
+    assert 0 < len(m.matches) < len(everything.matches)
+    patch = 50
+    assert m.matches[:, 2].min() - patch / 2 - 8 >= 159 and m.matches[:, 1].max() + patch / 2 + 8 <= 101
+
+
 def test_psnr_ssim_are_computed_binned_on_a_noisy_pair() -> None:
     p = render_pair(320, 200, seed=3, ll_mean_8bit=3.0, gain_db=12.0)
     model = build_alignment([ReferencePair("r", linear_gray(p.wl), linear_gray(p.ll))], "none", [])

@@ -143,7 +143,7 @@ def build_alignment(
     if not pairs:
         raise UsageError("no reference pair to estimate from")
     size = (pairs[0].wl.shape[1], pairs[0].wl.shape[0])
-    estimates, ratios, normalised = [], [], []
+    estimates, ratios, normalised, valid = [], [], [], []
     for pair in pairs:
         if (pair.wl.shape[1], pair.wl.shape[0]) != size or pair.ll.shape != pair.wl.shape:
             raise InputError(f"reference {pair.name!r}: frame size differs from {size[0]}x{size[1]}")
@@ -153,12 +153,13 @@ def build_alignment(
         estimates.append(estimate_homography(wl_n, ll_n, opts, source=f"reference {pair.name!r}", wl_valid=geo.wl_valid, ll_valid=geo.ll_valid))
         ratios.append(ll_mean / wl_mean)
         normalised.append((wl_n, ll_n))
+        valid.append({"wl_valid": geo.wl_valid, "ll_valid": geo.ll_valid})
     hs = [e.homography for e in estimates]
     h = hs[0] if len(hs) == 1 else _average_homography(hs, size)
     h_init = estimates[0].initial if len(hs) == 1 else _average_homography([e.initial for e in estimates], size)
     spread = max((corner_error(a, b, size) for i, a in enumerate(hs) for b in hs[i + 1 :]), default=None)
     # Held-out positions measured to sub-pixel on each (undistorted) reference under the final homography.
-    measured = [measure_displacements(wl_n, ll_n, h, validation_positions(e.heldout_wl, size)) for e, (wl_n, ll_n) in zip(estimates, normalised)]
+    measured = [measure_displacements(wl_n, ll_n, h, validation_positions(e.heldout_wl, size), **masks) for e, (wl_n, ll_n), masks in zip(estimates, normalised, valid)]
     heldout = np.concatenate([m.matches for m in measured], axis=0)
     noise = np.concatenate([m.noise_px for m in measured])
     median, p95 = residual_stats(heldout_residuals(h, heldout))

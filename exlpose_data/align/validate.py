@@ -97,6 +97,8 @@ def measure_displacements(
     patch_px: int | None = None,
     search_px: int = 8,
     max_noise_px: float = 1.0,
+    wl_valid: np.ndarray | None = None,
+    ll_valid: np.ndarray | None = None,
 ) -> Measurement:
     """Where each WL position really lies in the LL frame, measured around where ``homography`` puts it.
 
@@ -115,6 +117,8 @@ def measure_displacements(
         patch_px: side of the compared patch (full-resolution pixels); None: :func:`patch_size`.
         search_px: largest displacement measured.
         max_noise_px: measurements predicted noisier than this are dropped.
+        wl_valid, ll_valid: masks (nonzero = real content, e.g. not filled in by undistortion); patches that
+            would compare filled-in pixels are dropped.
     """
     h_img, w_img = ll.shape
     patch_px = patch_px or patch_size((w_img, h_img))
@@ -131,7 +135,11 @@ def measure_displacements(
         x0, y0 = int(round(qx)) - half, int(round(qy)) - half
         if x0 - search_px < 0 or y0 - search_px < 0 or x0 + patch_px + search_px > w_img or y0 + patch_px + search_px > h_img:
             continue
+        if ll_valid is not None and not np.all(ll_valid[y0 - search_px : y0 + patch_px + search_px, x0 - search_px : x0 + patch_px + search_px]):
+            continue
         map_x, map_y = warp_maps(homography, (x0 - search_px, y0 - search_px, size, size))
+        if wl_valid is not None and not np.all(cv2.remap(wl_valid.astype(np.uint8), map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)):
+            continue
         inp = cv2.GaussianBlur(cv2.remap(wl, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE), (0, 0), blur)
         tpl = cv2.GaussianBlur(np.ascontiguousarray(ll[y0 : y0 + patch_px, x0 : x0 + patch_px]), (0, 0), blur)
         warp = np.array([[1, 0, search_px], [0, 1, search_px]], np.float32)

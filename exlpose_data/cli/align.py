@@ -135,7 +135,9 @@ def check(
         background = ll_n
         geo = undistort_pair(pairs[0], model.calibration) if model.calibration else pairs[0]
         stored = np.asarray(model.heldout_matches, np.float64).reshape(-1, 4)[:, :2]
-        m = measure_displacements(normalise_brightness(geo.wl)[0], normalise_brightness(geo.ll)[0], model.matrix, validation_positions(stored, tuple(model.frame_size)))
+        m = measure_displacements(
+            normalise_brightness(geo.wl)[0], normalise_brightness(geo.ll)[0], model.matrix, validation_positions(stored, tuple(model.frame_size)), wl_valid=geo.wl_valid, ll_valid=geo.ll_valid
+        )
         model.heldout_matches = [tuple(row) for row in m.matches.tolist()]
         model.metrics.heldout_noise_px = float(np.median(m.noise_px)) if len(m.noise_px) else None
         if plots is not None:
