@@ -58,6 +58,17 @@ def test_clean_pair_residuals_are_small() -> None:
     assert np.median(res) < 0.5
 
 
+def test_degenerate_feature_fit_is_a_failed_level() -> None:
+    from exlpose_data.align.estimate import _magsac
+
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 400, (60, 2))
+    h, n = _magsac(src, src * 0.01 + 5.0, 1.0)  # every match lands on a few pixels: a collapsing fit
+    assert h is None and n == 0
+    h, n = _magsac(src, src + [2.0, -1.0], 1.0)
+    assert h is not None and n == 60 and np.allclose(h[:2, 2], [2.0, -1.0], atol=1e-6)
+
+
 def test_textureless_reference_is_an_error() -> None:
     rng = np.random.default_rng(0)
     flat = np.full((H, W, 3), 120, np.uint8)

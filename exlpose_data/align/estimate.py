@@ -135,9 +135,15 @@ def _magsac(src: np.ndarray, dst: np.ndarray, threshold: float) -> tuple[np.ndar
     if len(src) < 4:
         return None, 0
     h, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, threshold, maxIters=10000, confidence=0.9999)
-    if h is None or mask is None:
+    if h is None or mask is None or not np.all(np.isfinite(h)) or abs(h[2, 2]) < 1e-12:
         return None, 0
-    return h / h[2, 2], int(mask.sum())
+    h = h / h[2, 2]
+    # Matches of noise at high gain can produce a degenerate fit (seen: a singular one); a rig's homography
+    # keeps the scale near 1, so a fit scaling areas by more than 4x either way is a failed feature level.
+    det = float(np.linalg.det(h[:2, :2]))
+    if not 0.25 <= det <= 4.0:
+        return None, 0
+    return h, int(mask.sum())
 
 
 @dataclass
