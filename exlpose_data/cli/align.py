@@ -102,7 +102,7 @@ def check(
     plots: Annotated[Optional[Path], typer.Option("--plots", help="folder for residuals.png (and difference.png with a reference pair)")] = None,
     max_median_px: Annotated[float, typer.Option(help="limit on the held-out residual median (px), raised to 2x the measurement noise; <= 0 disables")] = 0.5,
     max_p95_px: Annotated[float, typer.Option(help="limit on the held-out residual 95th percentile (px), raised to 4x the measurement noise; <= 0 disables")] = 1.5,
-    max_corner_px: Annotated[float, typer.Option(help="limit on the initial/refined corner disagreement (px); <= 0 disables")] = 3.0,
+    max_corner_px: Annotated[float, typer.Option(help="limit on the initial/refined corner disagreement (px); <= 0 disables (default: reported only)")] = 0.0,
     min_psnr_db: Annotated[Optional[float], typer.Option(help="lower limit on the masked PSNR of the aligned reference")] = None,
     min_ssim: Annotated[Optional[float], typer.Option(help="lower limit on the masked SSIM of the aligned reference")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON line")] = False,
