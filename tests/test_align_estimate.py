@@ -22,6 +22,7 @@ from exlpose_data.align.validate import (
     masked_psnr,
     masked_ssim,
     measure_displacements,
+    measure_heldout,
     plot_difference,
     plot_residuals,
     quality_bin,
@@ -254,6 +255,18 @@ def test_measurement_without_keypoints_uses_a_grid() -> None:
     m = measure_displacements(_norm(p.wl), _norm(p.ll), p.homography, pts)
     assert len(m.matches) >= 10
     assert np.median(heldout_residuals(p.homography, m.matches)) < 0.05 and np.all(m.noise_px < 0.05)
+
+
+def test_noisy_measurements_grow_their_patches() -> None:
+    p = render_pair(320, 200, seed=3, ll_mean_8bit=3.0, gain_db=20.0)
+    wl, ll = _norm(p.wl), _norm(p.ll)
+    pts = validation_positions(np.zeros((0, 2)), (320, 200))
+    small = measure_displacements(wl, ll, p.homography, pts)
+    grown = measure_heldout(wl, ll, p.homography, pts)
+    assert small.patch_px == 50 and small.median_noise_px > 0.25
+    assert grown.patch_px == 66 and grown.median_noise_px < 0.95 * small.median_noise_px
+    clean = measure_heldout(wl, _norm(p.wl), np.eye(3), pts)  # already precise: no growth
+    assert clean.patch_px == 50 and clean.median_noise_px < 0.05
 
 
 def test_measurement_skips_patches_touching_filled_in_pixels() -> None:

@@ -22,7 +22,7 @@ from .estimate import Estimate, EstimateOptions, corner_error, corners, estimate
 from .geometry import transform_points, valid_crop, warp_maps
 from .model import AlignMetrics, AlignModel, CameraCalibration, InputFile
 from .prepare import MirrorSide, develop_linear_gray, linear_gray, needs_flip, normalise_brightness, session_mirror
-from .validate import aligned_reference, heldout_residuals, image_quality, measure_displacements, residual_stats, validation_positions
+from .validate import aligned_reference, heldout_residuals, image_quality, measure_heldout, residual_stats, validation_positions
 
 __all__ = ["ReferencePair", "read_image", "load_session_references", "load_image_pair", "build_alignment", "undistort_pair"]
 
@@ -159,7 +159,7 @@ def build_alignment(
     h_init = estimates[0].initial if len(hs) == 1 else _average_homography([e.initial for e in estimates], size)
     spread = max((corner_error(a, b, size) for i, a in enumerate(hs) for b in hs[i + 1 :]), default=None)
     # Held-out positions measured to sub-pixel on each (undistorted) reference under the final homography.
-    measured = [measure_displacements(wl_n, ll_n, h, validation_positions(e.heldout_wl, size), **masks) for e, (wl_n, ll_n), masks in zip(estimates, normalised, valid)]
+    measured = [measure_heldout(wl_n, ll_n, h, validation_positions(e.heldout_wl, size), **masks) for e, (wl_n, ll_n), masks in zip(estimates, normalised, valid)]
     heldout = np.concatenate([m.matches for m in measured], axis=0)
     noise = np.concatenate([m.noise_px for m in measured])
     median, p95 = residual_stats(heldout_residuals(h, heldout))

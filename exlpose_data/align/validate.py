@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,6 +27,7 @@ __all__ = [
     "patch_size",
     "validation_positions",
     "measure_displacements",
+    "measure_heldout",
     "heldout_residuals",
     "residual_stats",
     "aligned_reference",
@@ -62,11 +64,16 @@ class Thresholds:
 
 @dataclass
 class Measurement:
-    """Measured correspondences: (N, 4) ``(x_wl, y_wl, x_ll, y_ll)`` and each one's predicted noise (px,
-    length of the 2-D standard deviation)."""
+    """Measured correspondences: (N, 4) ``(x_wl, y_wl, x_ll, y_ll)``, each one's predicted noise (px, length
+    of the 2-D standard deviation) and the patch side they were measured with."""
 
     matches: np.ndarray
     noise_px: np.ndarray
+    patch_px: int = 0
+
+    @property
+    def median_noise_px(self) -> float | None:
+        return float(np.median(self.noise_px)) if len(self.noise_px) else None
 
 
 def patch_size(size: tuple[int, int]) -> int:
@@ -163,7 +170,23 @@ def measure_displacements(
         # A WL feature shown at q in the warped image lies at q - d in the LL image.
         rows.append((p[0], p[1], qx - d[0], qy - d[1]))
         noise.append(float(np.sqrt(var)))
-    return Measurement(np.asarray(rows, np.float64).reshape(-1, 4), np.asarray(noise, np.float64))
+    return Measurement(np.asarray(rows, np.float64).reshape(-1, 4), np.asarray(noise, np.float64), patch_px)
+
+
+def measure_heldout(wl: np.ndarray, ll: np.ndarray, homography: np.ndarray, positions_wl: np.ndarray, *, target_noise_px: float = 0.25, **kwargs: Any) -> Measurement:
+    """:func:`measure_displacements` with patches grown (x2, up to a third of the short side or 288 px) while
+    the median predicted noise exceeds ``target_noise_px``: the noise falls about as the patch side grows
+    (measured at LL-E 27 dB, 8 frames: 0.82 px at 96 px, 0.46 px at 256 px), so a noisy reference still resolves
+    a misalignment of a pixel or two. Other arguments go to :func:`measure_displacements`."""
+    h_img, w_img = ll.shape
+    cap = min(288, min(h_img, w_img) // 3)
+    m = measure_displacements(wl, ll, homography, positions_wl, **kwargs)
+    while m.patch_px < cap and (m.median_noise_px is None or m.median_noise_px > target_noise_px):
+        bigger = measure_displacements(wl, ll, homography, positions_wl, patch_px=min(cap, 2 * m.patch_px), **kwargs)
+        if len(bigger.matches) < min(10, len(m.matches)):
+            break  # larger patches leave the frame at too many positions
+        m = bigger
+    return m
 
 
 def heldout_residuals(homography: np.ndarray, matches: np.ndarray) -> np.ndarray:

@@ -118,7 +118,7 @@ def check(
     from ..align.model import AlignModel
     from ..align.prepare import normalise_brightness
     from ..align.reference import undistort_pair
-    from ..align.validate import Thresholds, aligned_reference, heldout_residuals, image_quality, measure_displacements, plot_difference, plot_residuals, residual_stats, threshold_failures, validation_positions
+    from ..align.validate import Thresholds, aligned_reference, heldout_residuals, image_quality, measure_heldout, plot_difference, plot_residuals, residual_stats, threshold_failures, validation_positions
 
     model = AlignModel.load(align_json)
     background = None
@@ -135,7 +135,7 @@ def check(
         background = ll_n
         geo = undistort_pair(pairs[0], model.calibration) if model.calibration else pairs[0]
         stored = np.asarray(model.heldout_matches, np.float64).reshape(-1, 4)[:, :2]
-        m = measure_displacements(
+        m = measure_heldout(
             normalise_brightness(geo.wl)[0], normalise_brightness(geo.ll)[0], model.matrix, validation_positions(stored, tuple(model.frame_size)), wl_valid=geo.wl_valid, ll_valid=geo.ll_valid
         )
         model.heldout_matches = [tuple(row) for row in m.matches.tolist()]
