@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from exlpose_data.cli.common import err_console, handle_errors, new_app, out_console
+from exlpose_data.cli.common import choose, err_console, handle_errors, new_app, out_console
 from exlpose_data.errors import UsageError
 from exlpose_data.schema import load_document
 
@@ -17,12 +17,6 @@ app = new_app("Annotation: tasks for annotators, import of CVAT/Label Studio/COC
 
 _FORMATS = ("cvat", "label-studio", "coco", "crowdpose")
 _EXPORT_FORMATS = ("cvat", "label-studio")
-
-
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
-    if value not in allowed:
-        raise UsageError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
-    return value
 
 
 @app.command("tasks")
@@ -63,7 +57,7 @@ def import_cmd(
     from .importer import held_text, import_annotations
     from .problems import AnnotationProblems
 
-    _choice(fmt, _FORMATS, "--format")
+    choose(fmt, _FORMATS, "--format")
     try:
         result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints, force=force)
     except AnnotationProblems as exc:
@@ -112,7 +106,7 @@ def export_cmd(
     from .formats.cvat import to_cvat_dict
     from .formats.label_studio import DEFAULT_URL_PREFIX, to_label_studio_tasks
 
-    _choice(fmt, _EXPORT_FORMATS, "--format")
+    choose(fmt, _EXPORT_FORMATS, "--format")
     doc = load_document(file)
     payload = to_cvat_dict(doc) if fmt == "cvat" else to_label_studio_tasks(doc, url_prefix if url_prefix is not None else DEFAULT_URL_PREFIX)
     write_json_atomic(out, payload)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from exlpose_data.cli.common import err_console, handle_errors, new_app, out_console, progress_bar
+from exlpose_data.cli.common import choose, err_console, handle_errors, new_app, out_console, progress_bar
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.evaluation import PROTOCOLS, evaluate_keypoints
 
@@ -22,12 +22,6 @@ app = new_app("Score keypoint predictions (CrowdPose protocol) or a trained mode
 DEFAULT_SPLITS = "LL-N,LL-H,LL-E,LL-A,WL"
 
 
-def _protocol(value: str) -> str:
-    if value not in PROTOCOLS:
-        raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {value!r}")
-    return value
-
-
 @app.command("predictions")
 @handle_errors
 def predictions(
@@ -37,7 +31,7 @@ def predictions(
     as_json: Annotated[bool, typer.Option("--json", help='print {"AP", "AP50", "AP75", "AR"} (fractions) on stdout')] = False,
 ) -> None:
     """Score a predictions file against a ground-truth file (AP@0.5:0.95 is the paper's number)."""
-    metrics = evaluate_keypoints(gt, pred, protocol=_protocol(protocol))  # type: ignore[arg-type]
+    metrics = evaluate_keypoints(gt, pred, protocol=choose(protocol, PROTOCOLS, "--protocol"))  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps(metrics.summary()))
         return
@@ -88,7 +82,7 @@ def model(
     from .checkpoint import load_model
     from .engine import measure_latency, run_inference
 
-    _protocol(protocol)
+    choose(protocol, PROTOCOLS, "--protocol")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {device!r} requested but CUDA is not available; use --device cpu")
     names = [s.strip() for s in splits.split(",") if s.strip()]

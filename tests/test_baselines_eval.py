@@ -113,7 +113,7 @@ def test_eval_predictions_json(release, tmp_path):
     r = runner.invoke(eval_app, ["predictions", str(path), "--gt", str(gt)])
     assert r.exit_code == 0 and "AP" in r.stdout
     r = runner.invoke(eval_app, ["predictions", str(path), "--gt", str(gt), "--protocol", "coco"])
-    assert r.exit_code == 2 and "--protocol must be one of crowdpose, fixed" in r.output
+    assert r.exit_code == 2 and "--protocol 'coco': choose one of crowdpose, fixed" in r.output
     r = runner.invoke(eval_app, ["predictions", str(tmp_path / "none.json"), "--gt", str(gt)])
     assert r.exit_code == 2 and "none.json: no such file" in r.output
 

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import ExlposeError, UsageError
 
-__all__ = ["ToolApp", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "fail", "warn"]
+__all__ = ["ToolApp", "choose", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "fail", "warn"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +59,13 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr and return the Exit to raise."""
     err_console.print(f"error: {message}", markup=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def choose(value: str, allowed: tuple[str, ...] | list[str], option: str) -> str:
+    """``value`` if it is one of ``allowed``, else a :class:`UsageError` naming ``option`` and the choices."""
+    if value not in allowed:
+        raise UsageError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
+    return value
 
 
 def warn(message: str) -> None:
