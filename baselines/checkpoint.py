@@ -19,10 +19,13 @@ import torch
 from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import InputError
 
-__all__ = ["CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "load_model"]
+__all__ = ["CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "checkpoint_config", "load_model"]
 
 CHECKPOINT_FORMAT = "exlpose-cpn"
-_VERSION = 1
+# 2: the input settings follow the reference by default (WL statistics, mean padding, visible-only GlobalNet
+# mask); version-1 checkpoints were trained with ImageNet statistics, zero padding and every labelled joint.
+_VERSION = 2
+_VERSION_1_INPUTS = {"wl_normalisation": "imagenet", "padding": "zero", "global_mask": "labelled"}
 
 
 def rng_state() -> dict[str, Any]:
@@ -78,13 +81,23 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_config(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The training configuration stored in a loaded checkpoint, with the settings version-1 checkpoints were
+    trained with filled in where they predate the field (so evaluating them feeds the inputs they learnt on)."""
+    config = dict(ckpt.get("config", {}))
+    if int(ckpt.get("version", 1)) < 2:
+        for key, value in _VERSION_1_INPUTS.items():
+            config.setdefault(key, value)
+    return config
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, Any]:
     """The CPN of a training checkpoint (in eval mode) and its :class:`~baselines.config.TrainConfig`."""
     from .config import make_config
     from .models import build_cpn
 
     ckpt = load_checkpoint(path)
-    cfg = make_config(ckpt.get("config", {}), source=str(path))
+    cfg = make_config(checkpoint_config(ckpt), source=str(path))
     net = build_cpn(cfg.backbone, lsbn=cfg.spec.lsbn, heatmap_size=cfg.heatmap_size)
     try:
         net.load_state_dict(ckpt["model"])

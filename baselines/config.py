@@ -13,6 +13,10 @@ lsbn              LL + WL      yes    no
 lsbn-lupi         LL + WL      yes    Gram (Eq. 3)
 lsbn-lupi-feat    LL + WL      yes    features
 ================  ===========  =====  ==============
+
+Every setting defaults to the reference code's (sohyun-l/ExLPose, ``pytorch-cpn/``) where it has one; the
+settings that deviate on request are named (``wl_normalisation``, ``padding``, ``heatmap_convention``,
+``global_mask``, ``flip_test``, ``lupi_gram``) and listed with their reasons in docs/baselines.md.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exlpose_data.errors import InputError
 
 from .losses import LupiKind
 
-__all__ = ["Variant", "VARIANTS", "VariantSpec", "TrainConfig", "read_config_file", "load_config", "make_config"]
+__all__ = ["Variant", "VARIANTS", "VariantSpec", "TrainConfig", "FLIP_TESTS", "read_config_file", "load_config", "make_config"]
+
+FLIP_TESTS: tuple[str, ...] = ("ours", "official", "none")
 
 Variant = Literal["baseline-low", "baseline-well", "baseline-all", "lupi", "lsbn", "lsbn-lupi", "lsbn-lupi-feat"]
 
@@ -74,6 +80,7 @@ class TrainConfig(BaseModel):
 
     backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet50"
     pretrained: Path | None = Field(None, description="local torchvision ImageNet checkpoint of the backbone")
+    from_scratch: bool = Field(False, description="train without ImageNet weights (the reference always starts from them)")
     input_size: tuple[int, int] = (256, 192)
     heatmap_size: tuple[int, int] = (64, 48)
 
@@ -84,10 +91,27 @@ class TrainConfig(BaseModel):
     lr_milestones: list[int] = Field(default_factory=lambda: [6, 12, 18, 24, 30])
     lr_gamma: float = Field(0.5, gt=0)
     ohkm_top_k: int = Field(8, ge=1)
-    lupi_weight: float = Field(1.0, ge=0, description="multiplies the LUPI term")
+    lupi_weight: float = Field(1.0, ge=0, description="multiplies the Gram LUPI term")
     lupi_gram: Literal["gram-reference", "gram"] = Field(
-        "gram-reference", description="Gram weighting: the reference code's (1e-4 x 0.2, summed over the batch) or Eq. 3 averaged"
+        "gram-reference", description="Gram weighting: the reference code's (1e-4 x 0.2, summed over the global batch) or Eq. 3 averaged"
     )
+    lupi_feat_weight: float = Field(
+        1.0, ge=0, description="multiplies LUPI-feat's term (the mean squared feature difference per layer, summed over layers); ours, the paper gives none"
+    )
+
+    wl_normalisation: Literal["reference", "imagenet"] = Field(
+        "reference", description="WL input statistics: the ExLPose dataset's (reference) or ImageNet's"
+    )
+    padding: Literal["mean", "zero"] = Field("mean", description="value outside the image: the reference's pixel means, or zeros")
+    heatmap_convention: Literal["ours", "reference"] = Field(
+        "ours", description="target cell and decoding: nearest pixel of x/4 and 4j (ours), or floor(u/4) and 4j+2 (reference)"
+    )
+    global_mask: Literal["visible", "labelled"] = Field(
+        "visible", description="joints GlobalNet learns: visible ones (v = 2, the reference) or every labelled one"
+    )
+    sync_bn: bool = Field(False, description="BatchNorm statistics over the global batch under torchrun (LSBN branches included)")
+    amp: bool = Field(False, description="mixed precision (float16 on CUDA with loss scaling, bfloat16 on CPU)")
+    channels_last: bool = Field(False, description="channels_last memory format for the network and its inputs")
 
     workers: int = Field(4, ge=0)
     seed: int = 0
@@ -95,7 +119,9 @@ class TrainConfig(BaseModel):
     device: str = "cpu"
     eval_every: int = Field(4, ge=0, description="evaluate every N epochs and after the last (0: only after the last)")
     eval_protocol: Literal["crowdpose", "fixed"] = "crowdpose"
-    flip_test: bool = True
+    flip_test: Literal["ours", "official", "none"] = Field(
+        "ours", description="test-time flip: ours (CrowdPose pairs, sub-pixel shift), official (the reference's, faults included) or none"
+    )
     steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (smoke runs)")
 
     @field_validator("input_size", "heatmap_size")
@@ -104,6 +130,20 @@ class TrainConfig(BaseModel):
         if min(v) <= 0:
             raise ValueError(f"sizes must be positive, got {v}")
         return v
+
+    @field_validator("flip_test", mode="before")
+    @classmethod
+    def _flip_from_bool(cls, v: Any) -> Any:
+        # Checkpoints and configs written before the flip modes existed say true / false.
+        if isinstance(v, bool):
+            return "ours" if v else "none"
+        return v
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "TrainConfig":
+        if self.from_scratch and self.pretrained is not None:
+            raise ValueError("from_scratch and pretrained exclude each other: give one")
+        return self
 
     @property
     def spec(self) -> VariantSpec:

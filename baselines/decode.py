@@ -9,9 +9,14 @@ score times the mean joint score.
 Coordinates follow :mod:`exlpose_data.datasets` (its ``crop_to_heatmap`` / ``heatmap_to_image`` pair, one
 convention for targets and predictions).
 
-Flip test: the crop is mirrored, its heatmaps are mirrored back with the CrowdPose left/right joints swapped
-(the reference used COCO's 17-joint pairs here, and rescaled the flipped input twice), shifted by the
-sub-pixel offset mirroring introduces on a strided grid, and averaged with the plain pass.
+Flip test (``"ours"``, the default): the crop is mirrored, its heatmaps are mirrored back with the CrowdPose
+left/right joints swapped, shifted by the sub-pixel offset mirroring introduces on a strided grid (none under
+the reference heatmap convention, whose cells are flip-symmetric), and averaged with the plain pass.
+``"official"`` reproduces the reference code's test-time flip, faults included, so that published numbers can
+be compared: the heatmaps are mirrored back without a shift and with COCO's 17-joint swap pairs
+``(1, 2), (3, 4), ..., (11, 12)`` applied to the 14 CrowdPose joints (it swaps right shoulder with left elbow,
+right ankle with head, ...), and the mirrored input is divided by 255 once more whenever its maximum exceeds 1
+(its ``im_to_torch`` runs twice on that path).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import cv2
 import numpy as np
 import torch
 
-from exlpose_data.datasets.transforms import crop_to_heatmap, heatmap_to_image
+from exlpose_data.datasets.transforms import HeatmapConvention, crop_to_heatmap, heatmap_to_image
 from exlpose_data.keypoints import crowdpose14
 
-__all__ = ["flip_back", "decode_heatmaps", "predictions_from_heatmaps", "HEATMAP_PEAK"]
+__all__ = ["flip_back", "official_flip_index", "official_flip_input", "decode_heatmaps", "predictions_from_heatmaps", "HEATMAP_PEAK", "REFERENCE_FLIP_PAIRS"]
+
+# The swap pairs of the reference code's test configs: COCO-17's (eyes, ears, shoulders, ...) on 14 joints.
+REFERENCE_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12))
 
 HEATMAP_PEAK = 255.0
 _BORDER = 10
@@ -33,8 +41,27 @@ _BLUR = (21, 21)
 _DELTA = 0.25
 
 
+def official_flip_index(num_keypoints: int = 14) -> list[int]:
+    """The channel permutation the reference's swaps of :data:`REFERENCE_FLIP_PAIRS` amount to."""
+    perm = list(range(num_keypoints))
+    for a, b in REFERENCE_FLIP_PAIRS:
+        perm[a], perm[b] = perm[b], perm[a]
+    return perm
+
+
+def official_flip_input(images: torch.Tensor) -> torch.Tensor:
+    """The reference's mirrored input: each crop mirrored, then divided by 255 when its maximum exceeds 1."""
+    flipped = images.flip(-1)
+    big = flipped.flatten(1).amax(dim=1) > 1
+    scale = torch.where(big, torch.full_like(big, 1 / 255, dtype=flipped.dtype), torch.ones_like(big, dtype=flipped.dtype))
+    return flipped * scale.view(-1, *([1] * (flipped.dim() - 1)))
+
+
 def flip_back(
-    heatmaps: torch.Tensor, input_size: tuple[int, int], flip_index: Sequence[int] | None = None
+    heatmaps: torch.Tensor,
+    input_size: tuple[int, int],
+    flip_index: Sequence[int] | None = None,
+    convention: HeatmapConvention = "ours",
 ) -> torch.Tensor:
     """Heatmaps of mirrored crops mapped onto the unmirrored crops.
 
@@ -48,12 +75,16 @@ def flip_back(
         heatmaps: ``(B, K, h, w)`` predicted on mirrored crops.
         input_size: crop ``(H, W)``.
         flip_index: joint permutation (CrowdPose's by default).
+        convention: the heatmap convention the model was trained with (its map gives the shift: 0.75 for ours,
+            0 for the reference's).
     """
     perm = list(crowdpose14().flip_index() if flip_index is None else flip_index)
     out = heatmaps.flip(-1)[:, perm]
     w = out.shape[-1]
-    ends = crop_to_heatmap(np.array([[0.0, 0.0], [input_size[1] - 1.0, 0.0]]), input_size, tuple(heatmaps.shape[-2:]))
+    ends = crop_to_heatmap(np.array([[0.0, 0.0], [input_size[1] - 1.0, 0.0]]), input_size, tuple(heatmaps.shape[-2:]), convention)
     shift = float(ends[0, 0] + ends[1, 0] - (w - 1))
+    if abs(shift) < 1e-9:  # a flip-symmetric grid (the reference convention): nothing to undo
+        return out
     whole = int(np.floor(shift))
     frac = shift - whole
     if whole:  # integer part: move the maps, repeating the edge column
@@ -109,12 +140,14 @@ def predictions_from_heatmaps(
     *,
     peak: float = HEATMAP_PEAK,
     category_id: int = 1,
+    convention: HeatmapConvention = "ours",
 ) -> list[dict]:
-    """COCO keypoint results for a batch of crops (``meta`` as collated by the dataset: image_id, affine, score)."""
+    """COCO keypoint results for a batch of crops (``meta`` as collated by the dataset: image_id, affine, score);
+    heatmap positions map to the crop by ``convention`` (the one the model was trained with)."""
     coords, scores = decode_heatmaps(heatmaps, peak)
     heatmap_size = tuple(heatmaps.shape[-2:])
     affines = meta["affine"].numpy() if isinstance(meta["affine"], torch.Tensor) else np.asarray(meta["affine"])
-    xy = np.stack([heatmap_to_image(c, a, input_size, heatmap_size) for c, a in zip(coords, affines)])  # type: ignore[arg-type]
+    xy = np.stack([heatmap_to_image(c, a, input_size, heatmap_size, convention) for c, a in zip(coords, affines)])  # type: ignore[arg-type]
     image_ids = [int(v) for v in meta["image_id"]]
     box_scores = [float(v) for v in meta["score"]]
     results = []

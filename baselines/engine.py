@@ -7,6 +7,7 @@ own BatchNorm batch statistics).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -19,11 +20,33 @@ from torch import nn
 from exlpose_data.evaluation import KeypointMetrics, evaluate_keypoints
 
 from .config import TrainConfig
-from .decode import flip_back, predictions_from_heatmaps
+from .decode import flip_back, official_flip_index, official_flip_input, predictions_from_heatmaps
 from .losses import cpn_pose_loss, lupi_loss
 from .models.cpn import CPN, CPNOutput
 
-__all__ = ["PairModel", "compute_losses", "train_one_epoch", "predict_heatmaps", "run_inference", "evaluate", "measure_latency"]
+__all__ = [
+    "PairModel",
+    "compute_losses",
+    "train_one_epoch",
+    "autocast",
+    "predict_heatmaps",
+    "run_inference",
+    "evaluate",
+    "measure_latency",
+    "world_size",
+]
+
+
+def world_size() -> int:
+    """Processes of the running ``torchrun`` job (1 outside one)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass: float16 on CUDA, bfloat16 on CPU; a no-op when not ``enabled``."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
 class PairModel(nn.Module):
@@ -37,27 +60,47 @@ class PairModel(nn.Module):
         return {cond: self.net(x, condition=cond) for cond, x in inputs.items()}
 
 
+def _float(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.dtype != torch.float32 else t
+
+
 def compute_losses(outputs: dict[str, CPNOutput], batch: dict[str, Any], cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """Pose loss per condition (same targets for both) plus the variant's LUPI term; ``total`` sums them."""
+    """Pose loss per condition (same targets for both) plus the variant's LUPI term; ``total`` sums them.
+
+    Losses are computed in float32 (outside any autocast region). GlobalNet's targets are masked by
+    ``cfg.global_mask`` (the batch's ``visible_weight`` or ``target_weight``). The reference's Gram weighting sums
+    LUPI over the whole batch; under ``torchrun`` each process holds ``1 / world_size`` of it and DDP averages the
+    gradients, so the per-process sum is multiplied by the world size to keep the same weight as one process
+    on the whole batch (means need no correction).
+    """
     targets = batch["heatmaps"]
     weight = batch["target_weight"]
+    global_weight = batch.get("visible_weight") if cfg.global_mask == "visible" else weight
+    if global_weight is None:
+        raise ValueError("global_mask 'visible' needs the batch's visible_weight (ExLPoseTopDown provides it)")
     losses: dict[str, torch.Tensor] = {}
     total = None
     for cond, out in outputs.items():
-        pose = cpn_pose_loss(out.global_heatmaps, out.heatmaps, targets, weight, top_k=cfg.ohkm_top_k)
+        pose = cpn_pose_loss([_float(g) for g in out.global_heatmaps], _float(out.heatmaps), targets, weight,
+                             top_k=cfg.ohkm_top_k, global_weight=global_weight)
         losses[f"pose_{cond}"] = pose.total
         total = pose.total if total is None else total + pose.total
     kind = cfg.lupi_kind
     if kind is not None:
-        lupi = cfg.lupi_weight * lupi_loss(kind, outputs["ll"].features, outputs["wl"].features)
+        student = [_float(f) for f in outputs["ll"].features]
+        teacher = [_float(f) for f in outputs["wl"].features]
+        weight_lupi = cfg.lupi_feat_weight if kind == "feat" else cfg.lupi_weight
+        scale = world_size() if kind == "gram-reference" else 1
+        lupi = weight_lupi * scale * lupi_loss(kind, student, teacher)
         losses["lupi"] = lupi
         total = total + lupi
     losses["total"] = total  # type: ignore[assignment]
     return losses
 
 
-def _inputs(batch: dict[str, Any], conditions: Iterable[str], device: torch.device) -> dict[str, torch.Tensor]:
-    return {c: batch[c].to(device, non_blocking=True) for c in conditions}
+def _inputs(batch: dict[str, Any], conditions: Iterable[str], device: torch.device, channels_last: bool = False) -> dict[str, torch.Tensor]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return {c: batch[c].to(device, non_blocking=True).contiguous(memory_format=fmt) for c in conditions}
 
 
 def _check_finite(total: torch.Tensor, step: int) -> None:
@@ -90,6 +133,7 @@ def train_one_epoch(
     *,
     steps: int | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    scaler: Any = None,
 ) -> dict[str, float]:
     """Train for one pass over ``loader`` (at most ``steps`` batches); return the mean of each loss.
 
@@ -101,6 +145,7 @@ def train_one_epoch(
         device: where the batches go.
         steps: stop after this many batches.
         on_step: called after each step with its index and losses (progress bars, logging).
+        scaler: a ``torch.amp.GradScaler`` for float16 mixed precision (CUDA with ``cfg.amp``).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite, on any process of a distributed run (the step is
@@ -109,18 +154,25 @@ def train_one_epoch(
     model.train()
     sums: dict[str, float] = {}
     n = 0
-    targets_keys = ("heatmaps", "target_weight")
+    targets_keys = ("heatmaps", "target_weight", "visible_weight")
     for i, batch in enumerate(loader):
         if steps is not None and i >= steps:
             break
         for key in targets_keys:
-            batch[key] = batch[key].to(device, non_blocking=True)
-        outputs = model(_inputs(batch, cfg.spec.conditions, device))
+            if key in batch:
+                batch[key] = batch[key].to(device, non_blocking=True)
+        with autocast(device, cfg.amp):
+            outputs = model(_inputs(batch, cfg.spec.conditions, device, cfg.channels_last))
         losses = compute_losses(outputs, batch, cfg)
         _check_finite(losses["total"], i)
         optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(losses["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            losses["total"].backward()
+            optimizer.step()
         values = {k: float(v.detach()) for k, v in losses.items()}
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
@@ -130,13 +182,31 @@ def train_one_epoch(
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
+def _flip_mode(flip_test: bool | str) -> str:
+    if isinstance(flip_test, bool):
+        return "ours" if flip_test else "none"
+    if flip_test not in ("ours", "official", "none"):
+        raise ValueError(f"unknown flip test {flip_test!r}; choose ours, official or none")
+    return flip_test
+
+
 @torch.no_grad()
-def predict_heatmaps(net: CPN, images: torch.Tensor, condition: str, *, flip_test: bool = True) -> torch.Tensor:
-    """RefineNet heatmaps of a batch of crops, averaged with the flip-test pass when asked."""
-    heatmaps = net(images, condition=condition).heatmaps
-    if flip_test:
-        flipped = net(images.flip(-1), condition=condition).heatmaps
-        heatmaps = 0.5 * (heatmaps + flip_back(flipped, (images.shape[-2], images.shape[-1])))
+def predict_heatmaps(
+    net: CPN, images: torch.Tensor, condition: str, *, flip_test: bool | str = "ours", convention: str = "ours"
+) -> torch.Tensor:
+    """RefineNet heatmaps of a batch of crops, averaged with the flip-test pass when asked.
+
+    ``flip_test``: ``"ours"`` (CrowdPose pairs and the sub-pixel shift of ``convention``), ``"official"`` (the
+    reference's, see :mod:`baselines.decode`) or ``"none"``; True / False mean ``"ours"`` / ``"none"``.
+    """
+    mode = _flip_mode(flip_test)
+    heatmaps = net(images, condition=condition).heatmaps.float()
+    if mode == "ours":
+        flipped = net(images.flip(-1), condition=condition).heatmaps.float()
+        heatmaps = 0.5 * (heatmaps + flip_back(flipped, (images.shape[-2], images.shape[-1]), convention=convention))  # type: ignore[arg-type]
+    elif mode == "official":
+        flipped = net(official_flip_input(images), condition=condition).heatmaps.float()
+        heatmaps = 0.5 * (heatmaps + flipped.flip(-1)[:, official_flip_index(flipped.shape[1])])
     return heatmaps
 
 
@@ -147,7 +217,8 @@ def run_inference(
     condition: str,
     device: torch.device,
     *,
-    flip_test: bool = True,
+    flip_test: bool | str = "ours",
+    convention: str = "ours",
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[list[dict], float]:
     """COCO keypoint results for every crop of ``loader`` and the mean forward time per crop (seconds).
@@ -157,7 +228,8 @@ def run_inference(
         loader: an ``ExLPoseTopDown`` loader (``train=False``) yielding ``condition``'s crops.
         condition: ``"ll"`` or ``"wl"`` (selects the input and the LSBN branch).
         device: where the crops go.
-        flip_test: average with the mirrored crop's heatmaps.
+        flip_test: ``"ours"``, ``"official"`` or ``"none"`` (see :func:`predict_heatmaps`).
+        convention: the heatmap convention the model was trained with.
         on_batch: called with each batch's size (progress).
     """
     net.eval()
@@ -166,11 +238,11 @@ def run_inference(
     for batch in loader:
         images = batch[condition].to(device)
         start = time.perf_counter()
-        heatmaps = predict_heatmaps(net, images, condition, flip_test=flip_test)
+        heatmaps = predict_heatmaps(net, images, condition, flip_test=flip_test, convention=convention)
         seconds += time.perf_counter() - start
         crops += images.shape[0]
         input_size = (images.shape[-2], images.shape[-1])
-        results.extend(predictions_from_heatmaps(heatmaps, batch["meta"], input_size))
+        results.extend(predictions_from_heatmaps(heatmaps, batch["meta"], input_size, convention=convention))  # type: ignore[arg-type]
         if on_batch is not None:
             on_batch(images.shape[0])
     return results, (seconds / crops if crops else math.nan)
@@ -184,16 +256,17 @@ def evaluate(
     device: torch.device,
     *,
     protocol: str = "crowdpose",
-    flip_test: bool = True,
+    flip_test: bool | str = "ours",
+    convention: str = "ours",
 ) -> tuple[KeypointMetrics, list[dict]]:
     """Predict every crop of ``loader`` and score the results against ``ann_file``."""
-    results, _ = run_inference(net, loader, condition, device, flip_test=flip_test)
+    results, _ = run_inference(net, loader, condition, device, flip_test=flip_test, convention=convention)
     return evaluate_keypoints(ann_file, results, protocol=protocol), results  # type: ignore[arg-type]
 
 
 @torch.no_grad()
 def measure_latency(
-    net: CPN, input_size: tuple[int, int], condition: str, device: torch.device, *, flip_test: bool = True, runs: int = 10, warmup: int = 2
+    net: CPN, input_size: tuple[int, int], condition: str, device: torch.device, *, flip_test: bool | str = "ours", runs: int = 10, warmup: int = 2
 ) -> float:
     """Median seconds of one crop's inference (batch 1, flip test as asked), after ``warmup`` runs."""
     net.eval()

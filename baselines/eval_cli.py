@@ -66,7 +66,7 @@ def model(
     splits: Annotated[str, typer.Option(help=f"comma-separated test splits: {SPLIT_HELP}")] = DEFAULT_SPLITS,
     boxes: Annotated[Path | None, typer.Option(help="person detections (COCO results JSON) instead of ground-truth boxes")] = None,
     protocol: Annotated[str, typer.Option(help="crowdpose or fixed")] = "crowdpose",
-    flip_test: Annotated[bool, typer.Option("--flip/--no-flip", help="average with the mirrored crop")] = True,
+    flip_test: Annotated[str | None, typer.Option(help="ours | official (the reference's, to compare with published numbers) | none; default: the checkpoint's")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="crops per batch")] = 32,
     workers: Annotated[int, typer.Option(min=0, help="data loader processes")] = 2,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
@@ -80,9 +80,13 @@ def model(
     from exlpose_data.atomic import write_json_atomic
     from exlpose_data.datasets import ExLPoseTopDown
     from .checkpoint import load_model
+    from .config import FLIP_TESTS
     from .engine import measure_latency, run_inference
+    from .inputs import dataset_options
 
     choose(protocol, PROTOCOLS, "--protocol")
+    if flip_test is not None:
+        choose(flip_test, FLIP_TESTS, "--flip-test")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {device!r} requested but CUDA is not available; use --device cpu")
     names = [s.strip() for s in splits.split(",") if s.strip()]
@@ -91,31 +95,35 @@ def model(
     plan = [(split, *resolve_split(dataset, annotations, split)) for split in names]  # every file before any inference
     dev = torch.device(device)
     net, cfg = load_model(checkpoint, dev)
+    flip = flip_test if flip_test is not None else cfg.flip_test
     rows: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, progress_bar(transient=True, disable=as_json) as progress:
         for split, ann, condition in plan:
             dets = _split_detections(boxes, ann, Path(tmp), split) if boxes is not None else None
-            ds = ExLPoseTopDown(dataset, ann, condition=condition, input_size=cfg.input_size, heatmap_size=cfg.heatmap_size,  # type: ignore[arg-type]
-                                train=False, detections=dets)
+            ds = ExLPoseTopDown(dataset, ann, condition=condition, train=False, detections=dets, **dataset_options(cfg))  # type: ignore[arg-type]
             loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
             task = progress.add_task(split, total=len(ds))
-            results, _ = run_inference(net, loader, condition.lower(), dev, flip_test=flip_test, on_batch=lambda n, t=task: progress.update(t, advance=n))
+            results, _ = run_inference(net, loader, condition.lower(), dev, flip_test=flip, convention=cfg.heatmap_convention,
+                                       on_batch=lambda n, t=task: progress.update(t, advance=n))
             rows[split] = evaluate_keypoints(ann, results, protocol=protocol).AP  # type: ignore[arg-type]
             if save_predictions is not None:
                 write_json_atomic(save_predictions / f"predictions_{split}.json", results)
-    latency = measure_latency(net, cfg.input_size, "ll", dev, flip_test=flip_test)
+    latency = measure_latency(net, cfg.input_size, "ll", dev, flip_test=flip)
     params = sum(p.numel() for p in net.parameters())
     table = {"AP": rows, "params": params, "params_m": round(params / 1e6, 2), "latency_ms": round(1000 * latency, 2),
-             "variant": cfg.variant, "protocol": protocol, "boxes": "detections" if boxes else "ground truth", "flip_test": flip_test}
+             "variant": cfg.variant, "protocol": protocol, "boxes": "detections" if boxes else "ground truth", "flip_test": flip,
+             "heatmap_convention": cfg.heatmap_convention}
+    if save_predictions is not None:
+        write_json_atomic(save_predictions / "evaluation.json", table)
     if as_json:
         typer.echo(json.dumps(table))
         return
     header = " | ".join(f"{s:>6}" for s in rows) + " | params | ms/crop"
     values = " | ".join(f"{100 * v:6.1f}" for v in rows.values()) + f" | {params / 1e6:5.2f}M | {1000 * latency:7.1f}"
-    out_console.print(f"{checkpoint.name} ({cfg.variant}, {protocol} protocol, {table['boxes']} boxes, AP@0.5:0.95)")
+    out_console.print(f"{checkpoint.name} ({cfg.variant}, {protocol} protocol, {table['boxes']} boxes, flip test {flip}, AP@0.5:0.95)")
     out_console.print(header)
     out_console.print(values)
-    err_console.print(f"latency: batch 1 on {device}{', with flip test' if flip_test else ''}", markup=False)
+    err_console.print(f"latency: batch 1 on {device}{', with flip test' if flip != 'none' else ''}", markup=False)
 
 
 def cli() -> None:

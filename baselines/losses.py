@@ -3,8 +3,9 @@
 Pose loss (Eq. 1 as CPN computes it): GlobalNet gets an L2 loss on every pyramid level against targets
 blurred with kernels 15/11/9/7 (coarse to fine), halved per level; RefineNet gets a per-joint L2 loss against
 the finest target, restricted to labelled joints, of which only the 8 largest of 14 per sample count (online
-hard keypoint mining). Joints without a label have an all-zero target: GlobalNet learns to predict nothing
-there (CPN's behaviour), RefineNet ignores them. Targets peak at 255, as in the reference.
+hard keypoint mining). GlobalNet's targets are kept only for the joints of its mask (the reference's: visible
+joints, v = 2) and are all zero elsewhere, so it learns to predict nothing there (CPN's behaviour); RefineNet
+ignores unlabelled joints. Targets peak at 255, as in the reference.
 
 LUPI (Eq. 3): for each layer l of C1, R1-R4 with ``F`` the ``(C, N = H*W)`` feature matrix and ``G = F F^T``,
 ``1 / (4 C^2 N^2) * sum_ij (G_low - G_well)^2``, summed over layers. The well-lit features are the teacher and
@@ -65,6 +66,7 @@ def cpn_pose_loss(
     target_weight: torch.Tensor,
     *,
     top_k: int = 8,
+    global_weight: torch.Tensor | None = None,
 ) -> PoseLoss:
     """CPN's loss.
 
@@ -72,13 +74,15 @@ def cpn_pose_loss(
         global_heatmaps: GlobalNet outputs, coarse to fine, each ``(B, K, h, w)``.
         heatmaps: RefineNet output ``(B, K, h, w)``.
         targets: ``(B, L, K, h, w)`` targets, one level per GlobalNet output, coarse (kernel 15) to fine (7).
-        target_weight: ``(B, K)``, > 0 for labelled joints.
+        target_weight: ``(B, K)``, > 0 for labelled joints (RefineNet's mask).
         top_k: joints kept by online hard keypoint mining.
+        global_weight: ``(B, K)``, > 0 for the joints GlobalNet's targets keep (default ``target_weight``; the
+            reference keeps visible joints only).
     """
     if targets.dim() != 5 or targets.shape[1] != len(global_heatmaps):
         raise ValueError(f"targets must be (B, {len(global_heatmaps)}, K, h, w), got {tuple(targets.shape)}")
     labelled = (target_weight > 0).to(targets.dtype)
-    mask = labelled[:, :, None, None]
+    mask = ((target_weight if global_weight is None else global_weight) > 0).to(targets.dtype)[:, :, None, None]
     global_loss = sum(F.mse_loss(out, targets[:, i] * mask) / 2.0 for i, out in enumerate(global_heatmaps))
     per_joint = (heatmaps - targets[:, -1]).pow(2).mean(dim=(2, 3)) * labelled
     refine_loss = ohkm(per_joint, top_k)

@@ -41,15 +41,17 @@ def load_boxes(path: Path) -> dict[str, list[list[float]]]:
     return raw
 
 
-def _crop(img_bgr: np.ndarray, means: np.ndarray, box: list[float], condition: str, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    from exlpose_data.datasets.lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine
+def _crop(img_bgr: np.ndarray, means: np.ndarray, box: list[float], condition: str, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    from exlpose_data.datasets.lowlight import LowLightScaling, bgr_to_input, input_affine, padding_value
     from exlpose_data.datasets.transforms import CropSettings, crop_affine, crop_box, crop_roi, read_roi, warp_roi
 
+    input_size = options["input_size"]
     center, size = crop_box(box[:4], CropSettings(input_size=input_size), train=False)
     affine = crop_affine(center, size, input_size)
     roi = crop_roi(affine, input_size, img_bgr.shape[:2])
-    gain, offset = input_affine(condition, means, LowLightScaling(), Normalisation())
-    crop = bgr_to_input(warp_roi(read_roi(img_bgr, roi), roi, affine, input_size), gain, offset)
+    gain, offset = input_affine(condition, means, LowLightScaling(), options["wl_normalisation"])
+    border = padding_value(condition, options["pad"], gain, offset)
+    crop = bgr_to_input(warp_roi(read_roi(img_bgr, roi), roi, affine, input_size, border), gain, offset)
     return np.ascontiguousarray(crop.transpose(2, 0, 1)), affine
 
 
@@ -75,7 +77,7 @@ def predict(
     *,
     boxes: dict[str, list[list[float]]] | None = None,
     condition: str = "LL",
-    flip_test: bool = True,
+    flip_test: bool | str | None = None,
     device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """One record per person: ``image``, ``bbox``, ``keypoints`` (14 x [x, y, score] flattened), ``score``."""
@@ -88,11 +90,14 @@ def predict(
     from .checkpoint import load_model
     from .decode import decode_heatmaps
     from .engine import predict_heatmaps
+    from .inputs import dataset_options
 
     cond = condition.upper()
     if cond not in ("LL", "WL"):
         raise UsageError(f"--condition must be LL or WL, got {condition!r}")
     net, cfg = load_model(checkpoint, device)
+    options = dataset_options(cfg)
+    flip = cfg.flip_test if flip_test is None else flip_test
     records = []
     for path in images:
         img = decode_image(path)
@@ -105,12 +110,12 @@ def predict(
         if not person_boxes:
             continue
         means = rgb_means(img)
-        crops, affines = zip(*(_crop(img, means, b, cond, cfg.input_size) for b in person_boxes))
+        crops, affines = zip(*(_crop(img, means, b, cond, options) for b in person_boxes))
         x = torch.from_numpy(np.stack(crops)).to(device)
-        heatmaps = predict_heatmaps(net, x, cond.lower(), flip_test=flip_test)
+        heatmaps = predict_heatmaps(net, x, cond.lower(), flip_test=flip, convention=cfg.heatmap_convention)
         coords, scores = decode_heatmaps(heatmaps)
         for box, affine, c, s in zip(person_boxes, affines, coords, scores):
-            xy = heatmap_to_image(c, affine, cfg.input_size, cfg.heatmap_size)
+            xy = heatmap_to_image(c, affine, cfg.input_size, cfg.heatmap_size, cfg.heatmap_convention)
             box_score = float(box[4]) if len(box) == 5 else 1.0
             records.append({
                 "image": str(path), "bbox": [float(v) for v in box[:4]],
@@ -128,11 +133,17 @@ def main(
     boxes: Annotated[Path | None, typer.Option(help='JSON {"image.png": [[x, y, w, h(, score)], ...]}; default: whole image')] = None,
     out: Annotated[Path, typer.Option(help="folder for keypoints.json and <image>_pose.png overlays")] = Path("predictions"),
     condition: Annotated[str, typer.Option(help="LL (low-light scaling, LL branch) or WL")] = "LL",
-    flip_test: Annotated[bool, typer.Option("--flip/--no-flip", help="average with the mirrored crop")] = True,
+    flip_test: Annotated[str | None, typer.Option(help="ours | official | none; default: the checkpoint's")] = None,
     overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="write overlay PNGs")] = True,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
 ) -> None:
     """Predict keypoints of the people in IMAGES; write OUT/keypoints.json and overlay PNGs."""
+    if flip_test is not None:
+        from exlpose_data.cli.common import choose
+
+        from .config import FLIP_TESTS
+
+        choose(flip_test, FLIP_TESTS, "--flip-test")
     records = predict(checkpoint, images, boxes=load_boxes(boxes) if boxes is not None else None, condition=condition,
                       flip_test=flip_test, device=device)
     write_json_atomic(out / "keypoints.json", records, indent=1)

@@ -5,13 +5,15 @@ Single process: ``exlpose-train --variant lsbn-lupi --dataset ExLPose/``. Severa
 LOCAL_RANK come from torchrun; each process gets ``batch_size / WORLD_SIZE`` pairs; rank 0 writes checkpoints,
 logs and evaluates). ``--resume`` continues a run from its ``checkpoint.pth`` exactly (configuration, model,
 optimiser, scheduler, epoch, RNG; only flags given explicitly change the configuration, each with a warning);
-``--test-only`` evaluates a checkpoint.
+``--test-only`` evaluates a checkpoint; ``--benchmark-steps N`` measures the data pipeline beside the model's step
+rate; ``exlpose-train import-official CKPT --out OURS.pth`` converts the authors' released checkpoint.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,14 +29,23 @@ from exlpose_data.atomic import write_json_atomic
 from exlpose_data.cli.common import err_console, fail, handle_errors, new_app, progress_bar, warn
 from exlpose_data.errors import InputError, UsageError
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import checkpoint_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, load_config, make_config, read_config_file
-from .engine import PairModel, evaluate, train_one_epoch
+from .engine import PairModel, autocast, compute_losses, evaluate, train_one_epoch
+from .inputs import dataset_options
 from .models import build_cpn
 from .models.cpn import CPN
 from .splits import resolve_split
 
-__all__ = ["app", "cli", "run", "resume_config", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed"]
+__all__ = ["app", "cli", "run", "benchmark", "resume_config", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed", "PRETRAINED_HINT"]
+
+# What a user without ImageNet weights on the machine is told (nothing is downloaded at run time).
+PRETRAINED_HINT = (
+    "no ImageNet weights given: the reference starts from torchvision's ImageNet ResNet; on a machine with "
+    "internet download https://download.pytorch.org/models/resnet50-19c8e357.pth (the reference's; "
+    "resnet18-5c106cde.pth etc. for other depths), copy it here and pass --pretrained PATH, or pass "
+    "--from-scratch to train without pretraining"
+)
 
 app = new_app("Train the ExLPose reference method (CPN on ResNet, with LSBN and LUPI variants).")
 
@@ -117,20 +128,18 @@ def _setup(cfg: TrainConfig, env: Distributed) -> torch.device:
 
 
 def _tensorboard(output_dir: Path) -> Any:
-    """A SummaryWriter when tensorboard is installed (an optional extra), else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
+    """The run's TensorBoard writer (scalars under ``output_dir/tensorboard``)."""
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(log_dir=str(output_dir / "tensorboard"))
 
 
-def _val_loader(cfg: TrainConfig, split: str) -> tuple[DataLoader, Path, str]:
+def _val_loader(cfg: TrainConfig, split: str, device: torch.device) -> tuple[DataLoader, Path, str]:
     from exlpose_data.datasets import ExLPoseTopDown
 
     ann, condition = split_annotation(cfg, split)
-    ds = ExLPoseTopDown(cfg.dataset, ann, condition=condition, input_size=cfg.input_size, heatmap_size=cfg.heatmap_size, train=False)  # type: ignore[arg-type]
-    loader = DataLoader(ds, batch_size=max(1, cfg.batch_size // 2), shuffle=False, num_workers=cfg.workers)
+    ds = ExLPoseTopDown(cfg.dataset, ann, condition=condition, train=False, **dataset_options(cfg))  # type: ignore[arg-type]
+    loader = DataLoader(ds, batch_size=max(1, cfg.batch_size // 2), shuffle=False, num_workers=cfg.workers, pin_memory=device.type == "cuda")
     return loader, ann, condition.lower()
 
 
@@ -138,20 +147,57 @@ def evaluate_splits(net: CPN, cfg: TrainConfig, device: torch.device, splits: li
     """AP@0.5:0.95 of ``net`` on each test split (GT boxes), as ``{"AP/LL-A": ..., ...}``."""
     out = {}
     for split in splits if splits is not None else cfg.val_splits:
-        loader, ann, condition = _val_loader(cfg, split)
-        metrics, _ = evaluate(net, loader, ann, condition, device, protocol=cfg.eval_protocol, flip_test=cfg.flip_test)
+        loader, ann, condition = _val_loader(cfg, split, device)
+        metrics, _ = evaluate(net, loader, ann, condition, device, protocol=cfg.eval_protocol, flip_test=cfg.flip_test,
+                              convention=cfg.heatmap_convention)
         out[f"AP/{split}"] = metrics.AP
     return out
 
 
 def _epoch_loader(dataset: Any, sampler: DistributedSampler, cfg: TrainConfig, per_process: int, epoch: int, rank: int) -> DataLoader:
     sampler.set_epoch(epoch)
+    pin = cfg.device.startswith("cuda")
     # Augmentation depends only on (seed, epoch, rank), in worker processes (their seeds come from the loader's
     # generator) and in this one (workers=0): a resumed run draws the same as an unbroken one, and no two
     # processes share a stream.
     dataset.set_epoch(epoch, seed=cfg.seed, rank=rank)
     generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 4_099 + rank)
-    return DataLoader(dataset, batch_size=per_process, sampler=sampler, num_workers=cfg.workers, drop_last=True, generator=generator)
+    return DataLoader(dataset, batch_size=per_process, sampler=sampler, num_workers=cfg.workers, drop_last=True, generator=generator,
+                      pin_memory=pin, persistent_workers=False)
+
+
+def _check_start(cfg: TrainConfig) -> None:
+    """Refuse a fresh run that would silently train from scratch."""
+    if cfg.pretrained is None and not cfg.from_scratch:
+        raise UsageError(PRETRAINED_HINT)
+
+
+def _build_net(cfg: TrainConfig, device: torch.device, env: Distributed) -> CPN:
+    net = build_cpn(cfg.backbone, lsbn=cfg.spec.lsbn, pretrained=cfg.pretrained, heatmap_size=cfg.heatmap_size)
+    if cfg.sync_bn and env.enabled:
+        from .syncbn import convert_global_bn
+
+        convert_global_bn(net)
+    net = net.to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def _scaler(cfg: TrainConfig, device: torch.device) -> Any:
+    """A GradScaler for float16 on CUDA; bfloat16 (CPU) needs none."""
+    if cfg.amp and device.type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def _train_dataset(cfg: TrainConfig) -> Any:
+    from exlpose_data.datasets import ExLPoseTopDown
+
+    return ExLPoseTopDown(
+        cfg.dataset, _train_annotation(cfg), condition=cfg.spec.dataset_condition,  # type: ignore[arg-type]
+        train=True, pack=cfg.pack, **dataset_options(cfg),
+    )
 
 
 def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False, show_progress: bool = True) -> dict[str, Any]:
@@ -175,8 +221,10 @@ def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False
 
 
 def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: bool, show_progress: bool) -> dict[str, Any]:
+    if resume is None:
+        _check_start(cfg)
     device = _setup(cfg, env)
-    net = build_cpn(cfg.backbone, lsbn=cfg.spec.lsbn, pretrained=cfg.pretrained, heatmap_size=cfg.heatmap_size).to(device)
+    net = _build_net(cfg, device, env)
     optimizer, scheduler = build_optimizer(net, cfg)
     start_epoch = 0
     history: list[dict[str, Any]] = []
@@ -195,17 +243,12 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
     for split in cfg.val_splits:  # fail before training, not after the first epoch
         split_annotation(cfg, split)
     if test_only:
-        record = {"epoch": start_epoch, **(evaluate_splits(net, cfg, device) if env.is_main else {})}
+        record = {"epoch": start_epoch, **(evaluate_splits(net, cfg, device) if env.is_main else {}), "flip_test": cfg.flip_test}
         if env.is_main:
             err_console.print(" ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("AP/")), markup=False)
         return record
 
-    from exlpose_data.datasets import ExLPoseTopDown
-
-    dataset = ExLPoseTopDown(
-        cfg.dataset, _train_annotation(cfg), condition=cfg.spec.dataset_condition,  # type: ignore[arg-type]
-        input_size=cfg.input_size, heatmap_size=cfg.heatmap_size, train=True, pack=cfg.pack,
-    )
+    dataset = _train_dataset(cfg)
     per_process = cfg.batch_size // env.world_size
     if len(dataset) < per_process * env.world_size:
         raise InputError(f"{cfg.train_ann or cfg.dataset}: {len(dataset)} training instances, fewer than one batch of {cfg.batch_size}")
@@ -214,6 +257,7 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
     if env.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     writer = _tensorboard(cfg.output_dir) if env.is_main else None
+    scaler = _scaler(cfg, device)
     record: dict[str, Any] = {}
     with progress_bar(disable=not (env.is_main and show_progress)) as progress:
         for epoch in range(start_epoch, cfg.epochs):
@@ -221,11 +265,14 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
             steps = min(len(loader), cfg.steps_per_epoch or len(loader))
             task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps)
 
-            def on_step(i: int, losses: dict[str, float], task: Any = task) -> None:
+            def on_step(i: int, losses: dict[str, float], task: Any = task, first: int = epoch * steps) -> None:
                 progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {losses['total']:.2f}")
+                if writer is not None:
+                    for key, value in losses.items():
+                        writer.add_scalar(f"step/{key}", value, first + i + 1)
 
             lr = optimizer.param_groups[0]["lr"]
-            losses = train_one_epoch(model, loader, optimizer, cfg, device, steps=steps, on_step=on_step)
+            losses = train_one_epoch(model, loader, optimizer, cfg, device, steps=steps, on_step=on_step, scaler=scaler)
             if env.enabled:  # the record holds the mean over all processes, not rank 0's share
                 keys = sorted(losses)
                 packed = torch.tensor([losses[k] for k in keys], dtype=torch.float64, device=device)
@@ -236,6 +283,7 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
             last = epoch + 1 == cfg.epochs
             if env.is_main and cfg.val_splits and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
                 record.update(evaluate_splits(net, cfg, device))
+                record["flip_test"] = cfg.flip_test
             history.append(record)
             if env.is_main:
                 cfg.output_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +295,7 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
                 write_json_atomic(cfg.output_dir / "metrics.json", history, indent=1)
                 if writer is not None:
                     for key, value in record.items():
-                        if key != "epoch":
+                        if key != "epoch" and isinstance(value, (int, float)):
                             writer.add_scalar(key, value, epoch + 1)
                     writer.flush()
             if env.enabled:
@@ -257,6 +305,77 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
     return record
 
 
+def benchmark(cfg: TrainConfig, steps: int = 20) -> dict[str, Any]:
+    """Measure the data pipeline and the model separately, in one process, as the training run would use them.
+
+    ``data_samples_per_s``: training samples (pairs for paired variants) the loader delivers per second with
+    ``cfg.workers`` workers, nothing else running. ``model_samples_per_s``: samples per second of training steps
+    (forward, losses, backward, optimiser) on one batch already on the device. When the first is lower, the
+    accelerator would wait for data (``"bound": "data"``). Nothing is written.
+    """
+    if steps < 1:
+        raise UsageError(f"--benchmark-steps must be at least 1, got {steps}")
+    env = Distributed()
+    device = _setup(cfg, env)
+    net = _build_net(cfg, device, env)
+    optimizer, _ = build_optimizer(net, cfg)
+    dataset = _train_dataset(cfg)
+    per_process = min(cfg.batch_size, len(dataset))
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed, drop_last=False)
+
+    def batches() -> Any:
+        epoch = 0
+        while True:
+            yield from _epoch_loader(dataset, sampler, cfg, per_process, epoch, 0)
+            epoch += 1
+
+    stream = batches()
+    first = next(stream)  # starts the workers
+    start = time.perf_counter()
+    delivered = 0
+    for _ in range(steps):
+        delivered += len(next(stream)["meta"]["image_id"])
+    data_rate = delivered / (time.perf_counter() - start)
+
+    model = PairModel(net).train()
+    scaler = _scaler(cfg, device)
+    for key in ("heatmaps", "target_weight", "visible_weight"):
+        first[key] = first[key].to(device)
+    inputs = {c: first[c].to(device) for c in cfg.spec.conditions}
+    if cfg.channels_last:
+        inputs = {c: x.contiguous(memory_format=torch.channels_last) for c, x in inputs.items()}
+
+    def step() -> None:
+        with autocast(device, cfg.amp):
+            outputs = model(inputs)
+        loss = compute_losses(outputs, first, cfg)["total"]
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+
+    step()  # warm-up (allocations, cuDNN autotuning)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    model_rate = steps * len(first["meta"]["image_id"]) / (time.perf_counter() - start)
+    return {
+        "benchmark": "exlpose-train", "variant": cfg.variant, "backbone": cfg.backbone, "device": str(device),
+        "amp": cfg.amp, "channels_last": cfg.channels_last, "workers": cfg.workers, "batch_size": per_process,
+        "input_size": list(cfg.input_size), "steps": steps,
+        "data_samples_per_s": round(data_rate, 2), "model_samples_per_s": round(model_rate, 2),
+        "data_over_model": round(data_rate / model_rate, 3), "bound": "data" if data_rate < model_rate else "model",
+    }
+
+
 def resume_config(checkpoint: Path, config: Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """The configuration a resumed (or ``--test-only``) run uses: the checkpoint's own, then ``config``'s
     settings and the flags given (``overrides`` that are not None) on top.
@@ -264,7 +383,7 @@ def resume_config(checkpoint: Path, config: Path | None, overrides: dict[str, An
     A resumed run rebuilding defaults would silently train another variant, on no dataset, at another learning
     rate; so only what is given explicitly changes, and each changed field is reported as one warning line.
     """
-    saved = make_config(load_checkpoint(checkpoint).get("config", {}), source=str(checkpoint)).to_dict()
+    saved = make_config(checkpoint_config(load_checkpoint(checkpoint)), source=str(checkpoint)).to_dict()
     given = read_config_file(config) if config is not None else {}
     given.update({k: v for k, v in overrides.items() if v is not None})
     cfg = make_config({**saved, **given}, source=str(config) if config is not None else "options")
@@ -285,9 +404,10 @@ def _size(text: str | None, option: str) -> tuple[int, int] | None:
     return h, w
 
 
-@app.command()
+@app.callback(invoke_without_command=True)
 @handle_errors
 def main(
+    ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON config; flags given here override it")] = None,
     variant: Annotated[str | None, typer.Option(help="baseline-low | baseline-well | baseline-all | lupi | lsbn | lsbn-lupi | lsbn-lupi-feat")] = None,
     dataset: Annotated[Path | None, typer.Option(help="image root holding bright/ and dark/")] = None,
@@ -298,12 +418,23 @@ def main(
     output_dir: Annotated[Path | None, typer.Option(help="where checkpoint.pth, metrics.json and tensorboard/ go")] = None,
     backbone: Annotated[str | None, typer.Option(help="resnet18 | resnet34 | resnet50 | resnet101")] = None,
     pretrained: Annotated[Path | None, typer.Option(help="local torchvision ImageNet checkpoint of the backbone")] = None,
+    from_scratch: Annotated[bool | None, typer.Option("--from-scratch", help="train without ImageNet weights (otherwise --pretrained is required)")] = None,
     input_size: Annotated[str | None, typer.Option(help="crop HEIGHTxWIDTH (default 256x192)")] = None,
     heatmap_size: Annotated[str | None, typer.Option(help="heatmap HEIGHTxWIDTH (default 64x48)")] = None,
     epochs: Annotated[int | None, typer.Option(help="epochs (default 32)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="pairs per step over all processes (default 32)")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 5e-4)")] = None,
-    lupi_weight: Annotated[float | None, typer.Option(help="multiplier of the LUPI term (default 1)")] = None,
+    lupi_weight: Annotated[float | None, typer.Option(help="multiplier of the Gram LUPI term (default 1)")] = None,
+    lupi_gram: Annotated[str | None, typer.Option(help="gram-reference (the reference's 1e-4 x 0.2, summed over the batch; default) | gram (Eq. 3 averaged)")] = None,
+    lupi_feat_weight: Annotated[float | None, typer.Option(help="multiplier of LUPI-feat's term (default 1)")] = None,
+    wl_normalisation: Annotated[str | None, typer.Option(help="reference (the dataset's statistics; default) | imagenet")] = None,
+    padding: Annotated[str | None, typer.Option(help="mean (the reference's pixel means; default) | zero")] = None,
+    heatmap_convention: Annotated[str | None, typer.Option(help="ours (default) | reference (floor(x/4) targets, 4j+2 decoding)")] = None,
+    global_mask: Annotated[str | None, typer.Option(help="visible (the reference: GlobalNet learns v=2 joints; default) | labelled")] = None,
+    flip_test: Annotated[str | None, typer.Option(help="ours (default) | official (the reference's, for comparing with published numbers) | none")] = None,
+    sync_bn: Annotated[bool | None, typer.Option("--sync-bn/--no-sync-bn", help="BatchNorm statistics over the global batch under torchrun")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="channels_last memory format")] = None,
     workers: Annotated[int | None, typer.Option(help="data loader processes per training process (default 4)")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
@@ -312,15 +443,21 @@ def main(
     steps_per_epoch: Annotated[int | None, typer.Option(help="cap on steps per epoch (smoke runs)")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint (or evaluate it with --test-only)")] = None,
     test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate the --resume checkpoint")] = False,
+    benchmark_steps: Annotated[int | None, typer.Option(help="measure data pipeline and model rates over N steps, print JSON, train nothing")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
 ) -> None:
     """Train one variant of the reference method; prints the last epoch's record as JSON on stdout."""
     import json
 
+    if ctx.invoked_subcommand is not None:
+        return
     overrides: dict[str, Any] = {
         "variant": variant, "dataset": dataset, "annotations": annotations, "train_ann": train_ann, "pack": pack,
         "val_splits": None if val_splits is None else [s for s in val_splits.split(",") if s],
-        "output_dir": output_dir, "backbone": backbone, "pretrained": pretrained,
+        "output_dir": output_dir, "backbone": backbone, "pretrained": pretrained, "from_scratch": from_scratch,
+        "lupi_gram": lupi_gram, "lupi_feat_weight": lupi_feat_weight, "wl_normalisation": wl_normalisation, "padding": padding,
+        "heatmap_convention": heatmap_convention, "global_mask": global_mask, "flip_test": flip_test, "sync_bn": sync_bn,
+        "amp": amp, "channels_last": channels_last,
         "input_size": _size(input_size, "--input-size"), "heatmap_size": _size(heatmap_size, "--heatmap-size"),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "lupi_weight": lupi_weight, "workers": workers, "seed": seed,
         "device": device, "deterministic": deterministic, "eval_every": eval_every, "steps_per_epoch": steps_per_epoch,
@@ -333,12 +470,36 @@ def main(
         cfg = load_config(config, overrides)
     else:
         cfg = make_config({k: v for k, v in overrides.items() if v is not None}, source="options")
+    if benchmark_steps is not None:
+        typer.echo(json.dumps(benchmark(cfg, benchmark_steps)))
+        return
     try:
         record = run(cfg, resume=resume, test_only=test_only, show_progress=progress)
     except FloatingPointError as exc:  # a diverged run: one line (from every process alike), exit 1
         raise fail(str(exc), 1) from None
     if Distributed.from_env().is_main:
         typer.echo(json.dumps(record))
+
+
+@app.command("import-official")
+@handle_errors
+def import_official_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="the authors' checkpoint (pytorch-cpn's .pth.tar: {'state_dict': ...})")],
+    out: Annotated[Path, typer.Option("--out", help="our checkpoint to write (exlpose-eval model reads it)")],
+    input_size: Annotated[str, typer.Option(help="crop HEIGHTxWIDTH the model was trained at")] = "256x192",
+    force: Annotated[bool, typer.Option("--force", help="replace --out if it exists")] = False,
+) -> None:
+    """Convert the reference network's state_dict (its ResNet-LSBN or ResNet, globalNet, refineNet) to ours."""
+    from .official import import_official
+
+    size = _size(input_size, "--input-size")
+    assert size is not None
+    if out.exists() and not force:
+        raise UsageError(f"{out}: exists; pass --force to replace it")
+    info = import_official(checkpoint, out, input_size=size)
+    err_console.print(
+        f"{checkpoint.name}: {info['tensors']} tensors mapped onto a {info['variant']} {info['backbone']} CPN -> {out} "
+        f"(heatmap convention 'reference', inputs as the reference)", markup=False)
 
 
 def cli() -> None:

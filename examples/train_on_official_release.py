@@ -62,7 +62,7 @@ def main() -> None:
         dataset = simulated_release(args.out, args.simulate)
         cfg = TrainConfig(variant=args.variant, dataset=dataset, output_dir=args.out / "run", backbone="resnet18",
                           input_size=(64, 48), heatmap_size=(16, 12), epochs=1, steps_per_epoch=2, batch_size=4,
-                          workers=0, val_splits=["LL-A", "WL"])
+                          workers=0, val_splits=["LL-A", "WL"], from_scratch=True)
     else:
         if args.dataset is None:
             parser.error("give --dataset (or --simulate N for a smoke run)")

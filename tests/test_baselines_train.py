@@ -28,7 +28,7 @@ from exlpose_data.naming import ImageName
 K = crowdpose14().num_keypoints
 W, H = 160, 120
 BOXES = [(20.0, 15.0, 40.0, 90.0), (95.0, 10.0, 45.0, 100.0)]
-SMALL = ["--backbone", "resnet18", "--input-size", "64x48", "--heatmap-size", "16x12", "--batch-size", "2", "--no-progress"]
+SMALL = ["--backbone", "resnet18", "--input-size", "64x48", "--heatmap-size", "16x12", "--batch-size", "2", "--no-progress", "--from-scratch"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -191,14 +191,15 @@ def test_resume_config_is_the_checkpoints_with_explicit_changes_warned(tmp_path,
 def test_lsbn_lupi_run_with_evaluation_then_test_only(release, tmp_path):
     record = _train(release, tmp_path / "r", "--variant", "lsbn-lupi", "--epochs", "1", "--workers", "0", "--deterministic", "--val-splits", "LL-A,WL")
     assert not torch.are_deterministic_algorithms_enabled()  # the global switch is restored after the run
-    assert set(record) == {"epoch", "lr", "loss/pose_ll", "loss/pose_wl", "loss/lupi", "loss/total", "AP/LL-A", "AP/WL"}
+    assert set(record) == {"epoch", "lr", "loss/pose_ll", "loss/pose_wl", "loss/lupi", "loss/total", "AP/LL-A", "AP/WL", "flip_test"}
+    assert record["flip_test"] == "ours"
     assert 0.0 <= record["AP/LL-A"] <= 1.0 and 0.0 <= record["AP/WL"] <= 1.0
     ckpt = load_checkpoint(tmp_path / "r" / "checkpoint.pth")
     assert any(".branches.ll." in k for k in ckpt["model"])
     result = CliRunner().invoke(train_app, ["--resume", str(tmp_path / "r" / "checkpoint.pth"), "--test-only", "--val-splits", "WL", "--no-progress"])
     assert result.exit_code == 0, result.output
     again = json.loads(result.stdout.strip().splitlines()[-1])
-    assert again == {"epoch": 1, "AP/WL": record["AP/WL"]}
+    assert again == {"epoch": 1, "AP/WL": record["AP/WL"], "flip_test": "ours"}
 
 
 def test_cli_errors_exit_2(release, tmp_path):
@@ -224,7 +225,7 @@ def _nan_batch(nan: bool) -> dict:
     heatmaps = torch.rand(2, 4, K, 16, 12, generator=g) * 255
     if nan:
         heatmaps[1, 2, 3, 4, 5] = float("nan")
-    return {"ll": torch.randn(2, 3, 64, 48, generator=g), "heatmaps": heatmaps, "target_weight": torch.ones(2, K)}
+    return {"ll": torch.randn(2, 3, 64, 48, generator=g), "heatmaps": heatmaps, "target_weight": torch.ones(2, K), "visible_weight": torch.ones(2, K)}
 
 
 def test_non_finite_loss_raises_before_the_step():

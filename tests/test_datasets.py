@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from exlpose_data.cli.pack import app as pack_app
 from exlpose_data.datasets import Augmentation, ExLPoseImages, ExLPoseTopDown, LowLightScaling, collate_images, heatmap_to_image, invert_affine, write_pack
-from exlpose_data.datasets.lowlight import ll_gains
+from exlpose_data.datasets.lowlight import WL_NORMALISATIONS, ll_gains
 from exlpose_data.datasets.sources import decode_image
 from exlpose_data.datasets.targets import cpn_heatmaps
 from exlpose_data.datasets.transforms import apply_affine, crop_to_heatmap
@@ -210,8 +210,12 @@ def test_low_light_scaling_mean_and_all_black_guard(release: Path, tmp_path: Pat
     assert s["ll"].max() > 1.0  # unclipped
     assert s["boxes"].shape == (3, 4) and s["keypoints"].shape == (3, K, 3)
     wl_raw = cv2.cvtColor(cv2.imread(str(release / s["meta"]["wl_file"])), cv2.COLOR_BGR2RGB) / 255.0
-    expected = (wl_raw - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    # The reference's own WL statistics by default (its loaders' Normalize), ImageNet's on request.
+    expected = (wl_raw - np.array([0.3457, 0.3460, 0.3463])) / np.array([0.1477, 0.1482, 0.1483])
     assert np.allclose(s["wl"].numpy().transpose(1, 2, 0), expected, atol=1e-5)
+    imagenet = ExLPoseImages(release, release / "ann.json", condition="WL", wl_normalisation=WL_NORMALISATIONS["imagenet"])[0]
+    expected = (wl_raw - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    assert np.allclose(imagenet["wl"].numpy().transpose(1, 2, 0), expected, atol=1e-5)
     # A crop carries the whole image's gain (0.4 / whole-image mean), not one from its own pixels.
     crop = ExLPoseTopDown(release, release / "ann.json", condition="LL", train=False)[0]["ll"]
     raw = ExLPoseTopDown(release, release / "ann.json", condition="LL", train=False, ll_scaling=None)[0]["ll"]
@@ -223,7 +227,7 @@ def test_low_light_scaling_mean_and_all_black_guard(release: Path, tmp_path: Pat
     make_release(black, n_images=1)
     dark = black / _names(1)[0][1].relpath
     cv2.imwrite(str(dark), np.zeros((H, W, 3), np.uint8))
-    z = ExLPoseTopDown(black, black / "ann.json", condition="LL")[0]["ll"]
+    z = ExLPoseTopDown(black, black / "ann.json", condition="LL", pad=None)[0]["ll"]
     assert torch.isfinite(z).all() and float(z.abs().max()) == 0.0
 
 
@@ -360,12 +364,16 @@ def test_detections_replace_boxes(release: Path, tmp_path: Path) -> None:
     assert len(ds) == 2
     s = ds[0]
     assert set(s) == {"ll", "meta"} and s["meta"]["score"] == 0.95 and s["meta"]["ann_id"] == -1
-    # A box at the image corner: the crop part outside the image is black (zeros), the rest is image.
+    # A box at the image corner: the crop part outside the image holds the reference's padding, the pixel
+    # means (122.7717, 115.9465, 102.9801) / 255 in plain x / 255 input; with pad=None it is black.
     path.write_text(json.dumps([{"image_id": 100, "bbox": [0, 0, 40, 80], "score": 1.0}]))
     corner = ExLPoseTopDown(release, release / "ann.json", condition="WL", train=False, detections=path, wl_normalisation=None)[0]
     inv = invert_affine(corner["meta"]["affine"])
     outside = apply_affine(np.array([[0.0, 0.0]]), inv)[0]
-    assert outside[0] < -1 and outside[1] < -1 and float(corner["wl"][:, 0, 0].abs().max()) == 0.0
+    assert outside[0] < -1 and outside[1] < -1
+    assert np.allclose(corner["wl"][:, 0, 0].numpy(), np.array([122.7717, 115.9465, 102.9801]) / 255, atol=1e-6)
+    black = ExLPoseTopDown(release, release / "ann.json", condition="WL", train=False, detections=path, wl_normalisation=None, pad=None)[0]
+    assert float(black["wl"][:, 0, 0].abs().max()) == 0.0
     assert float(corner["wl"][:, 128, 96].max()) > 0
     path.write_text(json.dumps([{"image_id": 999, "bbox": [0, 0, 5, 5], "score": 1.0}]))
     with pytest.raises(InputError, match="image id"):
@@ -438,7 +446,7 @@ def test_16bit_images_keep_their_depth(tmp_path: Path) -> None:
     whole = ExLPoseImages(root, root / "ann.json", "pair")[0]
     # Scaling works on the full 16-bit values: x * 0.4 / mean (the 8-bit cut kept only the values 0-4).
     assert np.allclose(whole["ll"].numpy().transpose(1, 2, 0), ll_rgb * 0.4 / mean16, atol=1e-5)
-    wl_expected = (wl16[:, :, 2::-1] / 65535.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    wl_expected = (wl16[:, :, 2::-1] / 65535.0 - np.array([0.3457, 0.3460, 0.3463])) / np.array([0.1477, 0.1482, 0.1483])
     assert np.allclose(whole["wl"].numpy().transpose(1, 2, 0), wl_expected, atol=1e-5)
 
     ds = ExLPoseTopDown(root, root / "ann.json", condition="LL", train=False)

@@ -137,7 +137,7 @@ def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
                 "--output-dir", str(out / "train" / variant), "--backbone", s.backbone, "--input-size", s.input_size,
                 "--heatmap-size", s.heatmap_size, "--epochs", str(s.epochs), "--steps-per-epoch", str(s.steps_per_epoch),
                 "--batch-size", str(s.batch_size), "--workers", "0", "--seed", str(s.seed), "--val-splits", "",
-                "--deterministic"])
+                "--deterministic", "--from-scratch"])
             records[variant] = read_json(out / "train" / variant / "metrics.json")
         return records
 

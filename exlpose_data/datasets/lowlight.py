@@ -6,7 +6,13 @@ mean/std-normalised. The mean is taken over the whole image before cropping, so 
 the same gain. The reference has no guard for an all-black image; here a channel mean below ``min_mean``
 counts as ``min_mean``, so an all-black image stays black instead of becoming NaN.
 
-Well-lit (WL) input: ``(x / 255 - mean) / std`` with the ImageNet statistics by default.
+Well-lit (WL) input: ``(x / 255 - mean) / std`` with the ExLPose dataset's own statistics by default, as the
+reference code normalises (mean 0.3457/0.3460/0.3463, std 0.1477/0.1482/0.1483, RGB, on [0, 1]);
+``WL_NORMALISATIONS["imagenet"]`` keeps the ImageNet statistics instead.
+
+Padding: the reference pads every image with the pixel means (122.8, 115.9, 103.0 RGB on the 0-255 scale)
+before cropping, after the LL brightening, so a crop reaching beyond the image sees mean grey in the input of
+either condition (:func:`padding_value`); ``pad=None`` pads with zeros.
 
 Everything here works on the 0-255 scale. 16-bit images (``exlpose-align apply --bits 16``) are brought to it
 by :func:`value_scale` (``x / 257``, so 65535 -> 255) without rounding to 8 bits, so the fine steps of a
@@ -25,6 +31,11 @@ __all__ = [
     "Normalisation",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "REFERENCE_WL_MEAN",
+    "REFERENCE_WL_STD",
+    "WL_NORMALISATIONS",
+    "PIXEL_MEANS",
+    "padding_value",
     "value_scale",
     "rgb_means",
     "ll_gains",
@@ -35,6 +46,11 @@ __all__ = [
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# The reference code's WL statistics (its loaders' Normalize), RGB on [0, 1].
+REFERENCE_WL_MEAN: tuple[float, float, float] = (0.3457, 0.3460, 0.3463)
+REFERENCE_WL_STD: tuple[float, float, float] = (0.1477, 0.1482, 0.1483)
+# The reference code's padding value (its configs' pixel_means), RGB on the 0-255 scale.
+PIXEL_MEANS: tuple[float, float, float] = (122.7717, 115.9465, 102.9801)
 
 
 @dataclass(frozen=True)
@@ -58,12 +74,18 @@ class LowLightScaling:
 class Normalisation:
     """``(x / 255 - mean) / std`` per channel (RGB order)."""
 
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, float, float] = REFERENCE_WL_MEAN
+    std: tuple[float, float, float] = REFERENCE_WL_STD
 
     def __post_init__(self) -> None:
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise ValueError(f"normalisation needs 3 means and 3 positive stds, got mean={self.mean} std={self.std}")
+
+
+WL_NORMALISATIONS: dict[str, Normalisation] = {
+    "reference": Normalisation(REFERENCE_WL_MEAN, REFERENCE_WL_STD),
+    "imagenet": Normalisation(IMAGENET_MEAN, IMAGENET_STD),
+}
 
 
 def value_scale(dtype: np.dtype | type) -> float:
@@ -120,3 +142,21 @@ def input_affine(
             return wl_affine(None)
         return ll_gains(rgb_means_255, ll_scaling), np.zeros(3)
     return wl_affine(wl_normalisation)
+
+
+def padding_value(condition: str, pad_rgb_255: tuple[float, float, float] | None, gain: np.ndarray, offset: np.ndarray) -> np.ndarray | None:
+    """The raw padding value (BGR, 0-255 scale) that becomes the reference's padding in the network input.
+
+    The reference pads the WL image with ``pad`` as it is and the LL image with ``pad`` after brightening (so
+    the LL input sees ``pad / 255``, unnormalised, and the WL input ``(pad / 255 - mean) / std``). Crops here are
+    warped on raw pixels and then mapped by ``input = raw * gain + offset`` (:func:`input_affine`), so the raw
+    value is ``pad`` for WL and ``(pad / 255 - offset) / gain`` for LL. None when ``pad_rgb_255`` is None (zeros).
+    """
+    if pad_rgb_255 is None:
+        return None
+    pad = np.asarray(pad_rgb_255, dtype=np.float64)
+    if condition == "LL":
+        raw_rgb = (pad / 255.0 - np.asarray(offset, dtype=np.float64)) / np.asarray(gain, dtype=np.float64)
+    else:
+        raw_rgb = pad
+    return raw_rgb[::-1].copy()

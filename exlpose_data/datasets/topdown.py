@@ -12,11 +12,25 @@ from torch.utils.data import Dataset, get_worker_info
 from ..errors import UsageError
 from ..keypoints import crowdpose14
 from .detections import detection_instances, load_detections
-from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine
+from .lowlight import PIXEL_MEANS, LowLightScaling, Normalisation, bgr_to_input, input_affine, padding_value
 from .records import InstanceEntry, build_index, needed_paths, record_sizes
 from .sources import open_source
 from .targets import CPN_KERNELS, cpn_heatmaps, gaussian_heatmaps
-from .transforms import Augmentation, CropSettings, apply_affine, crop_affine, crop_box, crop_roi, crop_to_heatmap, read_roi, sample_augmentation, warp_roi
+from .transforms import (
+    HEATMAP_CONVENTIONS,
+    Augmentation,
+    CropSettings,
+    HeatmapConvention,
+    apply_affine,
+    crop_affine,
+    crop_box,
+    crop_roi,
+    crop_to_heatmap,
+    read_roi,
+    sample_augmentation,
+    train_crop_factor,
+    warp_roi,
+)
 
 __all__ = ["ExLPoseTopDown"]
 
@@ -29,9 +43,12 @@ class ExLPoseTopDown(Dataset):
 
     One sample per person instance with at least one labelled joint (or per detection when ``detections`` is
     given). The crop is the box widened by 0.1 (x) / 0.15 (y) per side, enlarged x1.25 in training,
-    aspect-fitted to ``input_size``; training draws a scale (0.7-1.35 by default), optionally a rotation and
-    a horizontal flip (swapping the CrowdPose left/right joints). With ``condition="pair"`` the LL and WL
-    crops share one affine transform, so they are pixel-aligned and augmented identically.
+    aspect-fitted to ``input_size``; training draws a scale ``s`` (U(0.7, 1.35) by default) and, as the reference
+    does, keeps a centred window covering ``min(1, s / 1.25)`` of the enlarged crop (so the training crop is
+    ``min(s, 1.25)`` times the test crop), optionally a rotation and a horizontal flip (swapping the CrowdPose
+    left/right joints). Outside the image crops are padded with the reference's pixel means (``pad``). With
+    ``condition="pair"`` the LL and WL crops share one affine transform, so they are pixel-aligned and
+    augmented identically.
 
     A sample is a dict:
 
@@ -39,13 +56,17 @@ class ExLPoseTopDown(Dataset):
       that each channel's whole-image mean is 0.4 (unclipped; see :mod:`.lowlight`), WL is mean/std-normalised.
     - ``heatmaps``: float32 ``(4, K, h, w)`` CPN targets (kernels 15/11/9/7, peak 255), or ``(K, h, w)`` plain
       Gaussians (peak 1) with ``target="gaussian"``.
-    - ``target_weight``: float32 ``(K,)``, 1 for a labelled joint whose heatmap pixel is inside the heatmap.
+    - ``target_weight``: float32 ``(K,)``, 1 for a labelled joint whose heatmap pixel is inside the heatmap
+      (the RefineNet loss's mask).
+    - ``visible_weight``: float32 ``(K,)``, ``target_weight`` restricted to joints marked visible (v = 2), the
+      reference's GlobalNet mask (its ``valid > 1.1``).
     - ``keypoints``: float32 ``(K, 3)``, joint ``(x, y)`` in crop pixels and the annotation's visibility, in
       CrowdPose order after any flip.
     - ``meta``: ``image_id``, ``ann_id`` (-1 for a detection), ``file_name`` (as in the annotation file),
       ``ll_file``/``wl_file`` (image-root-relative, ``""`` when there is none), ``box`` float64 ``(4,)`` xywh,
       ``score``, ``affine`` float64 ``(2, 3)`` image -> crop pixels (invert it with
-      :func:`~exlpose_data.datasets.transforms.invert_affine` to map predictions back), ``scale``,
+      :func:`~exlpose_data.datasets.transforms.invert_affine` to map predictions back), ``scale`` (the crop's
+      size relative to the test-time crop: ``1.25 * min(1, s / 1.25)`` in training, 1 at test),
       ``rotation_deg``, ``flipped``, ``gain_db`` (well-lit gain, the split's key), ``ll_gain_db``,
       ``exposure_us``, ``ratio``, ``split`` (NaN / -1 / ``""`` when unknown, e.g. OC sets).
 
@@ -65,8 +86,14 @@ class ExLPoseTopDown(Dataset):
         kernels: CPN kernel sizes, one level each.
         sigma: Gaussian sigma in heatmap pixels for ``target="gaussian"``.
         peak: heatmap maximum (default 255 for CPN, 1 for Gaussian).
+        heatmap_convention: ``"ours"`` (nearest pixel of ``x / 4``) or ``"reference"`` (the reference code's
+            ``floor(u / 4)`` cell and ``cv2.GaussianBlur``'s reflected border); see
+            :mod:`~exlpose_data.datasets.transforms`. Decode predictions with the same convention.
         ll_scaling: LL brightening, None for plain ``x / 255``.
-        wl_normalisation: WL normalisation, None for plain ``x / 255``.
+        wl_normalisation: WL normalisation (default the reference's dataset statistics), None for plain
+            ``x / 255``.
+        pad: padding value outside the image, RGB on the 0-255 scale as the reference sees the image before
+            cropping (after LL brightening); default the reference's pixel means, None for zeros.
         detections: COCO detection results to crop instead of the ground-truth boxes.
         min_score: detections scoring below this are dropped.
         pack: a pack written by ``exlpose pack``; samples are bit-identical to those from the image files.
@@ -90,8 +117,10 @@ class ExLPoseTopDown(Dataset):
         kernels: tuple[int, ...] = CPN_KERNELS,
         sigma: float = 2.0,
         peak: float | None = None,
+        heatmap_convention: HeatmapConvention = "ours",
         ll_scaling: LowLightScaling | None = _DEFAULT_LL,
         wl_normalisation: Normalisation | None = _DEFAULT_WL,
+        pad: tuple[float, float, float] | None = PIXEL_MEANS,
         detections: str | os.PathLike | None = None,
         min_score: float = 0.0,
         pack: str | os.PathLike | None = None,
@@ -102,6 +131,10 @@ class ExLPoseTopDown(Dataset):
             raise UsageError(f"target must be 'cpn' or 'gaussian', got {target!r}")
         if any(k <= 0 or k % 2 == 0 for k in kernels) or sigma <= 0:
             raise UsageError(f"kernels must be positive odd sizes and sigma positive, got kernels={kernels} sigma={sigma}")
+        if heatmap_convention not in HEATMAP_CONVENTIONS:
+            raise UsageError(f"heatmap_convention must be one of {', '.join(HEATMAP_CONVENTIONS)}, got {heatmap_convention!r}")
+        if pad is not None and len(tuple(pad)) != 3:
+            raise UsageError(f"pad must be three values (RGB, 0-255 scale) or None, got {pad!r}")
         self.condition = condition
         self.conditions = ("LL", "WL") if condition == "pair" else (condition,)
         self.crop = CropSettings(input_size=tuple(input_size), widen=tuple(widen))  # type: ignore[arg-type]
@@ -112,8 +145,10 @@ class ExLPoseTopDown(Dataset):
         self.kernels = tuple(kernels)
         self.sigma = sigma
         self.peak = peak if peak is not None else (255.0 if target == "cpn" else 1.0)
+        self.heatmap_convention = heatmap_convention
         self.ll_scaling = ll_scaling
         self.wl_normalisation = wl_normalisation
+        self.pad = None if pad is None else tuple(float(v) for v in pad)
         self.with_targets = detections is None
         self.index = build_index(root, ann_file, condition)
         per_image = self.index.instances if detections is None else detection_instances(self.index, load_detections(detections, min_score=min_score), str(detections))
@@ -162,27 +197,32 @@ class ExLPoseTopDown(Dataset):
         inst = self.samples[i]
         img = self.index.images[inst.image]
         center, size = crop_box(inst.bbox, self.crop, train=self.train)
-        scale, rotation, flip = sample_augmentation(self._generator(), self.augmentation) if self.augmentation else (1.0, 0.0, False)
+        draw, rotation, flip = sample_augmentation(self._generator(), self.augmentation) if self.augmentation else (1.0, 0.0, False)
+        factor = train_crop_factor(draw, self.crop.train_enlarge) if self.augmentation and self.augmentation.scale_range else 1.0
+        scale = factor * (self.crop.train_enlarge if self.train else 1.0)
         input_size = self.crop.input_size
-        affine = crop_affine(center, size * scale, input_size, rotation_deg=rotation, flip=flip)
+        affine = crop_affine(center, size * factor, input_size, rotation_deg=rotation, flip=flip)
         sample: dict[str, Any] = {}
         for cond in self.conditions:
             pixels, hw, means = self.source.get(img.path(cond))  # type: ignore[arg-type]
             roi = crop_roi(affine, input_size, hw)
             gain, offset = input_affine(cond, means, self.ll_scaling, self.wl_normalisation)
-            crop = bgr_to_input(warp_roi(read_roi(pixels, roi), roi, affine, input_size), gain, offset)
+            border = padding_value(cond, self.pad, gain, offset)
+            crop = bgr_to_input(warp_roi(read_roi(pixels, roi), roi, affine, input_size, border), gain, offset)
             sample[cond.lower()] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
         if self.with_targets:
             kp = inst.keypoints[self.flip_index] if flip else inst.keypoints
             xy = apply_affine(kp[:, :2], affine)
-            hm_xy = crop_to_heatmap(xy, input_size, self.heatmap_size)
+            hm_xy = crop_to_heatmap(xy, input_size, self.heatmap_size, self.heatmap_convention)
             labelled = kp[:, 2] > 0
             if self.target == "cpn":
-                heatmaps, weight = cpn_heatmaps(hm_xy, labelled, self.heatmap_size, kernels=self.kernels, peak=self.peak)
+                border = "reflect101" if self.heatmap_convention == "reference" else "zero"
+                heatmaps, weight = cpn_heatmaps(hm_xy, labelled, self.heatmap_size, kernels=self.kernels, peak=self.peak, border=border)
             else:
                 heatmaps, weight = gaussian_heatmaps(hm_xy, labelled, self.heatmap_size, sigma=self.sigma, peak=self.peak)
             sample["heatmaps"] = torch.from_numpy(heatmaps)
             sample["target_weight"] = torch.from_numpy(weight)
+            sample["visible_weight"] = torch.from_numpy(weight * (kp[:, 2] > 1).astype(np.float32))
             sample["keypoints"] = torch.from_numpy(np.column_stack([xy, kp[:, 2]]).astype(np.float32))
         sample["meta"] = {
             "image_id": img.image_id,

@@ -5,28 +5,42 @@ image coordinates to crop (network input) coordinates; its inverse maps predicti
 
 Crops are cut in two steps so that a packed image and a decoded PNG give bit-identical results: first the
 integer region of interest (ROI) of the image that covers the crop's footprint is read, then the ROI is warped
-(zeros outside the image). Both paths read the same ROI values and run the same warp.
+(a constant padding value outside the image). Both paths read the same ROI values and run the same warp.
+
+Heatmap conventions (``crop_to_heatmap``): ``"ours"`` maps crop pixel ``x`` to heatmap ``x / 4`` (192 -> 48),
+targets peak at the nearest heatmap pixel and heatmap pixel ``j`` decodes to crop ``4j``. ``"reference"`` is
+the ExLPose/CPN code's: in its corner-based crop coordinates (``u = x + 0.5``) the target peaks at
+``floor(u / 4)`` and pixel ``j`` decodes to ``u = 4j + 2``, the centre of the 4-pixel cell; here that is the
+map ``x -> (x + 0.5) / 4 - 0.5`` with the nearest pixel (``floor((x + 0.5) / 4)``, the same cell) and the
+inverse ``4j + 1.5``. Both are unbiased; a model trained with one must be decoded with the same one.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 from .lowlight import value_scale
 
+HeatmapConvention = Literal["ours", "reference"]
+HEATMAP_CONVENTIONS: tuple[str, ...] = ("ours", "reference")
+
 __all__ = [
     "Augmentation",
     "CropSettings",
+    "HEATMAP_CONVENTIONS",
+    "HeatmapConvention",
+    "train_crop_factor",
     "crop_box",
     "crop_affine",
     "apply_affine",
     "invert_affine",
     "heatmap_to_image",
+    "heatmap_to_crop",
     "crop_to_heatmap",
     "sample_augmentation",
     "crop_roi",
@@ -59,7 +73,11 @@ class Augmentation:
     """Training augmentation; each part can be switched off.
 
     Attributes:
-        scale_range: the crop size is multiplied by a factor drawn uniformly from this range (None: off).
+        scale_range: a factor ``s`` is drawn uniformly from this range (None: off). As in the reference code,
+            the training crop (the test crop enlarged by ``CropSettings.train_enlarge``, 1.25) is then cut to a
+            centred window covering ``min(1, s / train_enlarge)`` of it (:func:`train_crop_factor`): relative
+            to the test crop the training crop is ``min(s, train_enlarge)``, 0.7-1.25 by default with about 15%
+            of draws at exactly 1.25, so people are never smaller than at test time.
         rotation_deg: rotation drawn uniformly from ``[-rotation_deg, rotation_deg]`` degrees (0: off).
         flip_prob: probability of a horizontal flip (0: off). Flips swap the CrowdPose left/right joints.
     """
@@ -75,6 +93,15 @@ class Augmentation:
             raise ValueError(f"rotation_deg must be >= 0, got {self.rotation_deg}")
         if not 0.0 <= self.flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1], got {self.flip_prob}")
+
+
+def train_crop_factor(draw: float, train_enlarge: float) -> float:
+    """The factor applied to the enlarged training crop for a scale draw: ``min(1, draw / train_enlarge)``.
+
+    The reference crops the widened box x ``train_enlarge`` and then keeps a centred window of that crop whose
+    half-size is ``min(half, half / train_enlarge * draw)``, so it zooms in (draw < enlarge) but never out.
+    """
+    return min(1.0, float(draw) / float(train_enlarge))
 
 
 def crop_box(bbox_xywh: Any, settings: CropSettings, *, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +163,51 @@ def _stride(input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.nd
     return np.array([input_size[1] / heatmap_size[1], input_size[0] / heatmap_size[0]])
 
 
-def crop_to_heatmap(points: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
-    """Crop pixels to heatmap pixels: ``crop_xy * heatmap_size / input_size`` (crop x = 4j peaks at heatmap
-    pixel j for 192 -> 48; the targets use the nearest pixel, so the convention is unbiased)."""
-    return np.asarray(points, dtype=np.float64) / _stride(input_size, heatmap_size)
+def _check_convention(convention: str) -> None:
+    if convention not in HEATMAP_CONVENTIONS:
+        raise ValueError(f"unknown heatmap convention {convention!r}; choose one of {', '.join(HEATMAP_CONVENTIONS)}")
 
 
-def heatmap_to_image(points_hm: np.ndarray, affine: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
+def crop_to_heatmap(
+    points: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int], convention: HeatmapConvention = "ours"
+) -> np.ndarray:
+    """Crop pixels to (continuous) heatmap pixels; targets peak at the nearest pixel of the result.
+
+    ``"ours"``: ``crop_xy / stride`` (crop x = 4j peaks at heatmap pixel j for 192 -> 48). ``"reference"``:
+    ``(crop_xy + 0.5) / stride - 0.5``, whose nearest pixel is the reference's ``floor(u / stride)`` with
+    ``u = x + 0.5`` its corner-based crop coordinate (see the module docstring).
+    """
+    _check_convention(convention)
+    stride = _stride(input_size, heatmap_size)
+    pts = np.asarray(points, dtype=np.float64)
+    if convention == "reference":
+        return (pts + 0.5) / stride - 0.5
+    return pts / stride
+
+
+def heatmap_to_crop(
+    points_hm: np.ndarray, input_size: tuple[int, int], heatmap_size: tuple[int, int], convention: HeatmapConvention = "ours"
+) -> np.ndarray:
+    """The inverse of :func:`crop_to_heatmap`: heatmap pixel ``j`` -> crop ``4j`` (ours) or ``4j + 1.5``
+    (reference, its ``u = 4j + 2``)."""
+    _check_convention(convention)
+    stride = _stride(input_size, heatmap_size)
+    pts = np.asarray(points_hm, dtype=np.float64)
+    if convention == "reference":
+        return (pts + 0.5) * stride - 0.5
+    return pts * stride
+
+
+def heatmap_to_image(
+    points_hm: np.ndarray,
+    affine: np.ndarray,
+    input_size: tuple[int, int],
+    heatmap_size: tuple[int, int],
+    convention: HeatmapConvention = "ours",
+) -> np.ndarray:
     """Map ``(N, 2)`` heatmap positions of a crop back to image coordinates through its ``meta["affine"]``
-    (the inverse of :func:`crop_to_heatmap` followed by the inverse crop transform)."""
-    crop = np.asarray(points_hm, dtype=np.float64) * _stride(input_size, heatmap_size)
+    (:func:`heatmap_to_crop` followed by the inverse crop transform)."""
+    crop = heatmap_to_crop(points_hm, input_size, heatmap_size, convention)
     return apply_affine(crop, invert_affine(np.asarray(affine, dtype=np.float64)))
 
 
@@ -181,9 +243,19 @@ def read_roi(source: Any, roi: tuple[int, int, int, int]) -> np.ndarray:
     return np.asarray(source[y0:y1, x0:x1])
 
 
-def warp_roi(roi_pixels: np.ndarray, roi: tuple[int, int, int, int], affine: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+def warp_roi(
+    roi_pixels: np.ndarray,
+    roi: tuple[int, int, int, int],
+    affine: np.ndarray,
+    input_size: tuple[int, int],
+    border: tuple[float, float, float] | np.ndarray | None = None,
+) -> np.ndarray:
     """Warp ROI pixels (uint8 or uint16 ``(h, w, 3)``, any channel order) into the crop: float32 ``(H, W, 3)``
-    on the 0-255 scale (16-bit values / 257), bilinear, zeros outside.
+    on the 0-255 scale (16-bit values / 257), bilinear, ``border`` outside the image.
+
+    ``border`` holds the padding value per channel (in the pixels' channel order, on the 0-255 scale); None
+    pads with zeros. Bilinear reads straddling the image edge mix image and padding, as resizing a padded
+    image does.
 
     The warp runs on float32 so that the large low-light gain applied afterwards does not magnify 8-bit
     rounding of the interpolated values.
@@ -191,10 +263,12 @@ def warp_roi(roi_pixels: np.ndarray, roi: tuple[int, int, int, int], affine: np.
     shifted = affine.copy()
     shifted[:, 2] += affine[:, :2] @ np.array([roi[0], roi[1]], dtype=np.float64)
     in_h, in_w = input_size
-    crop = cv2.warpAffine(
-        roi_pixels.astype(np.float32), shifted, (in_w, in_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-    )
     scale = value_scale(roi_pixels.dtype)
+    # The warp runs on the pixels' own scale; the padding is given on the 0-255 scale.
+    value = (0.0, 0.0, 0.0) if border is None else tuple(float(v) / scale for v in np.asarray(border, dtype=np.float64))
+    crop = cv2.warpAffine(
+        roi_pixels.astype(np.float32), shifted, (in_w, in_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=value
+    )
     if scale != 1.0:
         # Scaled after the (linear) warp: the crop is usually smaller than its ROI.
         crop *= np.float32(scale)
