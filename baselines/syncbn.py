@@ -4,8 +4,8 @@
 :class:`~baselines.lsbn.LSBN2d` included, by :class:`GlobalBatchNorm2d`. In training under several processes it
 normalises with the mean and variance of the whole batch (all processes' crops of the condition being run),
 computed in two all-reduces (sum and count, then the centred sum of squares, which stays accurate in float32);
-gradients flow through both reductions (``torch.distributed.nn``), so a step equals the single-process step on
-the concatenated batch. Outside a distributed run, or in eval mode, it is an ordinary BatchNorm2d.
+gradients flow through both reductions (each process's gradient of a sum is the sum of every process's), so a
+step equals the single-process step on the concatenated batch. Outside a distributed run, or in eval mode, it is an ordinary BatchNorm2d.
 
 torch's own ``nn.SyncBatchNorm`` refuses CPU tensors, which would leave the option untestable here and unusable
 on CPU clusters; this layer is the one implementation used everywhere.
@@ -24,14 +24,33 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of every process's share is the sum of all processes' gradients."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = grad.contiguous().clone()
+        dist.all_reduce(out)
+        return out
+
+
+def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    return _AllReduceSum.apply(tensor)  # type: ignore[no-any-return]
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """A BatchNorm2d whose training statistics span every process of the default group."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and _distributed()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _all_reduce
         c = x.shape[1]
         local = torch.cat([x.sum(dim=(0, 2, 3)), x.new_tensor([x.numel() / c])])
         total = all_reduce(local)
