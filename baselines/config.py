@@ -109,6 +109,9 @@ class TrainConfig(BaseModel):
     global_mask: Literal["visible", "labelled"] = Field(
         "visible", description="joints GlobalNet learns: visible ones (v = 2, the reference) or every labelled one"
     )
+    head_init: Literal["reference", "target-scale"] = Field(
+        "reference", description="heads' final BatchNorms: weight 1, bias 0 (reference) or the targets' std and mean"
+    )
     sync_bn: bool = Field(False, description="BatchNorm statistics over the global batch under torchrun (LSBN branches included)")
     amp: bool = Field(False, description="mixed precision (float16 on CUDA with loss scaling, bfloat16 on CPU)")
     channels_last: bool = Field(False, description="channels_last memory format for the network and its inputs")

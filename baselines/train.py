@@ -34,7 +34,7 @@ from .config import TrainConfig, load_config, make_config, read_config_file
 from .engine import PairModel, autocast, compute_losses, evaluate, train_one_epoch
 from .inputs import dataset_options
 from .models import build_cpn
-from .models.cpn import CPN
+from .models.cpn import CPN, init_output_scale
 from .splits import resolve_split
 
 __all__ = ["app", "cli", "run", "benchmark", "resume_config", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed", "PRETRAINED_HINT"]
@@ -174,6 +174,8 @@ def _check_start(cfg: TrainConfig) -> None:
 
 def _build_net(cfg: TrainConfig, device: torch.device, env: Distributed) -> CPN:
     net = build_cpn(cfg.backbone, lsbn=cfg.spec.lsbn, pretrained=cfg.pretrained, heatmap_size=cfg.heatmap_size)
+    if cfg.head_init == "target-scale":
+        init_output_scale(net)
     if cfg.sync_bn and env.enabled:
         from .syncbn import convert_global_bn
 
@@ -430,6 +432,7 @@ def main(
     wl_normalisation: Annotated[str | None, typer.Option(help="reference (the dataset's statistics; default) | imagenet")] = None,
     padding: Annotated[str | None, typer.Option(help="mean (the reference's pixel means; default) | zero")] = None,
     heatmap_convention: Annotated[str | None, typer.Option(help="ours (default) | reference (floor(x/4) targets, 4j+2 decoding)")] = None,
+    head_init: Annotated[str | None, typer.Option(help="reference (heads' final BN at weight 1, bias 0; default) | target-scale (at the targets' std and mean)")] = None,
     global_mask: Annotated[str | None, typer.Option(help="visible (the reference: GlobalNet learns v=2 joints; default) | labelled")] = None,
     flip_test: Annotated[str | None, typer.Option(help="ours (default) | official (the reference's, for comparing with published numbers) | none")] = None,
     sync_bn: Annotated[bool | None, typer.Option("--sync-bn/--no-sync-bn", help="BatchNorm statistics over the global batch under torchrun")] = None,
@@ -456,7 +459,7 @@ def main(
         "val_splits": None if val_splits is None else [s for s in val_splits.split(",") if s],
         "output_dir": output_dir, "backbone": backbone, "pretrained": pretrained, "from_scratch": from_scratch,
         "lupi_gram": lupi_gram, "lupi_feat_weight": lupi_feat_weight, "wl_normalisation": wl_normalisation, "padding": padding,
-        "heatmap_convention": heatmap_convention, "global_mask": global_mask, "flip_test": flip_test, "sync_bn": sync_bn,
+        "heatmap_convention": heatmap_convention, "head_init": head_init, "global_mask": global_mask, "flip_test": flip_test, "sync_bn": sync_bn,
         "amp": amp, "channels_last": channels_last,
         "input_size": _size(input_size, "--input-size"), "heatmap_size": _size(heatmap_size, "--heatmap-size"),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "lupi_weight": lupi_weight, "workers": workers, "seed": seed,

@@ -178,3 +178,35 @@ def test_lupi_weight_and_sync_bn_do_not_depend_on_the_world_size(tmp_path):
         assert worst < 1e-7, (mode, worst)  # a missing world-size factor would show as ~1e-2
     # Without the world-size factor the LUPI part of the gradient would halve: the check can fail.
     assert result["lupi-share"] > 0.01
+
+
+def test_globalnet_convolutions_start_as_the_references():
+    # N(0, sqrt(2 / n)) with n = k * k * out_channels (its globalNet.py), RefineNet at PyTorch's default.
+    torch.manual_seed(0)
+    net = build_cpn("resnet18", heatmap_size=(16, 12))
+    w = net.global_net.predicts[0][1].weight.detach()  # 3x3, 256 -> 14
+    assert float(w.std()) == pytest.approx((2.0 / (3 * 3 * 14)) ** 0.5, rel=0.05)
+    lateral = net.global_net.laterals[0][0].weight.detach()  # 1x1, 512 -> 256
+    assert float(lateral.std()) == pytest.approx((2.0 / 256) ** 0.5, rel=0.05)
+    final = net.refine_net.final[1].weight.detach()  # PyTorch's kaiming_uniform(a=sqrt(5)): std 1 / sqrt(3 * fan_in)
+    assert float(final.std()) == pytest.approx((1.0 / (3 * 256 * 9)) ** 0.5, rel=0.05)
+
+
+def test_head_init_target_scale_matches_a_target_maps_statistics():
+    import cv2
+
+    from baselines.models.cpn import init_output_scale
+
+    net = init_output_scale(build_cpn("resnet18", heatmap_size=(16, 12)))
+    for level, k in enumerate((15, 11, 9, 7)):
+        delta = np.zeros((16, 12))
+        delta[8, 6] = 1.0
+        target = cv2.GaussianBlur(delta, (k, k), 0, borderType=cv2.BORDER_CONSTANT)
+        target = target / target.max() * 255
+        bn = net.global_net.predict_norms[level]
+        assert float(bn.weight[0].detach()) == pytest.approx(target.std(), rel=1e-4)
+        assert float(bn.bias[3].detach()) == pytest.approx(target.mean(), rel=1e-4)
+    final = net.refine_net.final[-1]
+    assert float(final.weight[5]) == pytest.approx(float(net.global_net.predict_norms[3].weight[0]))
+    assert make_config({}).head_init == "reference"  # the reference's weight 1, bias 0 by default
+    assert float(build_cpn("resnet18", heatmap_size=(16, 12)).refine_net.final[-1].weight[0]) == 1.0

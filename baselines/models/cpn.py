@@ -20,7 +20,7 @@ from exlpose_data.keypoints import NUM_KEYPOINTS
 from ..lsbn import convert_lsbn, lighting
 from .resnet import ResNet, load_pretrained
 
-__all__ = ["CPNOutput", "GlobalNet", "RefineNet", "CPN", "build_cpn", "BACKBONES"]
+__all__ = ["CPNOutput", "GlobalNet", "RefineNet", "CPN", "build_cpn", "BACKBONES", "init_output_scale", "target_statistics"]
 
 BACKBONES: dict[str, int] = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
 
@@ -66,6 +66,14 @@ class GlobalNet(nn.Module):
         )
         # CPN normalises each prediction after upsampling it, so its batch statistics are the heatmap's own.
         self.predict_norms = nn.ModuleList([nn.BatchNorm2d(num_keypoints) for _ in in_channels])
+        # The reference initialises GlobalNet's convolutions N(0, sqrt(2 / (k * k * out_channels))) (He, fan-out)
+        # and its BatchNorms to weight 1, bias 0; RefineNet keeps PyTorch's defaults there too.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, stages: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Pyramid features and heatmaps, both coarse to fine; ``stages`` given coarse to fine."""
@@ -183,3 +191,35 @@ def build_cpn(
     if lsbn:
         convert_lsbn(net)
     return CPN(net, heatmap_size, num_keypoints)
+
+
+def target_statistics(heatmap_size: tuple[int, int], kernels: tuple[int, ...] = (15, 11, 9, 7), peak: float = 255.0) -> list[tuple[float, float]]:
+    """Mean and standard deviation over the pixels of one CPN target map per level (a joint in the middle of
+    the heatmap), coarse to fine: the scale the heads' output BatchNorms have to reach."""
+    import numpy as np
+
+    from exlpose_data.datasets.targets import cpn_heatmaps
+
+    h, w = heatmap_size
+    maps, _ = cpn_heatmaps(np.array([[w / 2.0, h / 2.0]]), np.array([True]), heatmap_size, kernels=kernels, peak=peak)
+    return [(float(m.mean()), float(m.std())) for m in maps[:, 0].astype(np.float64)]
+
+
+def init_output_scale(net: CPN, kernels: tuple[int, ...] = (15, 11, 9, 7), peak: float = 255.0) -> CPN:
+    """Start every heatmap head's final BatchNorm at the targets' scale (weight = std, bias = mean of a target
+    map; GlobalNet level i gets kernel i's, RefineNet the finest), instead of weight 1 and bias 0.
+
+    With weight 1 the outputs have unit variance while the peak-255 targets have a standard deviation of
+    ~10-40 (a 32x24 or 64x48 map, one blurred peak), and Adam moves the weight by about the learning rate per
+    step, so for the first thousands of steps the loss measures that unreachable scale and stays flat whatever
+    the network learns about where joints are. A deviation from the reference (``head_init: target-scale``).
+    """
+    stats = target_statistics(net.heatmap_size, kernels, peak)
+    with torch.no_grad():
+        for bn, (mean, std) in zip(net.global_net.predict_norms, stats):
+            bn.weight.fill_(std)
+            bn.bias.fill_(mean)
+        final = net.refine_net.final[-1]
+        final.weight.fill_(stats[-1][1])
+        final.bias.fill_(stats[-1][0])
+    return net

@@ -1,0 +1,142 @@
+"""Proof that the reference trainer learns: baseline-all, lsbn and lsbn-lupi from scratch on a synthetic release.
+
+    python benchmarks/bench_learning.py                      # 1 seed, ~15 minutes per variant on 2 cores
+    python benchmarks/bench_learning.py --seeds 3 --minutes 15 --out runs/bench-learning
+
+A synthetic release with exact labels (``exlpose simulate release``) is written once; every variant then trains
+with the same seed, the same number of steps and the same settings (a small backbone and input, so that a run
+fits on two CPU cores) and is evaluated on the test scenes with the CrowdPose protocol (LL-N/H/E/A and WL,
+ground-truth boxes, our flip test). The number of steps is fixed from the budget before training: the
+slowest variant's step time is measured on the release's own crops, and every variant gets the steps that
+variant needs to stay inside ``--minutes``. The reference's schedule is compressed to the run (the lr halves
+at 6/32, 12/32, ... of it).
+
+Prints one JSON line per (variant, seed) and a last summary line: mean and spread of each variant's AP per
+split, the LL-A ordering, and LL-A ratios against baseline-all measured in the same run, plus whether
+lsbn-lupi met the targets (WL AP >= 0.50, LL-A AP >= 0.30).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+VARIANTS = ("baseline-all", "lsbn", "lsbn-lupi")
+SPLITS = ["LL-N", "LL-H", "LL-E", "LL-A", "WL"]
+TARGETS = {"WL": 0.50, "LL-A": 0.30}
+REFERENCE_MILESTONES = (6, 12, 18, 24, 30)
+REFERENCE_EPOCHS = 32
+
+
+def simulated_release(root: Path, scenes: int, size: str, seed: int) -> Path:
+    if (root / "annotations" / "ExLPose_train_LL.json").exists():
+        return root
+    cmd = [sys.executable, "-m", "exlpose.cli", "simulate", "release", "--out", str(root), "--scenes", str(scenes), "--size", size,
+           "--seed", str(seed)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return root
+
+
+def settings(args: argparse.Namespace, release: Path, variant: str, seed: int, out: Path, steps: int) -> dict:
+    epochs = args.epochs
+    milestones = sorted({max(1, round(m * epochs / REFERENCE_EPOCHS)) for m in REFERENCE_MILESTONES})
+    return {
+        "variant": variant, "dataset": str(release), "output_dir": str(out), "backbone": args.backbone,
+        "input_size": args.input_size, "heatmap_size": [args.input_size[0] // 4, args.input_size[1] // 4],
+        "batch_size": args.batch_size, "epochs": epochs, "steps_per_epoch": max(1, steps // epochs),
+        "lr": args.lr, "lr_milestones": milestones, "seed": seed, "workers": args.workers, "from_scratch": True,
+        "head_init": args.head_init, "val_splits": SPLITS, "eval_every": 0, "deterministic": False,
+        "amp": args.amp, "channels_last": args.channels_last,
+    }
+
+
+def step_seconds(args: argparse.Namespace, release: Path, variant: str) -> float:
+    """Seconds per training step of ``variant`` (model only, on the release's own first batch)."""
+    from baselines.config import make_config
+    from baselines.train import benchmark
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = make_config(settings(args, release, variant, 0, Path(tmp), 1))
+        result = benchmark(cfg, steps=3)
+    return args.batch_size / min(result["model_samples_per_s"], result["data_samples_per_s"] * max(1, args.workers))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the release and the runs (default: a temporary one)")
+    parser.add_argument("--release", type=Path, default=None, help="an existing synthetic release to train on")
+    parser.add_argument("--scenes", type=int, default=24)
+    parser.add_argument("--size", default="640x400")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per variant (the ordering study uses 3)")
+    parser.add_argument("--minutes", type=float, default=15.0, help="training budget per variant and seed")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--input-size", type=lambda t: [int(v) for v in t.split("x")], default=[128, 96])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=16, help="epochs the step budget is divided into (the schedule's unit)")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--head-init", default="reference", choices=["reference", "target-scale"])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                        help="bfloat16 autocast on CPU (about 1.5x the steps in the same minutes; losses stay float32)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--steps", type=int, default=None, help="fix the steps instead of deriving them from --minutes")
+    args = parser.parse_args()
+
+    from baselines.config import make_config
+    from baselines.train import run
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with tempfile.TemporaryDirectory() as tmp:
+        base = args.out or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        release = args.release or simulated_release(base / "release", args.scenes, args.size, seed=1000)
+        variants = [v for v in args.variants.split(",") if v]
+        if args.steps is None:
+            per_step = max(step_seconds(args, release, v) for v in variants)
+            # 85 % of the budget for steps; evaluation and epoch ends take the rest.
+            steps = max(args.epochs, int(0.85 * args.minutes * 60 / per_step))
+        else:
+            per_step, steps = float("nan"), args.steps
+        rows = []
+        for seed in range(args.seeds):
+            for variant in variants:
+                out = base / f"{variant}-seed{seed}"
+                cfg = make_config(settings(args, release, variant, seed, out, steps))
+                start = time.perf_counter()
+                record = run(cfg, show_progress=False)
+                seconds = time.perf_counter() - start
+                row = {"variant": variant, "seed": seed, "steps": cfg.epochs * (cfg.steps_per_epoch or 0), "seconds": round(seconds, 1),
+                       "AP": {s: round(record[f"AP/{s}"], 4) for s in SPLITS}, "loss_first_epoch": round(json.loads((out / "metrics.json").read_text())[0]["loss/total"], 2),
+                       "loss_last_epoch": round(record["loss/total"], 2)}
+                rows.append(row)
+                print(json.dumps({"bench": "learning", **row}), flush=True)
+        summary: dict = {"bench": "learning-summary", "release": str(release), "seeds": args.seeds, "steps": steps,
+                         "measured_step_s": round(per_step, 3), "settings": {k: v for k, v in settings(args, release, "lsbn-lupi", 0, base, steps).items()
+                                                                              if k not in ("variant", "dataset", "output_dir", "seed")}}
+        stats = {}
+        for variant in variants:
+            mine = [r for r in rows if r["variant"] == variant]
+            stats[variant] = {s: {"mean": round(statistics.fmean(r["AP"][s] for r in mine), 4),
+                                  "spread": round(max(r["AP"][s] for r in mine) - min(r["AP"][s] for r in mine), 4)} for s in SPLITS}
+        summary["AP"] = stats
+        summary["LL-A_ordering"] = sorted(variants, key=lambda v: -stats[v]["LL-A"]["mean"])
+        if "baseline-all" in stats:
+            ref = stats["baseline-all"]["LL-A"]["mean"]
+            summary["LL-A_ratio_to_baseline_all"] = {v: round(stats[v]["LL-A"]["mean"] / ref, 3) if ref > 0 else None for v in variants}
+        if "lsbn-lupi" in stats:
+            summary["targets"] = {s: {"target": t, "measured": stats["lsbn-lupi"][s]["mean"], "met": stats["lsbn-lupi"][s]["mean"] >= t}
+                                  for s, t in TARGETS.items()}
+        print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
