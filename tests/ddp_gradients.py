@@ -27,7 +27,7 @@ K = 14
 # the two computations are the same (they agree to ~1e-13).
 torch.set_default_dtype(torch.float64)
 CFG = make_config({"variant": "lsbn-lupi", "backbone": "resnet18", "input_size": (64, 48), "heatmap_size": (16, 12),
-                   "from_scratch": True, "lupi_weight": 2e3})
+                   "from_scratch": True, "lupi_weight": 2e5})  # LUPI a visible part of the gradient
 
 
 def _batch() -> dict[str, torch.Tensor]:
