@@ -36,11 +36,11 @@ REFERENCE_MILESTONES = (6, 12, 18, 24, 30)
 REFERENCE_EPOCHS = 32
 
 
-def simulated_release(root: Path, scenes: int, size: str, seed: int) -> Path:
+def simulated_release(root: Path, scenes: int, frames: int, size: str, seed: int) -> Path:
     if (root / "annotations" / "ExLPose_train_LL.json").exists():
         return root
-    cmd = [sys.executable, "-m", "exlpose.cli", "simulate", "release", "--out", str(root), "--scenes", str(scenes), "--size", size,
-           "--seed", str(seed)]
+    cmd = [sys.executable, "-c", "from exlpose.cli import main; main()", "simulate", "release", "--out", str(root), "--scenes", str(scenes), "--size", size,
+           "--frames", str(frames), "--seed", str(seed)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return root
 
@@ -73,7 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help="folder for the release and the runs (default: a temporary one)")
     parser.add_argument("--release", type=Path, default=None, help="an existing synthetic release to train on")
-    parser.add_argument("--scenes", type=int, default=24)
+    parser.add_argument("--scenes", type=int, default=200, help="simulated scenes (80 %% train, 20 %% test)")
+    parser.add_argument("--frames", type=int, default=1, help="video frames per scene (each with the 5 exposure steps)")
     parser.add_argument("--size", default="640x400")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per variant (the ordering study uses 3)")
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per variant and seed")
@@ -98,7 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = args.out or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        release = args.release or simulated_release(base / "release", args.scenes, args.size, seed=1000)
+        release = args.release or simulated_release(base / "release", args.scenes, args.frames, args.size, seed=1000)
         variants = [v for v in args.variants.split(",") if v]
         if args.steps is None:
             per_step = max(step_seconds(args, release, v) for v in variants)

@@ -35,6 +35,8 @@ class DemoSettings:
         backbone: CPN backbone.
         input_size: crop HEIGHTxWIDTH; heatmap_size its quarter.
         epochs, steps_per_epoch, batch_size: training length.
+        test_fraction: share of the scenes held out for testing.
+        fast_math: bfloat16 autocast and channels-last on the CPU (about 1.7x the training steps per minute).
     """
 
     scenes: int
@@ -46,13 +48,16 @@ class DemoSettings:
     epochs: int
     steps_per_epoch: int
     batch_size: int
+    test_fraction: float = 0.5
+    fast_math: bool = False
     seed: int = 0
 
 
 QUICK = DemoSettings(scenes=2, size="320x200", frames=2, backbone="resnet18", input_size="64x48", heatmap_size="16x12",
                      epochs=3, steps_per_epoch=4, batch_size=8)
-FULL = DemoSettings(scenes=4, size="640x400", frames=3, backbone="resnet18", input_size="128x96", heatmap_size="32x24",
-                    epochs=4, steps_per_epoch=10, batch_size=16)
+# The full run trains long enough to learn (each model about 5 minutes on 2 cores): the quick run is a smoke run.
+FULL = DemoSettings(scenes=10, size="640x400", frames=2, backbone="resnet18", input_size="128x96", heatmap_size="32x24",
+                    epochs=8, steps_per_epoch=45, batch_size=16, test_fraction=0.2, fast_math=True)
 
 
 class StageFailed(ExlposeError):
