@@ -147,6 +147,12 @@ def main(
     records = predict(checkpoint, images, boxes=load_boxes(boxes) if boxes is not None else None, condition=condition,
                       flip_test=flip_test, device=device)
     write_json_atomic(out / "keypoints.json", records, indent=1)
+    from .checkpoint import checkpoint_config, load_checkpoint
+    from .config import make_config
+
+    cfg = make_config(checkpoint_config(load_checkpoint(checkpoint)), source=str(checkpoint))
+    write_json_atomic(out / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": condition.upper(),
+                                               "flip_test": flip_test or cfg.flip_test, "heatmap_convention": cfg.heatmap_convention}, indent=1)
     if overlays:
         from exlpose_data.datasets.sources import decode_image
 

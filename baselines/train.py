@@ -180,6 +180,8 @@ def _build_net(cfg: TrainConfig, device: torch.device, env: Distributed) -> CPN:
         from .syncbn import convert_global_bn
 
         convert_global_bn(net)
+    elif cfg.sync_bn and env.is_main:
+        warn("--sync-bn: one process, so BatchNorm statistics are the batch's anyway (it matters under torchrun)")
     net = net.to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)

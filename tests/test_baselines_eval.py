@@ -167,6 +167,8 @@ def test_predict_writes_keypoints_and_overlays(release, checkpoint, tmp_path):
     assert all(len(r["keypoints"]) == 42 for r in records)
     assert records[1]["score"] == pytest.approx(0.5 * np.mean(records[1]["keypoints"][2::3]), rel=1e-3)  # scores kept to 3 decimals
     assert (out / f"{dark[0].stem}_pose.png").is_file() and (out / f"{dark[1].stem}_pose.png").is_file()
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["flip_test"] == "ours" and settings["heatmap_convention"] == "ours" and settings["condition"] == "LL"
     (tmp_path / "bad.json").write_text(json.dumps({dark[0].name: [[1, 2, 0, 4]]}))
     r = CliRunner().invoke(predict_app, [str(checkpoint), str(dark[0]), "--boxes", str(tmp_path / "bad.json")])
     assert r.exit_code == 2 and "box 0 must be [x, y, w, h]" in r.output
