@@ -32,6 +32,7 @@ __all__ = [
     "predict_heatmaps",
     "run_inference",
     "evaluate",
+    "evaluate_split",
     "measure_latency",
     "world_size",
 ]
@@ -262,6 +263,56 @@ def evaluate(
     """Predict every crop of ``loader`` and score the results against ``ann_file``."""
     results, _ = run_inference(net, loader, condition, device, flip_test=flip_test, convention=convention)
     return evaluate_keypoints(ann_file, results, protocol=protocol), results  # type: ignore[arg-type]
+
+
+def evaluate_split(
+    net: CPN,
+    cfg: TrainConfig,
+    root: Any,
+    ann_file: Any,
+    condition: str,
+    device: torch.device,
+    *,
+    detections: Any = None,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    flip_test: bool | str | None = None,
+    protocol: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[KeypointMetrics, list[dict]]:
+    """Score ``net`` on one test split: crops cut as the checkpoint's ``cfg`` says (its input settings), run with
+    its flip test and heatmap convention unless overridden, scored against ``ann_file``.
+
+    Args:
+        net: the CPN.
+        cfg: the configuration the network was trained with (input settings, flip test, protocol).
+        root: the image root.
+        ann_file: the split's annotation file.
+        condition: ``"LL"`` or ``"WL"``.
+        device: where the crops go.
+        detections: COCO detection results to crop instead of the ground-truth boxes.
+        batch_size: crops per batch (default half the training batch).
+        workers: data loader processes (default the training's).
+        flip_test: ``"ours"``, ``"official"`` or ``"none"`` (default ``cfg.flip_test``).
+        protocol: ``"crowdpose"`` or ``"fixed"`` (default ``cfg.eval_protocol``).
+        on_start: called with the number of crops before inference (progress).
+        on_batch: called with each batch's size (progress).
+    """
+    from torch.utils.data import DataLoader
+
+    from exlpose_data.datasets import ExLPoseTopDown
+
+    from .inputs import dataset_options
+
+    ds = ExLPoseTopDown(root, ann_file, condition=condition, train=False, detections=detections, **dataset_options(cfg))  # type: ignore[arg-type]
+    if on_start is not None:
+        on_start(len(ds))
+    loader = DataLoader(ds, batch_size=batch_size or max(1, cfg.batch_size // 2), shuffle=False,
+                        num_workers=cfg.workers if workers is None else workers, pin_memory=device.type == "cuda")
+    results, _ = run_inference(net, loader, condition.lower(), device, flip_test=cfg.flip_test if flip_test is None else flip_test,
+                               convention=cfg.heatmap_convention, on_batch=on_batch)
+    return evaluate_keypoints(ann_file, results, protocol=protocol or cfg.eval_protocol), results  # type: ignore[arg-type]
 
 
 @torch.no_grad()

@@ -75,14 +75,12 @@ def model(
 ) -> None:
     """Evaluate a checkpoint per split: AP@0.5:0.95, parameter count and latency per person crop."""
     import torch
-    from torch.utils.data import DataLoader
 
     from exlpose_data.atomic import write_json_atomic
-    from exlpose_data.datasets import ExLPoseTopDown
+
     from .checkpoint import load_model
     from .config import FLIP_TESTS
-    from .engine import measure_latency, run_inference
-    from .inputs import dataset_options
+    from .engine import evaluate_split, measure_latency
 
     choose(protocol, PROTOCOLS, "--protocol")
     if flip_test is not None:
@@ -100,12 +98,12 @@ def model(
     with tempfile.TemporaryDirectory() as tmp, progress_bar(transient=True, disable=as_json) as progress:
         for split, ann, condition in plan:
             dets = _split_detections(boxes, ann, Path(tmp), split) if boxes is not None else None
-            ds = ExLPoseTopDown(dataset, ann, condition=condition, train=False, detections=dets, **dataset_options(cfg))  # type: ignore[arg-type]
-            loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
-            task = progress.add_task(split, total=len(ds))
-            results, _ = run_inference(net, loader, condition.lower(), dev, flip_test=flip, convention=cfg.heatmap_convention,
-                                       on_batch=lambda n, t=task: progress.update(t, advance=n))
-            rows[split] = evaluate_keypoints(ann, results, protocol=protocol).AP  # type: ignore[arg-type]
+            task = progress.add_task(split, total=None)
+            metrics, results = evaluate_split(
+                net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers, flip_test=flip,
+                protocol=protocol, on_start=lambda n, t=task: progress.update(t, total=n),
+                on_batch=lambda n, t=task: progress.update(t, advance=n))
+            rows[split] = metrics.AP
             if save_predictions is not None:
                 write_json_atomic(save_predictions / f"predictions_{split}.json", results)
     latency = measure_latency(net, cfg.input_size, "ll", dev, flip_test=flip)

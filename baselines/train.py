@@ -31,7 +31,7 @@ from exlpose_data.errors import InputError, UsageError
 
 from .checkpoint import checkpoint_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, load_config, make_config, read_config_file
-from .engine import PairModel, autocast, compute_losses, evaluate, train_one_epoch
+from .engine import PairModel, autocast, compute_losses, evaluate_split, train_one_epoch
 from .inputs import dataset_options
 from .models import build_cpn
 from .models.cpn import CPN, init_output_scale
@@ -134,22 +134,12 @@ def _tensorboard(output_dir: Path) -> Any:
     return SummaryWriter(log_dir=str(output_dir / "tensorboard"))
 
 
-def _val_loader(cfg: TrainConfig, split: str, device: torch.device) -> tuple[DataLoader, Path, str]:
-    from exlpose_data.datasets import ExLPoseTopDown
-
-    ann, condition = split_annotation(cfg, split)
-    ds = ExLPoseTopDown(cfg.dataset, ann, condition=condition, train=False, **dataset_options(cfg))  # type: ignore[arg-type]
-    loader = DataLoader(ds, batch_size=max(1, cfg.batch_size // 2), shuffle=False, num_workers=cfg.workers, pin_memory=device.type == "cuda")
-    return loader, ann, condition.lower()
-
-
 def evaluate_splits(net: CPN, cfg: TrainConfig, device: torch.device, splits: list[str] | None = None) -> dict[str, float]:
     """AP@0.5:0.95 of ``net`` on each test split (GT boxes), as ``{"AP/LL-A": ..., ...}``."""
     out = {}
     for split in splits if splits is not None else cfg.val_splits:
-        loader, ann, condition = _val_loader(cfg, split, device)
-        metrics, _ = evaluate(net, loader, ann, condition, device, protocol=cfg.eval_protocol, flip_test=cfg.flip_test,
-                              convention=cfg.heatmap_convention)
+        ann, condition = split_annotation(cfg, split)
+        metrics, _ = evaluate_split(net, cfg, cfg.dataset, ann, condition, device)
         out[f"AP/{split}"] = metrics.AP
     return out
 
