@@ -31,7 +31,6 @@ __all__ = [
     "autocast",
     "predict_heatmaps",
     "run_inference",
-    "evaluate",
     "evaluate_split",
     "measure_latency",
     "world_size",
@@ -247,22 +246,6 @@ def run_inference(
         if on_batch is not None:
             on_batch(images.shape[0])
     return results, (seconds / crops if crops else math.nan)
-
-
-def evaluate(
-    net: CPN,
-    loader: Iterable[dict[str, Any]],
-    ann_file: Any,
-    condition: str,
-    device: torch.device,
-    *,
-    protocol: str = "crowdpose",
-    flip_test: bool | str = "ours",
-    convention: str = "ours",
-) -> tuple[KeypointMetrics, list[dict]]:
-    """Predict every crop of ``loader`` and score the results against ``ann_file``."""
-    results, _ = run_inference(net, loader, condition, device, flip_test=flip_test, convention=convention)
-    return evaluate_keypoints(ann_file, results, protocol=protocol), results  # type: ignore[arg-type]
 
 
 def evaluate_split(

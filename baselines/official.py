@@ -74,14 +74,11 @@ def official_to_ours(key: str) -> str | None:
         if index == "5":
             return f"global_net.predict_norms.{level}.{rest}"
         return f"global_net.predicts.{level}.{_PREDICT[index]}.{rest}"
-    m = re.fullmatch(r"refine_net\.cascade\.(\d+)\.(\d+)\.(.+)", key)
-    if m:
-        block = _refine_block(m.group(3))
-        return None if block is None else f"refine_net.cascades.{m.group(1)}.{m.group(2)}.{block}"
-    m = re.fullmatch(r"refine_net\.final_predict\.0\.(.+)", key)
-    if m:
-        block = _refine_block(m.group(1))
-        return None if block is None else f"refine_net.final.0.{block}"
+    m = re.fullmatch(r"refine_net\.(cascade\.\d+\.\d+|final_predict\.0)\.(.+)", key)
+    if m:  # a RefineNet bottleneck: in a cascade, or the first module of the final prediction
+        where = m.group(1).replace("cascade.", "cascades.").replace("final_predict.0", "final.0")
+        block = _refine_block(m.group(2))
+        return None if block is None else f"refine_net.{where}.{block}"
     m = re.fullmatch(r"refine_net\.final_predict\.([12])\.(.+)", key)
     if m:
         return f"refine_net.final.{m.group(1)}.{m.group(2)}"

@@ -70,7 +70,7 @@ def step_seconds(args: argparse.Namespace, release: Path, variant: str) -> float
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(settings(args, release, variant, 0, Path(tmp), 1))
         result = benchmark(cfg, steps=3)
-    return args.batch_size / min(result["model_samples_per_s"], result["data_samples_per_s"] * max(1, args.workers))
+    return args.batch_size / min(result["model_samples_per_s"], result["data_samples_per_s"])
 
 
 def main() -> None:
@@ -113,7 +113,7 @@ def main() -> None:
             # 85 % of the budget for steps; evaluation and epoch ends take the rest.
             steps = max(args.epochs, int(0.85 * args.minutes * 60 / per_step))
         else:
-            per_step, steps = float("nan"), args.steps
+            per_step, steps = None, args.steps
         rows = []
         for seed in range(args.seeds):
             for variant in variants:
@@ -128,7 +128,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps({"bench": "learning", **row}), flush=True)
         summary: dict = {"bench": "learning-summary", "release": str(release), "seeds": args.seeds, "steps": steps,
-                         "measured_step_s": round(per_step, 3), "settings": {k: v for k, v in settings(args, release, "lsbn-lupi", 0, base, steps).items()
+                         "measured_step_s": None if per_step is None else round(per_step, 3), "settings": {k: v for k, v in settings(args, release, "lsbn-lupi", 0, base, steps).items()
                                                                               if k not in ("variant", "dataset", "output_dir", "seed")}}
         stats = {}
         for variant in variants:

@@ -1,5 +1,8 @@
 import json
 
+import cv2
+import numpy as np
+
 from typer.testing import CliRunner
 
 from exlpose.cli import app as umbrella
@@ -27,7 +30,10 @@ def test_dataset_stats_mean_intensities(tmp_path, official_ll_all):
     d = s["dataset"]
     assert d["pairs"] == 20 and d["paired"] and d["pairs_source"] == "pair-list"
     assert d["mean_intensity_wl"] == 90.0
-    assert 1.5 < d["mean_intensity_ll"] < 2.5  # 1 + 2 * Bernoulli(0.5)
+    # The dark images are 1 + 2 * Bernoulli(0.5) noise: the mean of their per-image means, read back from the files.
+    darks = [cv2.imread(str(tmp_path / p.dark)) for p in open_release(tmp_path).pairs]
+    assert d["mean_intensity_ll"] == round(float(np.mean([img.mean() for img in darks])), 3)
+    assert abs(d["mean_intensity_ll"] - 2.0) < 0.05
     assert set(s["annotation_files"]) >= {"train_LL", "test_LL-A", "test_WL"}
     assert s["annotation_files"]["test_WL"]["mean_intensity_wl"] == 90.0
 
