@@ -52,6 +52,7 @@ def import_cmd(
     split_name: Annotated[str, typer.Option("--split-name", help="all, train, val or test: names the files as the release does.")] = "all",
     box_from_keypoints: Annotated[bool, typer.Option("--box-from-keypoints", help="Give people without a box their joints' extent (marked in the output).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace annotation files that already exist.")] = False,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="CVAT: accept frames nobody labelled as images with nobody in them.")] = False,
 ) -> None:
     """Import labels into the dataset's WL and LL annotation files (nothing is written if any problem is found)."""
     from .importer import held_text, import_annotations
@@ -59,7 +60,7 @@ def import_cmd(
 
     choose(fmt, _FORMATS, "--format")
     try:
-        result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints, force=force)
+        result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints, force=force, allow_empty=allow_empty)
     except AnnotationProblems as exc:
         for problem in exc.problems:
             err_console.print(str(problem), markup=False, soft_wrap=True)
@@ -69,6 +70,8 @@ def import_cmd(
         err_console.print(
             f"replaced {old.path}: it held {held_text(old.images, old.people)}, now {held_text(result.images, result.people)}", markup=False, soft_wrap=True
         )
+    if result.empty_images:
+        err_console.print(f"note: {len(result.empty_images)} image(s) recorded with nobody in them: {', '.join(result.empty_images)}", markup=False, soft_wrap=True)
     if result.boxes_from_keypoints:
         err_console.print(f"note: {result.boxes_from_keypoints} box(es) derived from joints (marked \"bbox_source\": \"keypoints\")", markup=False)
 

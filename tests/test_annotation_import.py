@@ -142,6 +142,7 @@ def _ls_result(i, kind):
 def _ls_move_joint_out(tasks):
     result = tasks[0]["annotations"][0]["result"]
     joint = next(r for r in result if r["type"] == "keypointlabels")
+    joint.pop("parentID")  # neither parentID nor relation: geometry decides
     result[:] = [r for r in result if not (r["type"] == "relation" and r["to_id"] == joint["id"])]
     joint["value"]["x"], joint["value"]["y"] = 99.9, 0.1
 
@@ -150,6 +151,7 @@ def _ls_unrelated_in_two(tasks):
     result = tasks[0]["annotations"][0]["result"]
     boxes = [r for r in result if r["type"] == "rectanglelabels"]
     joint = next(r for r in result if r["type"] == "keypointlabels")
+    joint.pop("parentID")  # neither parentID nor relation: geometry decides
     result[:] = [r for r in result if not (r["type"] == "relation" and r["to_id"] == joint["id"])]
     for b in boxes[:2]:
         b["value"].update(x=0, y=0, width=100, height=100)
@@ -159,6 +161,7 @@ def _ls_related_to_two(tasks):
     result = tasks[0]["annotations"][0]["result"]
     boxes = [r for r in result if r["type"] == "rectanglelabels"]
     joint = next(r for r in result if r["type"] == "keypointlabels")
+    joint.pop("parentID")  # relations alone decide
     result.append({"type": "relation", "from_id": boxes[1]["id"], "to_id": joint["id"], "direction": "right"})
 
 
@@ -396,7 +399,7 @@ def test_a_failing_second_rename_leaves_both_existing_files_unchanged(tmp_path, 
     one["annotations"] = one["annotations"][:1]
     calls = _fail_second_replace(monkeypatch)
     with pytest.raises(OSError, match="injected failure") as err:
-        import_annotations(_write(tmp_path, one, "one.json"), "cvat", root, force=True)
+        import_annotations(_write(tmp_path, one, "one.json"), "cvat", root, force=True, allow_empty=True)
     assert err.value.filename == str(ann / "ExLPose_all_LL.json")
     # WL renamed into place, LL's rename failed, the old WL put back.
     assert [dst for _, dst in calls] == ["ExLPose_all_WL.json", "ExLPose_all_LL.json", "ExLPose_all_WL.json"]
@@ -432,3 +435,31 @@ def test_when_putting_the_old_file_back_fails_too_its_copy_is_kept_and_named(tmp
     (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith(".a.tmp-old-")]
     assert str(kept) in str(err.value) and err.value.filename == str(first)
     assert kept.read_text() == "old a" and not second.exists()
+
+
+def test_cvat_frames_nobody_labelled_are_refused_unless_allowed(tmp_path, root, small):
+    from tests.tool_shapes import cvat_coco_keypoints
+
+    labelled = AnnotationDocument(info=small.info, categories=small.categories, images=small.images[:1], annotations=[a for a in small.annotations if a.image_id == small.images[0].id])
+    unlabelled = [(im.file_name.rsplit("/", 1)[-1], im.width, im.height) for im in small.images[1:]]
+    export = _write(tmp_path, cvat_coco_keypoints(labelled, unlabelled), "person_keypoints_default.json")
+    runner = CliRunner()
+    r = runner.invoke(app, ["import", str(export), "--format", "cvat", "--dataset", str(root), "--split-name", "train"])
+    assert r.exit_code == 2, r.output
+    names = ", ".join(im.file_name for im in small.images[1:])  # named as in the dataset
+    assert r.stderr.splitlines() == [
+        f"error: {export}: 2 of 3 images have nobody labelled ({names}); cvat exports every frame, labelled or not: label them or "
+        "remove them from the task, or pass --allow-empty if nobody is in them; nothing was written"
+    ]
+    assert not (root / "annotations").exists()
+    r = runner.invoke(app, ["import", str(export), "--format", "cvat", "--dataset", str(root), "--split-name", "train", "--allow-empty"])
+    assert r.exit_code == 0, r.output
+    bright = [im.file_name for im in small.images[1:]]
+    assert f"note: 2 image(s) recorded with nobody in them: {', '.join(bright)}" in r.stderr
+    wl = load_document(root / "annotations" / "ExLPose_train_WL.json")
+    assert len(wl.images) == 3 and {a.image_id for a in wl.annotations} == {wl.images[0].id}
+    # Label Studio: a submitted annotation with no regions is an explicit "nobody here", accepted as before
+    tasks = _ls(small)
+    tasks[0]["annotations"][0]["result"] = []  # the image whose PNG is on disk gives the size
+    result = import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "ls")
+    assert result.empty_images == (small.images[0].file_name,)
