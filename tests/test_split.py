@@ -173,3 +173,20 @@ def test_numbers_keep_their_json_types(tmp_path):
     assert wl["images"] == original["images"]
     assert [a["keypoints"] for a in wl["annotations"]] == [a["keypoints"] for a in original["annotations"]]
     assert all(type(v) is type(w) for a, b in zip(wl["annotations"], original["annotations"]) for v, w in zip(a["keypoints"], b["keypoints"]))
+
+
+def test_a_string_keypoint_and_thirteen_joint_names_are_refused_with_their_location(tmp_path):
+    """One strict model: split refuses what validate flags, at the same JSON location, instead of coercing."""
+    from exlpose.cli import app as umbrella
+
+    def string_keypoint(d): d["annotations"][3]["keypoints"][3] = "12.5"
+    def thirteen_names(d): d["categories"][0]["keypoints"] = d["categories"][0]["keypoints"][:13]
+    for mutate, where, what in ((string_keypoint, "annotations[3].keypoints[3]", "Input should be a number (got '12.5')"),
+                                (thirteen_names, "categories[0].keypoints", "names 13 joints, a CrowdPose file has 14")):
+        path = _official_with(tmp_path, mutate)
+        res = runner.invoke(app, ["by-gain", str(path), "--out", str(tmp_path / "o")])
+        assert res.exit_code == 2, res.output
+        assert f"in.json: {where}: {what}" in res.output and "Traceback" not in res.output
+        res = runner.invoke(umbrella, ["validate", str(path)])
+        assert res.exit_code == 1 and where in res.output
+    assert not (tmp_path / "o").exists()
