@@ -173,14 +173,17 @@ def resolve_labels(
     derived = 0
     for n, (image, pair, w, h) in enumerate(images, start=1):
         image_id = image.image_id if keep_ids else n
-        wl_images.append(ImageRecord(id=image_id, file_name=pair.bright, width=w, height=h))
-        ll_images.append(ImageRecord(id=image_id, file_name=pair.dark, width=w, height=h))
+        crowd = {} if image.crowd_index is None else {"crowdIndex": image.crowd_index}  # given: kept, else computed
+        wl_images.append(ImageRecord(id=image_id, file_name=pair.bright, width=w, height=h, **crowd))
+        ll_images.append(ImageRecord(id=image_id, file_name=pair.dark, width=w, height=h, **crowd))
         for person in image.people:
             checked = _check_person(person, w, h, log, box_from_keypoints)
             if checked is None:
                 continue
             bbox, from_joints = checked
-            extra = {"bbox_source": BOX_FROM_KEYPOINTS} if from_joints else {}
+            extra: dict = {"bbox_source": BOX_FROM_KEYPOINTS} if from_joints else {}
+            if person.num_keypoints is not None:
+                extra["num_keypoints"] = person.num_keypoints
             derived += from_joints
             records.append(
                 AnnotationRecord(

@@ -463,3 +463,22 @@ def test_cvat_frames_nobody_labelled_are_refused_unless_allowed(tmp_path, root, 
     tasks[0]["annotations"][0]["result"] = []  # the image whose PNG is on disk gives the size
     result = import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "ls")
     assert result.empty_images == (small.images[0].file_name,)
+
+
+def test_crowdpose_import_keeps_crowd_index_and_crowd_regions_count(tmp_path, root, small):
+    """A CrowdPose file's crowdIndex (its easy/medium/hard subsets depend on it) and a crowd region's num_keypoints survive."""
+    raw = json.loads(OFFICIAL.read_text())
+    ids = [im.id for im in small.images]
+    raw["images"] = [im for im in raw["images"] if im["id"] in ids]
+    raw["annotations"] = [a for a in raw["annotations"] if a["image_id"] in ids]
+    raw["images"][0]["crowdIndex"] = 0.61
+    crowd = raw["annotations"][0]
+    crowd["iscrowd"], crowd["num_keypoints"] = 1, 9  # a crowd region whose count is not its labelled joints'
+    labelled = sum(1 for v in crowd["keypoints"][2::3] if v > 0)
+    assert labelled != 9
+    result = import_annotations(_write(tmp_path, raw), "crowdpose", root, tmp_path / "out")
+    wl, ll = json.loads(result.wl_path.read_text()), json.loads(result.ll_path.read_text())
+    assert [im["crowdIndex"] for im in wl["images"]] == [0.61, 0, 0] == [im["crowdIndex"] for im in ll["images"]]
+    region = next(a for a in wl["annotations"] if a["iscrowd"] == 1)
+    assert region["num_keypoints"] == 9
+    assert [a["num_keypoints"] for a in wl["annotations"] if not a["iscrowd"]] == [sum(1 for v in a["keypoints"][2::3] if v > 0) for a in wl["annotations"] if not a["iscrowd"]]
