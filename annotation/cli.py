@@ -9,6 +9,7 @@ import typer
 
 from exlpose_data.cli.common import choose, err_console, handle_errors, new_app, out_console
 from exlpose_data.errors import UsageError
+from exlpose_data.layout import ANNOTATION_LAYOUTS
 from exlpose_data.schema import load_document
 
 __all__ = ["app", "main"]
@@ -53,14 +54,16 @@ def import_cmd(
     box_from_keypoints: Annotated[bool, typer.Option("--box-from-keypoints", help="Give people without a box their joints' extent (marked in the output).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace annotation files that already exist.")] = False,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="CVAT: accept frames nobody labelled as images with nobody in them.")] = False,
+    layout: Annotated[str, typer.Option("--layout", help="release (ROOT/annotations) or mmpose (ROOT/annotations/ExLPose): the default --out.")] = "release",
 ) -> None:
     """Import labels into the dataset's WL and LL annotation files (nothing is written if any problem is found)."""
     from .importer import held_text, import_annotations
     from .problems import AnnotationProblems
 
     choose(fmt, _FORMATS, "--format")
+    choose(layout, tuple(ANNOTATION_LAYOUTS), "--layout")
     try:
-        result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints, force=force, allow_empty=allow_empty)
+        result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints, force=force, allow_empty=allow_empty, layout=layout)
     except AnnotationProblems as exc:
         for problem in exc.problems:
             err_console.print(str(problem), markup=False, soft_wrap=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from exlpose_data.annotations import normalise_document
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.imageio import image_size
-from exlpose_data.layout import ANNOTATIONS_DIR, MANIFEST_FILE, update_manifest
+from exlpose_data.layout import MANIFEST_FILE, annotations_dir, update_manifest
 from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, ImageRecord, Info
 
@@ -262,6 +262,7 @@ def import_annotations(
     box_from_keypoints: bool = False,
     force: bool = False,
     allow_empty: bool = False,
+    layout: str = "release",
 ) -> ImportResult:
     """Import a tool's export into the dataset's WL and LL annotation files.
 
@@ -269,12 +270,13 @@ def import_annotations(
         path: the tool's export.
         fmt: ``cvat``, ``label-studio``, ``coco`` or ``crowdpose``.
         dataset: the dataset root (``bright/``, ``dark/``, ``brightPath2darkPath.txt``).
-        out_dir: where to write; ``ROOT/annotations`` by default. Inside a ROOT with a manifest, the manifest
-            is updated.
+        out_dir: where to write; by default ``ROOT/annotations``, or ``ROOT/annotations/ExLPose`` with
+            ``layout="mmpose"``. Inside a ROOT with a manifest, the manifest is updated.
         split: ``all``, ``train``, ``val`` or ``test``: names the files as the release does.
         box_from_keypoints: give people without a box the extent of their joints (marked
             ``"bbox_source": "keypoints"`` in the files).
         force: replace annotation files that already exist (the result lists what they held).
+        layout: ``release`` or ``mmpose``: the default output folder (ignored when ``out_dir`` is given).
         allow_empty: accept images without people from a tool that exports unlabelled frames too
             (:data:`EXPORTS_EVERY_FRAME`) as "nobody here" (the result lists them).
 
@@ -292,7 +294,7 @@ def import_annotations(
     log.raise_if_any()
     _refuse_empty(path, wl)
     empty = _empty_images(fmt, path, wl, allow_empty)
-    out = Path(out_dir) if out_dir is not None else release.image_root / ANNOTATIONS_DIR
+    out = Path(out_dir) if out_dir is not None else annotations_dir(release.image_root, layout)
     wl_path, ll_path = out / wl_name, out / ll_name
     if not force:
         _refuse_replacing(path, [wl_path, ll_path], wl)

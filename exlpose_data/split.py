@@ -20,7 +20,7 @@ from .annotations import normalise_document, placeholder_crowd_index
 from .atomic import write_json_atomic
 from .errors import InputError, NameGrammarError
 from .exposure import wl_gain_from_ll
-from .layout import ANNOTATIONS_DIR, update_manifest
+from .layout import annotations_dir, update_manifest
 from .naming import parse_name
 from .release import normalise_image_path
 from .schema import AnnotationDocument
@@ -246,8 +246,10 @@ def write_release_annotations(
     seed: int = 0,
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
     prefix: str = "ExLPose",
+    layout: str = "release",
 ) -> list[Path]:
-    """Write a dataset's annotation files under ``ROOT/annotations`` with the release's names.
+    """Write a dataset's annotation files under ``ROOT/annotations`` (``ROOT/annotations/ExLPose`` with
+    ``layout="mmpose"``) with the release's names.
 
     Writes ``<prefix>_train_{LL,WL}.json`` (and ``_val_``), ``<prefix>_test_LL-{A,N,H,E}.json`` and
     ``<prefix>_test_WL.json``, then records them in the manifest.
@@ -257,7 +259,7 @@ def write_release_annotations(
         doc: all annotations, file names naming the bright images.
         pairs: bright path -> dark path.
     """
-    out_dir = Path(root) / ANNOTATIONS_DIR
+    out_dir = annotations_dir(root, layout)
     pmap = PairMap(pairs)
     scene_split = split_by_scene(doc, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
     written: list[Path] = []
