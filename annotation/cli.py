@@ -50,7 +50,7 @@ def import_cmd(
     fmt: Annotated[str, typer.Option("--format", help="cvat (COCO Keypoints 1.0), label-studio (JSON), coco or crowdpose.")],
     dataset: Annotated[Path, typer.Option("--dataset", help="Dataset root the labelled images belong to.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: ROOT/annotations).")] = None,
-    split_name: Annotated[str, typer.Option("--split-name", help="all, train, val or test: names the files as the release does.")] = "all",
+    split_name: Annotated[Optional[str], typer.Option("--split-name", help="Required: train, val or test names the files as the release does (ExLPose_test_LL-A.json, ...); all writes ExLPose_all_{WL,LL}.json for 'exlpose split by-scene'.")] = None,
     box_from_keypoints: Annotated[bool, typer.Option("--box-from-keypoints", help="Give people without a box their joints' extent (marked in the output).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace annotation files that already exist.")] = False,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="CVAT: accept frames nobody labelled as images with nobody in them.")] = False,
@@ -61,6 +61,12 @@ def import_cmd(
     from .problems import AnnotationProblems
 
     choose(fmt, _FORMATS, "--format")
+    if split_name is None:
+        # No silent default: ExLPose_all_*.json is a name no training or evaluation tool looks for.
+        raise UsageError(
+            "--split-name is required: train, val or test writes the release's file names (ExLPose_train_WL.json, "
+            "ExLPose_test_LL-A.json, ...); all writes ExLPose_all_{WL,LL}.json, to be split by scene with 'exlpose split by-scene'"
+        )
     choose(layout, tuple(ANNOTATION_LAYOUTS), "--layout")
     try:
         result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints, force=force, allow_empty=allow_empty, layout=layout)

@@ -258,7 +258,7 @@ def import_annotations(
     dataset: str | Path,
     out_dir: str | Path | None = None,
     *,
-    split: str = "all",
+    split: str,
     box_from_keypoints: bool = False,
     force: bool = False,
     allow_empty: bool = False,

@@ -50,7 +50,7 @@ def test_aliases_cover_every_joint_and_common_spellings():
 def test_cvat_round_trip_of_official_labels_is_exact(tmp_path, official, official_root):
     export = tmp_path / "person_keypoints_default.json"
     export.write_text(json.dumps(to_cvat_dict(official)))
-    result = import_annotations(export, "cvat", official_root, tmp_path / "out")
+    result = import_annotations(export, "cvat", official_root, tmp_path / "out", split="test")
     assert (result.images, result.people) == (491, 2810)
     original = json.loads(OFFICIAL.read_text())
     wl = json.loads(result.wl_path.read_text())

@@ -66,7 +66,7 @@ def test_image_sizes_come_from_the_headers_on_disk(tmp_path, root, small):
     """An image without people has no size in a Label Studio export: it is read from the PNG header."""
     tasks = _ls(small)[:2]
     tasks[0]["annotations"][0]["result"] = []  # labelled: nobody in image 0, the one with its PNG on disk
-    result = import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "out")
+    result = import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "out", split="all")
     wl = load_document(result.wl_path)
     first = next(im for im in wl.images if im.file_name == small.images[0].file_name)
     assert (first.width, first.height) == (small.images[0].width, small.images[0].height)
@@ -74,7 +74,7 @@ def test_image_sizes_come_from_the_headers_on_disk(tmp_path, root, small):
     bright = root / small.images[0].file_name
     bright.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + bytes(8) + b"\x08\x00\x00\x00\x00")
     with pytest.raises(AnnotationProblems) as err:
-        import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "out2")
+        import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "out2", split="all")
     assert [str(p) for p in err.value.problems] == [
         f"{tmp_path / 'export.json'}: task 1: width/height: the input gives no image size and {small.images[0].file_name} is not a readable PNG or JPEG on disk to read it from"
     ]
@@ -100,7 +100,7 @@ def test_basenames_and_dark_names_resolve_to_the_pair(tmp_path, root, small):
     doc = _cvat(small)
     doc["images"][0]["file_name"] = doc["images"][0]["file_name"].rsplit("/", 1)[-1]
     doc["images"][1]["file_name"] = parse_name(doc["images"][1]["file_name"]).twin().relpath
-    result = import_annotations(_write(tmp_path, doc), "cvat", root, tmp_path / "out")
+    result = import_annotations(_write(tmp_path, doc), "cvat", root, tmp_path / "out", split="all")
     wl = load_document(result.wl_path)
     assert [im.file_name for im in wl.images] == [im.file_name for im in small.images]
 
@@ -110,10 +110,10 @@ def test_box_from_keypoints_is_opt_in_and_marked(tmp_path, root, small):
     doc["annotations"][0]["bbox"] = []
     path = _write(tmp_path, doc)
     with pytest.raises(AnnotationProblems) as err:
-        import_annotations(path, "cvat", root, tmp_path / "out")
+        import_annotations(path, "cvat", root, tmp_path / "out", split="all")
     assert "annotations[0] (id 0): bbox: person has no box" in str(err.value.problems[0])
     assert not (tmp_path / "out").exists()
-    result = import_annotations(path, "cvat", root, tmp_path / "out", box_from_keypoints=True)
+    result = import_annotations(path, "cvat", root, tmp_path / "out", box_from_keypoints=True, split="all")
     assert result.boxes_from_keypoints == 1
     a = json.loads(result.wl_path.read_text())["annotations"][0]
     kp = np.asarray(a["keypoints"]).reshape(14, 3)
@@ -244,7 +244,7 @@ def test_each_error_class_is_reported_with_its_place_and_nothing_is_written(tmp_
         path = _write(tmp_path, payload)
     out = tmp_path / "out"
     with pytest.raises(Exception) as err:
-        import_annotations(path, fmt, root, out)
+        import_annotations(path, fmt, root, out, split="all")
     problems = getattr(err.value, "problems", None)
     text = str(problems[0]) if problems else str(err.value)
     assert expected in text, text
@@ -261,7 +261,7 @@ def test_every_problem_is_listed_by_the_cli_and_it_exits_2(tmp_path, root, small
     doc["images"][2]["file_name"] = "bright/holiday.png"
     path = _write(tmp_path, doc)
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["import", str(path), "--format", "cvat", "--dataset", str(root), "--out", str(out)])
+    r = CliRunner().invoke(app, ["import", str(path), "--format", "cvat", "--dataset", str(root), "--out", str(out), "--split-name", "all"])
     assert r.exit_code == 2
     lines = [line for line in r.stderr.splitlines() if line]
     assert lines[0] == f"{path}: annotations[1] (id 1): keypoints[2]: visibility must be 0, 1 or 2, got 7"
@@ -286,8 +286,16 @@ def test_cli_import_and_export_round_trip(tmp_path, root, small):
         np.testing.assert_allclose(got.bbox, want.bbox, atol=0.01)
     r = runner.invoke(app, ["import", str(ls_file), "--format", "yolo", "--dataset", str(root)])
     assert r.exit_code == 2 and "--format 'yolo': choose one of" in r.stderr
-    r = runner.invoke(app, ["import", str(ls_file), "--format", "cvat", "--dataset", str(tmp_path / "nope")])
+    r = runner.invoke(app, ["import", str(ls_file), "--format", "cvat", "--dataset", str(tmp_path / "nope"), "--split-name", "all"])
     assert r.exit_code == 2 and "no such dataset folder" in r.stderr
+    # No silent ExLPose_all_*: the split name is asked for, and the message says what each choice writes
+    r = runner.invoke(app, ["import", str(ls_file), "--format", "label-studio", "--dataset", str(root), "--force"])
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        "error: --split-name is required: train, val or test writes the release's file names (ExLPose_train_WL.json, "
+        "ExLPose_test_LL-A.json, ...); all writes ExLPose_all_{WL,LL}.json, to be split by scene with 'exlpose split by-scene'"
+    ]
+    assert sorted(p.name for p in (root / "annotations").iterdir()) == ["ExLPose_val_LL.json", "ExLPose_val_WL.json"]
 
 
 @pytest.mark.parametrize(
@@ -300,7 +308,7 @@ def test_cli_import_and_export_round_trip(tmp_path, root, small):
 )
 def test_an_empty_export_is_refused_and_leaves_existing_labels_alone(tmp_path, root, small, fmt, payload, expected):
     runner = CliRunner()
-    r = runner.invoke(app, ["import", str(_write(tmp_path, _cvat(small), "full.json")), "--format", "cvat", "--dataset", str(root)])
+    r = runner.invoke(app, ["import", str(_write(tmp_path, _cvat(small), "full.json")), "--format", "cvat", "--dataset", str(root), "--split-name", "all"])
     assert r.exit_code == 0, r.output
     before = {p.name: p.read_bytes() for p in (root / "annotations").iterdir()}
     if payload == "empty-coco":
@@ -309,7 +317,7 @@ def test_an_empty_export_is_refused_and_leaves_existing_labels_alone(tmp_path, r
         payload = {**_cvat(small), "annotations": []}
     empty = _write(tmp_path, payload, "empty.json")
     for extra in ([], ["--force"]):
-        r = runner.invoke(app, ["import", str(empty), "--format", fmt, "--dataset", str(root), *extra])
+        r = runner.invoke(app, ["import", str(empty), "--format", fmt, "--dataset", str(root), *extra, "--split-name", "all"])
         assert r.exit_code == 2, r.output
         assert r.stderr.splitlines() == [f"error: {empty}: {expected}, nothing was written"]
     assert {p.name: p.read_bytes() for p in (root / "annotations").iterdir()} == before
@@ -320,7 +328,7 @@ def test_existing_annotation_files_are_replaced_only_with_force(tmp_path, root, 
     runner = CliRunner()
     ann = root / "annotations"
     full = _write(tmp_path, _cvat(small), "full.json")
-    r = runner.invoke(app, ["import", str(full), "--format", "cvat", "--dataset", str(root)])
+    r = runner.invoke(app, ["import", str(full), "--format", "cvat", "--dataset", str(root), "--split-name", "all"])
     assert r.exit_code == 0 and "replaced" not in r.stderr
     before = {p.name: p.read_bytes() for p in ann.iterdir()}
     one = _cvat(small)
@@ -328,7 +336,7 @@ def test_existing_annotation_files_are_replaced_only_with_force(tmp_path, root, 
     one["annotations"] = [a for a in one["annotations"] if a["image_id"] == one["images"][0]["id"]]
     smaller = _write(tmp_path, one, "one.json")
     n_old, n_new = len(small.annotations), len(one["annotations"])
-    r = runner.invoke(app, ["import", str(smaller), "--format", "cvat", "--dataset", str(root)])
+    r = runner.invoke(app, ["import", str(smaller), "--format", "cvat", "--dataset", str(root), "--split-name", "all"])
     assert r.exit_code == 2
     assert r.stderr.splitlines() == [
         f"error: {ann / 'ExLPose_all_WL.json'} holds 3 images, {n_old} people and {ann / 'ExLPose_all_LL.json'} holds 3 images, "
@@ -338,11 +346,11 @@ def test_existing_annotation_files_are_replaced_only_with_force(tmp_path, root, 
     # Only one of the pair present (or unreadable): still refused, naming that file.
     (ann / "ExLPose_all_LL.json").unlink()
     (ann / "ExLPose_all_WL.json").write_text("{broken")
-    r = runner.invoke(app, ["import", str(smaller), "--format", "cvat", "--dataset", str(root)])
+    r = runner.invoke(app, ["import", str(smaller), "--format", "cvat", "--dataset", str(root), "--split-name", "all"])
     assert r.exit_code == 2 and f"error: {ann / 'ExLPose_all_WL.json'} holds no readable annotations; the import" in r.stderr
     (ann / "ExLPose_all_WL.json").write_bytes(before["ExLPose_all_WL.json"])
     (ann / "ExLPose_all_LL.json").write_bytes(before["ExLPose_all_LL.json"])
-    r = runner.invoke(app, ["import", str(smaller), "--format", "cvat", "--dataset", str(root), "--force"])
+    r = runner.invoke(app, ["import", str(smaller), "--format", "cvat", "--dataset", str(root), "--force", "--split-name", "all"])
     assert r.exit_code == 0, r.output
     assert r.stderr.splitlines() == [
         f"replaced {ann / 'ExLPose_all_WL.json'}: it held 3 images, {n_old} people, now 1 image, {n_new} people",
@@ -358,7 +366,7 @@ def test_cvat_round_trip_is_unchanged_when_boxes_equal_the_joint_extents(tmp_pat
     doc = _cvat(small)
     for ann in doc["annotations"]:
         ann["bbox"] = []
-    derived = import_annotations(_write(tmp_path, doc), "cvat", root, tmp_path / "derived", box_from_keypoints=True)
+    derived = import_annotations(_write(tmp_path, doc), "cvat", root, tmp_path / "derived", box_from_keypoints=True, split="all")
     assert derived.boxes_from_keypoints == len(small.annotations)
     original = json.loads(derived.wl_path.read_text())
     for ann in original["annotations"][::2]:
@@ -367,7 +375,7 @@ def test_cvat_round_trip_is_unchanged_when_boxes_equal_the_joint_extents(tmp_pat
     cvat_file = tmp_path / "cvat.json"
     r = runner.invoke(app, ["export", str(src), "--format", "cvat", "--out", str(cvat_file)])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["import", str(cvat_file), "--format", "cvat", "--dataset", str(root), "--out", str(tmp_path / "back")])
+    r = runner.invoke(app, ["import", str(cvat_file), "--format", "cvat", "--dataset", str(root), "--out", str(tmp_path / "back"), "--split-name", "all"])
     assert r.exit_code == 0, r.output
     back = json.loads((tmp_path / "back" / "ExLPose_all_WL.json").read_text())
     assert back["images"] == original["images"]
@@ -393,13 +401,13 @@ def _fail_second_replace(monkeypatch) -> list:
 
 def test_a_failing_second_rename_leaves_both_existing_files_unchanged(tmp_path, root, small, monkeypatch):
     ann = root / "annotations"
-    import_annotations(_write(tmp_path, _cvat(small)), "cvat", root)
+    import_annotations(_write(tmp_path, _cvat(small)), "cvat", root, split="all")
     before = {p.name: (p.read_bytes(), p.stat().st_ino) for p in ann.iterdir()}
     one = _cvat(small)
     one["annotations"] = one["annotations"][:1]
     calls = _fail_second_replace(monkeypatch)
     with pytest.raises(OSError, match="injected failure") as err:
-        import_annotations(_write(tmp_path, one, "one.json"), "cvat", root, force=True, allow_empty=True)
+        import_annotations(_write(tmp_path, one, "one.json"), "cvat", root, force=True, allow_empty=True, split="all")
     assert err.value.filename == str(ann / "ExLPose_all_LL.json")
     # WL renamed into place, LL's rename failed, the old WL put back.
     assert [dst for _, dst in calls] == ["ExLPose_all_WL.json", "ExLPose_all_LL.json", "ExLPose_all_WL.json"]
@@ -411,7 +419,7 @@ def test_a_failing_second_rename_leaves_no_new_file_where_there_was_none(tmp_pat
     out.mkdir()
     _fail_second_replace(monkeypatch)
     with pytest.raises(OSError, match="injected failure"):
-        import_annotations(_write(tmp_path, _cvat(small)), "cvat", root, out)
+        import_annotations(_write(tmp_path, _cvat(small)), "cvat", root, out, split="all")
     assert list(out.iterdir()) == []
 
 
@@ -461,7 +469,7 @@ def test_cvat_frames_nobody_labelled_are_refused_unless_allowed(tmp_path, root, 
     # Label Studio: a submitted annotation with no regions is an explicit "nobody here", accepted as before
     tasks = _ls(small)
     tasks[0]["annotations"][0]["result"] = []  # the image whose PNG is on disk gives the size
-    result = import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "ls")
+    result = import_annotations(_write(tmp_path, tasks), "label-studio", root, tmp_path / "ls", split="all")
     assert result.empty_images == (small.images[0].file_name,)
 
 
@@ -476,7 +484,7 @@ def test_crowdpose_import_keeps_crowd_index_and_crowd_regions_count(tmp_path, ro
     crowd["iscrowd"], crowd["num_keypoints"] = 1, 9  # a crowd region whose count is not its labelled joints'
     labelled = sum(1 for v in crowd["keypoints"][2::3] if v > 0)
     assert labelled != 9
-    result = import_annotations(_write(tmp_path, raw), "crowdpose", root, tmp_path / "out")
+    result = import_annotations(_write(tmp_path, raw), "crowdpose", root, tmp_path / "out", split="all")
     wl, ll = json.loads(result.wl_path.read_text()), json.loads(result.ll_path.read_text())
     assert [im["crowdIndex"] for im in wl["images"]] == [0.61, 0, 0] == [im["crowdIndex"] for im in ll["images"]]
     region = next(a for a in wl["annotations"] if a["iscrowd"] == 1)

@@ -201,7 +201,7 @@ def test_labels_made_on_exported_tasks_import_back_onto_their_pairs(tmp_path, mi
         t["annotations"] = [{"id": 2, "result": []}]  # labelled: nobody in the image
     export = tmp_path / "ls.json"
     export.write_text(json.dumps(tasks))
-    result = import_annotations(export, "label-studio", mini, tmp_path / "ann")
+    result = import_annotations(export, "label-studio", mini, tmp_path / "ann", split="all")
     wl = load_document(result.wl_path)
     assert [im.file_name for im in wl.images] == [_name(1, 100), _name(2, 100), _name(3, 200), _name(4, 200)]
     assert [(im.width, im.height) for im in wl.images] == [(W, H)] * 4  # sizes of empty tasks read from the PNGs
