@@ -46,8 +46,8 @@ def tasks_cmd(
 @app.command("import")
 @handle_errors
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="The annotation tool's export (JSON).")],
-    fmt: Annotated[str, typer.Option("--format", help="cvat (COCO Keypoints 1.0), label-studio (JSON), coco or crowdpose.")],
+    file: Annotated[Path, typer.Argument(help="The annotation tool's export (JSON; for CVAT also its XML or the zip it downloads).")],
+    fmt: Annotated[str, typer.Option("--format", help="cvat (COCO Keypoints 1.0 or CVAT for images 1.1, JSON/XML/zip), label-studio (JSON), coco or crowdpose.")],
     dataset: Annotated[Path, typer.Option("--dataset", help="Dataset root the labelled images belong to.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: ROOT/annotations).")] = None,
     split_name: Annotated[Optional[str], typer.Option("--split-name", help="Required: train, val or test names the files as the release does (ExLPose_test_LL-A.json, ...); all writes ExLPose_all_{WL,LL}.json for 'exlpose split by-scene'.")] = None,

@@ -197,7 +197,7 @@ def _ls_no_size(tasks):
 
 # (format, mutation, expected text of the first problem): one crafted bad file per error class.
 CASES = {
-    "cvat-not-json": ("cvat", "{not json", "not valid JSON"),
+    "cvat-not-json": ("cvat", "{not json", "not a zip, XML or JSON file (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); --format cvat reads CVAT for images 1.1 XML"),
     "cvat-not-coco": ("cvat", _set(["images"], None), "not a COCO keypoints file"),
     "cvat-unknown-joint": ("cvat", _set(["categories", 0, "keypoints", 12], "nose"), "categories[0] (id 1): keypoints[12]: 'nose' is not a CrowdPose joint"),
     "cvat-joint-twice": ("cvat", _set(["categories", 0, "keypoints", 13], "head_top"), "keypoints[13]: 'head_top' and 'head' both name head"),
@@ -490,3 +490,97 @@ def test_crowdpose_import_keeps_crowd_index_and_crowd_regions_count(tmp_path, ro
     region = next(a for a in wl["annotations"] if a["iscrowd"] == 1)
     assert region["num_keypoints"] == 9
     assert [a["num_keypoints"] for a in wl["annotations"] if not a["iscrowd"]] == [sum(1 for v in a["keypoints"][2::3] if v > 0) for a in wl["annotations"] if not a["iscrowd"]]
+
+
+def _xml_frames(small, n_labelled: int = 2) -> list:
+    """CVAT frames (name, w, h, people) of the three images; the last 3 - n_labelled nobody labelled."""
+    frames = []
+    for k, im in enumerate(small.images):
+        people = [{"keypoints": a.keypoints, "bbox": a.bbox} for a in small.annotations if a.image_id == im.id] if k < n_labelled else []
+        frames.append((im.file_name.rsplit("/", 1)[-1], im.width, im.height, people))
+    return frames
+
+
+def test_cvat_for_images_xml_with_grouped_skeletons(tmp_path, root, small):
+    from tests.tool_shapes import cvat_images_xml
+
+    xml = _write(tmp_path, cvat_images_xml(_xml_frames(small)), "annotations.xml")
+    runner = CliRunner()
+    r = runner.invoke(app, ["import", str(xml), "--format", "cvat", "--dataset", str(root), "--split-name", "test"])
+    assert r.exit_code == 2 and "1 of 3 images have nobody labelled" in r.stderr  # CVAT lists every frame
+    r = runner.invoke(app, ["import", str(xml), "--format", "cvat", "--dataset", str(root), "--split-name", "test", "--allow-empty"])
+    assert r.exit_code == 0, r.output
+    wl = load_document(root / "annotations" / "ExLPose_test_WL.json")
+    labelled = [im.id for im in small.images[:2]]
+    want = [a for a in small.annotations if a.image_id in labelled]
+    assert len(wl.annotations) == len(want) > 2
+    for got, src in zip(wl.annotations, want):
+        kp_got, kp_src = np.asarray(got.keypoints).reshape(14, 3), np.asarray(src.keypoints, float).reshape(14, 3)
+        assert np.array_equal(kp_got[:, 2], kp_src[:, 2])  # visible 2, occluded 1, outside 0
+        labelled_joints = kp_src[:, 2] > 0
+        np.testing.assert_allclose(kp_got[labelled_joints, :2], kp_src[labelled_joints, :2], atol=0.005)  # CVAT writes 2 decimals
+        assert kp_got[~labelled_joints].tolist() == [[0, 0, 0]] * int((~labelled_joints).sum())
+        np.testing.assert_allclose(got.bbox, src.bbox, atol=0.011)
+    assert [im.id for im in wl.images] == [1, 2, 3]  # frame numbers are not image ids
+
+
+def test_cvat_xml_ungrouped_skeletons_need_box_from_keypoints(tmp_path, root, small):
+    from tests.tool_shapes import cvat_images_xml
+
+    xml = _write(tmp_path, cvat_images_xml(_xml_frames(small, 3), grouped=False), "annotations.xml")
+    with pytest.raises(AnnotationProblems) as err:
+        import_annotations(xml, "cvat", root, tmp_path / "o", split="test")
+    assert "image id='0' (" in str(err.value.problems[0]) and "skeleton 0 (person): bbox: person has no box" in str(err.value.problems[0])
+    result = import_annotations(xml, "cvat", root, tmp_path / "o", split="test", box_from_keypoints=True)
+    assert result.boxes_from_keypoints == result.people == len(small.annotations)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda x: x.replace('<points label="neck"', '<points label="nose"', 1), "points 'nose': label: 'nose' is not a CrowdPose joint"),
+        (lambda x: x.replace('outside="0" occluded="0"', 'outside="0" occluded="2"', 1), "occluded: must be 0 or 1, got '2'"),
+        (lambda x: x.replace('  </image>', '    <polygon label="person_box" source="manual" occluded="0" points="1.00,2.00;3.00,4.00;5.00,1.00" z_order="0">\n    </polygon>\n  </image>', 1),
+         "polygon 0 (person_box): polygon: is not a person skeleton or box"),
+        (lambda x: x.replace('<skeleton label="person" source="manual" z_order="0" group_id="1">', '<skeleton label="person" source="manual" z_order="0" group_id="9">', 1),
+         "box 0 (person_box): group_id: is grouped with no skeleton"),
+        (lambda x: x.replace('<image ', '<track id="0" label="person" source="manual">\n  </track>\n  <image ', 1), "track: CVAT for video 1.1 (tracks) is not read"),
+    ],
+)
+def test_cvat_xml_problems_name_the_frame_and_shape(tmp_path, root, small, edit, expected):
+    from tests.tool_shapes import cvat_images_xml
+
+    xml = _write(tmp_path, edit(cvat_images_xml(_xml_frames(small, 3))), "annotations.xml")
+    with pytest.raises(AnnotationProblems) as err:
+        import_annotations(xml, "cvat", root, tmp_path / "o", split="test")
+    assert any(expected in str(p) for p in err.value.problems), [str(p) for p in err.value.problems]
+    assert not (tmp_path / "o").exists()
+
+
+def test_cvat_zip_downloads_and_unreadable_files(tmp_path, root, small):
+    import zipfile
+
+    from tests.tool_shapes import cvat_coco_keypoints, cvat_images_xml
+
+    for member, text in (("annotations.xml", cvat_images_xml(_xml_frames(small, 3))),
+                         ("annotations/person_keypoints_default.json", json.dumps(cvat_coco_keypoints(small)))):
+        archive = tmp_path / f"task_7_{member.replace('/', '_')}.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr(member, text)
+            zf.writestr("images/default/" + small.images[0].file_name.rsplit("/", 1)[-1], b"\x89PNG")  # 'save images' adds them
+        result = import_annotations(archive, "cvat", root, tmp_path / archive.stem, split="test")
+        assert result.people == len(small.annotations) and result.images == 3
+    png = tmp_path / "frame.json"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    empty_zip = tmp_path / "other.zip"
+    with zipfile.ZipFile(empty_zip, "w") as zf:
+        zf.writestr("labels/frame_000000.txt", "0 0.5 0.5 0.1 0.1")
+    runner = CliRunner()
+    for path, why in ((png, "not a zip, XML or JSON file"), (empty_zip, "a zip holding neither annotations.xml nor annotations/person_keypoints_<subset>.json")):
+        r = runner.invoke(app, ["import", str(path), "--format", "cvat", "--dataset", str(root), "--split-name", "test"])
+        assert r.exit_code == 2
+        (line,) = r.stderr.splitlines()
+        assert line.startswith(f"error: {path}: {why}") and line.endswith(
+            "--format cvat reads CVAT for images 1.1 XML (annotations.xml), COCO Keypoints 1.0 JSON "
+            "(annotations/person_keypoints_<subset>.json) or the zip CVAT downloads with either inside"
+        ), line
