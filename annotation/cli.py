@@ -17,7 +17,7 @@ __all__ = ["app", "main"]
 app = new_app("Annotation: tasks for annotators, import of CVAT/Label Studio/COCO/CrowdPose labels, review sheets, export.")
 
 _FORMATS = ("cvat", "label-studio", "coco", "crowdpose")
-_EXPORT_FORMATS = ("cvat", "label-studio")
+_EXPORT_FORMATS = ("cvat", "label-studio", "official-trans")
 
 
 @app.command("tasks")
@@ -108,18 +108,24 @@ def review_cmd(
 @handle_errors
 def export_cmd(
     file: Annotated[Path, typer.Argument(help="A CrowdPose-style annotation file (ours or the release's).")],
-    fmt: Annotated[str, typer.Option("--format", help="cvat (COCO Keypoints 1.0) or label-studio (JSON tasks).")],
+    fmt: Annotated[str, typer.Option("--format", help="cvat (COCO Keypoints 1.0), label-studio (JSON tasks) or official-trans (the authors' *_trans.json).")],
     out: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
     url_prefix: Annotated[Optional[str], typer.Option("--url-prefix", help="Label Studio: prefix of data.image before the file name.")] = None,
 ) -> None:
-    """Export labels to CVAT or Label Studio, to correct them there and import them back."""
-    from exlpose_data.atomic import write_json_atomic
+    """Export labels to CVAT or Label Studio (to correct them there and import them back) or as the authors' _trans.json."""
+    from exlpose_data.atomic import write_json_atomic, write_text_atomic
+    from exlpose_data.official import trans_entries, trans_json_text
 
     from .formats.cvat import to_cvat_dict
     from .formats.label_studio import DEFAULT_URL_PREFIX, to_label_studio_tasks
 
     choose(fmt, _EXPORT_FORMATS, "--format")
     doc = load_document(file)
+    if fmt == "official-trans":
+        write_text_atomic(out, trans_json_text(doc, source=str(file)))
+        kept = len(trans_entries(doc, source=str(file)))
+        out_console.print(f"{kept} of {len(doc.annotations)} people (those with labelled joints, no crowd regions) -> {out}", markup=False)
+        return
     payload = to_cvat_dict(doc) if fmt == "cvat" else to_label_studio_tasks(doc, url_prefix if url_prefix is not None else DEFAULT_URL_PREFIX)
     write_json_atomic(out, payload)
     out_console.print(f"{len(doc.images)} images, {len(doc.annotations)} people -> {out}", markup=False)
