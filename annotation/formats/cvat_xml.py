@@ -124,30 +124,24 @@ def _image(el: ET.Element, log: ProblemLog) -> ImageLabel | None:
         return None
     # A frame number is not an image id: the import numbers the images from 1.
     image = ImageLabel(name, size[0], size[1], place)
-    skeletons: dict[str, list[tuple[str, Any]]] = {}
-    boxes: dict[str, list[tuple[str, list[float]]]] = {}
+    # group id -> [(place, parsed shape)] per kind; a shape that fails to parse is logged and left out
+    shapes: dict[str, dict[str, list[tuple[str, Any]]]] = {"skeleton": {}, "box": {}}
+    parsers = {"skeleton": _skeleton, "box": _box}
     ok = True
     counts: dict[str, int] = {}
     for shape in el:
-        label = shape.get("label", "")
-        group = shape.get("group_id", "0")
         n = counts[shape.tag] = counts.get(shape.tag, -1) + 1  # the n-th <tag> of the frame, from 0
-        splace = f"{place}, {shape.tag} {n} ({label})"
-        if shape.tag == "skeleton":
-            kp = _skeleton(shape, splace, log)
-            if kp is None:
-                ok = False
-                continue
-            skeletons.setdefault(group, []).append((splace, kp))
-        elif shape.tag == "box":
-            box = _box(shape, splace, log)
-            if box is None:
-                ok = False
-                continue
-            boxes.setdefault(group, []).append((splace, box))
-        else:
+        splace = f"{place}, {shape.tag} {n} ({shape.get('label', '')})"
+        if shape.tag not in parsers:
             log.add(splace, shape.tag, "is not a person skeleton or box; remove it from the task or export only the person labels")
             ok = False
+            continue
+        parsed = parsers[shape.tag](shape, splace, log)
+        if parsed is None:
+            ok = False
+            continue
+        shapes[shape.tag].setdefault(shape.get("group_id", "0"), []).append((splace, parsed))
+    skeletons, boxes = shapes["skeleton"], shapes["box"]
     for group, members in boxes.items():
         partners = skeletons.get(group, []) if group != "0" else []
         if len(partners) != 1 or len(members) != 1:
