@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Browser", "find_chromium", "CHROMIUM_FLAGS"]
+import pytest
+
+__all__ = ["Browser", "find_chromium", "require_chromium", "page_images", "CHROMIUM_FLAGS", "LOAD_EVERY_IMAGE"]
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -30,6 +32,34 @@ def find_chromium() -> str | None:
         if name and Path(name).is_file():
             return name
     return None
+
+
+# Every <img> brought into view (lazy ones load only then, as for a reader scrolling) and awaited: src and the
+# decoded size (0 x 0 for an image that failed).
+LOAD_EVERY_IMAGE = """(async () => {
+  const imgs = [...document.images];
+  for (const img of imgs) {
+    img.scrollIntoView();
+    if (!img.complete) await new Promise(r => { img.addEventListener('load', r, {once: true}); img.addEventListener('error', r, {once: true}); });
+  }
+  return imgs.map(i => ({src: i.getAttribute('src'), w: i.naturalWidth, h: i.naturalHeight}));
+})()"""
+
+
+def require_chromium() -> str:
+    """Chromium's path; skips the test without it, or fails it where EXLPOSE_REQUIRE_BROWSER is set (.ci/run)."""
+    chromium = find_chromium()
+    if chromium is None:
+        if os.environ.get("EXLPOSE_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return chromium
+
+
+def page_images(browser: "Browser", page: Path) -> list[dict[str, Any]]:
+    """Open ``page`` and return its images as loaded (see :data:`LOAD_EVERY_IMAGE`)."""
+    browser.open(page.as_uri())
+    return browser.evaluate(LOAD_EVERY_IMAGE)
 
 
 class Browser:

@@ -222,15 +222,6 @@ def test_review_without_annotation_files_shows_every_pair_unlabelled(tmp_path, m
     assert np.abs(tile[:40].astype(int) - WL_GREY).max() <= 2
 
 
-_LOAD_EVERY_IMAGE = """(async () => {
-  const imgs = [...document.images];
-  for (const img of imgs) {  // the tiles load lazily: bring each into view as a reader scrolling would
-    img.scrollIntoView();
-    if (!img.complete) await new Promise(r => { img.addEventListener('load', r, {once: true}); img.addEventListener('error', r, {once: true}); });
-  }
-  return imgs.map(i => ({src: i.getAttribute('src'), w: i.naturalWidth, h: i.naturalHeight}));
-})()"""
-
 _FLAG_BOXES = """[...document.querySelectorAll('.card')].map(c => {
   const f = c.querySelector('.flags'), r = f.getBoundingClientRect(), st = getComputedStyle(f);
   return {kinds: c.dataset.flags, text: f.textContent, visible: r.width > 0 && r.height > 0 && st.visibility === 'visible' && st.display !== 'none' && st.opacity !== '0', color: st.color};
@@ -240,18 +231,13 @@ _FLAG_BOXES = """[...document.querySelectorAll('.card')].map(c => {
 @pytest.mark.slow
 def test_review_page_in_headless_chromium(tmp_path, mini):
     """The index in a real browser: every tile loads at its size, every flag is visible, filters work, no console errors."""
-    from tests.chromium import Browser, find_chromium
+    from tests.chromium import Browser, page_images, require_chromium
 
-    chromium = find_chromium()
-    if chromium is None:
-        if os.environ.get("EXLPOSE_REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    chromium = require_chromium()
     out = tmp_path / "review"
     write_review(mini, out, thumb_width=160, per_sheet=2)
     with Browser(chromium) as browser:
-        browser.open((out / "index.html").as_uri())
-        images = browser.evaluate(_LOAD_EVERY_IMAGE)
+        images = page_images(browser, out / "index.html")
         assert len(images) == 4
         for img in images:
             h, w = cv2.imread(str(out / img["src"])).shape[:2]
