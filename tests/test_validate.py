@@ -141,6 +141,7 @@ def test_joints_on_the_far_edge_are_accepted_and_noted():
 
 
 def test_strict_types_and_category_names_are_flagged_with_their_location(official_ll_all):
+    official_ll_all = copy.deepcopy(official_ll_all)  # the categories are edited below; the fixture is shared
     doc = _small(official_ll_all)
     doc["categories"][0]["keypoints"] = doc["categories"][0]["keypoints"][:13]
     doc["images"][1]["crowdIndex"] = "0.25"
