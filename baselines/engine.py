@@ -288,7 +288,10 @@ def evaluate_split(
 
     from .inputs import dataset_options
 
+    from .enhance import attach_enhancer
+
     ds = ExLPoseTopDown(root, ann_file, condition=condition, train=False, detections=detections, **dataset_options(cfg))  # type: ignore[arg-type]
+    attach_enhancer(ds, cfg)
     if on_start is not None:
         on_start(len(ds))
     loader = DataLoader(ds, batch_size=batch_size or max(1, cfg.batch_size // 2), shuffle=False,
