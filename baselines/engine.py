@@ -134,6 +134,7 @@ def train_one_epoch(
     steps: int | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     scaler: Any = None,
+    adaptation: Any = None,
 ) -> dict[str, float]:
     """Train for one pass over ``loader`` (at most ``steps`` batches); return the mean of each loss.
 
@@ -146,6 +147,7 @@ def train_one_epoch(
         steps: stop after this many batches.
         on_step: called after each step with its index and losses (progress bars, logging).
         scaler: a ``torch.amp.GradScaler`` for float16 mixed precision (CUDA with ``cfg.amp``).
+        adaptation: a :class:`baselines.adaptation.Adaptation` adding loss terms and its own update (dann, advent).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite, on any process of a distributed run (the step is
@@ -164,6 +166,10 @@ def train_one_epoch(
         with autocast(device, cfg.amp):
             outputs = model(_inputs(batch, cfg.spec.conditions, device, cfg.channels_last))
         losses = compute_losses(outputs, batch, cfg)
+        if adaptation is not None:
+            extra = adaptation.losses(outputs)
+            losses.update(extra)
+            losses["total"] = losses["total"] + sum(extra.values())
         _check_finite(losses["total"], i)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -174,6 +180,8 @@ def train_one_epoch(
             losses["total"].backward()
             optimizer.step()
         values = {k: float(v.detach()) for k, v in losses.items()}
+        if adaptation is not None:
+            values.update(adaptation.after_step(outputs))
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
         n += 1
