@@ -15,6 +15,8 @@ lsbn-lupi-feat    LL + WL      yes    features
 lime-baseline-all LL + WL      no     no            (LL images enhanced by LIME, training and test)
 dann              LL + WL      no     no            (DANN domain classifier, baselines.adaptation)
 advent            LL + WL      no     no            (AdvEnt entropy discriminator, baselines.adaptation)
+lsbn-lupi-unpaired LL + WL     yes    Gram (Eq. 3)  (LL and WL crops of unrelated scenes, baselines.pairing)
+lsbn-lupi-uda     LL + WL      yes    Gram (Eq. 3)  (unpaired as above, no LL pose loss)
 ================  ===========  =====  ==============
 
 Every setting defaults to the reference code's (sohyun-l/ExLPose, ``pytorch-cpn/``) where it has one; the
@@ -40,7 +42,7 @@ __all__ = ["Variant", "VARIANTS", "VariantSpec", "TrainConfig", "FLIP_TESTS", "r
 
 FLIP_TESTS: tuple[str, ...] = ("ours", "official", "none")
 
-Variant = Literal["baseline-low", "baseline-well", "baseline-all", "lupi", "lsbn", "lsbn-lupi", "lsbn-lupi-feat", "lime-baseline-all", "dann", "advent"]
+Variant = Literal["baseline-low", "baseline-well", "baseline-all", "lupi", "lsbn", "lsbn-lupi", "lsbn-lupi-feat", "lime-baseline-all", "dann", "advent", "lsbn-lupi-unpaired", "lsbn-lupi-uda"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class VariantSpec:
     lupi: Literal["gram", "feat"] | None
     enhancer: str | None = None  # applied to every LL image, training and test (baselines.enhance)
     adaptation: Literal["dann", "advent"] | None = None  # baselines.adaptation
+    paired: bool = True  # False: WL crops from other scenes than their LL crops (baselines.pairing)
+    pose_loss: tuple[str, ...] | None = None  # conditions with a pose loss (default: every condition)
 
     @property
     def dataset_condition(self) -> str:
@@ -70,6 +74,8 @@ VARIANTS: dict[str, VariantSpec] = {
     "lime-baseline-all": VariantSpec(("ll", "wl"), False, None, enhancer="lime"),
     "dann": VariantSpec(("ll", "wl"), False, None, adaptation="dann"),
     "advent": VariantSpec(("ll", "wl"), False, None, adaptation="advent"),
+    "lsbn-lupi-unpaired": VariantSpec(("ll", "wl"), True, "gram", paired=False),
+    "lsbn-lupi-uda": VariantSpec(("ll", "wl"), True, "gram", paired=False, pose_loss=("wl",)),
 }
 
 

@@ -191,6 +191,12 @@ def _train_dataset(cfg: TrainConfig) -> Any:
 
     from .enhance import attach_enhancer
 
+    if not cfg.spec.paired:
+        from .pairing import UnpairedPairs
+
+        unpaired = UnpairedPairs.from_annotation(cfg.dataset, _train_annotation(cfg), seed=cfg.seed, pack=cfg.pack, **dataset_options(cfg))
+        attach_enhancer(unpaired.ll, cfg, fill=True)
+        return unpaired
     dataset = ExLPoseTopDown(
         cfg.dataset, _train_annotation(cfg), condition=cfg.spec.dataset_condition,  # type: ignore[arg-type]
         train=True, pack=cfg.pack, **dataset_options(cfg),
@@ -413,7 +419,7 @@ def _size(text: str | None, option: str) -> tuple[int, int] | None:
 def main(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON config; flags given here override it")] = None,
-    variant: Annotated[str | None, typer.Option(help="baseline-low | baseline-well | baseline-all | lupi | lsbn | lsbn-lupi | lsbn-lupi-feat | lime-baseline-all | dann | advent")] = None,
+    variant: Annotated[str | None, typer.Option(help="baseline-low | baseline-well | baseline-all | lupi | lsbn | lsbn-lupi | lsbn-lupi-feat | lime-baseline-all | dann | advent | lsbn-lupi-unpaired | lsbn-lupi-uda")] = None,
     dataset: Annotated[Path | None, typer.Option(help="image root holding bright/ and dark/")] = None,
     annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
     train_ann: Annotated[Path | None, typer.Option(help="training annotation file (default: the release's train_LL)")] = None,
