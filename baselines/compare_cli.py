@@ -1,4 +1,4 @@
-"""``exlpose-eval`` commands that compare several checkpoints: ``gaps`` (Fig. 6).
+"""``exlpose-eval`` commands that compare several checkpoints: ``gaps`` (Fig. 6) and ``table`` (Table 2).
 
 Registered on the ``exlpose-eval`` app by :func:`register`, so the evaluation CLI's own module stays small.
 """
@@ -16,7 +16,9 @@ from exlpose_data.errors import UsageError
 
 from .splits import SPLIT_HELP, resolve_split
 
-__all__ = ["register", "gaps", "checkpoint_labels"]
+__all__ = ["register", "gaps", "table", "checkpoint_labels", "enhancer_latency", "TABLE_SPLITS"]
+
+TABLE_SPLITS = ("LL-N", "LL-H", "LL-E", "LL-A", "WL")
 
 
 def checkpoint_labels(paths: list[Path]) -> list[str]:
@@ -78,6 +80,108 @@ def gaps(
     err_console.print(f"wrote {out / 'gaps.json'} and {out / 'gaps.png'}", markup=False)
 
 
+def enhancer_latency(enhancer, root: Path, ann: Path, runs: int = 1) -> float:  # noqa: ANN001
+    """Median seconds ``enhancer`` takes on the first image of an LL split, at its stored size."""
+    import statistics
+    import time
+
+    from exlpose_data.datasets.records import build_index
+    from exlpose_data.datasets.sources import decode_image
+
+    from .enhance import enhance_bgr
+
+    index = build_index(root, ann, "LL")
+    if not index.images:
+        raise UsageError(f"{ann}: no image to time the enhancer on")
+    img = decode_image(index.image_root / index.images[0].ll_path)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        enhance_bgr(enhancer, img)
+        times.append(time.perf_counter() - start)
+    return float(statistics.median(times))
+
+
+def _markdown(rows: list[dict], splits: list[str]) -> str:
+    head = "| Method | " + " | ".join(splits) + " | Param. (M) | Latency (s) |"
+    lines = [head, "|" + "---|" * (len(splits) + 3)]
+    for row in rows:
+        aps = " | ".join(f"{100 * row['AP'][s]:.1f}" for s in splits)
+        lines.append(f"| {row['method']} | {aps} | {row['params_m']:.2f} | {row['latency_s']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def table(
+    checkpoints: Annotated[list[Path], typer.Argument(help="checkpoints, one row each")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="image root holding bright/ and dark/")],
+    annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
+    splits: Annotated[str, typer.Option(help=f"comma-separated columns: {SPLIT_HELP}")] = ",".join(TABLE_SPLITS),
+    boxes: Annotated[Path | None, typer.Option(help="person detections (COCO results JSON): each checkpoint gets a second row scored on them")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for table.md and table.json")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="crops per batch")] = 32,
+    workers: Annotated[int, typer.Option(min=0, help="data loader processes")] = 2,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+) -> None:
+    """Table 2 of the paper: AP@0.5:0.95 on LL-N/H/E/A and WL, parameters and latency, one row per checkpoint.
+
+    Param. (M) counts the pose network's learnable parameters. Latency (s) is one person crop through it (batch 1,
+    its flip test) plus, for a checkpoint trained with an enhancer, the enhancement of one test image (the first
+    LL-A image, at its size).
+    """
+    import tempfile
+
+    from exlpose_data.atomic import write_json_atomic, write_text_atomic
+
+    from .checkpoint import load_model
+    from .engine import evaluate_split, measure_latency
+    from .enhance import config_enhancer
+    from .eval_cli import _split_detections
+
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    names = [s.strip() for s in splits.split(",") if s.strip()]
+    if not names:
+        raise UsageError("--splits is empty")
+    plan = [(split, *resolve_split(dataset, annotations, split)) for split in names]
+    ll_ann = next((ann for split, ann, condition in plan if condition == "LL"), None)
+    dev = _device(device)
+    labels = checkpoint_labels(checkpoints)
+    models = [load_model(p, dev) for p in checkpoints]
+    box_modes = [None] + ([boxes] if boxes is not None else [])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, progress_bar(transient=True) as progress:
+        for label, path, (net, cfg) in zip(labels, checkpoints, models):
+            enhancer = config_enhancer(cfg)
+            if enhancer is not None and ll_ann is None:
+                raise UsageError(f"{path}: trained with an enhancer; its latency is timed on an LL split, add one to --splits")
+            enhance_s = enhancer_latency(enhancer, dataset, ll_ann) if enhancer is not None else 0.0
+            crop_s = measure_latency(net, cfg.input_size, "ll", dev, flip_test=cfg.flip_test)
+            params = sum(p.numel() for p in net.parameters())
+            for mode in box_modes:
+                aps = {}
+                for split, ann, condition in plan:
+                    task = progress.add_task(f"{label} {split}", total=None)
+                    dets = _split_detections(mode, ann, Path(tmp), split) if mode is not None else None
+                    metrics, _ = evaluate_split(net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers,
+                                                on_start=lambda n, t=task: progress.update(t, total=n),
+                                                on_batch=lambda n, t=task: progress.update(t, advance=n))
+                    aps[split] = metrics.AP
+                    progress.remove_task(task)
+                boxes_name = "ground truth" if mode is None else "detections"
+                rows.append({"method": label if len(box_modes) == 1 else f"{label} ({boxes_name} boxes)", "checkpoint": str(path),
+                             "variant": cfg.variant, "enhancer": cfg.enhancer or cfg.spec.enhancer, "boxes": boxes_name, "AP": aps,
+                             "params": params, "params_m": round(params / 1e6, 2), "latency_s": round(enhance_s + crop_s, 4),
+                             "latency_enhancer_s": round(enhance_s, 4), "latency_crop_s": round(crop_s, 4), "flip_test": cfg.flip_test})
+    text = _markdown(rows, names)
+    typer.echo(text, nl=False)
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        write_text_atomic(out / "table.md", text)
+        write_json_atomic(out / "table.json", {"splits": names, "rows": rows}, indent=1)
+        err_console.print(f"wrote {out / 'table.md'} and {out / 'table.json'}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to ``app`` (the ``exlpose-eval`` app)."""
     app.command("gaps")(handle_errors(gaps))
+    app.command("table")(handle_errors(table))

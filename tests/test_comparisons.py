@@ -124,3 +124,32 @@ def test_eval_gaps_writes_json_and_a_bar_chart(sim, tmp_path):
     assert r.exit_code == 2 and "use LL-N, LL-H, LL-E or LL-A" in r.output
     r = runner.invoke(eval_app, ["gaps", str(tmp_path / "none.pth"), "--dataset", str(sim), "--out", str(tmp_path / "o3")])
     assert r.exit_code == 2 and "none.pth: no such checkpoint" in r.output
+
+
+def test_eval_table_rows_ground_truth_and_detections(sim, tmp_path):
+    a = make_checkpoint(tmp_path / "baseline-all" / "checkpoint.pth", "baseline-all", seed=1)
+    b = make_checkpoint(tmp_path / "lime" / "checkpoint.pth", "lime-baseline-all", seed=2, enhance_cache=str(tmp_path / "cache"))
+    doc = json.loads((sim / "annotations" / "ExLPose_test_LL-A.json").read_text())
+    boxes = [{"image_id": ann["image_id"], "category_id": 1, "bbox": ann["bbox"], "score": 1.0} for ann in doc["annotations"]]
+    (tmp_path / "dets.json").write_text(json.dumps(boxes))
+    runner = CliRunner()
+    splits = "LL-H,LL-E,LL-A,WL"  # the simulated test scene has no LL-N image
+    r = runner.invoke(eval_app, ["table", str(a), str(b), "--dataset", str(sim), "--splits", splits, "--boxes", str(tmp_path / "dets.json"),
+                                 "--out", str(tmp_path / "out"), "--workers", "0", "--batch-size", "8"])
+    assert r.exit_code == 0, r.output
+    table = json.loads((tmp_path / "out" / "table.json").read_text())
+    rows = {row["method"]: row for row in table["rows"]}
+    assert list(rows) == ["baseline-all (ground truth boxes)", "baseline-all (detections boxes)", "lime (ground truth boxes)", "lime (detections boxes)"]
+    gt, det = rows["baseline-all (ground truth boxes)"], rows["baseline-all (detections boxes)"]
+    # Detections equal to the ground-truth boxes (score 1) crop and score exactly as the ground truth does.
+    assert gt["AP"] == det["AP"] and list(gt["AP"]) == splits.split(",")
+    r = runner.invoke(eval_app, ["model", str(a), "--dataset", str(sim), "--splits", "LL-A,WL", "--json", "--workers", "0", "--batch-size", "8"])
+    single = json.loads(r.stdout)
+    assert gt["AP"]["LL-A"] == single["AP"]["LL-A"] and gt["AP"]["WL"] == single["AP"]["WL"]
+    assert gt["params"] == single["params"] and gt["latency_enhancer_s"] == 0 and gt["latency_s"] == gt["latency_crop_s"] > 0
+    lime = rows["lime (ground truth boxes)"]
+    assert lime["enhancer"] == "lime" and lime["latency_enhancer_s"] > 0
+    assert lime["latency_s"] == pytest.approx(lime["latency_enhancer_s"] + lime["latency_crop_s"], abs=2e-4)
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert md.startswith("| Method | LL-H | LL-E | LL-A | WL | Param. (M) | Latency (s) |")
+    assert f"| baseline-all (ground truth boxes) | {100 * gt['AP']['LL-H']:.1f} |" in md and len(md.splitlines()) == 6
