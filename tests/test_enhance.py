@@ -165,3 +165,20 @@ def test_lime_baseline_all_trains_and_evaluates(sim, tmp_path):  # noqa: F811
     assert len(key_dirs) == 1 and key_dirs[0].name.startswith("lime-")
     train_ll = {Path(p).name for p in (sim / "brightPath2darkPath.txt").read_text().split() if p.startswith("dark/")}
     assert {p.name[: -len(".png")] for p in key_dirs[0].rglob("*.png")} == train_ll  # train and test LL images, once each
+
+
+def test_predict_enhances_ll_images_of_an_enhancer_checkpoint(tmp_path):
+    from baselines.predict import predict
+
+    from .test_comparisons import make_checkpoint
+
+    night = np.full((60, 40, 3), 2, np.uint8)
+    night[:, 20:] = 40  # LIME turns a 20:1 contrast into about 1.8:1, so the network sees another input
+    cv2.imwrite(str(tmp_path / "night.png"), night)
+    cv2.imwrite(str(tmp_path / "enhanced.png"), enhance_bgr(Lime(), night))
+    lime_ckpt = make_checkpoint(tmp_path / "lime" / "checkpoint.pth", "lime-baseline-all", seed=5)
+    plain_ckpt = make_checkpoint(tmp_path / "plain" / "checkpoint.pth", "baseline-all", seed=5)  # the same weights
+    with_enhancer = predict(lime_ckpt, [tmp_path / "night.png"])
+    by_hand = predict(plain_ckpt, [tmp_path / "enhanced.png"])
+    raw = predict(plain_ckpt, [tmp_path / "night.png"])
+    assert with_enhancer[0]["keypoints"] == by_hand[0]["keypoints"] != raw[0]["keypoints"]
