@@ -143,7 +143,8 @@ def feature_gaps(
 ) -> GapResult:
     """Fig. 6's distances for ``net`` on the person crops of ``ann_file`` (an LL split whose images have WL twins).
 
-    Crops are cut at test time as the checkpoint's ``cfg`` says (pixel-aligned LL and WL crops); at most
+    Crops are cut at test time as the checkpoint's ``cfg`` says (pixel-aligned LL and WL crops, LL ones enhanced
+    when it was trained with an enhancer); at most
     ``max_crops`` of them, evenly spaced over the split in file order, are compared.
     """
     from torch.utils.data import DataLoader, Subset
@@ -154,7 +155,9 @@ def feature_gaps(
 
     if max_crops < 1:
         raise ValueError(f"max_crops must be at least 1, got {max_crops}")
-    ds = ExLPoseTopDown(root, ann_file, condition="pair", train=False, **dataset_options(cfg))
+    from .enhance import attach_enhancer
+
+    ds = attach_enhancer(ExLPoseTopDown(root, ann_file, condition="pair", train=False, **dataset_options(cfg)), cfg)
     subset = Subset(ds, _evenly_spaced(len(ds), max_crops))
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers)
     net.eval()

@@ -349,7 +349,7 @@ def benchmark(cfg: TrainConfig, steps: int = 20) -> dict[str, Any]:
 
     model = PairModel(net).train()
     scaler = _scaler(cfg, device)
-    for key in ("heatmaps", "target_weight", "visible_weight"):
+    for key in [k for k in first if k.startswith(("heatmaps", "target_weight", "visible_weight"))]:  # with unpaired "_wl" ones
         first[key] = first[key].to(device)
     inputs = {c: first[c].to(device) for c in cfg.spec.conditions}
     if cfg.channels_last:
