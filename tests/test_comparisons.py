@@ -126,6 +126,7 @@ def test_eval_gaps_writes_json_and_a_bar_chart(sim, tmp_path):
     assert r.exit_code == 2 and "none.pth: no such checkpoint" in r.output
 
 
+@pytest.mark.slow
 def test_eval_table_rows_ground_truth_and_detections(sim, tmp_path):
     a = make_checkpoint(tmp_path / "baseline-all" / "checkpoint.pth", "baseline-all", seed=1)
     b = make_checkpoint(tmp_path / "lime" / "checkpoint.pth", "lime-baseline-all", seed=2, enhance_cache=str(tmp_path / "cache"))
