@@ -124,6 +124,15 @@ def model(
     err_console.print(f"latency: batch 1 on {device}{', with flip test' if flip != 'none' else ''}", markup=False)
 
 
+def _register_comparisons() -> None:
+    from .compare_cli import register
+
+    register(app)
+
+
+_register_comparisons()
+
+
 def cli() -> None:
     """Console-script entry point (``exlpose-eval``)."""
     app(prog_name="exlpose-eval")

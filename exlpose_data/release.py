@@ -19,7 +19,7 @@ from .errors import InputError, NameGrammarError
 from .layout import BRIGHT_DIR, DARK_DIR, PAIRS_FILE, annotations_dir, read_pairs
 from .naming import ImageName, parse_name
 
-__all__ = ["Pair", "Release", "open_release", "pair_by_grammar", "annotation_key", "normalise_image_path", "LONG_SPLIT_NAMES"]
+__all__ = ["Pair", "Release", "open_release", "pair_by_grammar", "annotation_key", "normalise_image_path", "LONG_SPLIT_NAMES", "find_annotation_dir"]
 
 LONG_SPLIT_NAMES = {"All": "A", "Normal": "N", "Hard": "H", "Extreme": "E"}
 _ANN_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9-]+)_(?P<part>train|val|test|all)_(?P<cond>LL|WL)(?:-(?P<split>A|N|H|E|All|Normal|Hard|Extreme))?\.json$")
@@ -151,6 +151,12 @@ def _list_images(folder: Path, prefix: str) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(f"{prefix}/{n}" for n in os.listdir(folder) if n.lower().endswith(".png") and not n.startswith("."))
+
+
+def find_annotation_dir(root: str | os.PathLike) -> Path | None:
+    """The annotation folder of an image root: ``annotations/`` or ``Annotations/`` inside it or beside it, or
+    mmpose's ``annotations/ExLPose/`` beside it, whichever first holds a release annotation file."""
+    return _find_annotation_dir(Path(root))
 
 
 def _find_annotation_dir(root: Path) -> Path | None:
