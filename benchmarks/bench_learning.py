@@ -37,11 +37,11 @@ REFERENCE_MILESTONES = (6, 12, 18, 24, 30)
 REFERENCE_EPOCHS = 32
 
 
-def simulated_release(root: Path, scenes: int, frames: int, size: str, seed: int) -> Path:
+def simulated_release(root: Path, scenes: int, frames: int, size: str, seed: int, test_fraction: float) -> Path:
     if (root / "annotations" / "ExLPose_train_LL.json").exists():
         return root
     cmd = [sys.executable, "-c", "from exlpose.cli import main; main()", "simulate", "release", "--out", str(root), "--scenes", str(scenes), "--size", size,
-           "--frames", str(frames), "--seed", str(seed)]
+           "--frames", str(frames), "--seed", str(seed), "--test-fraction", str(test_fraction)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return root
 
@@ -73,6 +73,23 @@ def step_seconds(args: argparse.Namespace, release: Path, variant: str) -> float
     return args.batch_size / min(result["model_samples_per_s"], result["data_samples_per_s"])
 
 
+def train_ap(cfg, out: Path, images: int) -> float:
+    """WL AP of the run's checkpoint on its first ``images`` training images (GT boxes, the run's flip test)."""
+    from baselines.checkpoint import load_model
+    from baselines.engine import evaluate_split
+    from exlpose_data.release import open_release
+
+    doc = json.loads(open_release(cfg.dataset).annotation_file("train_WL").read_text())
+    keep = {im["id"] for im in doc["images"][:images]}
+    subset = {**doc, "images": [im for im in doc["images"] if im["id"] in keep],
+              "annotations": [a for a in doc["annotations"] if a["image_id"] in keep]}
+    path = out / "train_WL_subset.json"
+    path.write_text(json.dumps(subset))
+    net, _ = load_model(out / "checkpoint.pth")
+    metrics, _ = evaluate_split(net, cfg, cfg.dataset, path, "WL", torch.device("cpu"))
+    return round(metrics.AP, 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help="folder for the release and the runs (default: a temporary one)")
@@ -80,6 +97,9 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=200, help="simulated scenes (80 %% train, 20 %% test)")
     parser.add_argument("--frames", type=int, default=1, help="video frames per scene (each with the 5 exposure steps)")
     parser.add_argument("--size", default="640x400")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="share of the scenes held out for testing")
+    parser.add_argument("--train-eval", type=int, default=100,
+                        help="also score WL AP on this many training images (the generalisation gap; 0 to skip)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per variant (the ordering study uses 3)")
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per variant and seed")
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -106,7 +126,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = args.out or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        release = args.release or simulated_release(base / "release", args.scenes, args.frames, args.size, seed=1000)
+        release = args.release or simulated_release(base / "release", args.scenes, args.frames, args.size, seed=1000, test_fraction=args.test_fraction)
         variants = [v for v in args.variants.split(",") if v]
         if args.steps is None:
             per_step = max(step_seconds(args, release, v) for v in variants)
@@ -123,7 +143,8 @@ def main() -> None:
                 record = run(cfg, show_progress=False)
                 seconds = time.perf_counter() - start
                 row = {"variant": variant, "seed": seed, "steps": cfg.epochs * (cfg.steps_per_epoch or 0), "seconds": round(seconds, 1),
-                       "AP": {s: round(record[f"AP/{s}"], 4) for s in SPLITS}, "loss_first_epoch": round(json.loads((out / "metrics.json").read_text())[0]["loss/total"], 2),
+                       "AP": {s: round(record[f"AP/{s}"], 4) for s in SPLITS},
+                       "AP_train_WL": train_ap(cfg, out, args.train_eval) if args.train_eval else None, "loss_first_epoch": round(json.loads((out / "metrics.json").read_text())[0]["loss/total"], 2),
                        "loss_last_epoch": round(record["loss/total"], 2)}
                 rows.append(row)
                 print(json.dumps({"bench": "learning", **row}), flush=True)

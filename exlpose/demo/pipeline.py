@@ -36,6 +36,10 @@ class DemoSettings:
         input_size: crop HEIGHTxWIDTH; heatmap_size its quarter.
         epochs, steps_per_epoch, batch_size: training length.
         test_fraction: share of the scenes held out for testing.
+        train_scenes: when > 0, the models train on this many further scenes that the simulator writes straight
+            into the release layout (one frame each, the same sensor model and ISP as the captured path) instead
+            of on the captured training scenes, and are tested on the captured held-out scenes: a network trained
+            from scratch needs hundreds of scenes to generalise, far more than the demo can record on the emulator.
         fast_math: bfloat16 autocast and channels-last on the CPU (about 1.7x the training steps per minute).
     """
 
@@ -49,6 +53,7 @@ class DemoSettings:
     steps_per_epoch: int
     batch_size: int
     test_fraction: float = 0.5
+    train_scenes: int = 0
     fast_math: bool = False
     seed: int = 0
 
