@@ -33,8 +33,7 @@ TARGET_PAIRS_PER_S = 5.0
 def _release_rate(config: SimulationConfig, scenes: int, workers: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        summary = simulate_release(config, Path(tmp) / "sim", scenes=scenes, seed=1, workers=workers, test_fraction=0.0,
-                                   show_progress=False)
+        summary = simulate_release(config, Path(tmp) / "sim", scenes=scenes, seed=1, workers=workers, test_fraction=0.0)
         return summary.pairs / (time.perf_counter() - start), summary.pairs
 
 

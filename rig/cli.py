@@ -17,6 +17,7 @@ from rich.table import Table
 
 from exlpose_data.cli.common import err_console, fail, handle_errors, new_app, out_console
 from exlpose_data.errors import InputError, UsageError
+from exlpose_data.feeds_format import FEEDS_FILE
 from exlpose_data.jsonio import load_json
 from exlpose_data.session_format import SessionReader
 
@@ -100,8 +101,8 @@ def _rig_config(config: Path | None, emulate: bool, *, roi: str | None = None, f
         changes["roi"] = {"width": w, "height": h}
     elif config is None:
         changes["roi"] = {"width": DEFAULT_FRAME[0], "height": DEFAULT_FRAME[1]}
-    if feeds is not None and (feeds / "feeds.json").is_file():
-        described = load_json(feeds / "feeds.json")
+    if feeds is not None and (feeds / FEEDS_FILE).is_file():
+        described = load_json(feeds / FEEDS_FILE)
         if isinstance(described, dict) and isinstance(described.get("black_level_dn"), (int, float)):
             changes["feed_black_level_dn"] = float(described["black_level_dn"])
     if fps is not None:
@@ -284,7 +285,7 @@ def reference(
             # Omitted LL settings follow the feeds, as they were simulated (the values are checked anyway).
             ll_exposure_us = truth.reference.ll_exposure_us if ll_exposure_us is None else ll_exposure_us
             ll_gain_db = truth.reference.ll_gain_db if ll_gain_db is None else ll_gain_db
-    with LiveDisplay() as display:
+    with LiveDisplay(err_console) as display:
         session = _session(cfg, out, emulate, display)
         outcome = _finish(
             session,
@@ -350,7 +351,7 @@ def record(
     vid = video_id if video_id is not None else next_video_id(out, date_mmdd, site)
     if vid < 0:
         raise UsageError(f"--video-id {vid}: must be >= 0")
-    with LiveDisplay() as display:
+    with LiveDisplay(err_console) as display:
         session = _session(cfg, out, emulate, display)
 
         def body() -> Any:
@@ -375,7 +376,7 @@ def resume(session_file: Annotated[Path, typer.Argument(help="session file to co
         out_console.print(f"{session_file}: every scene is complete; nothing to resume", markup=False)
         return
     outcomes: list[Any] = []
-    with LiveDisplay() as display:
+    with LiveDisplay(err_console) as display:
         session = CaptureSession(cfg, session_file, emulated=emulated, progress=display)
 
         def body() -> None:
@@ -466,7 +467,7 @@ def darks(
 
     _setup_logging()
     cfg = _rig_config(config, emulate, roi=roi)
-    with LiveDisplay() as display:
+    with LiveDisplay(err_console) as display:
         session = _session(cfg, out, emulate, display)
 
         def body() -> None:

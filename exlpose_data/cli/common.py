@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -13,8 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import ExlposeError, UsageError
+from ..progress import ProgressCallback
 
-__all__ = ["ToolApp", "choose", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "fail", "warn"]
+__all__ = ["ToolApp", "choose", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "progress_callback", "fail", "warn"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,3 +109,15 @@ def progress_bar(*, transient: bool = False, disable: bool = False) -> Progress:
         transient=transient,
         disable=disable,
     )
+
+
+@contextlib.contextmanager
+def progress_callback(description: str, *, disable: bool = False) -> Iterator[ProgressCallback]:
+    """A progress bar on stderr, given to library code as the ``(done, total)`` callback it takes."""
+    with progress_bar(disable=disable) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from ..keypoints import crowdpose14
 from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine, value_scale
 from .records import build_index, needed_paths, record_sizes
-from .sources import open_source
+from .open_source import open_source
 
 __all__ = ["ExLPoseImages", "collate_images"]
 

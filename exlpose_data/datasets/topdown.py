@@ -14,7 +14,7 @@ from ..keypoints import crowdpose14
 from .detections import detection_instances, load_detections
 from .lowlight import PIXEL_MEANS, LowLightScaling, Normalisation, bgr_to_input, input_affine, padding_value
 from .records import InstanceEntry, build_index, needed_paths, record_sizes
-from .sources import open_source
+from .open_source import open_source
 from .targets import CPN_KERNELS, cpn_heatmaps, gaussian_heatmaps
 from .transforms import (
     HEATMAP_CONVENTIONS,

@@ -18,15 +18,17 @@ import numpy as np
 
 from ..atomic import write_bytes_atomic, write_json_atomic
 from ..errors import InputError, UsageError
+from ..feeds_format import ReleaseImage, SceneTruth
 from ..layout import PAIRS_FILE, update_manifest, write_pairs
 from ..naming import ImageName
+from ..progress import ProgressCallback
 from ..schema import AnnotationDocument, AnnotationRecord, ImageRecord
 from ..split import split_by_scene, write_release_annotations
 from .config import SimulationConfig
 from .pipeline import SceneSimulator
 from .poses import SourceScene
 from .runner import run_scenes, staged_output
-from .truth import ReleaseImage, SceneTruth, SimulationDocument
+from .truth import SimulationDocument
 
 __all__ = ["SIMULATION_FILE", "ReleaseSummary", "check_scene_split", "write_png", "simulate_release"]
 
@@ -122,7 +124,7 @@ def check_scene_split(config: SimulationConfig, scenes: int, test_fraction: floa
 
 def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: int, workers: int,
                      sources: list[SourceScene] | None = None, backgrounds: list[Path] | None = None,
-                     test_fraction: float = 0.2, val_fraction: float = 0.0, show_progress: bool = True) -> ReleaseSummary:
+                     test_fraction: float = 0.2, val_fraction: float = 0.0, progress: ProgressCallback | None = None) -> ReleaseSummary:
     """Simulate ``scenes`` scenes into a new release folder ``out``.
 
     Args:
@@ -135,7 +137,7 @@ def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: 
         backgrounds: photographs, scene ``i`` taking ``backgrounds[i % len(backgrounds)]``.
         test_fraction: share of scenes in the test split.
         val_fraction: share of scenes in a validation split.
-        show_progress: draw a progress bar.
+        progress: called with ``(scenes done, scenes)`` as scenes finish.
 
     Raises:
         UsageError: the scenes cannot be split by the fractions (checked before rendering).
@@ -145,7 +147,7 @@ def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: 
         tasks = [functools.partial(_release_scene, config, seed, i, root,
                                    sources[i % len(sources)] if sources else None,
                                    backgrounds[i % len(backgrounds)] if backgrounds else None) for i in range(scenes)]
-        results = run_scenes(tasks, workers=workers, description="simulating scenes", show_progress=show_progress)
+        results = run_scenes(tasks, workers=workers, progress=progress)
         doc, pairs = _annotation_document(results)
         hashes = {k: v for r in results for k, v in r.hashes.items()}
         write_pairs(root / PAIRS_FILE, pairs.items())
