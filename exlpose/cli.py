@@ -11,11 +11,12 @@ import importlib
 import importlib.util
 from typing import Any
 
+import click
 import typer
 from typer.core import TyperGroup
 
 from exlpose_data import __version__
-from exlpose_data.cli.common import ToolApp
+from exlpose_data.cli.common import ToolApp, missing_extra
 
 __all__ = ["app", "main", "SUBCOMMANDS"]
 
@@ -36,9 +37,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 _CORE = "exlpose_data.cli.core:app"
 
 
-def _load(target: str) -> Any:
+def _load(target: str, name: str | None = None) -> Any:
     module, attr = target.split(":")
-    return typer.main.get_command(getattr(importlib.import_module(module), attr))
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if name is None or message is None:
+            raise
+        raise click.ClickException(f"exlpose {name}: {message}") from None
+    return typer.main.get_command(getattr(loaded, attr))
 
 
 def _available(target: str) -> bool:
@@ -53,7 +61,7 @@ class _LazyGroup(TyperGroup):
 
     def get_command(self, ctx: Any, name: str) -> Any:
         if name in SUBCOMMANDS and _available(SUBCOMMANDS[name][0]):
-            cmd = _load(SUBCOMMANDS[name][0])
+            cmd = _load(SUBCOMMANDS[name][0], name)
             if not cmd.help:
                 cmd.help = SUBCOMMANDS[name][1]
             return cmd

@@ -49,10 +49,14 @@ def test_help_does_not_import_heavy_layers():
 
 def test_ci_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci" / "run").read_text()
-    install = 'pip install torch==2.13.0 && pip install -e ".[dev]"'
-    assert install in readme and install in ci
-    assert re.search(r"^pytest$", ci, re.M) and "\npytest\n" in readme
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    setup = readme.split("## Set up and test", 1)[1].split("\n## ", 1)[0]
+    commands = [line for block in re.findall(r"```bash\n(.*?)```", setup, re.S) for line in block.splitlines() if line.strip()]
+    assert commands[0] == 'pip install torch==2.13.0 && pip install -e ".[all,dev]"'
+    assert commands[1].startswith("pytest")
+    # Every command the README gives for setting up and testing is a line of .ci/run, word for word.
+    for command in commands:
+        assert command in ci_lines, command
 
 
 def test_console_scripts_print_usage_errors_on_one_line(tmp_path):
