@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from exlpose_data.atomic import atomic_path, write_json_atomic, write_text_atomic
+from exlpose_data.atomic import write_image_atomic, write_json_atomic, write_text_atomic
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.progress import ProgressCallback, report
 from exlpose_data.release import Pair, Release, annotation_key, open_release
@@ -218,12 +218,6 @@ def _sheet(tiles: list[np.ndarray], cols: int) -> np.ndarray:
     return sheet
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), image):
-            raise OSError(f"{path}: could not write PNG")
-
-
 @dataclass(frozen=True)
 class ReviewSummary:
     """What a review wrote."""
@@ -330,13 +324,13 @@ def write_review(
         tiles = []
         for it in chunk:
             tile = render_pair(release.image_root, it, thumb_width=thumb_width, ll_gain=ll_gain, ll_target_mean=ll_target_mean)
-            _write_png(out_dir / "pairs" / f"{it.stem}.png", tile)
+            write_image_atomic(out_dir / "pairs" / f"{it.stem}.png", tile)
             tiles.append(tile)
             done += 1
             report(progress, done, len(items))
         sheets += 1
         name = f"sheets/sheet_{sheets:04d}.png"
-        _write_png(out_dir / name, _sheet(tiles, columns))
+        write_image_atomic(out_dir / name, _sheet(tiles, columns))
         for it in chunk:
             sheet_of[it.pair.bright] = name
     counts: dict[str, int] = {k: 0 for k in FLAG_KINDS}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 
-from exlpose_data.atomic import atomic_path, write_json_atomic, write_text_atomic
+from exlpose_data.atomic import atomic_path, write_image_atomic, write_json_atomic, write_text_atomic
 from exlpose_data.errors import InputError
 from exlpose_data.progress import ProgressCallback, report
 from exlpose_data.release import open_release
@@ -58,9 +58,7 @@ def _write_preview(src: Path, dst: Path, gain: float | None, target_mean: float 
     img = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if img is None:
         return False
-    with atomic_path(dst) as tmp:
-        if not cv2.imwrite(str(tmp), brighten(img, gain=gain, target_mean=target_mean)):
-            raise OSError(f"{dst}: could not write PNG")
+    write_image_atomic(dst, brighten(img, gain=gain, target_mean=target_mean))
     return True
 
 

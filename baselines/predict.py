@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import typer
 
-from exlpose_data.atomic import atomic_path, write_json_atomic
+from exlpose_data.atomic import write_image_atomic, write_json_atomic
 from exlpose_data.cli.common import err_console, handle_errors, new_app
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.jsonio import load_json
@@ -162,9 +162,7 @@ def main(
             if condition.upper() == "LL":
                 # Brighten the dark image the way the network sees it, so the overlay is visible.
                 img = np.clip(img.astype(np.float32) * (0.4 * 255.0 / max(float(img.mean()), 1e-3)), 0, 255).astype(np.uint8)
-            with atomic_path(out / f"{path.stem}_pose.png") as tmp:
-                if not cv2.imwrite(str(tmp), draw_pose(img, np.asarray(people).reshape(-1, 14, 3))):
-                    raise InputError(f"{out}: could not write {path.stem}_pose.png")
+            write_image_atomic(out / f"{path.stem}_pose.png", draw_pose(img, np.asarray(people).reshape(-1, 14, 3)))
     err_console.print(f"{len(records)} people in {len(images)} images -> {out / 'keypoints.json'}", markup=False)
 
 

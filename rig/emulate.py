@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from exlpose_data.atomic import atomic_path
+from exlpose_data.atomic import write_image_atomic
 from exlpose_data.errors import InputError
 from exlpose_data.feeds_format import feed_folder, msb_align
 
@@ -62,15 +62,10 @@ def feed_dir(feeds: str | Path, scene: str, step: str, role: str) -> Path:
 
 def write_raw_png(path: str | Path, raw: np.ndarray, bit_depth: int = 12) -> Path:
     """Write raw samples as a 16-bit grayscale PNG the emulator plays back as exactly ``raw``."""
-    import cv2
-
     data = np.asarray(raw)
     if data.ndim != 2 or data.min() < 0 or data.max() >= 1 << bit_depth:
         raise ValueError(f"{path}: raw frame must be 2-D with values in 0..{(1 << bit_depth) - 1}")
-    shifted = msb_align(data, bit_depth)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), shifted):
-            raise OSError(f"{path}: cannot write PNG")
+    write_image_atomic(path, msb_align(data, bit_depth))
     return Path(path)
 
 

@@ -7,7 +7,6 @@ updated at the end (also after an interruption, for the pairs finished so far).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -19,7 +18,7 @@ from typing import Any
 
 import cv2
 
-from ..atomic import write_bytes_atomic
+from ..atomic import write_image_atomic
 from ..errors import ExlposeError, InputError, NameGrammarError, UsageError
 from ..layout import PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
 from ..naming import ImageName, parse_name
@@ -169,12 +168,7 @@ class _Worker:
         bright = cv2.remap(wl, *self.maps, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
         hashes = {}
         for rel, img in ((job.dark, dark), (job.bright, bright)):
-            ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            if not ok:
-                raise OSError(f"could not encode {rel}")
-            data = buf.tobytes()
-            write_bytes_atomic(self.root / rel, data)
-            hashes[rel] = hashlib.sha256(data).hexdigest()
+            hashes[rel] = write_image_atomic(self.root / rel, img, rgb=True)
         return job.bright, job.dark, hashes
 
 

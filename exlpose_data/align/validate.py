@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import write_image_atomic
 from .geometry import transform_points, warp_maps
 from .model import AlignModel
 from .prepare import bin_image, noise_sigma
@@ -321,13 +321,6 @@ def _fit_width(img: np.ndarray, max_width: int, min_width: int = 800) -> tuple[n
     return img, scale
 
 
-def _write_png(path: Path, img: np.ndarray) -> Path:
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), img):
-            raise OSError(f"could not write {path}")
-    return path
-
-
 def plot_residuals(path: str | Path, model: AlignModel, background: np.ndarray | None = None, *, max_width: int = 1280) -> Path:
     """Residual vectors of the held-out matches over the LL frame, magnified, coloured by length.
 
@@ -357,7 +350,8 @@ def plot_residuals(path: str | Path, model: AlignModel, background: np.ndarray |
     text = f"held-out residuals x{magnify:.0f}: n={len(lengths)}" + (f" median {median:.2f} px, p95 {p95v:.2f} px" if median is not None else "")
     cv2.putText(canvas, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.putText(canvas, "green <= 0.5 px, orange <= 1.5 px, red > 1.5 px; cyan: crop", (8, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return _write_png(Path(path), canvas)
+    write_image_atomic(path, canvas)
+    return Path(path)
 
 
 def plot_difference(path: str | Path, warped_wl: np.ndarray, ll: np.ndarray, *, smooth_sigma: float = 0.0, max_width: int = 1280) -> Path:
@@ -377,4 +371,5 @@ def plot_difference(path: str | Path, warped_wl: np.ndarray, ll: np.ndarray, *, 
     img = cv2.applyColorMap(np.clip(diff * (255.0 / top), 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
     img, _ = _fit_width(img, max_width)
     cv2.putText(img, f"|aligned WL - LL|, white = {top:.3g} x mean", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return _write_png(Path(path), img)
+    write_image_atomic(path, img)
+    return Path(path)

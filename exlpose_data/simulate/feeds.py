@@ -10,16 +10,13 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..atomic import write_json_atomic
+from ..atomic import write_image_atomic, write_json_atomic
 from ..feeds_format import FEEDS_FILE, REFERENCE_DIR, FeedsDocument, ReferenceFeed, SceneTruth, feed_folder, msb_align
 from ..isp import IspParams
 from ..progress import ProgressCallback
 from .config import SimulationConfig
 from .pipeline import SceneSimulator
 from .poses import SourceScene
-from .release import write_png
 from .runner import run_scenes, staged_output
 
 __all__ = ["isp_colour_settings", "simulate_feeds"]
@@ -39,16 +36,16 @@ def _feeds_scene(config: SimulationConfig, seed: int, index: int, root: Path, so
         frames.append(record)
         for cap in captures:
             step = sim.protocol.ladder[cap.step_index].step_name
-            write_png(feed_folder(root, sim.scene_id, step, "ll") / record.file, msb_align(cap.raw_ll, bits))
-            write_png(feed_folder(root, sim.scene_id, step, "wl") / record.file, msb_align(cap.raw_wl, bits))
+            write_image_atomic(feed_folder(root, sim.scene_id, step, "ll") / record.file, msb_align(cap.raw_ll, bits), fast=True)
+            write_image_atomic(feed_folder(root, sim.scene_id, step, "wl") / record.file, msb_align(cap.raw_wl, bits), fast=True)
     truth = sim.truth(frames)
     for step_truth, ladder_step in zip(truth.steps, sim.protocol.ladder):
         step_truth.ll_dir = feed_folder("", sim.scene_id, ladder_step.step_name, "ll").as_posix()
         step_truth.wl_dir = feed_folder("", sim.scene_id, ladder_step.step_name, "wl").as_posix()
     ref_ll, ref_wl = sim.reference()
     name = "000000.png"
-    write_png(feed_folder(root, sim.scene_id, REFERENCE_DIR, "ll") / name, msb_align(ref_ll, bits))
-    write_png(feed_folder(root, sim.scene_id, REFERENCE_DIR, "wl") / name, msb_align(ref_wl, bits))
+    write_image_atomic(feed_folder(root, sim.scene_id, REFERENCE_DIR, "ll") / name, msb_align(ref_ll, bits), fast=True)
+    write_image_atomic(feed_folder(root, sim.scene_id, REFERENCE_DIR, "wl") / name, msb_align(ref_wl, bits), fast=True)
     p = sim.protocol
     truth.reference = ReferenceFeed(
         ll_dir=feed_folder("", sim.scene_id, REFERENCE_DIR, "ll").as_posix(),
