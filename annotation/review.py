@@ -25,7 +25,8 @@ import numpy as np
 from exlpose_data.atomic import write_image_atomic, write_json_atomic, write_text_atomic
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.progress import ProgressCallback, report
-from exlpose_data.release import Pair, Release, annotation_key, open_release
+from exlpose_data.naming import annotation_key
+from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, load_document
 
 from .visual import LL_GAIN, brighten, caption, draw_person, read_fitted

@@ -20,9 +20,8 @@ from .annotations import normalise_document
 from .atomic import write_json_atomic
 from .errors import InputError, NameGrammarError
 from .exposure import wl_gain_from_ll
-from .layout import ANNOTATIONS_DIR, update_manifest
-from .naming import parse_name
-from .release import normalise_image_path
+from .layout import ANNOTATIONS_DIR, NameIndex, normalise_image_path, update_manifest
+from .naming import annotation_file_name, parse_name
 from .schema import AnnotationDocument
 from .validate import require_structure
 
@@ -56,24 +55,20 @@ class PairMap:
     """Bright <-> dark path lookup, tolerant of bare file names."""
 
     def __init__(self, bright_to_dark: Mapping[str, str] | None = None) -> None:
-        self.b2d: dict[str, str] = {}
-        self.d2b: dict[str, str] = {}
+        self._dark: NameIndex[str] = NameIndex()
+        self._bright: NameIndex[str] = NameIndex()
         for b, d in (bright_to_dark or {}).items():
-            b, d = normalise_image_path(b), normalise_image_path(d)
-            for kb, kd in ((b, d), (b.rsplit("/", 1)[-1], d.rsplit("/", 1)[-1])):
-                self.b2d[kb] = d
-                self.d2b[kd] = b
+            self._dark.add(b, normalise_image_path(d))
+            self._bright.add(d, normalise_image_path(b))
 
     def __bool__(self) -> bool:
-        return bool(self.b2d)
+        return bool(self._dark)
 
     def dark_of(self, name: str) -> str | None:
-        n = normalise_image_path(name)
-        return self.b2d.get(n) or self.b2d.get(n.rsplit("/", 1)[-1])
+        return self._dark.get(name)
 
     def bright_of(self, name: str) -> str | None:
-        n = normalise_image_path(name)
-        return self.d2b.get(n) or self.d2b.get(n.rsplit("/", 1)[-1])
+        return self._bright.get(name)
 
 
 def well_lit_gain(file_name: str, pairs: PairMap | None = None) -> float:
@@ -257,10 +252,10 @@ def write_release_annotations(
             continue
         for cond in ("LL", "WL"):
             cdoc, _ = to_condition(part_doc, cond, pmap)
-            written.append(write_json_atomic(out_dir / f"{prefix}_{part}_{cond}.json", normalise_document(cdoc).to_json_dict()))
+            written.append(write_json_atomic(out_dir / annotation_file_name(part, cond, prefix=prefix), normalise_document(cdoc).to_json_dict()))
     test_doc = normalise_document(scene_split.documents["test"])
     gain = split_by_gain(test_doc, thresholds=thresholds, pairs=pmap)
     for key, gdoc in gain.documents.items():
-        written.append(write_json_atomic(out_dir / f"{prefix}_test_{key}.json", gdoc.to_json_dict()))
+        written.append(write_json_atomic(out_dir / annotation_file_name("test", key, prefix=prefix), gdoc.to_json_dict()))
     update_manifest(root, [p.relative_to(root).as_posix() for p in written])
     return written

@@ -19,6 +19,7 @@ from exlpose_data.cli.common import err_console, fail, handle_errors, new_app, o
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.feeds_format import FEEDS_FILE
 from exlpose_data.jsonio import load_json
+from exlpose_data.naming import check_date, check_site, check_video
 from exlpose_data.session_format import SessionReader
 
 from pydantic import ValidationError
@@ -343,14 +344,19 @@ def record(
             ks = [s.k for s in truth.steps] if preset is None and ks is None else ks
     site = "" if site is None else site
     date_mmdd = date if date is not None else _dt.date.today().strftime("%m%d")
-    if len(date_mmdd) != 4 or not date_mmdd.isdigit() or not (1 <= int(date_mmdd[:2]) <= 12 and 1 <= int(date_mmdd[2:]) <= 31):
-        raise UsageError(f"--date {date_mmdd!r}: expected MMDD like 0119")
+    for option, check, value in (("--date", check_date, date_mmdd), ("--site", check_site, site)):
+        try:
+            check(value)
+        except ValueError as exc:
+            raise UsageError(f"{option} {exc}") from None
     if not scene or "/" in scene:
         raise UsageError(f"--scene {scene!r}: a non-empty name without '/'")
     cfg = _rig_config(config, emulate, roi=roi, fps=fps, feeds=feeds)
     vid = video_id if video_id is not None else next_video_id(out, date_mmdd, site)
-    if vid < 0:
-        raise UsageError(f"--video-id {vid}: must be >= 0")
+    try:
+        check_video(vid)
+    except ValueError as exc:
+        raise UsageError(f"--video-id {exc}") from None
     with LiveDisplay(err_console) as display:
         session = _session(cfg, out, emulate, display)
 

@@ -13,6 +13,7 @@ import typer
 
 from exlpose_data.cli.common import err_console, handle_errors, new_app
 from exlpose_data.errors import UsageError
+from exlpose_data.naming import ANNOTATION_PREFIX, annotation_file_name
 
 from .pipeline import FULL, QUICK, DemoSettings, Runner, read_json
 
@@ -120,10 +121,10 @@ def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
     ann = root / "annotations"
 
     def split() -> None:
-        runner.command("split", ["split", "by-scene", str(ann / "ExLPose_all_WL.json"), "--out", str(ann),
+        runner.command("split", ["split", "by-scene", str(ann / annotation_file_name("all", "WL")), "--out", str(ann),
                                  "--test-fraction", str(s.test_fraction), "--seed", str(s.seed), "--pairs", str(root)])
-        runner.command("split", ["split", "by-gain", str(ann / "ExLPose_test_WL.json"), "--out", str(ann),
-                                 "--prefix", "ExLPose_test", "--pairs", str(root)])
+        runner.command("split", ["split", "by-gain", str(ann / annotation_file_name("test", "WL")), "--out", str(ann),
+                                 "--prefix", f"{ANNOTATION_PREFIX}_test", "--pairs", str(root)])
 
     runner.stage("split", split)
     stats = runner.stage("stats", lambda: json.loads(runner.command("stats", ["stats", str(root), "--json"], capture=True)))
@@ -164,7 +165,7 @@ def _k_text(k: float) -> str:
 def _nonempty_splits(ann: Path) -> list[str]:
     splits = []
     for split in SPLITS:
-        f = ann / f"ExLPose_test_{split}.json"
+        f = ann / annotation_file_name("test", split)
         if f.is_file() and json.loads(f.read_text())["annotations"]:
             splits.append(split)
     return splits

@@ -21,7 +21,7 @@ import cv2
 from ..atomic import write_image_atomic
 from ..errors import ExlposeError, InputError, NameGrammarError, UsageError
 from ..layout import PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
-from ..naming import ImageName, parse_name
+from ..naming import ImageName, check_date, check_site, check_video, parse_name
 from ..session_format import SessionReader
 from .geometry import INTERPOLATION_MARGIN_PX, INTERPOLATIONS, crop_margin_violation, warp_maps
 from .model import AlignModel
@@ -91,10 +91,12 @@ def select_frames(n: int, spec: str) -> list[int]:
 
 
 def _date(value: Any, source: str) -> str:
+    # Sessions may store the date as a number (119 for 0119): restore the leading zero before checking it.
     text = str(value)
-    if text.isdigit() and len(text) <= 4:
-        return text.zfill(4)
-    raise InputError(f"{source}: date_mmdd {value!r} is not MMDD")
+    try:
+        return check_date(text.zfill(4) if text.isdigit() else text)
+    except ValueError as exc:
+        raise InputError(f"{source}: date_mmdd {exc}") from None
 
 
 def _need(meta: dict, key: str, source: str) -> Any:
@@ -113,6 +115,11 @@ def plan_pairs(reader: SessionReader, frames: str) -> list[PairJob]:
         date = _date(_need(meta, "date_mmdd", src), src)
         site = str(meta.get("site", "") or "")
         video = int(_need(meta, "video_id", src))
+        for field, check, value in (("site", check_site, site), ("video_id", check_video, video)):
+            try:
+                check(value)
+            except ValueError as exc:
+                raise InputError(f"{src}: {field} {exc}") from None
         for step in reader.steps(scene):
             ssrc = f"{src} step {step}"
             smeta = reader.step_meta(scene, step)

@@ -10,6 +10,7 @@ import typer
 from ..atomic import write_json_atomic
 from ..errors import InputError
 from ..layout import PAIRS_FILE, read_pairs, update_dataset_manifest
+from ..naming import annotation_file_name
 from ..release import open_release
 from ..schema import load_document
 from ..split import DEFAULT_THRESHOLDS, PairMap, split_by_gain, split_by_scene, to_condition, unpaired_warning
@@ -56,7 +57,7 @@ def by_gain(
     for w in result.warnings:
         warn(w)
     for key, part in result.documents.items():
-        path = write_json_atomic(out / f"{prefix}_{key}.json", part.to_json_dict())
+        path = write_json_atomic(out / annotation_file_name(None, key, prefix=prefix), part.to_json_dict())
         typer.echo(f"{path}: {len(part.images)} images, {len(part.annotations)} instances")
     update_dataset_manifest(out)
 
@@ -82,7 +83,7 @@ def by_scene(
         for cond in ("LL", "WL"):
             cdoc, kept = to_condition(part_doc, cond, pmap)
             unpaired[cond] += kept
-            write_json_atomic(out / f"{prefix}_{part}_{cond}.json", cdoc.to_json_dict())
+            write_json_atomic(out / annotation_file_name(part, cond, prefix=prefix), cdoc.to_json_dict())
         c = counts[part]
         typer.echo(f"{part}: {c['scenes']} scenes, {c['images']} images, {c['instances']} instances")
     for cond, n in unpaired.items():

@@ -18,9 +18,9 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..keypoints import crowdpose14
-from ..layout import safe_relpath
+from ..layout import normalise_image_path, safe_relpath
 from ..naming import ImageName, parse_name
-from ..release import Release, normalise_image_path, open_release
+from ..release import Release, open_release
 from ..schema import AnnotationDocument, ImageRecord, load_document
 from ..split import gain_split, well_lit_gain
 
