@@ -20,6 +20,7 @@ from exlpose_data.cli.common import err_console, handle_errors, new_app
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.jsonio import load_json
 from exlpose_data.keypoints import crowdpose14
+from exlpose_data.lighting import Lighting
 
 __all__ = ["app", "predict", "load_boxes", "draw_pose", "cli"]
 
@@ -92,9 +93,10 @@ def predict(
     from .engine import predict_heatmaps
     from .inputs import dataset_options
 
-    cond = condition.upper()
-    if cond not in ("LL", "WL"):
-        raise UsageError(f"--condition must be LL or WL, got {condition!r}")
+    try:
+        cond = Lighting.parse(condition)
+    except ValueError:
+        raise UsageError(f"--condition must be LL or WL, got {condition!r}") from None
     net, cfg = load_model(checkpoint, device)
     options = dataset_options(cfg)
     flip = cfg.flip_test if flip_test is None else flip_test
@@ -112,7 +114,7 @@ def predict(
         means = rgb_means(img)
         crops, affines = zip(*(_crop(img, means, b, cond, options) for b in person_boxes))
         x = torch.from_numpy(np.stack(crops)).to(device)
-        heatmaps = predict_heatmaps(net, x, cond.lower(), flip_test=flip, convention=cfg.heatmap_convention)
+        heatmaps = predict_heatmaps(net, x, cond.key, flip_test=flip, convention=cfg.heatmap_convention)
         coords, scores = decode_heatmaps(heatmaps)
         for box, affine, c, s in zip(person_boxes, affines, coords, scores):
             xy = heatmap_to_image(c, affine, cfg.input_size, cfg.heatmap_size, cfg.heatmap_convention)
@@ -151,7 +153,7 @@ def main(
     from .config import make_config
 
     cfg = make_config(checkpoint_config(load_checkpoint(checkpoint)), source=str(checkpoint))
-    write_json_atomic(out / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": condition.upper(),
+    write_json_atomic(out / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": Lighting.parse(condition).value,
                                                "flip_test": flip_test or cfg.flip_test, "heatmap_convention": cfg.heatmap_convention}, indent=1)
     if overlays:
         from exlpose_data.datasets.sources import decode_image
@@ -159,7 +161,7 @@ def main(
         for path in images:
             people = [np.asarray(r["keypoints"]).reshape(-1, 3) for r in records if r["image"] == str(path)]
             img = decode_image(path)
-            if condition.upper() == "LL":
+            if Lighting.parse(condition) is Lighting.LL:
                 # Brighten the dark image the way the network sees it, so the overlay is visible.
                 img = np.clip(img.astype(np.float32) * (0.4 * 255.0 / max(float(img.mean()), 1e-3)), 0, 255).astype(np.uint8)
             write_image_atomic(out / f"{path.stem}_pose.png", draw_pose(img, np.asarray(people).reshape(-1, 14, 3)))

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError
 from .jsonio import load_json
+from .lighting import Lighting
 
 __all__ = ["GeometryTruth", "StepTruth", "PersonTruth", "FrameTruthRecord", "ReleaseImage", "ReferenceFeed",
            "SceneTruth", "FeedsDocument", "FORMAT_VERSION", "FEEDS_FILE", "REFERENCE_DIR", "FEED_ROLES",
@@ -34,7 +35,7 @@ __all__ = ["GeometryTruth", "StepTruth", "PersonTruth", "FrameTruthRecord", "Rel
 FORMAT_VERSION = 1
 FEEDS_FILE = "feeds.json"
 REFERENCE_DIR = "reference"
-FEED_ROLES = ("ll", "wl")
+FEED_ROLES = tuple(member.key for member in Lighting)  # "ll", "wl"
 
 
 class _Model(BaseModel):

@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 from .atomic import TMP_MARK, write_json_atomic, write_text_atomic
 from .errors import InputError
 from .jsonio import load_json
+from .lighting import Lighting
 
 __all__ = [
     "BRIGHT_DIR",
@@ -51,8 +52,8 @@ __all__ = [
 
 V = TypeVar("V")
 
-BRIGHT_DIR = "bright"
-DARK_DIR = "dark"
+BRIGHT_DIR = Lighting.WL.folder
+DARK_DIR = Lighting.LL.folder
 PAIRS_FILE = "brightPath2darkPath.txt"
 ANNOTATIONS_DIR = "annotations"
 MANIFEST_FILE = "manifest.json"

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from .errors import NameGrammarError
 from .exposure import DEFAULT_ND_FACTOR, ll_gain_from_wl
+from .lighting import Lighting
 
-__all__ = ["ImageName", "parse_name", "scene_id", "scene_key", "CONDITION_DIRS", "SceneKey", "check_date", "check_site",
+__all__ = ["ImageName", "parse_name", "scene_id", "scene_key", "SceneKey", "check_date", "check_site",
            "check_video", "MAX_VIDEO", "annotation_file_name", "annotation_key", "ANNOTATION_PREFIX", "LONG_SPLIT_NAMES"]
 
-Condition = Literal["LL", "WL"]
-CONDITION_DIRS: dict[str, str] = {"WL": "bright", "LL": "dark"}
-_WORD_TO_CONDITION = {"bright": "WL", "dark": "LL"}
+_BY_FOLDER = {member.folder: member for member in Lighting}
 
 _NAME_RE = re.compile(
     r"^imgs_(?P<date>\d{4})"
@@ -111,7 +109,7 @@ class ImageName:
         frame: frame number within the video.
         gain_db: gain of this image's camera.
         exposure_us: nominal exposure time.
-        condition: ``"WL"`` (bright) or ``"LL"`` (dark).
+        condition: ``Lighting.WL`` (bright) or ``Lighting.LL`` (dark); ``"WL"``/``"LL"`` are accepted.
         ext: file extension as written.
     """
 
@@ -122,8 +120,11 @@ class ImageName:
     frame: int
     gain_db: float
     exposure_us: int
-    condition: Condition
+    condition: Lighting
     ext: str = "png"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "condition", Lighting(self.condition))
 
     @property
     def scene(self) -> SceneKey:
@@ -146,25 +147,24 @@ class ImageName:
 
     @property
     def basename(self) -> str:
-        word = "bright" if self.condition == "WL" else "dark"
         return (
-            f"imgs_{self.scene_id}_exp{self.ratio}_{word}_{self.frame:06d}"
+            f"imgs_{self.scene_id}_exp{self.ratio}_{self.condition.folder}_{self.frame:06d}"
             f"__gain_{self.gain_db:.2f}_exposure_{self.exposure_us}.{self.ext}"
         )
 
     @property
     def relpath(self) -> str:
         """Root-relative path, ``bright/<name>`` or ``dark/<name>``."""
-        return f"{CONDITION_DIRS[self.condition]}/{self.basename}"
+        return f"{self.condition.folder}/{self.basename}"
 
     def twin(self, gain_db: float | None = None) -> "ImageName":
         """The other image of the pair. The LL gain is inferred from the protocol unless given."""
         if self.condition == "WL":
             g = ll_gain_from_wl(self.gain_db, self.ratio) if gain_db is None else gain_db
-            return replace(self, condition="LL", gain_db=g)
+            return replace(self, condition=Lighting.LL, gain_db=g)
         if gain_db is None:
             raise ValueError("the well-lit gain cannot be inferred from a dark name; pass gain_db")
-        return replace(self, condition="WL", gain_db=gain_db)
+        return replace(self, condition=Lighting.WL, gain_db=gain_db)
 
 
 def parse_name(path: str) -> ImageName:
@@ -179,8 +179,8 @@ def parse_name(path: str) -> ImageName:
     m = _NAME_RE.match(base)
     if m is None:
         raise NameGrammarError(f"{path!r} is not an ExLPose release name (imgs_<MMDD>[_<site>]_vid<6>_exp<R>_<bright|dark>_<6>__gain_<x.xx>_exposure_<us>.png)")
-    condition = _WORD_TO_CONDITION[m["word"]]
-    if len(parts) >= 2 and parts[-2] in _WORD_TO_CONDITION and _WORD_TO_CONDITION[parts[-2]] != condition:
+    condition = _BY_FOLDER[m["word"]]
+    if len(parts) >= 2 and parts[-2] in _BY_FOLDER and _BY_FOLDER[parts[-2]] != condition:
         raise NameGrammarError(f"{path!r}: a {m['word']} image inside the {parts[-2]}/ folder")
     return ImageName(
         date=m["date"],
@@ -190,7 +190,7 @@ def parse_name(path: str) -> ImageName:
         frame=int(m["frame"]),
         gain_db=float(m["gain"]),
         exposure_us=int(m["exposure"]),
-        condition=condition,  # type: ignore[arg-type]
+        condition=condition,
         ext=m["ext"],
     )
 

@@ -21,6 +21,7 @@ from .atomic import write_json_atomic
 from .errors import InputError, NameGrammarError
 from .exposure import wl_gain_from_ll
 from .layout import ANNOTATIONS_DIR, NameIndex, normalise_image_path, update_manifest
+from .lighting import Lighting
 from .naming import annotation_file_name, parse_name
 from .schema import AnnotationDocument
 from .validate import require_structure
@@ -142,7 +143,7 @@ def to_condition(doc: AnnotationDocument, condition: str, pairs: PairMap | None)
 
 def unpaired_warning(count: int, condition: str) -> str:
     """The warning for ``count`` images whose ``condition`` twin is unknown."""
-    other = "bright" if condition == "LL" else "dark"
+    other = Lighting(condition).twin.folder
     return (f"{count} image(s) kept their {other} names in the {condition} file: "
             "pairing unknown (give --pairs brightPath2darkPath.txt or a dataset root)")
 
@@ -250,7 +251,7 @@ def write_release_annotations(
     for part, part_doc in scene_split.documents.items():
         if part == "test":
             continue
-        for cond in ("LL", "WL"):
+        for cond in Lighting:
             cdoc, _ = to_condition(part_doc, cond, pmap)
             written.append(write_json_atomic(out_dir / annotation_file_name(part, cond, prefix=prefix), normalise_document(cdoc).to_json_dict()))
     test_doc = normalise_document(scene_split.documents["test"])

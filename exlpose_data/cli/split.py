@@ -10,6 +10,7 @@ import typer
 from ..atomic import write_json_atomic
 from ..errors import InputError
 from ..layout import PAIRS_FILE, read_pairs, update_dataset_manifest
+from ..lighting import Lighting
 from ..naming import annotation_file_name
 from ..release import open_release
 from ..schema import load_document
@@ -80,7 +81,7 @@ def by_scene(
     counts = result.counts()
     unpaired = {"LL": 0, "WL": 0}
     for part, part_doc in result.documents.items():
-        for cond in ("LL", "WL"):
+        for cond in Lighting:
             cdoc, kept = to_condition(part_doc, cond, pmap)
             unpaired[cond] += kept
             write_json_atomic(out / annotation_file_name(part, cond, prefix=prefix), cdoc.to_json_dict())
