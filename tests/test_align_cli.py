@@ -157,6 +157,22 @@ def test_check_fails_with_a_message_when_limits_are_exceeded(tmp_path, align_jso
     assert r.exit_code == 1 and "initial/refined corner disagreement" in r.output
 
 
+def test_check_alignment_is_the_library_call_behind_the_command(tmp_path, align_json) -> None:
+    from exlpose_data.align.check import check_alignment
+    from exlpose_data.align.validate import Thresholds
+
+    model = AlignModel.load(align_json)
+    report = check_alignment(AlignModel.load(align_json), source="A.json")
+    r = runner.invoke(app, ["check", str(align_json), "--json"])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {**report.to_dict(), "align": str(align_json)} == printed and report.passed
+    assert report.heldout_count == len(model.heldout_matches) and report.crop == list(model.crop)
+    strict = check_alignment(model, Thresholds(max_median_px=None, max_p95_px=None, max_corner_px=1e-6), plots=tmp_path / "p")
+    assert not strict.passed and len(strict.failures) == 1 and "initial/refined corner disagreement" in strict.failures[0]
+    assert cv2.imread(str(tmp_path / "p" / "residuals.png")) is not None
+
+
 def test_check_at_ll_n_light_passes_correct_and_fails_shifted_alignment(tmp_path) -> None:
     from exlpose_data.align.synthetic import render_pair
 
