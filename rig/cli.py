@@ -20,7 +20,7 @@ from exlpose_data.errors import InputError, UsageError
 from exlpose_data.feeds_format import FEEDS_FILE
 from exlpose_data.jsonio import load_json
 from exlpose_data.naming import check_date, check_site, check_video
-from exlpose_data.session_format import SessionReader
+from exlpose_data.session_format import summarise
 
 from pydantic import ValidationError
 
@@ -401,7 +401,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Summarise a session file: references, scenes, steps, pairs, read-back exposure and gain, drops."""
-    summary = _inspect(session_file)
+    summary = summarise(session_file)
     if as_json:
         out_console.print(json.dumps(summary), markup=False, soft_wrap=True)
         return
@@ -415,38 +415,6 @@ def inspect(
             detail = ", ".join(f"{n} {reason}" for reason, n in s["dropped"].items())
             table.add_row(scene, step, str(s["pairs"]), f"{s['exposure_us']:g}", f"{s['ll_gain_db']:.2f}", f"{s['wl_gain_db']:.2f}", f"{drops} ({detail})" if drops else "0")
     out_console.print(table)
-
-
-def _inspect(path: Path) -> dict[str, Any]:
-    import numpy as np
-
-    with SessionReader(path) as reader:
-        attrs = reader.attrs
-        out: dict[str, Any] = {
-            "created": str(attrs.get("created", "?")),
-            "software_version": str(attrs.get("software_version", "?")),
-            "references": {},
-            "scenes": {},
-        }
-        for name in reader.references():
-            ll, _, _, _ = reader.reference(name)
-            out["references"][name] = {"pairs": int(ll.shape[0]), "shape": list(ll.shape[1:])}
-        for scene in reader.scenes():
-            meta = reader.scene_meta(scene)
-            steps = {}
-            for step in reader.steps(scene):
-                table = reader.frames_table(scene, step)
-                smeta = reader.step_meta(scene, step)
-                readback = {c: float(np.mean(table[c])) if len(table) else float("nan") for c in ("ll_exposure_us", "ll_gain_db", "wl_gain_db")}
-                steps[step] = {
-                    "pairs": int(len(table)),
-                    "exposure_us": readback["ll_exposure_us"],
-                    "ll_gain_db": readback["ll_gain_db"],
-                    "wl_gain_db": readback["wl_gain_db"],
-                    "dropped": json.loads(smeta.get("dropped_pairs", "{}")),
-                }
-            out["scenes"][scene] = {k: v for k, v in meta.items() if k != "feeds"} | {"steps": steps}
-    return out
 
 
 @app.command()

@@ -174,24 +174,21 @@ def _nonempty_splits(ann: Path) -> list[str]:
 def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, history: dict, ap: dict, sessions: Path,
             root: Path, runner: Runner, quick: bool, s: DemoSettings) -> dict[str, Any]:
     from exlpose_data.align.estimate import corner_error
-    from exlpose_data.session_format import SessionReader
+    from exlpose_data.session_format import summarise
 
     from .report import plot_curves, write_report
 
     sections: list[dict[str, Any]] = []
     ladder = []
     for scene in truth["scenes"]:
-        with SessionReader(sessions / f"{scene['scene']}.h5") as reader:
-            for step in reader.steps(scene["scene"]):
-                m = reader.step_meta(scene["scene"], step)
-                table = reader.frames_table(scene["scene"], step)
-                ladder.append({
-                    "scene": scene["scene"], "k": step, "R": m.get("ratio"), "exposure_us": m.get("nominal_exposure_us"),
-                    "WL gain planned": m.get("wl_gain_db"), "WL gain read back": float(np.mean(table["wl_gain_db"])) if len(table) else None,
-                    "LL gain read back": float(np.mean(table["ll_gain_db"])) if len(table) else None,
-                    "exposure read back": float(np.mean(table["ll_exposure_us"])) if len(table) else None,
-                    "pairs kept": len(table), "dropped": _dropped(m.get("dropped_pairs", "{}")),
-                })
+        recorded = summarise(sessions / f"{scene['scene']}.h5")["scenes"][scene["scene"]]["steps"]
+        for step, st in recorded.items():
+            ladder.append({
+                "scene": scene["scene"], "k": step, "R": st["ratio"], "exposure_us": st["nominal_exposure_us"],
+                "WL gain planned": st["planned_wl_gain_db"], "WL gain read back": _read_back(st["wl_gain_db"]),
+                "LL gain read back": _read_back(st["ll_gain_db"]), "exposure read back": _read_back(st["exposure_us"]),
+                "pairs kept": st["pairs"], "dropped": _dropped(st["dropped"]),
+            })
     sections.append({"title": "Capture ladder as recorded", "table": ladder,
                      "text": "Both emulated cameras at the same exposure; the WL gain rises by 20 log10(k), the LL gain stays. "
                              "Values read back from the cameras per pair (the emulator applies settings but does not model their effect on pixels)."})
@@ -238,6 +235,11 @@ def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, hist
                "ap": {r["model"]: {k: v for k, v in r.items() if k != "model"} for r in ap_rows}}
     write_report(out, results)
     return results
+
+
+def _read_back(value: float) -> float | None:
+    """A read-back mean for the report: None (an empty cell) for a step that kept no pair."""
+    return None if np.isnan(value) else value
 
 
 def _dropped(value: Any) -> str:
