@@ -22,7 +22,7 @@ from .errors import InputError, NameGrammarError
 from .exposure import wl_gain_from_ll
 from .layout import ANNOTATIONS_DIR, NameIndex, normalise_image_path, update_manifest
 from .lighting import Lighting
-from .naming import annotation_file_name, parse_name
+from .naming import ANNOTATION_PREFIX, annotation_file_name, parse_name
 from .schema import AnnotationDocument
 from .validate import require_structure
 
@@ -38,6 +38,7 @@ __all__ = [
     "unpaired_warning",
     "well_lit_gain",
     "write_release_annotations",
+    "write_scene_split",
 ]
 
 DEFAULT_THRESHOLDS: tuple[float, float] = (15.0, 24.0)
@@ -223,6 +224,41 @@ def split_by_scene(
     return SplitResult({p: normalise_document(_subset(doc, ids[p])) for p in parts})
 
 
+def write_scene_split(
+    result: SplitResult,
+    out: str | Path,
+    pairs: PairMap | None,
+    *,
+    prefix: str = ANNOTATION_PREFIX,
+    skip: tuple[str, ...] = (),
+) -> tuple[list[Path], dict[str, int]]:
+    """Write each part of a scene split as ``<prefix>_<part>_LL.json`` and ``<prefix>_<part>_WL.json`` under ``out``.
+
+    Each LL file names the dark twins and each WL file the bright ones, as far as ``pairs`` knows them.
+
+    Args:
+        result: the split (:func:`split_by_scene`).
+        out: folder to write into.
+        pairs: bright <-> dark lookup; None keeps every name as given.
+        prefix: file-name prefix.
+        skip: parts not to write.
+
+    Returns:
+        The files written, and per condition how many images kept their other-condition name
+        (see :func:`unpaired_warning`).
+    """
+    written: list[Path] = []
+    unpaired = {cond.value: 0 for cond in Lighting}
+    for part, part_doc in result.documents.items():
+        if part in skip:
+            continue
+        for cond in Lighting:
+            cdoc, kept = to_condition(part_doc, cond, pairs)
+            unpaired[cond.value] += kept
+            written.append(write_json_atomic(Path(out) / annotation_file_name(part, cond, prefix=prefix), cdoc.to_json_dict()))
+    return written, unpaired
+
+
 def write_release_annotations(
     root: str | Path,
     doc: AnnotationDocument,
@@ -232,7 +268,7 @@ def write_release_annotations(
     val_fraction: float = 0.0,
     seed: int = 0,
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
-    prefix: str = "ExLPose",
+    prefix: str = ANNOTATION_PREFIX,
 ) -> list[Path]:
     """Write a dataset's annotation files under ``ROOT/annotations`` with the release's names.
 
@@ -247,13 +283,8 @@ def write_release_annotations(
     out_dir = Path(root) / ANNOTATIONS_DIR
     pmap = PairMap(pairs)
     scene_split = split_by_scene(doc, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
-    written: list[Path] = []
-    for part, part_doc in scene_split.documents.items():
-        if part == "test":
-            continue
-        for cond in Lighting:
-            cdoc, _ = to_condition(part_doc, cond, pmap)
-            written.append(write_json_atomic(out_dir / annotation_file_name(part, cond, prefix=prefix), normalise_document(cdoc).to_json_dict()))
+    # The test part is written by gain below; the split's documents are normalised already.
+    written, _ = write_scene_split(scene_split, out_dir, pmap, prefix=prefix, skip=("test",))
     test_doc = normalise_document(scene_split.documents["test"])
     gain = split_by_gain(test_doc, thresholds=thresholds, pairs=pmap)
     for key, gdoc in gain.documents.items():
