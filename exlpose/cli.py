@@ -11,12 +11,11 @@ import importlib
 import importlib.util
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from exlpose_data import __version__
-from exlpose_data.cli.common import ToolApp, missing_extra
+from exlpose_data.cli.common import ToolApp
 
 __all__ = ["app", "main", "SUBCOMMANDS"]
 
@@ -28,25 +27,18 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("exlpose_data.cli.simulate:app", "Simulate paired low-light data: a release dataset or raw feeds for the camera emulator."),
     "demo": ("exlpose.demo.cli:app", "Run the whole pipeline end to end on the emulated rig and write a report."),
     "pack": ("exlpose_data.cli.pack:app", "Decode a dataset's images into an HDF5 pack for fast torch datasets (exlpose-pack)."),
-    "train": ("baselines.train:app", "Train the ExLPose reference (CPN + LSBN + LUPI) (exlpose-train)."),
-    "eval": ("baselines.eval_cli:app", "Score keypoint predictions or a checkpoint on the test splits (exlpose-eval)."),
-    "predict": ("baselines.predict:app", "Predict keypoints in images with a checkpoint; JSON and overlay PNGs."),
+    "train": ("baselines.cli:train_app", "Train the ExLPose reference (CPN + LSBN + LUPI) (exlpose-train)."),
+    "eval": ("baselines.cli:eval_app", "Score keypoint predictions or a checkpoint on the test splits (exlpose-eval)."),
+    "predict": ("baselines.cli:predict_app", "Predict keypoints in images with a checkpoint; JSON and overlay PNGs (exlpose-predict)."),
     "annotate": ("annotation.cli:app", "Annotation: tasks for annotators, import CVAT/Label Studio/COCO/CrowdPose labels, review sheets, export."),
 }
 
 _CORE = "exlpose_data.cli.core:app"
 
 
-def _load(target: str, name: str | None = None) -> Any:
+def _load(target: str) -> Any:
     module, attr = target.split(":")
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        message = missing_extra(exc)
-        if name is None or message is None:
-            raise
-        raise click.ClickException(f"exlpose {name}: {message}") from None
-    return typer.main.get_command(getattr(loaded, attr))
+    return typer.main.get_command(getattr(importlib.import_module(module), attr))
 
 
 def _available(target: str) -> bool:
@@ -61,7 +53,7 @@ class _LazyGroup(TyperGroup):
 
     def get_command(self, ctx: Any, name: str) -> Any:
         if name in SUBCOMMANDS and _available(SUBCOMMANDS[name][0]):
-            cmd = _load(SUBCOMMANDS[name][0], name)
+            cmd = _load(SUBCOMMANDS[name][0])
             if not cmd.help:
                 cmd.help = SUBCOMMANDS[name][1]
             return cmd

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from baselines.checkpoint import save_checkpoint
 from baselines.config import make_config
 from baselines.decode import decode_heatmaps, flip_back, predictions_from_heatmaps
-from baselines.eval_cli import app as eval_app
+from baselines.cli import eval_app
 from baselines.models import build_cpn
-from baselines.predict import app as predict_app
+from baselines.cli import predict_app
 from exlpose_data.datasets.targets import cpn_heatmaps
 from exlpose_data.datasets.transforms import apply_affine, crop_affine, crop_to_heatmap
 from exlpose_data.evaluation import evaluate_keypoints

@@ -17,7 +17,7 @@ from baselines.checkpoint import load_checkpoint, save_checkpoint
 from baselines.config import VARIANTS, TrainConfig, load_config, make_config
 from baselines.engine import PairModel, compute_losses, train_one_epoch
 from baselines.models import build_cpn
-from baselines.train import app as train_app
+from baselines.cli import train_app
 from baselines.train import build_optimizer, resume_config
 from exlpose_data.datasets import ExLPoseTopDown
 from exlpose_data.errors import InputError
@@ -171,18 +171,19 @@ def test_resume_continues_identically_and_checkpoints_load_weights_only(release,
     assert [r["epoch"] for r in history] == [1, 2] and history[-1] == straight
 
 
-def test_resume_config_is_the_checkpoints_with_explicit_changes_warned(tmp_path, capsys):
+def test_resume_config_is_the_checkpoints_with_explicit_changes_warned(tmp_path):
     saved = make_config({"variant": "baseline-low", "dataset": tmp_path / "data", "lr": 1e-3, "backbone": "resnet18", "epochs": 3})
     ckpt = save_checkpoint(tmp_path / "checkpoint.pth", model={}, config=saved.to_dict(), epoch=1)
-    cfg = resume_config(ckpt, None, {"variant": None, "lr": None, "epochs": None})
-    assert cfg == saved and capsys.readouterr().err == ""
+    warnings: list[str] = []
+    cfg = resume_config(ckpt, None, {"variant": None, "lr": None, "epochs": None}, warn=warnings.append)
+    assert cfg == saved and warnings == []
     file = tmp_path / "more.yaml"
     file.write_text("epochs: 6\nlr: 0.001\n")  # lr equal to the checkpoint's: no warning
-    cfg = resume_config(ckpt, file, {"lr": None, "seed": 7})
+    cfg = resume_config(ckpt, file, {"lr": None, "seed": 7}, warn=warnings.append)
     assert (cfg.variant, cfg.dataset, cfg.backbone, cfg.lr, cfg.epochs, cfg.seed) == ("baseline-low", tmp_path / "data", "resnet18", 1e-3, 6, 7)
-    assert capsys.readouterr().err.splitlines() == [
-        "warning: epochs: 3 in checkpoint.pth -> 6 (given explicitly)",
-        "warning: seed: 0 in checkpoint.pth -> 7 (given explicitly)",
+    assert warnings == [
+        "epochs: 3 in checkpoint.pth -> 6 (given explicitly)",
+        "seed: 0 in checkpoint.pth -> 7 (given explicitly)",
     ]
     with pytest.raises(InputError, match=r"^options: lr: Input should be greater than 0"):
         resume_config(ckpt, None, {"lr": -1.0})
@@ -296,7 +297,7 @@ def test_torchrun_two_processes(release, tmp_path):
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "baselines.train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "baselines.cli", "train",
            "--variant", "lsbn-lupi", "--dataset", str(release), "--output-dir", str(tmp_path), *SMALL, "--batch-size", "4",
            "--epochs", "1", "--workers", "0", "--val-splits", ""]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -307,3 +308,15 @@ def test_torchrun_two_processes(release, tmp_path):
     record = json.loads(lines[0])
     assert record["epoch"] == 1 and record["loss/total"] > 0
     assert load_checkpoint(tmp_path / "checkpoint.pth")["epoch"] == 1
+
+
+def test_run_reports_each_step_to_its_callback(release, tmp_path):
+    from baselines.train import run
+
+    cfg = make_config({"variant": "baseline-low", "dataset": release, "output_dir": tmp_path, "backbone": "resnet18", "input_size": (64, 48),
+                       "heatmap_size": (16, 12), "batch_size": 2, "from_scratch": True, "epochs": 2, "steps_per_epoch": 2, "workers": 0,
+                       "val_splits": []})
+    steps: list[tuple[int, int, int, float]] = []
+    record = run(cfg, on_step=lambda e, i, n, losses: steps.append((e, i, n, losses["total"])))
+    assert [s[:3] for s in steps] == [(1, 1, 2), (1, 2, 2), (2, 1, 2), (2, 2, 2)]
+    assert all(s[3] > 0 for s in steps) and record["epoch"] == 2

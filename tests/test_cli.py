@@ -69,3 +69,19 @@ def test_console_scripts_print_usage_errors_on_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith(needle), res.stderr
     res = subprocess.run([sys.executable, "-m", "exlpose", "split"], capture_output=True, text=True)
     assert "by-gain" in res.stdout and "error" not in res.stderr
+
+
+def test_baselines_console_scripts_share_one_module():
+    """exlpose-train, exlpose-eval and exlpose-predict are the apps of baselines.cli, also under the umbrella."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {k: v for k, v in scripts.items() if v.startswith("baselines.")} == {
+        "exlpose-train": "baselines.cli:train_main", "exlpose-eval": "baselines.cli:eval_main", "exlpose-predict": "baselines.cli:predict_main"}
+    for tool in ("train", "eval", "predict"):
+        res = subprocess.run([sys.executable, "-m", "baselines.cli", tool, "--help"], capture_output=True, text=True, cwd=ROOT)
+        assert res.returncode == 0 and f"exlpose-{tool}" in res.stdout, res.stderr
+    res = subprocess.run([sys.executable, "-m", "baselines.cli", "fit"], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and res.stderr.strip() == "usage: python -m baselines.cli {train,eval,predict} [OPTIONS]"
+    res = subprocess.run([sys.executable, "-m", "exlpose", "predict", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and "--boxes" in res.stdout

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from baselines.checkpoint import load_checkpoint, load_model
 from baselines.official import convert_official_state_dict
-from baselines.train import app as train_app
+from baselines.cli import train_app
 from exlpose_data.errors import InputError
 
 from .test_baselines_train import one_torch_thread  # noqa: F401 (autouse fixture)

@@ -80,7 +80,8 @@ def test_core_commands_run_without_torch_or_pypylon(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("command", "message"), [
-    (["train", "--help"], "error: exlpose train: needs torch, which is not installed: pip install 'exlpose-data[train]'"),
+    (["train", "--variant", "lsbn", "--from-scratch", "--dataset", "data"], "error: needs torch, which is not installed: pip install 'exlpose-data[train]'"),
+    (["eval", "model", "ckpt.pth", "--dataset", "data"], "error: needs torch, which is not installed: pip install 'exlpose-data[train]'"),
     (["capture", "devices", "--emulate"], "error: needs pypylon, which is not installed: pip install 'exlpose-data[rig]'"),
 ])
 def test_a_command_of_a_missing_extra_names_the_extra(command: list[str], message: str) -> None:
