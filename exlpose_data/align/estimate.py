@@ -160,6 +160,17 @@ class FeatureEstimate:
     n_kp_wl: int
 
 
+@dataclass
+class _Trial:
+    """One ECC start refined over the coarse levels: where it started, where it ended, how well it fits."""
+
+    start: str  # "sift+magsac" or "identity"
+    homography: np.ndarray
+    levels: list[int]  # binning factors at which ECC converged, coarse to fine (empty: never)
+    correlation: float  # ECC's correlation at the last converged level
+    notes: list[str]
+
+
 def _feature_bins(size: tuple[int, int], opts: EstimateOptions) -> list[int]:
     short = min(size)
     return binning_ladder(short, 150, start=max(1, int(short // opts.feature_min_side_px)))
@@ -339,17 +350,20 @@ def estimate_homography(
     starts = [("sift+magsac", feat.homography)] if feat.homography is not None else []
     if feat.homography is None or opts.allow_ecc_only:
         starts.append(("identity", np.eye(3)))
-    trials = [(name, *ecc_refine(wl, ll, h0, opts, levels=coarse, **masks)) for name, h0 in starts]
-    converged = [t for t in trials if t[2]]
+    trials = [_Trial(name, *ecc_refine(wl, ll, h0, opts, levels=coarse, **masks)) for name, h0 in starts]
+    converged = [t for t in trials if t.levels]
     if not converged:
-        why = "; ".join(n for t in trials for n in t[4])
+        why = "; ".join(n for t in trials for n in t.notes)
         raise InputError(f"{source}: ECC refinement did not converge at the coarse levels ({why}); the reference pair is too dark, blurred or not the same view")
-    start, h, done, rho, ecc_notes = max(converged, key=lambda t: (-min(t[2]), t[3]))
-    if start == "identity" and converged[0][0] == "sift+magsac" and corner_error(converged[0][1], h, (wl.shape[1], wl.shape[0])) < 1.0:
-        start, h, done, rho, ecc_notes = converged[0]  # both starts reach the same optimum: keep the feature one
-    notes += ecc_notes
+    # Best: converged down to the finest coarse level, then the higher correlation.
+    best = max(converged, key=lambda t: (-min(t.levels), t.correlation))
+    first = converged[0]
+    if best.start == "identity" and first.start == "sift+magsac" and corner_error(first.homography, best.homography, (wl.shape[1], wl.shape[0])) < 1.0:
+        best = first  # both starts reach the same optimum: keep the feature one
+    start, h, done, rho = best.start, best.homography, best.levels, best.correlation
+    notes += best.notes
     if start == "identity" and feat.homography is not None:
-        other = next((t[3] for t in converged if t[0] != "identity"), None)
+        other = next((t.correlation for t in converged if t.start != "identity"), None)
         notes.append(f"ECC continued from the identity start, which correlates better at the coarse levels ({rho:.3f} vs {'no convergence' if other is None else f'{other:.3f}'} from the feature estimate)")
     if fine:
         h, done_fine, rho_fine, fine_notes = ecc_refine(wl, ll, h, opts, levels=fine, **masks)
