@@ -291,6 +291,7 @@ def test_interrupted_apply_keeps_finished_pairs_only(tmp_path, truth, align_json
     assert not [p for p in root.rglob("*") if ".tmp-" in p.name]
 
 
+@pytest.mark.slow
 def test_benchmark_script_runs_and_reports(tmp_path) -> None:
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_align.py"
     out = subprocess.run([sys.executable, str(script), "--width", "480", "--height", "300", "--seeds", "1", "--levels", "well,3@12", "--ref-frames", "1,4", "--apply-pairs", "2"], capture_output=True, text=True, timeout=120)

@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
 from baselines.checkpoint import load_checkpoint, save_checkpoint
+from baselines.cli import train_app
 from baselines.config import VARIANTS, TrainConfig, load_config, make_config
 from baselines.engine import PairModel, compute_losses, train_one_epoch
 from baselines.models import build_cpn
-from baselines.cli import train_app
 from baselines.train import build_optimizer, resume_config
 from exlpose_data.datasets import ExLPoseTopDown
 from exlpose_data.errors import InputError
@@ -115,6 +115,7 @@ def test_optimizer_skips_weight_decay_on_biases():
     assert lrs[5] == 5e-4 and lrs[6] == 2.5e-4 and lrs[29] == 5e-4 / 16 and lrs[30] == 5e-4 / 32
 
 
+@pytest.mark.slow
 def test_training_steps_lower_the_loss(release):
     torch.manual_seed(0)
     cfg = make_config({"variant": "lsbn-lupi", "backbone": "resnet18", "input_size": (64, 48), "heatmap_size": (16, 12), "lr": 1e-2})
@@ -146,6 +147,7 @@ def _train(release: Path, out: Path, *extra: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_resume_continues_identically_and_checkpoints_load_weights_only(release, tmp_path, workers):
     # In-process (0) or one worker: the augmentation stream is seeded from (seed, epoch, rank) either way.
@@ -189,6 +191,7 @@ def test_resume_config_is_the_checkpoints_with_explicit_changes_warned(tmp_path)
         resume_config(ckpt, None, {"lr": -1.0})
 
 
+@pytest.mark.slow
 def test_lsbn_lupi_run_with_evaluation_then_test_only(release, tmp_path):
     record = _train(release, tmp_path / "r", "--variant", "lsbn-lupi", "--epochs", "1", "--workers", "0", "--deterministic", "--val-splits", "LL-A,WL")
     assert not torch.are_deterministic_algorithms_enabled()  # the global switch is restored after the run
@@ -268,6 +271,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_non_finite_loss_on_one_process_raises_on_every_process(tmp_path):
     import os
     import subprocess
@@ -291,6 +295,7 @@ def test_non_finite_loss_on_one_process_raises_on_every_process(tmp_path):
     assert outs == [expected, expected]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(release, tmp_path):
     """Two CPU processes (gloo) under torchrun: one record printed (rank 0), losses averaged, one checkpoint."""
     import os
@@ -310,6 +315,7 @@ def test_torchrun_two_processes(release, tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pth")["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_run_reports_each_step_to_its_callback(release, tmp_path):
     from baselines.train import run
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from exlpose.cli import SUBCOMMANDS, _available, app
@@ -59,6 +60,7 @@ def test_ci_runs_the_readme_commands():
         assert command in ci_lines, command
 
 
+@pytest.mark.slow
 def test_console_scripts_print_usage_errors_on_one_line(tmp_path):
     for argv, needle in ((["exlpose", "split", "by-gain"], "error: Missing argument 'annotations'."),
                          (["exlpose", "frobnicate"], "error: No such command 'frobnicate'."),
@@ -71,6 +73,7 @@ def test_console_scripts_print_usage_errors_on_one_line(tmp_path):
     assert "by-gain" in res.stdout and "error" not in res.stderr
 
 
+@pytest.mark.slow
 def test_baselines_console_scripts_share_one_module():
     """exlpose-train, exlpose-eval and exlpose-predict are the apps of baselines.cli, also under the umbrella."""
     import tomllib

@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import OFFICIAL_LL_ALL, make_release
 
+pytestmark = pytest.mark.slow  # fresh interpreters per case
+
 REPO = Path(__file__).resolve().parents[1]
 
 # A meta-path finder that makes the extras' packages unimportable, as on a core-only install.

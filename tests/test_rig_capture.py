@@ -28,7 +28,7 @@ emulate.enable(2)
 
 # pytest-timeout's default SIGALRM method was seen to hang a free-running emulated camera's RetrieveResult inside
 # pylon (not reproduced outside pytest); the thread method leaves signals alone.
-pytestmark = pytest.mark.timeout(300, method="thread")
+pytestmark = [pytest.mark.timeout(300, method="thread"), pytest.mark.slow]  # drives the pylon camera emulator
 
 W, H = 64, 48
 N_FEED = 7
