@@ -65,7 +65,7 @@ def _size(text: str | None, option: str) -> tuple[int, int] | None:
 def train(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON config; flags given here override it")] = None,
-    variant: Annotated[str | None, typer.Option(help="baseline-low | baseline-well | baseline-all | lupi | lsbn | lsbn-lupi | lsbn-lupi-feat")] = None,
+    variant: Annotated[str | None, typer.Option(help="baseline-low | baseline-well | baseline-all | lupi | lsbn | lsbn-lupi | lsbn-lupi-feat | lime-baseline-all | dann | advent | lsbn-lupi-unpaired | lsbn-lupi-uda")] = None,
     dataset: Annotated[Path | None, typer.Option(help="image root holding bright/ and dark/")] = None,
     annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
     train_ann: Annotated[Path | None, typer.Option(help="training annotation file (default: the release's train_LL)")] = None,
@@ -98,6 +98,10 @@ def train(
     deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help="deterministic algorithms")] = None,
     eval_every: Annotated[int | None, typer.Option(help="evaluate every N epochs (and after the last)")] = None,
     steps_per_epoch: Annotated[int | None, typer.Option(help="cap on steps per epoch (smoke runs)")] = None,
+    enhancer: Annotated[str | None, typer.Option(help="enhance LL images (training and test): lime | onnx:MODEL.onnx")] = None,
+    enhance_cache: Annotated[Path | None, typer.Option(help="folder caching enhanced images (default <output-dir>/enhanced)")] = None,
+    lime_downscale: Annotated[float | None, typer.Option(help="LIME solves the illumination at this scale (default 1: full resolution)")] = None,
+    adapt_weight: Annotated[float | None, typer.Option(help="dann: domain loss weight (default 1); advent: adversarial weight (default 1e-3)")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint (or evaluate it with --test-only)")] = None,
     test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate the --resume checkpoint")] = False,
     benchmark_steps: Annotated[int | None, typer.Option(help="measure data pipeline and model rates over N steps, print JSON, train nothing")] = None,
@@ -119,6 +123,8 @@ def train(
         "input_size": _size(input_size, "--input-size"), "heatmap_size": _size(heatmap_size, "--heatmap-size"),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "lupi_weight": lupi_weight, "workers": workers, "seed": seed,
         "device": device, "deterministic": deterministic, "eval_every": eval_every, "steps_per_epoch": steps_per_epoch,
+        "enhancer": enhancer, "enhance_cache": enhance_cache, "lime_downscale": lime_downscale,
+        "adapt_weight": adapt_weight,
     }
     if test_only and resume is None:
         raise UsageError("--test-only needs --resume CHECKPOINT")
@@ -247,6 +253,16 @@ def model(
     out_console.print(header)
     out_console.print(values)
     err_console.print(f"latency: batch 1 on {device}{', with flip test' if flip != 'none' else ''}", markup=False)
+
+
+def _register_comparisons() -> None:
+    # exlpose-eval gaps and table live in their own command module (baselines.compare_cli).
+    from .compare_cli import register
+
+    register(eval_app)
+
+
+_register_comparisons()
 
 
 @predict_app.command()

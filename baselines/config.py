@@ -12,6 +12,11 @@ lupi              LL + WL      no     Gram (Eq. 3)
 lsbn              LL + WL      yes    no
 lsbn-lupi         LL + WL      yes    Gram (Eq. 3)
 lsbn-lupi-feat    LL + WL      yes    features
+lime-baseline-all LL + WL      no     no            (LL images enhanced by LIME, training and test)
+dann              LL + WL      no     no            (DANN domain classifier, baselines.adaptation)
+advent            LL + WL      no     no            (AdvEnt entropy discriminator, baselines.adaptation)
+lsbn-lupi-unpaired LL + WL     yes    Gram (Eq. 3)  (LL and WL crops of unrelated scenes, baselines.pairing)
+lsbn-lupi-uda     LL + WL      yes    Gram (Eq. 3)  (unpaired as above, no LL pose loss)
 ================  ===========  =====  ==============
 
 Every setting defaults to the reference code's (sohyun-l/ExLPose, ``pytorch-cpn/``) where it has one; the
@@ -38,7 +43,7 @@ __all__ = ["Variant", "VARIANTS", "VariantSpec", "TrainConfig", "FLIP_TESTS", "r
 
 FLIP_TESTS: tuple[str, ...] = ("ours", "official", "none")
 
-Variant = Literal["baseline-low", "baseline-well", "baseline-all", "lupi", "lsbn", "lsbn-lupi", "lsbn-lupi-feat"]
+Variant = Literal["baseline-low", "baseline-well", "baseline-all", "lupi", "lsbn", "lsbn-lupi", "lsbn-lupi-feat", "lime-baseline-all", "dann", "advent", "lsbn-lupi-unpaired", "lsbn-lupi-uda"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,10 @@ class VariantSpec:
     conditions: tuple[str, ...]
     lsbn: bool
     lupi: Literal["gram", "feat"] | None
+    enhancer: str | None = None  # applied to every LL image, training and test (baselines.enhance)
+    adaptation: Literal["dann", "advent"] | None = None  # baselines.adaptation
+    paired: bool = True  # False: WL crops from other scenes than their LL crops (baselines.pairing)
+    pose_loss: tuple[str, ...] | None = None  # conditions with a pose loss (default: every condition)
 
     @property
     def dataset_condition(self) -> str:
@@ -63,6 +72,11 @@ VARIANTS: dict[str, VariantSpec] = {
     "lsbn": VariantSpec(("ll", "wl"), True, None),
     "lsbn-lupi": VariantSpec(("ll", "wl"), True, "gram"),
     "lsbn-lupi-feat": VariantSpec(("ll", "wl"), True, "feat"),
+    "lime-baseline-all": VariantSpec(("ll", "wl"), False, None, enhancer="lime"),
+    "dann": VariantSpec(("ll", "wl"), False, None, adaptation="dann"),
+    "advent": VariantSpec(("ll", "wl"), False, None, adaptation="advent"),
+    "lsbn-lupi-unpaired": VariantSpec(("ll", "wl"), True, "gram", paired=False),
+    "lsbn-lupi-uda": VariantSpec(("ll", "wl"), True, "gram", paired=False, pose_loss=("wl",)),
 }
 
 
@@ -126,6 +140,10 @@ class TrainConfig(BaseModel):
     flip_test: Literal["ours", "official", "none"] = Field(
         "ours", description="test-time flip: ours (CrowdPose pairs, sub-pixel shift), official (the reference's, faults included) or none"
     )
+    enhancer: str | None = Field(None, description="enhancer of the LL images, training and test: lime or onnx:MODEL.onnx (default: the variant's)")
+    enhance_cache: Path | None = Field(None, description="folder caching enhanced images (default <output_dir>/enhanced)")
+    lime_downscale: float = Field(1.0, gt=0, le=1, description="LIME solves the illumination at this scale (ours; 1 = full resolution)")
+    adapt_weight: float | None = Field(None, ge=0, description="weight of dann's domain loss (default 1) or advent's adversarial term (default 1e-3); ours")
     steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (smoke runs)")
 
     @field_validator("input_size", "heatmap_size")

@@ -66,7 +66,8 @@ def _float(t: torch.Tensor) -> torch.Tensor:
 
 
 def compute_losses(outputs: dict[str, CPNOutput], batch: dict[str, Any], cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """Pose loss per condition (same targets for both) plus the variant's LUPI term; ``total`` sums them.
+    """Pose loss per condition (same targets for both unless the batch holds a condition's own) plus the
+    variant's LUPI term; ``total`` sums them. Variants whose ``pose_loss`` names fewer conditions skip the others.
 
     Losses are computed in float32 (outside any autocast region). GlobalNet's targets are masked by
     ``cfg.global_mask`` (the batch's ``visible_weight`` or ``target_weight``). The reference's Gram weighting sums
@@ -74,15 +75,18 @@ def compute_losses(outputs: dict[str, CPNOutput], batch: dict[str, Any], cfg: Tr
     gradients, so the per-process sum is multiplied by the world size to keep the same weight as one process
     on the whole batch (means need no correction).
     """
-    targets = batch["heatmaps"]
-    weight = batch["target_weight"]
-    global_weight = batch.get("visible_weight") if cfg.global_mask == "visible" else weight
-    if global_weight is None:
-        raise ValueError("global_mask 'visible' needs the batch's visible_weight (ExLPoseTopDown provides it)")
     losses: dict[str, torch.Tensor] = {}
     total = None
     for cond, out in outputs.items():
-        pose = cpn_pose_loss([_float(g) for g in out.global_heatmaps], _float(out.heatmaps), targets, weight,
+        if cond not in (cfg.spec.pose_loss or outputs):
+            continue
+        # Unpaired samples (baselines.pairing) carry the WL crop's own targets as "<key>_wl".
+        suffix = f"_{cond}" if f"heatmaps_{cond}" in batch else ""
+        weight = batch["target_weight" + suffix]
+        global_weight = batch.get("visible_weight" + suffix) if cfg.global_mask == "visible" else weight
+        if global_weight is None:
+            raise ValueError("global_mask 'visible' needs the batch's visible_weight (ExLPoseTopDown provides it)")
+        pose = cpn_pose_loss([_float(g) for g in out.global_heatmaps], _float(out.heatmaps), batch["heatmaps" + suffix], weight,
                              top_k=cfg.ohkm_top_k, global_weight=global_weight)
         losses[f"pose_{cond}"] = pose.total
         total = pose.total if total is None else total + pose.total
@@ -135,6 +139,7 @@ def train_one_epoch(
     steps: int | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     scaler: Any = None,
+    adaptation: Any = None,
 ) -> dict[str, float]:
     """Train for one pass over ``loader`` (at most ``steps`` batches); return the mean of each loss.
 
@@ -147,6 +152,7 @@ def train_one_epoch(
         steps: stop after this many batches.
         on_step: called after each step with its index and losses (progress bars, logging).
         scaler: a ``torch.amp.GradScaler`` for float16 mixed precision (CUDA with ``cfg.amp``).
+        adaptation: a :class:`baselines.adaptation.Adaptation` adding loss terms and its own update (dann, advent).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite, on any process of a distributed run (the step is
@@ -156,6 +162,7 @@ def train_one_epoch(
     sums: dict[str, float] = {}
     n = 0
     targets_keys = ("heatmaps", "target_weight", "visible_weight")
+    targets_keys += tuple(f"{key}_wl" for key in targets_keys)
     for i, batch in enumerate(loader):
         if steps is not None and i >= steps:
             break
@@ -165,6 +172,10 @@ def train_one_epoch(
         with autocast(device, cfg.amp):
             outputs = model(_inputs(batch, cfg.spec.conditions, device, cfg.channels_last))
         losses = compute_losses(outputs, batch, cfg)
+        if adaptation is not None:
+            extra = adaptation.losses(outputs)
+            losses.update(extra)
+            losses["total"] = losses["total"] + sum(extra.values())
         _check_finite(losses["total"], i)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -175,6 +186,8 @@ def train_one_epoch(
             losses["total"].backward()
             optimizer.step()
         values = {k: float(v.detach()) for k, v in losses.items()}
+        if adaptation is not None:
+            values.update(adaptation.after_step(outputs))
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
         n += 1
@@ -289,7 +302,10 @@ def evaluate_split(
 
     from .inputs import dataset_options
 
+    from .enhance import attach_enhancer
+
     ds = ExLPoseTopDown(root, ann_file, condition=condition, train=False, detections=detections, **dataset_options(cfg))  # type: ignore[arg-type]
+    attach_enhancer(ds, cfg)
     if on_start is not None:
         on_start(len(ds))
     loader = DataLoader(ds, batch_size=batch_size or max(1, cfg.batch_size // 2), shuffle=False,

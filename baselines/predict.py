@@ -87,6 +87,7 @@ def predict(
     from .checkpoint import load_model
     from .decode import decode_heatmaps
     from .engine import predict_heatmaps
+    from .enhance import config_enhancer, enhance_bgr
     from .inputs import dataset_options
 
     try:
@@ -96,9 +97,12 @@ def predict(
     net, cfg = load_model(checkpoint, device)
     options = dataset_options(cfg)
     flip = cfg.flip_test if flip_test is None else flip_test
+    enhancer = config_enhancer(cfg) if cond == "LL" else None  # a model trained on enhanced LL images sees them
     records = []
     for path in images:
         img = decode_image(path)
+        if enhancer is not None:
+            img = enhance_bgr(enhancer, img)
         h, w = img.shape[:2]
         person_boxes = [[0.0, 0.0, float(w), float(h)]]
         if boxes is not None:

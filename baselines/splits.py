@@ -16,7 +16,8 @@ def resolve_split(dataset: str | os.PathLike, annotations: str | os.PathLike | N
     """The annotation file and dataset condition (``"LL"``/``"WL"``) of a test split.
 
     ``LL-*`` and ``WL`` are the ExLPose test files (``ExLPose_test_<split>.json``); any other name is an
-    ExLPose-OC camera (``ExLPose-OC_test_<camera>.json``, low-light images without pairs).
+    ExLPose-OC camera (``ExLPose-OC_test_<camera>.json``, low-light images without pairs, under a release root or
+    an ExLPose-OCN root; see :mod:`exlpose_data.datasets.ocn`).
 
     Raises:
         UsageError: an empty name.
@@ -27,10 +28,12 @@ def resolve_split(dataset: str | os.PathLike, annotations: str | os.PathLike | N
     name = split.strip()
     if not name:
         raise UsageError(f"empty split name; use {SPLIT_HELP}")
-    release = open_release(dataset, annotations)
     if name == "WL" or name.startswith("LL-"):
-        return release.annotation_file(f"test_{name}"), ("WL" if name == "WL" else "LL")
-    return release.annotation_file(f"OC_{name}"), "LL"
+        return open_release(dataset, annotations).annotation_file(f"test_{name}"), ("WL" if name == "WL" else "LL")
+    # An OC camera: its root need not be a release (ExLPose-OCN holds PID_<camera>/ folders only).
+    from exlpose_data.datasets.ocn import ocn_annotation_file
+
+    return ocn_annotation_file(dataset, name, annotations), "LL"
 
 
 def split_detections(boxes: Path, ann: Path, workdir: Path, split: str) -> Path:

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from exlpose_data.atomic import write_json_atomic
 from exlpose_data.errors import InputError, UsageError
 
+from .adaptation import optimised_modules, variant_adaptation
 from .checkpoint import checkpoint_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, make_config, read_config_file
 from .engine import PairModel, autocast, compute_losses, evaluate_split, train_one_epoch
@@ -189,10 +190,19 @@ def _scaler(cfg: TrainConfig, device: torch.device) -> Any:
 def _train_dataset(cfg: TrainConfig) -> Any:
     from exlpose_data.datasets import ExLPoseTopDown
 
-    return ExLPoseTopDown(
+    from .enhance import attach_enhancer
+
+    if not cfg.spec.paired:
+        from .pairing import UnpairedPairs
+
+        unpaired = UnpairedPairs.from_annotation(cfg.dataset, _train_annotation(cfg), seed=cfg.seed, pack=cfg.pack, **dataset_options(cfg))
+        attach_enhancer(unpaired.ll, cfg, fill=True)
+        return unpaired
+    dataset = ExLPoseTopDown(
         cfg.dataset, _train_annotation(cfg), condition=cfg.spec.dataset_condition,  # type: ignore[arg-type]
         train=True, pack=cfg.pack, **dataset_options(cfg),
     )
+    return attach_enhancer(dataset, cfg, fill=True)
 
 
 def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False, on_step: StepCallback | None = None) -> dict[str, Any]:
@@ -220,7 +230,8 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
         _check_start(cfg)
     device = _setup(cfg, env)
     net = _build_net(cfg, device, env)
-    optimizer, scheduler = build_optimizer(net, cfg)
+    adaptation = variant_adaptation(cfg, net, env.world_size)
+    optimizer, scheduler = build_optimizer(optimised_modules(net, adaptation), cfg)
     start_epoch = 0
     history: list[dict[str, Any]] = []
     if resume is not None:
@@ -233,6 +244,8 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             set_rng_state(ckpt["rng"])
+        if adaptation is not None and "adaptation" in ckpt:
+            adaptation.load_state_dict(ckpt["adaptation"])
         start_epoch = int(ckpt.get("epoch", 0))
         history = list(ckpt.get("history", []))
     for split in cfg.val_splits:  # fail before training, not after the first epoch
@@ -245,6 +258,8 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
     if len(dataset) < per_process * env.world_size:
         raise InputError(f"{cfg.train_ann or cfg.dataset}: {len(dataset)} training instances, fewer than one batch of {cfg.batch_size}")
     sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    if adaptation is not None:  # its schedules run over the whole training
+        adaptation.total_steps = cfg.epochs * min(len(dataset) // cfg.batch_size, cfg.steps_per_epoch or len(dataset))
     model: nn.Module = PairModel(net)
     if env.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -263,7 +278,7 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
                     writer.add_scalar(f"step/{key}", value, epoch * steps + i + 1)
 
         lr = optimizer.param_groups[0]["lr"]
-        losses = train_one_epoch(model, loader, optimizer, cfg, device, steps=steps, on_step=step_done, scaler=scaler)
+        losses = train_one_epoch(model, loader, optimizer, cfg, device, steps=steps, on_step=step_done, scaler=scaler, adaptation=adaptation)
         if env.enabled:  # the record holds the mean over all processes, not rank 0's share
             keys = sorted(losses)
             packed = torch.tensor([losses[k] for k in keys], dtype=torch.float64, device=device)
@@ -282,6 +297,7 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
                 cfg.output_dir / "checkpoint.pth",
                 model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                 epoch=epoch + 1, config=cfg.to_dict(), rng=rng_state(), history=history,
+                **({"adaptation": adaptation.state_dict()} if adaptation is not None else {}),
             )
             write_json_atomic(cfg.output_dir / "metrics.json", history, indent=1)
             if writer is not None:
@@ -330,7 +346,7 @@ def benchmark(cfg: TrainConfig, steps: int = 20) -> dict[str, Any]:
 
     model = PairModel(net).train()
     scaler = _scaler(cfg, device)
-    for key in ("heatmaps", "target_weight", "visible_weight"):
+    for key in [k for k in first if k.startswith(("heatmaps", "target_weight", "visible_weight"))]:  # with unpaired "_wl" ones
         first[key] = first[key].to(device)
     inputs = {c: first[c].to(device) for c in cfg.spec.conditions}
     if cfg.channels_last:

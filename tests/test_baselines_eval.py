@@ -145,7 +145,7 @@ def test_split_names(release, tmp_path):
 
     assert resolve_split(release, None, "LL-A") == (release / "annotations" / "ExLPose_test_LL-A.json", "LL")
     assert resolve_split(release, None, "WL") == (release / "annotations" / "ExLPose_test_WL.json", "WL")
-    with pytest.raises(InputError, match="no annotation file for 'OC_A7M3'"):
+    with pytest.raises(InputError, match="no ExLPose-OC_test_A7M3.json; cameras with labels here: none"):
         resolve_split(release, None, "A7M3")
     oc = tmp_path / "ann"
     oc.mkdir()

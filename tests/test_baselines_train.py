@@ -79,7 +79,8 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_variants_and_config(tmp_path):
-    assert set(VARIANTS) == {"baseline-low", "baseline-well", "baseline-all", "lupi", "lsbn", "lsbn-lupi", "lsbn-lupi-feat"}
+    assert set(VARIANTS) == {"baseline-low", "baseline-well", "baseline-all", "lupi", "lsbn", "lsbn-lupi", "lsbn-lupi-feat",
+                             "lime-baseline-all", "dann", "advent", "lsbn-lupi-unpaired", "lsbn-lupi-uda"}
     cfg = TrainConfig()
     assert (cfg.variant, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.batch_size, cfg.lr_milestones, cfg.lr_gamma) == (
         "lsbn-lupi", 5e-4, 1e-5, 32, 32, [6, 12, 18, 24, 30], 0.5)

@@ -2,9 +2,10 @@
 
 - :class:`ExLPoseTopDown`: person crops with CPN heatmap targets (the reference's crop and input settings).
 - :class:`ExLPoseImages`: whole images with their annotations.
+- :class:`ExLPoseOCN`: the same crops of ExLPose-OCN's two extra cameras (low-light only).
 - :func:`write_pack`: decoded images in one HDF5 file for the fast path (``exlpose pack``).
 
-The two dataset classes need torch (the ``[train]`` extra); they are imported on first use, so that packing,
+The dataset classes need torch (the ``[train]`` extra); they are imported on first use, so that packing,
 records and transforms work on a core install without it.
 """
 
@@ -20,6 +21,7 @@ from .transforms import Augmentation, apply_affine, heatmap_to_image, invert_aff
 __all__ = [
     "ExLPoseTopDown",
     "ExLPoseImages",
+    "ExLPoseOCN",
     "collate_images",
     "Augmentation",
     "LowLightScaling",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 # name -> submodule, for the names that import torch.
-_TORCH_NAMES = {"ExLPoseTopDown": ".topdown", "ExLPoseImages": ".images", "collate_images": ".images"}
+_TORCH_NAMES = {"ExLPoseTopDown": ".topdown", "ExLPoseImages": ".images", "collate_images": ".images", "ExLPoseOCN": ".ocn"}
 
 
 def __getattr__(name: str) -> Any:
