@@ -109,6 +109,7 @@ def test_feature_gaps_match_a_direct_computation(sim):
     assert all(v > 0 for v in (*res.style.values(), *res.feature.values()))
 
 
+@pytest.mark.slow
 def test_eval_gaps_writes_json_and_a_bar_chart(sim, tmp_path):
     a = make_checkpoint(tmp_path / "baseline-all" / "checkpoint.pth", "baseline-all", seed=1)
     b = make_checkpoint(tmp_path / "lsbn" / "checkpoint.pth", "lsbn", seed=2)

@@ -67,6 +67,7 @@ def test_ocn_dataset_reads_real_size_jpegs_as_ll(ocn):
         ExLPoseOCN(ocn, "NIKON")
 
 
+@pytest.mark.slow
 def test_eval_model_on_both_cameras_uses_the_ll_branch(ocn, tmp_path):
     ckpt = make_checkpoint(tmp_path / "lsbn" / "checkpoint.pth", "lsbn", seed=4)
     runner = CliRunner()
