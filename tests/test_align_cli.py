@@ -224,6 +224,18 @@ def _png_gray_float(path: Path) -> np.ndarray:
     return g / g.mean()
 
 
+def test_run_apply_reports_progress_counting_pairs_already_written(tmp_path, session, align_json) -> None:
+    from exlpose_data.align.apply import ApplyOptions, run_apply
+
+    calls: list[tuple[int, int]] = []
+    model = AlignModel.load(align_json)
+    report = run_apply(session, model, tmp_path / "out", ApplyOptions(workers=1), progress=lambda d, t: calls.append((d, t)))
+    assert (report.written, report.skipped) == (2, 0) and calls == [(0, 2), (1, 2), (2, 2)]
+    calls.clear()
+    again = run_apply(session, model, tmp_path / "out", ApplyOptions(workers=1), progress=lambda d, t: calls.append((d, t)))
+    assert (again.written, again.skipped) == (0, 2) and calls == [(2, 2)]
+
+
 def test_apply_writes_release_layout_aligned_and_named(tmp_path, session, align_json) -> None:
     root = tmp_path / "out"
     r = runner.invoke(app, ["apply", str(session), str(align_json), "--out", str(root), "--workers", "1", "--quiet"])

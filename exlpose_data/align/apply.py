@@ -22,6 +22,8 @@ from ..atomic import write_image_atomic
 from ..errors import ExlposeError, InputError, NameGrammarError, UsageError
 from ..layout import PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
 from ..naming import ImageName, check_date, check_site, check_video, parse_name
+from ..progress import ProgressCallback
+from ..progress import report as report_progress
 from ..session_format import SessionReader
 from .geometry import INTERPOLATION_MARGIN_PX, INTERPOLATIONS, crop_margin_violation, warp_maps
 from .model import AlignModel
@@ -215,7 +217,7 @@ def check_crop_margin(model: AlignModel, interpolation: str, source: str = "ALIG
         )
 
 
-def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: ApplyOptions = ApplyOptions(), *, progress: Any = None) -> ApplyReport:
+def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: ApplyOptions = ApplyOptions(), *, progress: ProgressCallback | None = None) -> ApplyReport:
     """Export a session's pairs into the release layout under ``root``.
 
     Args:
@@ -223,7 +225,7 @@ def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: Ap
         model: the alignment (from this session's reference, or one made with the same mirroring).
         root: dataset root (created); existing pairs are kept and skipped.
         opts: frame selection, bit depth, workers, interpolation.
-        progress: a rich ``Progress`` to report on, or None.
+        progress: called with ``(pairs done, pairs)``, pairs already on disk counting as done.
     """
     if opts.out_bits not in (8, 16):
         raise UsageError(f"--bits {opts.out_bits}: expected 8 or 16")
@@ -243,7 +245,7 @@ def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: Ap
             report.pairs.append((job.bright, job.dark))
         else:
             todo.append(job)
-    task = progress.add_task("aligning pairs", total=len(jobs), completed=report.skipped) if progress is not None else None
+    report_progress(progress, report.skipped, len(jobs))
     hashes: dict[str, str] = {}
     args = (str(session), model.model_dump_json(), str(root), opts.out_bits, opts.interpolation, side)
     try:
@@ -251,8 +253,7 @@ def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: Ap
             report.written += 1
             report.pairs.append((bright, dark))
             hashes.update(h)
-            if task is not None:
-                progress.advance(task)
+            report_progress(progress, report.skipped + report.written, len(jobs))
     finally:
         _finish(root, report, hashes)
     return report

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from .common import err_console, handle_errors, new_app, progress_bar
+from .common import err_console, handle_errors, new_app, progress_callback
 
 app = new_app("Align the well-lit camera to the low-light camera: estimate, check, apply, calibrate.")
 
@@ -166,7 +166,7 @@ def apply(
 
     model = AlignModel.load(align_json)
     opts = ApplyOptions(frames=frames, out_bits=bits, workers=workers or default_workers(), interpolation=interpolation, mirror=_mirror(mirror))  # type: ignore[arg-type]
-    with progress_bar(disable=quiet) as progress:
+    with progress_callback("aligning pairs", disable=quiet) as progress:
         report = run_apply(session, model, out, opts, progress=progress)
     typer.echo(f"{out}: {report.written} pairs written, {report.skipped} already there, crop {list(model.crop)}")
 
