@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from exlpose_data.cli.common import choose, err_console, handle_errors, new_app, out_console
+from exlpose_data.cli.common import choose, err_console, handle_errors, new_app, out_console, progress_callback
 from exlpose_data.errors import UsageError
 from exlpose_data.layout import ANNOTATION_LAYOUTS
 from exlpose_data.schema import load_document
@@ -34,10 +34,11 @@ def tasks_cmd(
     """Write the well-lit images to label plus CVAT and Label Studio label configurations."""
     from .tasks import TASKS_URL_PREFIX, export_tasks
 
-    result = export_tasks(
-        root, out, ll_preview=ll_preview, link=link, url_prefix=url_prefix if url_prefix is not None else TASKS_URL_PREFIX,
-        ll_gain=ll_gain, ll_target_mean=ll_target_mean, show_progress=True,
-    )
+    with progress_callback("tasks") as progress:
+        result = export_tasks(
+            root, out, ll_preview=ll_preview, link=link, url_prefix=url_prefix if url_prefix is not None else TASKS_URL_PREFIX,
+            ll_gain=ll_gain, ll_target_mean=ll_target_mean, progress=progress,
+        )
     out_console.print(f"{result.images} images, {result.previews} LL previews -> {result.out}", markup=False)
     if result.missing:
         err_console.print(f"warning: {len(result.missing)} image(s) named by the dataset are not on disk, e.g. {result.missing[0]}", markup=False)
@@ -99,7 +100,9 @@ def review_cmd(
     """Contact sheets and an HTML index of every pair (WL | LL brightened, skeletons on both) with label flags."""
     from .review import write_review
 
-    summary = write_review(root, out, annotation_files=annotations, thumb_width=thumb_width, per_sheet=per_sheet, ll_gain=ll_gain, ll_target_mean=ll_target_mean, show_progress=True)
+    with progress_callback("review") as progress:
+        summary = write_review(root, out, annotation_files=annotations, thumb_width=thumb_width, per_sheet=per_sheet,
+                               ll_gain=ll_gain, ll_target_mean=ll_target_mean, progress=progress)
     flags = ", ".join(f"{k} {v}" for k, v in summary.flags.items() if v) or "no flags"
     out_console.print(f"{summary.pairs} pairs on {summary.sheets} sheet(s); {flags} -> {summary.index}", markup=False)
 

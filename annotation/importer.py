@@ -20,6 +20,7 @@ from exlpose_data.annotations import normalise_document
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.imageio import image_size
 from exlpose_data.layout import MANIFEST_FILE, annotations_dir, update_manifest
+from exlpose_data.naming import annotation_file_name
 from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, ImageRecord, Info
 
@@ -85,7 +86,7 @@ def annotation_file_names(split: str) -> tuple[str, str]:
     if split not in SPLITS:
         raise UsageError(f"split name {split!r}: choose one of {', '.join(SPLITS)}")
     ll = "LL-A" if split == "test" else "LL"
-    return f"ExLPose_{split}_WL.json", f"ExLPose_{split}_{ll}.json"
+    return annotation_file_name(split, "WL"), annotation_file_name(split, ll)
 
 
 def read_labels(path: str | Path, fmt: str, log: ProblemLog) -> LabelSet:

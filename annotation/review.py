@@ -22,10 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from exlpose_data.atomic import atomic_path, write_json_atomic, write_text_atomic
-from exlpose_data.cli.common import progress_bar
+from exlpose_data.atomic import write_image_atomic, write_json_atomic, write_text_atomic
 from exlpose_data.keypoints import crowdpose14
-from exlpose_data.release import Pair, Release, annotation_key, open_release
+from exlpose_data.progress import ProgressCallback, report
+from exlpose_data.naming import annotation_key
+from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, load_document
 
 from .visual import LL_GAIN, brighten, caption, draw_person, read_fitted
@@ -218,12 +219,6 @@ def _sheet(tiles: list[np.ndarray], cols: int) -> np.ndarray:
     return sheet
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), image):
-            raise OSError(f"{path}: could not write PNG")
-
-
 @dataclass(frozen=True)
 class ReviewSummary:
     """What a review wrote."""
@@ -300,7 +295,7 @@ def write_review(
     ll_gain: float | None = LL_GAIN,
     ll_target_mean: float | None = None,
     settings: FlagSettings = FlagSettings(),
-    show_progress: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> ReviewSummary:
     """Write pair tiles, contact sheets, ``flags.json`` and ``index.html`` under ``out``.
 
@@ -315,7 +310,7 @@ def write_review(
         ll_gain: brightening factor of the LL image (ignored when ``ll_target_mean`` is given).
         ll_target_mean: scale each LL image to this mean (0-255) instead.
         settings: flag thresholds.
-        show_progress: draw a progress bar on stderr.
+        progress: called with ``(pairs done, pairs)`` as tiles are written.
     """
     release = open_release(root)
     files = annotation_files if annotation_files is not None else list(release.annotation_files().values())
@@ -323,21 +318,22 @@ def write_review(
     out_dir = Path(out)
     sheet_of: dict[str, str] = {}
     sheets = 0
-    with progress_bar(disable=not show_progress) as bar:
-        task = bar.add_task("review", total=len(items))
-        for start in range(0, len(items), per_sheet):
-            chunk = items[start : start + per_sheet]
-            tiles = []
-            for it in chunk:
-                tile = render_pair(release.image_root, it, thumb_width=thumb_width, ll_gain=ll_gain, ll_target_mean=ll_target_mean)
-                _write_png(out_dir / "pairs" / f"{it.stem}.png", tile)
-                tiles.append(tile)
-                bar.advance(task)
-            sheets += 1
-            name = f"sheets/sheet_{sheets:04d}.png"
-            _write_png(out_dir / name, _sheet(tiles, columns))
-            for it in chunk:
-                sheet_of[it.pair.bright] = name
+    done = 0
+    report(progress, done, len(items))
+    for start in range(0, len(items), per_sheet):
+        chunk = items[start : start + per_sheet]
+        tiles = []
+        for it in chunk:
+            tile = render_pair(release.image_root, it, thumb_width=thumb_width, ll_gain=ll_gain, ll_target_mean=ll_target_mean)
+            write_image_atomic(out_dir / "pairs" / f"{it.stem}.png", tile)
+            tiles.append(tile)
+            done += 1
+            report(progress, done, len(items))
+        sheets += 1
+        name = f"sheets/sheet_{sheets:04d}.png"
+        write_image_atomic(out_dir / name, _sheet(tiles, columns))
+        for it in chunk:
+            sheet_of[it.pair.bright] = name
     counts: dict[str, int] = {k: 0 for k in FLAG_KINDS}
     for it in items:
         for f in it.flags:

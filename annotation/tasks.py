@@ -16,9 +16,9 @@ from pathlib import Path
 
 import cv2
 
-from exlpose_data.atomic import atomic_path, write_json_atomic, write_text_atomic
-from exlpose_data.cli.common import progress_bar
+from exlpose_data.atomic import atomic_path, write_image_atomic, write_json_atomic, write_text_atomic
 from exlpose_data.errors import InputError
+from exlpose_data.progress import ProgressCallback, report
 from exlpose_data.release import open_release
 
 from .formats.cvat import cvat_labels
@@ -58,9 +58,7 @@ def _write_preview(src: Path, dst: Path, gain: float | None, target_mean: float 
     img = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if img is None:
         return False
-    with atomic_path(dst) as tmp:
-        if not cv2.imwrite(str(tmp), brighten(img, gain=gain, target_mean=target_mean)):
-            raise OSError(f"{dst}: could not write PNG")
+    write_image_atomic(dst, brighten(img, gain=gain, target_mean=target_mean))
     return True
 
 
@@ -73,7 +71,7 @@ def export_tasks(
     url_prefix: str = TASKS_URL_PREFIX,
     ll_gain: float | None = LL_GAIN,
     ll_target_mean: float | None = None,
-    show_progress: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> TaskExport:
     """Write the annotators' package for every pair of the dataset at ``root``.
 
@@ -85,7 +83,7 @@ def export_tasks(
         url_prefix: prefix of ``data.image`` in the Label Studio tasks (followed by ``bright/<name>``).
         ll_gain: brightening factor of previews.
         ll_target_mean: brighten previews to this mean (0-255) instead.
-        show_progress: draw a progress bar on stderr.
+        progress: called with ``(pairs done, pairs)``.
 
     Raises:
         InputError: the dataset has no pairs.
@@ -97,25 +95,25 @@ def export_tasks(
     missing: list[str] = []
     tasks = []
     previews = 0
-    with progress_bar(disable=not show_progress) as bar:
-        task = bar.add_task("tasks", total=len(release.pairs))
-        for pair in release.pairs:
-            src = release.image_root / pair.bright
-            if not src.is_file():
-                missing.append(pair.bright)
-                bar.advance(task)
-                continue
-            _place_file(src, out_dir / "images" / pair.bright, link)
-            data = {IMAGE_TAG: url_prefix + pair.bright}
-            if ll_preview:
-                name = "ll_preview/" + pair.dark.rsplit("/", 1)[-1]
-                if _write_preview(release.image_root / pair.dark, out_dir / "images" / name, ll_gain, ll_target_mean):
-                    previews += 1
-                    data["ll_preview"] = url_prefix + name
-                else:
-                    missing.append(pair.dark)
-            tasks.append({"data": data})
-            bar.advance(task)
+    total = len(release.pairs)
+    report(progress, 0, total)
+    for done, pair in enumerate(release.pairs, start=1):
+        src = release.image_root / pair.bright
+        if not src.is_file():
+            missing.append(pair.bright)
+            report(progress, done, total)
+            continue
+        _place_file(src, out_dir / "images" / pair.bright, link)
+        data = {IMAGE_TAG: url_prefix + pair.bright}
+        if ll_preview:
+            name = "ll_preview/" + pair.dark.rsplit("/", 1)[-1]
+            if _write_preview(release.image_root / pair.dark, out_dir / "images" / name, ll_gain, ll_target_mean):
+                previews += 1
+                data["ll_preview"] = url_prefix + name
+            else:
+                missing.append(pair.dark)
+        tasks.append({"data": data})
+        report(progress, done, total)
     write_json_atomic(out_dir / "label_studio_tasks.json", tasks, indent=1)
     write_json_atomic(out_dir / "cvat_labels.json", cvat_labels(), indent=1)
     write_text_atomic(out_dir / "label_studio_config.xml", label_studio_config())

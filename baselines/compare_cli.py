@@ -135,7 +135,7 @@ def table(
     from .checkpoint import load_model
     from .engine import evaluate_split, measure_latency
     from .enhance import config_enhancer
-    from .eval_cli import _split_detections
+    from .splits import split_detections
 
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
@@ -161,7 +161,7 @@ def table(
                 aps = {}
                 for split, ann, condition in plan:
                     task = progress.add_task(f"{label} {split}", total=None)
-                    dets = _split_detections(mode, ann, Path(tmp), split) if mode is not None else None
+                    dets = split_detections(mode, ann, Path(tmp), split) if mode is not None else None
                     metrics, _ = evaluate_split(net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers,
                                                 on_start=lambda n, t=task: progress.update(t, total=n),
                                                 on_batch=lambda n, t=task: progress.update(t, advance=n))

@@ -35,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exlpose_data.errors import InputError
+from exlpose_data.lighting import Lighting
 
 from .losses import LupiKind
 
@@ -60,7 +61,7 @@ class VariantSpec:
     @property
     def dataset_condition(self) -> str:
         """The ``ExLPoseTopDown`` condition: ``"LL"``, ``"WL"`` or ``"pair"``."""
-        return "pair" if len(self.conditions) == 2 else self.conditions[0].upper()
+        return "pair" if len(self.conditions) == 2 else Lighting.parse(self.conditions[0]).value
 
 
 VARIANTS: dict[str, VariantSpec] = {

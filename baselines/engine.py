@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from exlpose_data.evaluation import KeypointMetrics, evaluate_keypoints
+from exlpose_data.lighting import Lighting
 
 from .config import TrainConfig
 from .decode import flip_back, official_flip_index, official_flip_input, predictions_from_heatmaps
@@ -309,7 +310,7 @@ def evaluate_split(
         on_start(len(ds))
     loader = DataLoader(ds, batch_size=batch_size or max(1, cfg.batch_size // 2), shuffle=False,
                         num_workers=cfg.workers if workers is None else workers, pin_memory=device.type == "cuda")
-    results, _ = run_inference(net, loader, condition.lower(), device, flip_test=cfg.flip_test if flip_test is None else flip_test,
+    results, _ = run_inference(net, loader, Lighting.parse(condition).key, device, flip_test=cfg.flip_test if flip_test is None else flip_test,
                                convention=cfg.heatmap_convention, on_batch=on_batch)
     return evaluate_keypoints(ann_file, results, protocol=protocol or cfg.eval_protocol), results  # type: ignore[arg-type]
 

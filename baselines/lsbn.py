@@ -19,30 +19,25 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-__all__ = ["CONDITIONS", "LSBN2d", "convert_lsbn", "lighting", "current_lighting", "normalise_condition"]
+from exlpose_data.lighting import Lighting
 
-CONDITIONS: tuple[str, ...] = ("ll", "wl")
+__all__ = ["CONDITIONS", "LSBN2d", "convert_lsbn", "lighting", "current_lighting"]
+
+CONDITIONS: tuple[str, ...] = tuple(member.key for member in Lighting)
 
 _LIGHTING: contextvars.ContextVar[str | None] = contextvars.ContextVar("exlpose_lighting", default=None)
 
 
-def normalise_condition(condition: str, conditions: Sequence[str] = CONDITIONS) -> str:
-    """``"LL"``/``"ll"`` -> ``"ll"``; an unknown condition raises ``ValueError`` naming the choices."""
-    name = str(condition).lower()
-    if name not in conditions:
-        raise ValueError(f"unknown lighting condition {condition!r}; choose one of {', '.join(conditions)}")
-    return name
-
-
 @contextlib.contextmanager
 def lighting(condition: str) -> Iterator[str]:
-    """Select the branch of every :class:`LSBN2d` run inside the block (``"ll"`` or ``"wl"``).
+    """Select the branch of every :class:`LSBN2d` run inside the block (``"ll"`` or ``"wl"``; any spelling
+    :meth:`exlpose_data.lighting.Lighting.parse` reads, else ``ValueError``).
 
     Example:
         >>> with lighting("ll"):
         ...     heatmaps = model(low_light_batch)
     """
-    token = _LIGHTING.set(normalise_condition(condition))
+    token = _LIGHTING.set(Lighting.parse(condition).key)
     try:
         yield _LIGHTING.get()  # type: ignore[misc]
     finally:

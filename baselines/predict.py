@@ -1,4 +1,5 @@
-"""``exlpose predict``: keypoints of people in arbitrary images with a trained checkpoint, plus overlays.
+"""Keypoints of people in arbitrary images with a trained checkpoint, plus overlays (``exlpose predict``,
+``exlpose-predict``: :mod:`baselines.cli`).
 
 Boxes come from a JSON file mapping an image (its path as given, or its file name) to person boxes
 ``[[x, y, w, h], ...]`` or ``[[x, y, w, h, score], ...]``; without it each image is one person box. Crops are
@@ -9,21 +10,17 @@ was trained on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import cv2
 import numpy as np
-import typer
-
-from exlpose_data.atomic import atomic_path, write_json_atomic
-from exlpose_data.cli.common import err_console, handle_errors, new_app
+from exlpose_data.atomic import write_image_atomic, write_json_atomic
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.jsonio import load_json
 from exlpose_data.keypoints import crowdpose14
+from exlpose_data.lighting import Lighting
 
-__all__ = ["app", "predict", "load_boxes", "draw_pose", "cli"]
-
-app = new_app("Predict keypoints in images with a trained checkpoint; write keypoints JSON and overlay PNGs.")
+__all__ = ["predict", "predict_to_folder", "load_boxes", "draw_pose"]
 
 
 def load_boxes(path: Path) -> dict[str, list[list[float]]]:
@@ -93,9 +90,10 @@ def predict(
     from .enhance import config_enhancer, enhance_bgr
     from .inputs import dataset_options
 
-    cond = condition.upper()
-    if cond not in ("LL", "WL"):
-        raise UsageError(f"--condition must be LL or WL, got {condition!r}")
+    try:
+        cond = Lighting.parse(condition)
+    except ValueError:
+        raise UsageError(f"--condition must be LL or WL, got {condition!r}") from None
     net, cfg = load_model(checkpoint, device)
     options = dataset_options(cfg)
     flip = cfg.flip_test if flip_test is None else flip_test
@@ -116,7 +114,7 @@ def predict(
         means = rgb_means(img)
         crops, affines = zip(*(_crop(img, means, b, cond, options) for b in person_boxes))
         x = torch.from_numpy(np.stack(crops)).to(device)
-        heatmaps = predict_heatmaps(net, x, cond.lower(), flip_test=flip, convention=cfg.heatmap_convention)
+        heatmaps = predict_heatmaps(net, x, cond.key, flip_test=flip, convention=cfg.heatmap_convention)
         coords, scores = decode_heatmaps(heatmaps)
         for box, affine, c, s in zip(person_boxes, affines, coords, scores):
             xy = heatmap_to_image(c, affine, cfg.input_size, cfg.heatmap_size, cfg.heatmap_convention)
@@ -129,49 +127,36 @@ def predict(
     return records
 
 
-@app.command()
-@handle_errors
-def main(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pth written by exlpose-train")],
-    images: Annotated[list[Path], typer.Argument(help="images to run on")],
-    boxes: Annotated[Path | None, typer.Option(help='JSON {"image.png": [[x, y, w, h(, score)], ...]}; default: whole image')] = None,
-    out: Annotated[Path, typer.Option(help="folder for keypoints.json and <image>_pose.png overlays")] = Path("predictions"),
-    condition: Annotated[str, typer.Option(help="LL (low-light scaling, LL branch) or WL")] = "LL",
-    flip_test: Annotated[str | None, typer.Option(help="ours | official | none; default: the checkpoint's")] = None,
-    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="write overlay PNGs")] = True,
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
-) -> None:
-    """Predict keypoints of the people in IMAGES; write OUT/keypoints.json and overlay PNGs."""
-    if flip_test is not None:
-        from exlpose_data.cli.common import choose
+def predict_to_folder(
+    checkpoint: Path,
+    images: list[Path],
+    out: Path,
+    *,
+    boxes: dict[str, list[list[float]]] | None = None,
+    condition: str = "LL",
+    flip_test: str | None = None,
+    overlays: bool = True,
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """:func:`predict`, written to ``out``: ``keypoints.json`` (the records), ``settings.json`` (checkpoint,
+    variant, condition, flip test, heatmap convention) and, with ``overlays``, ``<image>_pose.png`` per image."""
+    from exlpose_data.datasets.sources import decode_image
 
-        from .config import FLIP_TESTS
-
-        choose(flip_test, FLIP_TESTS, "--flip-test")
-    records = predict(checkpoint, images, boxes=load_boxes(boxes) if boxes is not None else None, condition=condition,
-                      flip_test=flip_test, device=device)
-    write_json_atomic(out / "keypoints.json", records, indent=1)
     from .checkpoint import checkpoint_config, load_checkpoint
     from .config import make_config
 
+    records = predict(checkpoint, images, boxes=boxes, condition=condition, flip_test=flip_test, device=device)
+    write_json_atomic(out / "keypoints.json", records, indent=1)
     cfg = make_config(checkpoint_config(load_checkpoint(checkpoint)), source=str(checkpoint))
-    write_json_atomic(out / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": condition.upper(),
+    lighting = Lighting.parse(condition)
+    write_json_atomic(out / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": lighting.value,
                                                "flip_test": flip_test or cfg.flip_test, "heatmap_convention": cfg.heatmap_convention}, indent=1)
     if overlays:
-        from exlpose_data.datasets.sources import decode_image
-
         for path in images:
             people = [np.asarray(r["keypoints"]).reshape(-1, 3) for r in records if r["image"] == str(path)]
             img = decode_image(path)
-            if condition.upper() == "LL":
+            if lighting is Lighting.LL:
                 # Brighten the dark image the way the network sees it, so the overlay is visible.
                 img = np.clip(img.astype(np.float32) * (0.4 * 255.0 / max(float(img.mean()), 1e-3)), 0, 255).astype(np.uint8)
-            with atomic_path(out / f"{path.stem}_pose.png") as tmp:
-                if not cv2.imwrite(str(tmp), draw_pose(img, np.asarray(people).reshape(-1, 14, 3))):
-                    raise InputError(f"{out}: could not write {path.stem}_pose.png")
-    err_console.print(f"{len(records)} people in {len(images)} images -> {out / 'keypoints.json'}", markup=False)
-
-
-def cli() -> None:
-    """Console-script entry point (``exlpose-predict``)."""
-    app(prog_name="exlpose-predict")
+            write_image_atomic(out / f"{path.stem}_pose.png", draw_pose(img, np.asarray(people).reshape(-1, 14, 3)))
+    return records

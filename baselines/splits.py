@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exlpose_data.errors import UsageError
 
-__all__ = ["SPLIT_HELP", "resolve_split"]
+__all__ = ["SPLIT_HELP", "resolve_split", "split_detections"]
 
 SPLIT_HELP = "LL-N, LL-H, LL-E, LL-A, WL, or an ExLPose-OC camera (A7M3, RICOH3)"
 
@@ -34,3 +34,26 @@ def resolve_split(dataset: str | os.PathLike, annotations: str | os.PathLike | N
     from exlpose_data.datasets.ocn import ocn_annotation_file
 
     return ocn_annotation_file(dataset, name, annotations), "LL"
+
+
+def split_detections(boxes: Path, ann: Path, workdir: Path, split: str) -> Path:
+    """The detections of ``boxes`` (COCO results JSON) on the images of ``ann``, written to ``workdir``; one
+    detections file serves every split of a test set.
+
+    Raises:
+        InputError: no detection falls on an image of the split.
+    """
+    from exlpose_data.atomic import write_json_atomic
+    from exlpose_data.datasets.detections import load_detections
+    from exlpose_data.errors import InputError
+    from exlpose_data.schema import load_document
+
+    image_ids = {img.id for img in load_document(ann).images}
+    dets = load_detections(boxes)
+    kept = [
+        {"image_id": image_id, "category_id": 1, "bbox": list(bbox), "score": score}
+        for image_id, items in dets.items() if image_id in image_ids for bbox, score in items
+    ]
+    if not kept:
+        raise InputError(f"{boxes}: no detection on an image of {ann.name} (split {split})")
+    return write_json_atomic(workdir / f"boxes_{split}.json", kept)

@@ -1,7 +1,8 @@
-"""``exlpose-train``: train the ExLPose reference (CPN + LSBN + LUPI), torchvision ``references/`` style.
+"""Training the ExLPose reference (CPN + LSBN + LUPI), torchvision ``references/`` style; ``exlpose-train``
+(:mod:`baselines.cli`) is its command.
 
 Single process: ``exlpose-train --variant lsbn-lupi --dataset ExLPose/``. Several processes:
-``torchrun --nproc_per_node 4 -m baselines.train --variant lsbn-lupi --dataset ExLPose/`` (RANK, WORLD_SIZE and
+``torchrun --nproc_per_node 4 -m baselines.cli train --variant lsbn-lupi --dataset ExLPose/`` (RANK, WORLD_SIZE and
 LOCAL_RANK come from torchrun; each process gets ``batch_size / WORLD_SIZE`` pairs; rank 0 writes checkpoints,
 logs and evaluates). ``--resume`` continues a run from its ``checkpoint.pth`` exactly (configuration, model,
 optimiser, scheduler, epoch, RNG; only flags given explicitly change the configuration, each with a warning);
@@ -16,29 +17,28 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import typer
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from exlpose_data.atomic import write_json_atomic
-from exlpose_data.cli.common import err_console, fail, handle_errors, new_app, progress_bar, warn
 from exlpose_data.errors import InputError, UsageError
 
 from .adaptation import optimised_modules, variant_adaptation
 from .checkpoint import checkpoint_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, load_config, make_config, read_config_file
+from .config import TrainConfig, make_config, read_config_file
 from .engine import PairModel, autocast, compute_losses, evaluate_split, train_one_epoch
 from .inputs import dataset_options
 from .models import build_cpn
 from .models.cpn import CPN, init_output_scale
 from .splits import resolve_split
 
-__all__ = ["app", "cli", "run", "benchmark", "resume_config", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed", "PRETRAINED_HINT"]
+__all__ = ["run", "StepCallback", "benchmark", "resume_config", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed", "PRETRAINED_HINT"]
 
 # What a user without ImageNet weights on the machine is told (nothing is downloaded at run time).
 PRETRAINED_HINT = (
@@ -48,7 +48,8 @@ PRETRAINED_HINT = (
     "--from-scratch to train without pretraining"
 )
 
-app = new_app("Train the ExLPose reference method (CPN on ResNet, with LSBN and LUPI variants).")
+StepCallback = Callable[[int, int, int, dict[str, float]], None]
+"""Called after each training step with ``(epoch, step, steps in the epoch, losses)``, epoch and step from 1."""
 
 
 @dataclass(frozen=True)
@@ -204,19 +205,19 @@ def _train_dataset(cfg: TrainConfig) -> Any:
     return attach_enhancer(dataset, cfg, fill=True)
 
 
-def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False, show_progress: bool = True) -> dict[str, Any]:
+def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False, on_step: StepCallback | None = None) -> dict[str, Any]:
     """Train (or with ``test_only`` evaluate) as ``cfg`` says; return the last epoch's record.
 
     The record holds ``epoch``, ``lr``, the mean losses and, on evaluation epochs, ``AP/<split>``. Rank 0
     writes ``checkpoint.pth`` after every epoch, ``metrics.json`` (one record per epoch) and, when tensorboard is
-    installed, scalars under ``tensorboard/``.
+    installed, scalars under ``tensorboard/``. ``on_step`` (progress) is called on rank 0 only.
     """
     env = Distributed.from_env()
     if cfg.batch_size % env.world_size:
         raise UsageError(f"batch size {cfg.batch_size} is not divisible by the {env.world_size} processes")
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
-        return _run(cfg, env, resume=resume, test_only=test_only, show_progress=show_progress)
+        return _run(cfg, env, resume=resume, test_only=test_only, on_step=on_step if env.is_main else None)
     finally:
         # A library caller (a notebook, the tests) gets its global switch back.
         torch.use_deterministic_algorithms(deterministic_before)
@@ -224,7 +225,7 @@ def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False
             dist.destroy_process_group()
 
 
-def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: bool, show_progress: bool) -> dict[str, Any]:
+def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: bool, on_step: StepCallback | None) -> dict[str, Any]:
     if resume is None:
         _check_start(cfg)
     device = _setup(cfg, env)
@@ -250,10 +251,7 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
     for split in cfg.val_splits:  # fail before training, not after the first epoch
         split_annotation(cfg, split)
     if test_only:
-        record = {"epoch": start_epoch, **(evaluate_splits(net, cfg, device) if env.is_main else {}), "flip_test": cfg.flip_test}
-        if env.is_main:
-            err_console.print(" ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("AP/")), markup=False)
-        return record
+        return {"epoch": start_epoch, **(evaluate_splits(net, cfg, device) if env.is_main else {}), "flip_test": cfg.flip_test}
 
     dataset = _train_dataset(cfg)
     per_process = cfg.batch_size // env.world_size
@@ -268,48 +266,47 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
     writer = _tensorboard(cfg.output_dir) if env.is_main else None
     scaler = _scaler(cfg, device)
     record: dict[str, Any] = {}
-    with progress_bar(disable=not (env.is_main and show_progress)) as progress:
-        for epoch in range(start_epoch, cfg.epochs):
-            loader = _epoch_loader(dataset, sampler, cfg, per_process, epoch, env.rank)
-            steps = min(len(loader), cfg.steps_per_epoch or len(loader))
-            task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps)
+    for epoch in range(start_epoch, cfg.epochs):
+        loader = _epoch_loader(dataset, sampler, cfg, per_process, epoch, env.rank)
+        steps = min(len(loader), cfg.steps_per_epoch or len(loader))
 
-            def on_step(i: int, losses: dict[str, float], task: Any = task, first: int = epoch * steps) -> None:
-                progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {losses['total']:.2f}")
-                if writer is not None:
-                    for key, value in losses.items():
-                        writer.add_scalar(f"step/{key}", value, first + i + 1)
+        def step_done(i: int, losses: dict[str, float], epoch: int = epoch, steps: int = steps) -> None:
+            if on_step is not None:
+                on_step(epoch + 1, i + 1, steps, losses)
+            if writer is not None:
+                for key, value in losses.items():
+                    writer.add_scalar(f"step/{key}", value, epoch * steps + i + 1)
 
-            lr = optimizer.param_groups[0]["lr"]
-            losses = train_one_epoch(model, loader, optimizer, cfg, device, steps=steps, on_step=on_step, scaler=scaler, adaptation=adaptation)
-            if env.enabled:  # the record holds the mean over all processes, not rank 0's share
-                keys = sorted(losses)
-                packed = torch.tensor([losses[k] for k in keys], dtype=torch.float64, device=device)
-                dist.all_reduce(packed)
-                losses = {k: float(v) / env.world_size for k, v in zip(keys, packed.tolist())}
-            scheduler.step()
-            record = {"epoch": epoch + 1, "lr": lr, **{f"loss/{k}": v for k, v in losses.items()}}
-            last = epoch + 1 == cfg.epochs
-            if env.is_main and cfg.val_splits and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
-                record.update(evaluate_splits(net, cfg, device))
-                record["flip_test"] = cfg.flip_test
-            history.append(record)
-            if env.is_main:
-                cfg.output_dir.mkdir(parents=True, exist_ok=True)
-                save_checkpoint(
-                    cfg.output_dir / "checkpoint.pth",
-                    model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                    epoch=epoch + 1, config=cfg.to_dict(), rng=rng_state(), history=history,
-                    **({"adaptation": adaptation.state_dict()} if adaptation is not None else {}),
-                )
-                write_json_atomic(cfg.output_dir / "metrics.json", history, indent=1)
-                if writer is not None:
-                    for key, value in record.items():
-                        if key != "epoch" and isinstance(value, (int, float)):
-                            writer.add_scalar(key, value, epoch + 1)
-                    writer.flush()
-            if env.enabled:
-                dist.barrier()
+        lr = optimizer.param_groups[0]["lr"]
+        losses = train_one_epoch(model, loader, optimizer, cfg, device, steps=steps, on_step=step_done, scaler=scaler, adaptation=adaptation)
+        if env.enabled:  # the record holds the mean over all processes, not rank 0's share
+            keys = sorted(losses)
+            packed = torch.tensor([losses[k] for k in keys], dtype=torch.float64, device=device)
+            dist.all_reduce(packed)
+            losses = {k: float(v) / env.world_size for k, v in zip(keys, packed.tolist())}
+        scheduler.step()
+        record = {"epoch": epoch + 1, "lr": lr, **{f"loss/{k}": v for k, v in losses.items()}}
+        last = epoch + 1 == cfg.epochs
+        if env.is_main and cfg.val_splits and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
+            record.update(evaluate_splits(net, cfg, device))
+            record["flip_test"] = cfg.flip_test
+        history.append(record)
+        if env.is_main:
+            cfg.output_dir.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(
+                cfg.output_dir / "checkpoint.pth",
+                model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                epoch=epoch + 1, config=cfg.to_dict(), rng=rng_state(), history=history,
+                **({"adaptation": adaptation.state_dict()} if adaptation is not None else {}),
+            )
+            write_json_atomic(cfg.output_dir / "metrics.json", history, indent=1)
+            if writer is not None:
+                for key, value in record.items():
+                    if key != "epoch" and isinstance(value, (int, float)):
+                        writer.add_scalar(key, value, epoch + 1)
+                writer.flush()
+        if env.enabled:
+            dist.barrier()
     if writer is not None:
         writer.close()
     return record
@@ -386,143 +383,19 @@ def benchmark(cfg: TrainConfig, steps: int = 20) -> dict[str, Any]:
     }
 
 
-def resume_config(checkpoint: Path, config: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+def resume_config(checkpoint: Path, config: Path | None, overrides: dict[str, Any], *, warn: Callable[[str], None] | None = None) -> TrainConfig:
     """The configuration a resumed (or ``--test-only``) run uses: the checkpoint's own, then ``config``'s
     settings and the flags given (``overrides`` that are not None) on top.
 
     A resumed run rebuilding defaults would silently train another variant, on no dataset, at another learning
-    rate; so only what is given explicitly changes, and each changed field is reported as one warning line.
+    rate; so only what is given explicitly changes, and each changed field is reported to ``warn`` (rank 0 only).
     """
     saved = make_config(checkpoint_config(load_checkpoint(checkpoint)), source=str(checkpoint)).to_dict()
     given = read_config_file(config) if config is not None else {}
     given.update({k: v for k, v in overrides.items() if v is not None})
     cfg = make_config({**saved, **given}, source=str(config) if config is not None else "options")
     changed = {k: v for k, v in cfg.to_dict().items() if v != saved[k]}
-    if Distributed.from_env().is_main:
+    if warn is not None and Distributed.from_env().is_main:
         for key, value in changed.items():
             warn(f"{key}: {saved[key]!r} in {checkpoint.name} -> {value!r} (given explicitly)")
     return cfg
-
-
-def _size(text: str | None, option: str) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"{option} must be HEIGHTxWIDTH, e.g. 256x192; got {text!r}") from None
-    return h, w
-
-
-@app.callback(invoke_without_command=True)
-@handle_errors
-def main(
-    ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option(help="YAML/JSON config; flags given here override it")] = None,
-    variant: Annotated[str | None, typer.Option(help="baseline-low | baseline-well | baseline-all | lupi | lsbn | lsbn-lupi | lsbn-lupi-feat | lime-baseline-all | dann | advent | lsbn-lupi-unpaired | lsbn-lupi-uda")] = None,
-    dataset: Annotated[Path | None, typer.Option(help="image root holding bright/ and dark/")] = None,
-    annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
-    train_ann: Annotated[Path | None, typer.Option(help="training annotation file (default: the release's train_LL)")] = None,
-    pack: Annotated[Path | None, typer.Option(help="training image pack from 'exlpose pack'")] = None,
-    val_splits: Annotated[str | None, typer.Option(help="comma-separated test splits evaluated periodically, e.g. LL-A,WL ('' for none)")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="where checkpoint.pth, metrics.json and tensorboard/ go")] = None,
-    backbone: Annotated[str | None, typer.Option(help="resnet18 | resnet34 | resnet50 | resnet101")] = None,
-    pretrained: Annotated[Path | None, typer.Option(help="local torchvision ImageNet checkpoint of the backbone")] = None,
-    from_scratch: Annotated[bool | None, typer.Option("--from-scratch", help="train without ImageNet weights (otherwise --pretrained is required)")] = None,
-    input_size: Annotated[str | None, typer.Option(help="crop HEIGHTxWIDTH (default 256x192)")] = None,
-    heatmap_size: Annotated[str | None, typer.Option(help="heatmap HEIGHTxWIDTH (default 64x48)")] = None,
-    epochs: Annotated[int | None, typer.Option(help="epochs (default 32)")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="pairs per step over all processes (default 32)")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 5e-4)")] = None,
-    lupi_weight: Annotated[float | None, typer.Option(help="multiplier of the Gram LUPI term (default 1)")] = None,
-    lupi_gram: Annotated[str | None, typer.Option(help="gram-reference (the reference's 1e-4 x 0.2, summed over the batch; default) | gram (Eq. 3 averaged)")] = None,
-    lupi_feat_weight: Annotated[float | None, typer.Option(help="multiplier of LUPI-feat's term (default 1)")] = None,
-    wl_normalisation: Annotated[str | None, typer.Option(help="reference (the dataset's statistics; default) | imagenet")] = None,
-    padding: Annotated[str | None, typer.Option(help="mean (the reference's pixel means; default) | zero")] = None,
-    heatmap_convention: Annotated[str | None, typer.Option(help="ours (default) | reference (floor(x/4) targets, 4j+2 decoding)")] = None,
-    head_init: Annotated[str | None, typer.Option(help="reference (heads' final BN at weight 1, bias 0; default) | target-scale (at the targets' std and mean)")] = None,
-    global_mask: Annotated[str | None, typer.Option(help="visible (the reference: GlobalNet learns v=2 joints; default) | labelled")] = None,
-    flip_test: Annotated[str | None, typer.Option(help="ours (default) | official (the reference's, for comparing with published numbers) | none")] = None,
-    sync_bn: Annotated[bool | None, typer.Option("--sync-bn/--no-sync-bn", help="BatchNorm statistics over the global batch under torchrun")] = None,
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")] = None,
-    channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="channels_last memory format")] = None,
-    workers: Annotated[int | None, typer.Option(help="data loader processes per training process (default 4)")] = None,
-    seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
-    deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help="deterministic algorithms")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="evaluate every N epochs (and after the last)")] = None,
-    steps_per_epoch: Annotated[int | None, typer.Option(help="cap on steps per epoch (smoke runs)")] = None,
-    enhancer: Annotated[str | None, typer.Option(help="enhance LL images (training and test): lime | onnx:MODEL.onnx")] = None,
-    enhance_cache: Annotated[Path | None, typer.Option(help="folder caching enhanced images (default <output-dir>/enhanced)")] = None,
-    lime_downscale: Annotated[float | None, typer.Option(help="LIME solves the illumination at this scale (default 1: full resolution)")] = None,
-    adapt_weight: Annotated[float | None, typer.Option(help="dann: domain loss weight (default 1); advent: adversarial weight (default 1e-3)")] = None,
-    resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint (or evaluate it with --test-only)")] = None,
-    test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate the --resume checkpoint")] = False,
-    benchmark_steps: Annotated[int | None, typer.Option(help="measure data pipeline and model rates over N steps, print JSON, train nothing")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
-) -> None:
-    """Train one variant of the reference method; prints the last epoch's record as JSON on stdout."""
-    import json
-
-    if ctx.invoked_subcommand is not None:
-        return
-    overrides: dict[str, Any] = {
-        "variant": variant, "dataset": dataset, "annotations": annotations, "train_ann": train_ann, "pack": pack,
-        "val_splits": None if val_splits is None else [s for s in val_splits.split(",") if s],
-        "output_dir": output_dir, "backbone": backbone, "pretrained": pretrained, "from_scratch": from_scratch,
-        "lupi_gram": lupi_gram, "lupi_feat_weight": lupi_feat_weight, "wl_normalisation": wl_normalisation, "padding": padding,
-        "heatmap_convention": heatmap_convention, "head_init": head_init, "global_mask": global_mask, "flip_test": flip_test, "sync_bn": sync_bn,
-        "amp": amp, "channels_last": channels_last,
-        "input_size": _size(input_size, "--input-size"), "heatmap_size": _size(heatmap_size, "--heatmap-size"),
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "lupi_weight": lupi_weight, "workers": workers, "seed": seed,
-        "device": device, "deterministic": deterministic, "eval_every": eval_every, "steps_per_epoch": steps_per_epoch,
-        "enhancer": enhancer, "enhance_cache": enhance_cache, "lime_downscale": lime_downscale,
-        "adapt_weight": adapt_weight,
-    }
-    if test_only and resume is None:
-        raise UsageError("--test-only needs --resume CHECKPOINT")
-    if resume is not None:
-        cfg = resume_config(resume, config, overrides)
-    elif config is not None:
-        cfg = load_config(config, overrides)
-    else:
-        cfg = make_config({k: v for k, v in overrides.items() if v is not None}, source="options")
-    if benchmark_steps is not None:
-        typer.echo(json.dumps(benchmark(cfg, benchmark_steps)))
-        return
-    try:
-        record = run(cfg, resume=resume, test_only=test_only, show_progress=progress)
-    except FloatingPointError as exc:  # a diverged run: one line (from every process alike), exit 1
-        raise fail(str(exc), 1) from None
-    if Distributed.from_env().is_main:
-        typer.echo(json.dumps(record))
-
-
-@app.command("import-official")
-@handle_errors
-def import_official_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="the authors' checkpoint (pytorch-cpn's .pth.tar: {'state_dict': ...})")],
-    out: Annotated[Path, typer.Option("--out", help="our checkpoint to write (exlpose-eval model reads it)")],
-    input_size: Annotated[str, typer.Option(help="crop HEIGHTxWIDTH the model was trained at")] = "256x192",
-    force: Annotated[bool, typer.Option("--force", help="replace --out if it exists")] = False,
-) -> None:
-    """Convert the reference network's state_dict (its ResNet-LSBN or ResNet, globalNet, refineNet) to ours."""
-    from .official import import_official
-
-    size = _size(input_size, "--input-size")
-    assert size is not None
-    if out.exists() and not force:
-        raise UsageError(f"{out}: exists; pass --force to replace it")
-    info = import_official(checkpoint, out, input_size=size)
-    err_console.print(
-        f"{checkpoint.name}: {info['tensors']} tensors mapped onto a {info['variant']} {info['backbone']} CPN -> {out} "
-        f"(heatmap convention 'reference', inputs as the reference)", markup=False)
-
-
-def cli() -> None:
-    """Console-script entry point (``exlpose-train``)."""
-    app(prog_name="exlpose-train")
-
-
-if __name__ == "__main__":
-    cli()

@@ -140,7 +140,7 @@ def main() -> None:
                 out = base / f"{variant}-seed{seed}"
                 cfg = make_config(settings(args, release, variant, seed, out, steps))
                 start = time.perf_counter()
-                record = run(cfg, show_progress=False)
+                record = run(cfg)
                 seconds = time.perf_counter() - start
                 row = {"variant": variant, "seed": seed, "steps": cfg.epochs * (cfg.steps_per_epoch or 0), "seconds": round(seconds, 1),
                        "AP": {s: round(record[f"AP/{s}"], 4) for s in SPLITS},

@@ -20,11 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from exlpose_data.atomic import write_image_atomic
 from exlpose_data.isp import raw_to_rgb
 from exlpose_data.simulate.camera import capture_raw
 from exlpose_data.simulate.config import SimulationConfig
 from exlpose_data.simulate.pipeline import SceneSimulator
-from exlpose_data.simulate.release import simulate_release, write_png
+from exlpose_data.simulate.release import simulate_release
 from exlpose_data.simulate.runner import default_workers
 
 TARGET_PAIRS_PER_S = 5.0
@@ -33,8 +34,7 @@ TARGET_PAIRS_PER_S = 5.0
 def _release_rate(config: SimulationConfig, scenes: int, workers: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        summary = simulate_release(config, Path(tmp) / "sim", scenes=scenes, seed=1, workers=workers, test_fraction=0.0,
-                                   show_progress=False)
+        summary = simulate_release(config, Path(tmp) / "sim", scenes=scenes, seed=1, workers=workers, test_fraction=0.0)
         return summary.pairs / (time.perf_counter() - start), summary.pairs
 
 
@@ -62,8 +62,8 @@ def _breakdown(config: SimulationConfig) -> tuple[dict[str, float], float]:
                 ll, wl = sim.develop_pair(cap)
                 times["develop_align"] += time.perf_counter() - t
                 t = time.perf_counter()
-                write_png(out / f"{pairs}_ll.png", ll)
-                write_png(out / f"{pairs}_wl.png", wl)
+                write_image_atomic(out / f"{pairs}_ll.png", ll, rgb=True, fast=True)
+                write_image_atomic(out / f"{pairs}_wl.png", wl, rgb=True, fast=True)
                 times["png_write"] += time.perf_counter() - t
                 pairs += 1
                 baseline_raws = (cap.raw_ll, cap.raw_wl)
@@ -81,8 +81,8 @@ def _breakdown(config: SimulationConfig) -> tuple[dict[str, float], float]:
         t = time.perf_counter()
         isp = config.isp_params()
         for i in range(pairs):
-            write_png(out / f"b{i}_ll.png", raw_to_rgb(baseline_raws[0], isp))
-            write_png(out / f"b{i}_wl.png", raw_to_rgb(baseline_raws[1], isp))
+            write_image_atomic(out / f"b{i}_ll.png", raw_to_rgb(baseline_raws[0], isp), rgb=True, fast=True)
+            write_image_atomic(out / f"b{i}_wl.png", raw_to_rgb(baseline_raws[1], isp), rgb=True, fast=True)
         baseline_rate = pairs / (time.perf_counter() - t)
     return {k: round(v / pairs, 4) for k, v in times.items()}, baseline_rate
 

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from exlpose_data.evaluation import evaluate_keypoints
-from exlpose_data.release import annotation_key
+from exlpose_data.naming import annotation_key
 from exlpose_data.schema import load_document
 from exlpose_data.split import split_by_gain
 

@@ -44,7 +44,7 @@ def simulated_release(out: Path, scenes: int) -> Path:
 
     root = out / "ExLPose"
     if not root.exists():
-        simulate_release(load_config(None, width=320, height=200), root, scenes=scenes, seed=0, workers=1, show_progress=False)
+        simulate_release(load_config(None, width=320, height=200), root, scenes=scenes, seed=0, workers=1)
     return root
 
 

@@ -27,10 +27,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("exlpose_data.cli.simulate:app", "Simulate paired low-light data: a release dataset or raw feeds for the camera emulator."),
     "demo": ("exlpose.demo.cli:app", "Run the whole pipeline end to end on the emulated rig and write a report."),
     "pack": ("exlpose_data.cli.pack:app", "Decode a dataset's images into an HDF5 pack for fast torch datasets (exlpose-pack)."),
-    "train": ("baselines.train:app", "Train the ExLPose reference (CPN + LSBN + LUPI) (exlpose-train)."),
-    "eval": ("baselines.eval_cli:app", "Score keypoint predictions or a checkpoint on the test splits (exlpose-eval)."),
+    "train": ("baselines.cli:train_app", "Train the ExLPose reference (CPN + LSBN + LUPI) (exlpose-train)."),
+    "eval": ("baselines.cli:eval_app", "Score keypoint predictions or a checkpoint on the test splits (exlpose-eval)."),
     "enhance": ("baselines.enhance.cli:app", "Enhance low-light images with LIME or an ONNX enhancer (Table 2's enhancement rows)."),
-    "predict": ("baselines.predict:app", "Predict keypoints in images with a checkpoint; JSON and overlay PNGs."),
+    "predict": ("baselines.cli:predict_app", "Predict keypoints in images with a checkpoint; JSON and overlay PNGs (exlpose-predict)."),
     "export": ("exlpose_data.cli.export:app", "Lay a dataset out for other code: official (the authors' test.py), links and _trans.json."),
     "annotate": ("annotation.cli:app", "Annotation: tasks for annotators, import CVAT/Label Studio/COCO/CrowdPose labels, review sheets, export."),
 }

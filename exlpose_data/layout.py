@@ -21,10 +21,12 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Generic, TypeVar
 
 from .atomic import TMP_MARK, write_json_atomic, write_text_atomic
 from .errors import InputError, UsageError
 from .jsonio import load_json
+from .lighting import Lighting
 
 __all__ = [
     "BRIGHT_DIR",
@@ -46,10 +48,14 @@ __all__ = [
     "safe_relpath",
     "find_dataset_root",
     "update_dataset_manifest",
+    "normalise_image_path",
+    "NameIndex",
 ]
 
-BRIGHT_DIR = "bright"
-DARK_DIR = "dark"
+V = TypeVar("V")
+
+BRIGHT_DIR = Lighting.WL.folder
+DARK_DIR = Lighting.LL.folder
 PAIRS_FILE = "brightPath2darkPath.txt"
 ANNOTATIONS_DIR = "annotations"
 # Where a dataset's annotation files go, by layout: ours and the release's, or mmpose's documented
@@ -58,6 +64,41 @@ ANNOTATION_LAYOUTS = {"release": ANNOTATIONS_DIR, "mmpose": f"{ANNOTATIONS_DIR}/
 MANIFEST_FILE = "manifest.json"
 MANIFEST_LOCK_FILE = ".manifest.lock"
 _MANIFEST_VERSION = 1
+
+
+def normalise_image_path(path: str) -> str:
+    """Reduce a path from a pair list or annotation file to ``bright/<name>`` / ``dark/<name>`` when it has that form."""
+    p = path.replace("\\", "/")
+    while p.startswith("./"):
+        p = p[2:]
+    for folder in (BRIGHT_DIR, DARK_DIR):
+        marker = f"/{folder}/"
+        if marker in p:
+            return folder + "/" + p.rsplit(marker, 1)[1]
+    return p
+
+
+class NameIndex(Generic[V]):
+    """Values by image path, found by the root-relative path or by the bare file name (annotation files and pair
+    lists name images either way; the official test files name bare files)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, V] = {}
+
+    def add(self, path: str, value: V) -> None:
+        """Index ``value`` under ``path`` (normalised) and under its bare file name."""
+        norm = normalise_image_path(path)
+        self._values[norm] = value
+        self._values[norm.rsplit("/", 1)[-1]] = value
+
+    def get(self, name: str) -> V | None:
+        """The value of a path or bare file name (the path wins when both are indexed)."""
+        norm = normalise_image_path(name)
+        found = self._values.get(norm)
+        return found if found is not None else self._values.get(norm.rsplit("/", 1)[-1])
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

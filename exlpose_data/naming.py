@@ -2,23 +2,27 @@
 
 ``bright/imgs_<MMDD>[_<site>]_vid<6 digits>_exp<R>_bright_<6-digit frame>__gain_<dB>_exposure_<us>.png``
 and its dark twin ``dark/..._dark_<frame>__gain_<LL dB>_exposure_<us>.png``. The gain has two decimals and
-the exposure is the nominal integer. Scene key = (date, site, video).
+the exposure is the nominal integer. Scene key = (date, site, video); :func:`check_date`, :func:`check_site` and
+:func:`check_video` are the rules for its parts wherever they are given (rig, alignment, simulator).
+
+Annotation files: ``<prefix>_<part>_<condition>.json`` (``ExLPose_train_LL.json``, ``ExLPose_test_LL-A.json``,
+older ``LL-All/Normal/Hard/Extreme`` spellings accepted), ``ExLPose-OC_test_<camera>.json``;
+:func:`annotation_file_name` writes them, :func:`annotation_key` reads them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from .errors import NameGrammarError
-from .exposure import ll_gain_from_wl
+from .exposure import DEFAULT_ND_FACTOR, ll_gain_from_wl
+from .lighting import Lighting
 
-__all__ = ["ImageName", "parse_name", "scene_id", "scene_key", "CONDITION_DIRS", "SceneKey"]
+__all__ = ["ImageName", "parse_name", "scene_id", "scene_key", "SceneKey", "check_date", "check_site",
+           "check_video", "MAX_VIDEO", "annotation_file_name", "annotation_key", "ANNOTATION_PREFIX", "LONG_SPLIT_NAMES"]
 
-Condition = Literal["LL", "WL"]
-CONDITION_DIRS: dict[str, str] = {"WL": "bright", "LL": "dark"}
-_WORD_TO_CONDITION = {"bright": "WL", "dark": "LL"}
+_BY_FOLDER = {member.folder: member for member in Lighting}
 
 _NAME_RE = re.compile(
     r"^imgs_(?P<date>\d{4})"
@@ -32,6 +36,60 @@ _NAME_RE = re.compile(
 )
 
 SceneKey = tuple[str, str, int]
+MAX_VIDEO = 999_999  # six digits in names
+_SITE_RE = re.compile(r"^[A-Za-z0-9-]*$")
+
+ANNOTATION_PREFIX = "ExLPose"
+LONG_SPLIT_NAMES = {"All": "A", "Normal": "N", "Hard": "H", "Extreme": "E"}
+_ANN_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9-]+)_(?P<part>train|val|test|all)_(?P<cond>LL|WL)(?:-(?P<split>A|N|H|E|All|Normal|Hard|Extreme))?\.json$")
+_OC_RE = re.compile(r"^ExLPose-OC_test_(?P<camera>[A-Za-z0-9]+)\.json$")
+
+
+def check_date(value: str) -> str:
+    """``value`` if it is a capture date ``MMDD`` (month 01-12, day 01-31).
+
+    Raises:
+        NameGrammarError: (a ValueError) starting with the value; callers prefix the option or field.
+    """
+    if not (len(value) == 4 and value.isdigit() and 1 <= int(value[:2]) <= 12 and 1 <= int(value[2:]) <= 31):
+        raise NameGrammarError(f"{value!r}: expected a date MMDD like 0119")
+    return value
+
+
+def check_site(value: str) -> str:
+    """``value`` if it can be the site part of a name: letters, digits and '-', or empty for no site part."""
+    if not _SITE_RE.match(value):
+        raise NameGrammarError(f"{value!r}: a site holds only letters, digits and '-' (empty for no site part)")
+    return value
+
+
+def check_video(value: int) -> int:
+    """``value`` if it is a video number names can hold (0..999999)."""
+    if not 0 <= value <= MAX_VIDEO:
+        raise NameGrammarError(f"{value}: expected a video number 0..{MAX_VIDEO} (six digits in names)")
+    return value
+
+
+def annotation_file_name(part: str | None, condition: str, *, prefix: str = ANNOTATION_PREFIX) -> str:
+    """An annotation file's name as the release spells it: ``<prefix>[_<part>]_<condition>.json``.
+
+    ``annotation_file_name("test", "LL-A")`` is ``ExLPose_test_LL-A.json``; ``part=None`` serves prefixes that
+    already hold the part (``exlpose-split by-gain --prefix ExLPose_test``).
+    """
+    return "_".join(x for x in (prefix, part, condition) if x) + ".json"
+
+
+def annotation_key(filename: str) -> str | None:
+    """Canonical key of a release annotation file name (``test_LL-A``, ``train_WL``, ``OC_A7M3``), or None."""
+    m = _ANN_RE.match(filename)
+    if m:
+        split = m["split"]
+        split = LONG_SPLIT_NAMES.get(split, split) if split else None
+        return f"{m['part']}_{m['cond']}" + (f"-{split}" if split else "")
+    m = _OC_RE.match(filename)
+    if m:
+        return f"OC_{m['camera']}"
+    return None
 
 
 def scene_id(date: str, site: str, video: int) -> str:
@@ -51,7 +109,7 @@ class ImageName:
         frame: frame number within the video.
         gain_db: gain of this image's camera.
         exposure_us: nominal exposure time.
-        condition: ``"WL"`` (bright) or ``"LL"`` (dark).
+        condition: ``Lighting.WL`` (bright) or ``Lighting.LL`` (dark); ``"WL"``/``"LL"`` are accepted.
         ext: file extension as written.
     """
 
@@ -62,8 +120,11 @@ class ImageName:
     frame: int
     gain_db: float
     exposure_us: int
-    condition: Condition
+    condition: Lighting
     ext: str = "png"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "condition", Lighting(self.condition))
 
     @property
     def scene(self) -> SceneKey:
@@ -77,7 +138,7 @@ class ImageName:
     @property
     def k(self) -> float:
         """Exposure cut implied by the ratio with the release's 100x ND filter."""
-        return self.ratio / 100
+        return self.ratio / DEFAULT_ND_FACTOR
 
     @property
     def pair_key(self) -> tuple:
@@ -86,25 +147,24 @@ class ImageName:
 
     @property
     def basename(self) -> str:
-        word = "bright" if self.condition == "WL" else "dark"
         return (
-            f"imgs_{self.scene_id}_exp{self.ratio}_{word}_{self.frame:06d}"
+            f"imgs_{self.scene_id}_exp{self.ratio}_{self.condition.folder}_{self.frame:06d}"
             f"__gain_{self.gain_db:.2f}_exposure_{self.exposure_us}.{self.ext}"
         )
 
     @property
     def relpath(self) -> str:
         """Root-relative path, ``bright/<name>`` or ``dark/<name>``."""
-        return f"{CONDITION_DIRS[self.condition]}/{self.basename}"
+        return f"{self.condition.folder}/{self.basename}"
 
     def twin(self, gain_db: float | None = None) -> "ImageName":
         """The other image of the pair. The LL gain is inferred from the protocol unless given."""
         if self.condition == "WL":
             g = ll_gain_from_wl(self.gain_db, self.ratio) if gain_db is None else gain_db
-            return replace(self, condition="LL", gain_db=g)
+            return replace(self, condition=Lighting.LL, gain_db=g)
         if gain_db is None:
             raise ValueError("the well-lit gain cannot be inferred from a dark name; pass gain_db")
-        return replace(self, condition="WL", gain_db=gain_db)
+        return replace(self, condition=Lighting.WL, gain_db=gain_db)
 
 
 def parse_name(path: str) -> ImageName:
@@ -119,8 +179,8 @@ def parse_name(path: str) -> ImageName:
     m = _NAME_RE.match(base)
     if m is None:
         raise NameGrammarError(f"{path!r} is not an ExLPose release name (imgs_<MMDD>[_<site>]_vid<6>_exp<R>_<bright|dark>_<6>__gain_<x.xx>_exposure_<us>.png)")
-    condition = _WORD_TO_CONDITION[m["word"]]
-    if len(parts) >= 2 and parts[-2] in _WORD_TO_CONDITION and _WORD_TO_CONDITION[parts[-2]] != condition:
+    condition = _BY_FOLDER[m["word"]]
+    if len(parts) >= 2 and parts[-2] in _BY_FOLDER and _BY_FOLDER[parts[-2]] != condition:
         raise NameGrammarError(f"{path!r}: a {m['word']} image inside the {parts[-2]}/ folder")
     return ImageName(
         date=m["date"],
@@ -130,7 +190,7 @@ def parse_name(path: str) -> ImageName:
         frame=int(m["frame"]),
         gain_db=float(m["gain"]),
         exposure_us=int(m["exposure"]),
-        condition=condition,  # type: ignore[arg-type]
+        condition=condition,
         ext=m["ext"],
     )
 

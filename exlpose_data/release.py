@@ -11,19 +11,14 @@ and named by the release's names, accepting the older ``LL-All/Normal/Hard/Extre
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, NameGrammarError
-from .layout import BRIGHT_DIR, DARK_DIR, PAIRS_FILE, annotations_dir, read_pairs
-from .naming import ImageName, parse_name
+from .layout import BRIGHT_DIR, DARK_DIR, PAIRS_FILE, NameIndex, annotations_dir, normalise_image_path, read_pairs
+from .naming import LONG_SPLIT_NAMES, ImageName, annotation_key, parse_name
 
-__all__ = ["Pair", "Release", "open_release", "pair_by_grammar", "annotation_key", "normalise_image_path", "LONG_SPLIT_NAMES", "find_annotation_dir"]
-
-LONG_SPLIT_NAMES = {"All": "A", "Normal": "N", "Hard": "H", "Extreme": "E"}
-_ANN_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9-]+)_(?P<part>train|val|test|all)_(?P<cond>LL|WL)(?:-(?P<split>A|N|H|E|All|Normal|Hard|Extreme))?\.json$")
-_OC_RE = re.compile(r"^ExLPose-OC_test_(?P<camera>[A-Za-z0-9]+)\.json$")
+__all__ = ["Pair", "Release", "open_release", "pair_by_grammar", "find_annotation_dir"]
 
 
 @dataclass(frozen=True)
@@ -43,31 +38,6 @@ class Pair:
     @property
     def scene_id(self) -> str:
         return self.name.scene_id
-
-
-def normalise_image_path(path: str) -> str:
-    """Reduce a path from a pair list or annotation file to ``bright/<name>`` / ``dark/<name>`` when it has that form."""
-    p = path.replace("\\", "/")
-    while p.startswith("./"):
-        p = p[2:]
-    for folder in (BRIGHT_DIR, DARK_DIR):
-        marker = f"/{folder}/"
-        if marker in p:
-            return folder + "/" + p.rsplit(marker, 1)[1]
-    return p
-
-
-def annotation_key(filename: str) -> str | None:
-    """Canonical key of a release annotation file name (``test_LL-A``, ``train_WL``, ``OC_A7M3``), or None."""
-    m = _ANN_RE.match(filename)
-    if m:
-        split = m["split"]
-        split = LONG_SPLIT_NAMES.get(split, split) if split else None
-        return f"{m['part']}_{m['cond']}" + (f"-{split}" if split else "")
-    m = _OC_RE.match(filename)
-    if m:
-        return f"OC_{m['camera']}"
-    return None
 
 
 def pair_by_grammar(bright: list[str], dark: list[str]) -> tuple[list[Pair], list[str]]:
@@ -112,15 +82,14 @@ class Release:
     unconforming: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._index: dict[str, Pair] = {}
+        self._index: NameIndex[Pair] = NameIndex()
         for p in self.pairs:
-            for key in (p.bright, p.dark, p.bright.rsplit("/", 1)[-1], p.dark.rsplit("/", 1)[-1]):
-                self._index[key] = p
+            self._index.add(p.bright, p)
+            self._index.add(p.dark, p)
 
     def pair_of(self, file_name: str) -> Pair | None:
         """The pair a bright or dark path (or bare file name) belongs to."""
-        norm = normalise_image_path(file_name)
-        return self._index.get(norm) or self._index.get(norm.rsplit("/", 1)[-1])
+        return self._index.get(file_name)
 
     def bright_to_dark(self) -> dict[str, str]:
         return {p.bright: p.dark for p in self.pairs}

@@ -26,7 +26,8 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["normalise_bayer_pattern", "FRAME_DTYPE", "SCENES", "REFERENCE", "STEPS", "SessionReader", "FrameAttrs", "step_path", "reference_path"]
+__all__ = ["normalise_bayer_pattern", "FRAME_DTYPE", "SCENES", "REFERENCE", "STEPS", "SessionReader", "FrameAttrs", "step_path", "reference_path",
+           "summarise"]
 
 SCENES = "scenes"
 REFERENCE = "reference"
@@ -192,3 +193,47 @@ class SessionReader:
         if STEPS not in g or str(step) not in g[STEPS]:
             raise InputError(f"{self.path}: scene {scene!r} has no step {step!r}; have {self.steps(scene)}")
         return g[STEPS][str(step)]
+
+
+def _mean(column: np.ndarray) -> float:
+    return float(np.mean(column)) if len(column) else float("nan")
+
+
+def summarise(path: str | Path) -> dict[str, Any]:
+    """What a session holds, as ``exlpose-capture inspect --json`` prints it.
+
+    Returns:
+        ``{"created", "software_version", "references": {name: {"pairs", "shape"}}, "scenes": {scene: {<scene
+        attributes but feeds>, "steps": {k: {"pairs", "exposure_us", "ll_gain_db", "wl_gain_db", "dropped",
+        "ratio", "nominal_exposure_us", "planned_wl_gain_db"}}}}}``: exposure and gains are the means read back
+        per kept pair (NaN for a step without pairs), ``dropped`` the rig's drop counts per reason.
+    """
+    with SessionReader(path) as reader:
+        attrs = reader.attrs
+        out: dict[str, Any] = {
+            "created": str(attrs.get("created", "?")),
+            "software_version": str(attrs.get("software_version", "?")),
+            "references": {},
+            "scenes": {},
+        }
+        for name in reader.references():
+            ll, _, _, _ = reader.reference(name)
+            out["references"][name] = {"pairs": int(ll.shape[0]), "shape": list(ll.shape[1:])}
+        for scene in reader.scenes():
+            meta = reader.scene_meta(scene)
+            steps = {}
+            for step in reader.steps(scene):
+                table = reader.frames_table(scene, step)
+                smeta = reader.step_meta(scene, step)
+                steps[step] = {
+                    "pairs": int(len(table)),
+                    "exposure_us": _mean(table["ll_exposure_us"]),
+                    "ll_gain_db": _mean(table["ll_gain_db"]),
+                    "wl_gain_db": _mean(table["wl_gain_db"]),
+                    "dropped": json.loads(smeta.get("dropped_pairs", "{}")),
+                    "ratio": smeta.get("ratio"),
+                    "nominal_exposure_us": smeta.get("nominal_exposure_us"),
+                    "planned_wl_gain_db": smeta.get("wl_gain_db"),
+                }
+            out["scenes"][scene] = {k: v for k, v in meta.items() if k != "feeds"} | {"steps": steps}
+    return out

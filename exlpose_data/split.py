@@ -20,9 +20,9 @@ from .annotations import normalise_document, placeholder_crowd_index
 from .atomic import write_json_atomic
 from .errors import InputError, NameGrammarError
 from .exposure import wl_gain_from_ll
-from .layout import annotations_dir, update_manifest
-from .naming import parse_name
-from .release import normalise_image_path
+from .layout import NameIndex, annotations_dir, normalise_image_path, update_manifest
+from .lighting import Lighting
+from .naming import ANNOTATION_PREFIX, annotation_file_name, parse_name
 from .schema import AnnotationDocument
 from .validate import require_structure
 
@@ -38,6 +38,7 @@ __all__ = [
     "unpaired_warning",
     "well_lit_gain",
     "write_release_annotations",
+    "write_scene_split",
 ]
 
 DEFAULT_THRESHOLDS: tuple[float, float] = (15.0, 24.0)
@@ -56,24 +57,20 @@ class PairMap:
     """Bright <-> dark path lookup, tolerant of bare file names."""
 
     def __init__(self, bright_to_dark: Mapping[str, str] | None = None) -> None:
-        self.b2d: dict[str, str] = {}
-        self.d2b: dict[str, str] = {}
+        self._dark: NameIndex[str] = NameIndex()
+        self._bright: NameIndex[str] = NameIndex()
         for b, d in (bright_to_dark or {}).items():
-            b, d = normalise_image_path(b), normalise_image_path(d)
-            for kb, kd in ((b, d), (b.rsplit("/", 1)[-1], d.rsplit("/", 1)[-1])):
-                self.b2d[kb] = d
-                self.d2b[kd] = b
+            self._dark.add(b, normalise_image_path(d))
+            self._bright.add(d, normalise_image_path(b))
 
     def __bool__(self) -> bool:
-        return bool(self.b2d)
+        return bool(self._dark)
 
     def dark_of(self, name: str) -> str | None:
-        n = normalise_image_path(name)
-        return self.b2d.get(n) or self.b2d.get(n.rsplit("/", 1)[-1])
+        return self._dark.get(name)
 
     def bright_of(self, name: str) -> str | None:
-        n = normalise_image_path(name)
-        return self.d2b.get(n) or self.d2b.get(n.rsplit("/", 1)[-1])
+        return self._bright.get(name)
 
 
 def well_lit_gain(file_name: str, pairs: PairMap | None = None) -> float:
@@ -147,7 +144,7 @@ def to_condition(doc: AnnotationDocument, condition: str, pairs: PairMap | None)
 
 def unpaired_warning(count: int, condition: str) -> str:
     """The warning for ``count`` images whose ``condition`` twin is unknown."""
-    other = "bright" if condition == "LL" else "dark"
+    other = Lighting(condition).twin.folder
     return (f"{count} image(s) kept their {other} names in the {condition} file: "
             "pairing unknown (give --pairs brightPath2darkPath.txt or a dataset root)")
 
@@ -236,6 +233,41 @@ def split_by_scene(
     return SplitResult({p: normalise_document(_subset(doc, ids[p])) for p in parts})
 
 
+def write_scene_split(
+    result: SplitResult,
+    out: str | Path,
+    pairs: PairMap | None,
+    *,
+    prefix: str = ANNOTATION_PREFIX,
+    skip: tuple[str, ...] = (),
+) -> tuple[list[Path], dict[str, int]]:
+    """Write each part of a scene split as ``<prefix>_<part>_LL.json`` and ``<prefix>_<part>_WL.json`` under ``out``.
+
+    Each LL file names the dark twins and each WL file the bright ones, as far as ``pairs`` knows them.
+
+    Args:
+        result: the split (:func:`split_by_scene`).
+        out: folder to write into.
+        pairs: bright <-> dark lookup; None keeps every name as given.
+        prefix: file-name prefix.
+        skip: parts not to write.
+
+    Returns:
+        The files written, and per condition how many images kept their other-condition name
+        (see :func:`unpaired_warning`).
+    """
+    written: list[Path] = []
+    unpaired = {cond.value: 0 for cond in Lighting}
+    for part, part_doc in result.documents.items():
+        if part in skip:
+            continue
+        for cond in Lighting:
+            cdoc, kept = to_condition(part_doc, cond, pairs)
+            unpaired[cond.value] += kept
+            written.append(write_json_atomic(Path(out) / annotation_file_name(part, cond, prefix=prefix), cdoc.to_json_dict()))
+    return written, unpaired
+
+
 def write_release_annotations(
     root: str | Path,
     doc: AnnotationDocument,
@@ -245,7 +277,7 @@ def write_release_annotations(
     val_fraction: float = 0.0,
     seed: int = 0,
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
-    prefix: str = "ExLPose",
+    prefix: str = ANNOTATION_PREFIX,
     layout: str = "release",
 ) -> list[Path]:
     """Write a dataset's annotation files under ``ROOT/annotations`` (``ROOT/annotations/ExLPose`` with
@@ -262,16 +294,11 @@ def write_release_annotations(
     out_dir = annotations_dir(root, layout)
     pmap = PairMap(pairs)
     scene_split = split_by_scene(doc, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
-    written: list[Path] = []
-    for part, part_doc in scene_split.documents.items():
-        if part == "test":
-            continue
-        for cond in ("LL", "WL"):
-            cdoc, _ = to_condition(part_doc, cond, pmap)
-            written.append(write_json_atomic(out_dir / f"{prefix}_{part}_{cond}.json", normalise_document(cdoc).to_json_dict()))
+    # The test part is written by gain below; the split's documents are normalised already.
+    written, _ = write_scene_split(scene_split, out_dir, pmap, prefix=prefix, skip=("test",))
     test_doc = normalise_document(scene_split.documents["test"])
     gain = split_by_gain(test_doc, thresholds=thresholds, pairs=pmap)
     for key, gdoc in gain.documents.items():
-        written.append(write_json_atomic(out_dir / f"{prefix}_test_{key}.json", gdoc.to_json_dict()))
+        written.append(write_json_atomic(out_dir / annotation_file_name("test", key, prefix=prefix), gdoc.to_json_dict()))
     update_manifest(root, [p.relative_to(root).as_posix() for p in written])
     return written

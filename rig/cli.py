@@ -17,8 +17,10 @@ from rich.table import Table
 
 from exlpose_data.cli.common import err_console, fail, handle_errors, new_app, out_console
 from exlpose_data.errors import InputError, UsageError
+from exlpose_data.feeds_format import FEEDS_FILE
 from exlpose_data.jsonio import load_json
-from exlpose_data.session_format import SessionReader
+from exlpose_data.naming import check_date, check_site, check_video
+from exlpose_data.session_format import summarise
 
 from pydantic import ValidationError
 
@@ -100,8 +102,8 @@ def _rig_config(config: Path | None, emulate: bool, *, roi: str | None = None, f
         changes["roi"] = {"width": w, "height": h}
     elif config is None:
         changes["roi"] = {"width": DEFAULT_FRAME[0], "height": DEFAULT_FRAME[1]}
-    if feeds is not None and (feeds / "feeds.json").is_file():
-        described = load_json(feeds / "feeds.json")
+    if feeds is not None and (feeds / FEEDS_FILE).is_file():
+        described = load_json(feeds / FEEDS_FILE)
         if isinstance(described, dict) and isinstance(described.get("black_level_dn"), (int, float)):
             changes["feed_black_level_dn"] = float(described["black_level_dn"])
     if fps is not None:
@@ -284,7 +286,7 @@ def reference(
             # Omitted LL settings follow the feeds, as they were simulated (the values are checked anyway).
             ll_exposure_us = truth.reference.ll_exposure_us if ll_exposure_us is None else ll_exposure_us
             ll_gain_db = truth.reference.ll_gain_db if ll_gain_db is None else ll_gain_db
-    with LiveDisplay() as display:
+    with LiveDisplay(err_console) as display:
         session = _session(cfg, out, emulate, display)
         outcome = _finish(
             session,
@@ -342,15 +344,20 @@ def record(
             ks = [s.k for s in truth.steps] if preset is None and ks is None else ks
     site = "" if site is None else site
     date_mmdd = date if date is not None else _dt.date.today().strftime("%m%d")
-    if len(date_mmdd) != 4 or not date_mmdd.isdigit() or not (1 <= int(date_mmdd[:2]) <= 12 and 1 <= int(date_mmdd[2:]) <= 31):
-        raise UsageError(f"--date {date_mmdd!r}: expected MMDD like 0119")
+    for option, check, value in (("--date", check_date, date_mmdd), ("--site", check_site, site)):
+        try:
+            check(value)
+        except ValueError as exc:
+            raise UsageError(f"{option} {exc}") from None
     if not scene or "/" in scene:
         raise UsageError(f"--scene {scene!r}: a non-empty name without '/'")
     cfg = _rig_config(config, emulate, roi=roi, fps=fps, feeds=feeds)
     vid = video_id if video_id is not None else next_video_id(out, date_mmdd, site)
-    if vid < 0:
-        raise UsageError(f"--video-id {vid}: must be >= 0")
-    with LiveDisplay() as display:
+    try:
+        check_video(vid)
+    except ValueError as exc:
+        raise UsageError(f"--video-id {exc}") from None
+    with LiveDisplay(err_console) as display:
         session = _session(cfg, out, emulate, display)
 
         def body() -> Any:
@@ -375,7 +382,7 @@ def resume(session_file: Annotated[Path, typer.Argument(help="session file to co
         out_console.print(f"{session_file}: every scene is complete; nothing to resume", markup=False)
         return
     outcomes: list[Any] = []
-    with LiveDisplay() as display:
+    with LiveDisplay(err_console) as display:
         session = CaptureSession(cfg, session_file, emulated=emulated, progress=display)
 
         def body() -> None:
@@ -394,7 +401,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Summarise a session file: references, scenes, steps, pairs, read-back exposure and gain, drops."""
-    summary = _inspect(session_file)
+    summary = summarise(session_file)
     if as_json:
         out_console.print(json.dumps(summary), markup=False, soft_wrap=True)
         return
@@ -408,38 +415,6 @@ def inspect(
             detail = ", ".join(f"{n} {reason}" for reason, n in s["dropped"].items())
             table.add_row(scene, step, str(s["pairs"]), f"{s['exposure_us']:g}", f"{s['ll_gain_db']:.2f}", f"{s['wl_gain_db']:.2f}", f"{drops} ({detail})" if drops else "0")
     out_console.print(table)
-
-
-def _inspect(path: Path) -> dict[str, Any]:
-    import numpy as np
-
-    with SessionReader(path) as reader:
-        attrs = reader.attrs
-        out: dict[str, Any] = {
-            "created": str(attrs.get("created", "?")),
-            "software_version": str(attrs.get("software_version", "?")),
-            "references": {},
-            "scenes": {},
-        }
-        for name in reader.references():
-            ll, _, _, _ = reader.reference(name)
-            out["references"][name] = {"pairs": int(ll.shape[0]), "shape": list(ll.shape[1:])}
-        for scene in reader.scenes():
-            meta = reader.scene_meta(scene)
-            steps = {}
-            for step in reader.steps(scene):
-                table = reader.frames_table(scene, step)
-                smeta = reader.step_meta(scene, step)
-                readback = {c: float(np.mean(table[c])) if len(table) else float("nan") for c in ("ll_exposure_us", "ll_gain_db", "wl_gain_db")}
-                steps[step] = {
-                    "pairs": int(len(table)),
-                    "exposure_us": readback["ll_exposure_us"],
-                    "ll_gain_db": readback["ll_gain_db"],
-                    "wl_gain_db": readback["wl_gain_db"],
-                    "dropped": json.loads(smeta.get("dropped_pairs", "{}")),
-                }
-            out["scenes"][scene] = {k: v for k, v in meta.items() if k != "feeds"} | {"steps": steps}
-    return out
 
 
 @app.command()
@@ -466,7 +441,7 @@ def darks(
 
     _setup_logging()
     cfg = _rig_config(config, emulate, roi=roi)
-    with LiveDisplay() as display:
+    with LiveDisplay(err_console) as display:
         session = _session(cfg, out, emulate, display)
 
         def body() -> None:

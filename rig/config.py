@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from exlpose_data.errors import InputError
+from exlpose_data.exposure import DEFAULT_ND_FACTOR
 
 from . import emulate
 
@@ -78,7 +79,7 @@ class RigConfig(_Strict):
 
     ll: CameraConfig
     wl: CameraConfig
-    nd_factor: float = Field(100.0, gt=1, description="light attenuation of the LL path (1% ND -> 100)")
+    nd_factor: float = Field(DEFAULT_ND_FACTOR, gt=1, description="light attenuation of the LL path (1% ND -> 100)")
     pixel_format: str = Field("BayerRG12", description="raw Bayer 12-bit by default: 8 bits lose low-light detail")
     roi: RoiConfig | None = None
     frame_rate_hz: float = Field(10.0, gt=0, description="pairs per second while recording")

@@ -13,8 +13,6 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from exlpose_data.cli.common import err_console
-
 from .recorder import CaptureStats
 
 __all__ = ["LiveDisplay"]
@@ -37,12 +35,12 @@ class LiveDisplay:
     """A progress callback for :class:`rig.recorder.Recorder` that shows the statistics.
 
     Args:
-        console: where to draw (stderr by default, so stdout stays machine-readable).
+        console: where to draw (the CLI gives its stderr console, so stdout stays machine-readable).
         plain_interval_s: seconds between lines when the console is not a terminal.
     """
 
-    def __init__(self, console: Console | None = None, plain_interval_s: float = 5.0) -> None:
-        self.console = console or err_console
+    def __init__(self, console: Console, plain_interval_s: float = 5.0) -> None:
+        self.console = console
         self._live: Live | None = None
         self._plain_interval_s = plain_interval_s
         self._last_plain = 0.0

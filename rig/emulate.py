@@ -5,8 +5,7 @@
 grayscale PNG holding ``raw << (16 - bit_depth)`` grabs as exactly ``raw`` in a 12-bit format, so feeds store
 raw values MSB-aligned.
 
-Feed folders (written by the simulator) are laid out ``DIR/<scene>/<k>/{ll,wl}/NNNNNN.png`` and
-``DIR/<scene>/reference/{ll,wl}/``.
+Feed folders (written by the simulator) follow the core's feeds format, :mod:`exlpose_data.feeds_format`.
 """
 
 from __future__ import annotations
@@ -18,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from exlpose_data.atomic import atomic_path
+from exlpose_data.atomic import write_image_atomic
 from exlpose_data.errors import InputError
+from exlpose_data.feeds_format import feed_folder, msb_align
 
 __all__ = [
     "DEVICE_CLASS",
@@ -47,7 +47,7 @@ def feed_dir(feeds: str | Path, scene: str, step: str, role: str) -> Path:
     Raises:
         InputError: the folder is missing, empty, or holds a non-image file (which makes every grab fail).
     """
-    folder = Path(feeds) / scene / step / role
+    folder = feed_folder(feeds, scene, step, role)
     if not folder.is_dir():
         have = sorted(p.name for p in Path(feeds).iterdir() if p.is_dir()) if Path(feeds).is_dir() else []
         raise InputError(f"{folder}: no feed folder for scene {scene!r} step {step} ({role}); scenes in {feeds}: {have or 'none'}")
@@ -62,15 +62,10 @@ def feed_dir(feeds: str | Path, scene: str, step: str, role: str) -> Path:
 
 def write_raw_png(path: str | Path, raw: np.ndarray, bit_depth: int = 12) -> Path:
     """Write raw samples as a 16-bit grayscale PNG the emulator plays back as exactly ``raw``."""
-    import cv2
-
     data = np.asarray(raw)
     if data.ndim != 2 or data.min() < 0 or data.max() >= 1 << bit_depth:
         raise ValueError(f"{path}: raw frame must be 2-D with values in 0..{(1 << bit_depth) - 1}")
-    shifted = (data.astype(np.uint16) << (16 - bit_depth)).astype(np.uint16)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), shifted):
-            raise OSError(f"{path}: cannot write PNG")
+    write_image_atomic(path, msb_align(data, bit_depth))
     return Path(path)
 
 

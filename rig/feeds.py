@@ -3,22 +3,16 @@
 The emulator ignores exposure and gain, so a recording made with other settings than the feeds were simulated
 for would store those settings as "read back" next to pixels that never saw them. Recording from feeds is
 therefore refused unless exposure, gains, k list and the release name parts (date, site, video) agree with
-``feeds.json`` (:class:`exlpose_data.simulate.truth.FeedsDocument`).
+``feeds.json`` (the core's feeds format, :class:`exlpose_data.feeds_format.FeedsDocument`).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from pydantic import ValidationError
 
 from exlpose_data.errors import InputError, UsageError
-from exlpose_data.jsonio import load_json
-
-if TYPE_CHECKING:  # the simulator package is imported only when feeds are played
-    from exlpose_data.simulate.truth import SceneTruth
+from exlpose_data.feeds_format import FEEDS_FILE, SceneTruth, read_feeds
 
 __all__ = ["described_scene", "require_same"]
 
@@ -29,24 +23,13 @@ def described_scene(feeds: Path, scene: str) -> SceneTruth | None:
     Raises:
         InputError: ``feeds.json`` is invalid, or lists scenes but not this one.
     """
-    from exlpose_data.simulate.feeds import FEEDS_FILE
-    from exlpose_data.simulate.truth import FeedsDocument
-
-    path = feeds / FEEDS_FILE
-    if not path.is_file():
+    doc = read_feeds(feeds)
+    if doc is None:
         return None
-    data = load_json(path)
-    if not isinstance(data, dict) or "scenes" not in data:
-        return None
-    try:
-        doc = FeedsDocument.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(f"{path}: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
     for truth in doc.scenes:
         if truth.scene == scene:
             return truth
-    raise InputError(f"{path}: describes no scene {scene!r}; scenes: {', '.join(s.scene for s in doc.scenes) or 'none'}")
+    raise InputError(f"{feeds / FEEDS_FILE}: describes no scene {scene!r}; scenes: {', '.join(s.scene for s in doc.scenes) or 'none'}")
 
 
 def _same(a: object, b: object) -> bool:
@@ -77,8 +60,6 @@ def require_same(feeds: Path, scene: str, checks: list[tuple[str, object, str, o
     Raises:
         UsageError: one line naming the option, its value, the feeds.json field and its value.
     """
-    from exlpose_data.simulate.feeds import FEEDS_FILE
-
     for option, given, field, described in checks:
         if not _same(given, described):
             raise UsageError(

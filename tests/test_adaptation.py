@@ -92,7 +92,7 @@ SMALL = ["--backbone", "resnet18", "--input-size", "64x48", "--heatmap-size", "1
 @pytest.mark.slow
 @pytest.mark.parametrize("variant, term", [("dann", "loss/domain"), ("advent", "loss/adversarial")])
 def test_adaptation_variants_train_evaluate_and_resume(sim, tmp_path, variant, term):  # noqa: F811
-    from baselines.train import app as train_app
+    from baselines.cli import train_app
 
     out = tmp_path / variant
     runner = CliRunner()

@@ -342,3 +342,18 @@ def test_isp_params_accepts_pylon_pattern_names() -> None:
         isp_params(FrameAttrs("BayerXY12", "XY", 12, 0.0), "s.h5: reference 'b' wl")
     with pytest.raises(InputError, match="without a 'bayer_pattern'"):
         isp_params(FrameAttrs("Mono12", None, 12, 0.0))
+
+
+def test_binning_ladder_and_noise_blur() -> None:
+    from exlpose_data.align.prepare import binning_ladder, noise_blur
+
+    assert binning_ladder(1200, 150) == [1, 2, 4, 8]
+    assert binning_ladder(1200, 150, start=3) == [3, 6]
+    assert binning_ladder(100, 150) == [1]
+    assert binning_ladder(1200, 0, max_bin=8) == [1, 2, 4, 8]
+    rng = np.random.default_rng(0)
+    noisy = (1.0 + 0.5 * rng.standard_normal((400, 400))).astype(np.float32)
+    # sigma 0.5 -> 0.5 / 0.3 / (2 sqrt(pi)) = 0.470 px; clipped up to min_sigma, and to the 4 px cap.
+    assert abs(noise_blur(noisy) - 0.5 / 0.3 / (2 * np.sqrt(np.pi))) < 0.02
+    assert noise_blur(noisy, min_sigma=0.7) == 0.7
+    assert noise_blur((1.0 + 10 * rng.standard_normal((100, 100))).astype(np.float32)) == 4.0

@@ -118,8 +118,10 @@ def mini(tmp_path) -> Path:
 
 def test_review_writes_tiles_sheets_index_and_flags(tmp_path, mini):
     out = tmp_path / "review"
-    summary = write_review(mini, out, thumb_width=160, per_sheet=2, columns=2)
+    calls: list[tuple[int, int]] = []
+    summary = write_review(mini, out, thumb_width=160, per_sheet=2, columns=2, progress=lambda d, t: calls.append((d, t)))
     assert (summary.pairs, summary.sheets) == (4, 2)
+    assert calls == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
     assert {k: v for k, v in summary.flags.items() if v} == {"ll_wl_mismatch": 1, "joint_outside_box": 1, "left_right_crossing": 1, "near_duplicate": 1}
     flags = json.loads((out / "flags.json").read_text())
     by_file = {(f["file_name"], f["kind"]) for f in flags}
@@ -165,8 +167,10 @@ def test_review_target_mean_and_cli(tmp_path, mini):
 
 def test_task_export_copies_links_previews_and_configs(tmp_path, mini):
     out = tmp_path / "tasks"
-    result = export_tasks(mini, out, ll_preview=True)
+    calls: list[tuple[int, int]] = []
+    result = export_tasks(mini, out, ll_preview=True, progress=lambda d, t: calls.append((d, t)))
     assert (result.images, result.previews, result.missing) == (4, 4, [])
+    assert calls == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
     bright = _name(1, 100)
     assert (out / "images" / bright).read_bytes() == (mini / bright).read_bytes()
     preview = cv2.imread(str(out / "images" / "ll_preview" / parse_name(bright).twin().basename))

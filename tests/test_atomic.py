@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exlpose_data.atomic import atomic_path, write_json_atomic
+from exlpose_data.atomic import atomic_path, write_image_atomic, write_json_atomic
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
@@ -66,3 +66,34 @@ def test_errors_name_the_target_not_the_temporary(tmp_path):
             raise OSError(28, "No space left on device", str(tmp))
     assert exc.value.filename == str(tmp_path / "t.json") and exc.value.errno == 28
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_write_image_atomic_round_trips_pixels_and_returns_the_file_hash(tmp_path):
+    import hashlib
+
+    import cv2
+    import numpy as np
+
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 200  # red in RGB order
+    digest = write_image_atomic(tmp_path / "a.png", rgb, rgb=True, fast=True)
+    back = cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED)
+    assert back[0, 0].tolist() == [0, 0, 200]  # stored BGR: red last
+    assert digest == hashlib.sha256((tmp_path / "a.png").read_bytes()).hexdigest()
+    raw = np.arange(12, dtype=np.uint16).reshape(3, 4) << 4
+    write_image_atomic(tmp_path / "raw.png", raw)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "raw.png"), cv2.IMREAD_UNCHANGED), raw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "raw.png"]
+
+
+def test_write_image_atomic_names_the_file_it_cannot_encode(tmp_path):
+    import numpy as np
+
+    with pytest.raises(OSError) as info:
+        write_image_atomic(tmp_path / "x.jpg", np.zeros((4, 4, 3), np.float64))
+    assert info.value.filename == str(tmp_path / "x.jpg") and info.value.strerror.startswith("cannot store float64 pixels as .jpg")
+    with pytest.raises(OSError, match="cannot store uint16 pixels as .jpg"):
+        write_image_atomic(tmp_path / "y.jpg", np.zeros((4, 4), np.uint16))
+    with pytest.raises(OSError, match="cannot encode uint8 4x4 pixels as .nope"):
+        write_image_atomic(tmp_path / "z.nope", np.zeros((4, 4), np.uint8))
+    assert list(tmp_path.iterdir()) == []

@@ -11,11 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 from baselines.checkpoint import save_checkpoint
+from baselines.cli import eval_app, predict_app
 from baselines.config import make_config
 from baselines.decode import decode_heatmaps, flip_back, predictions_from_heatmaps
-from baselines.eval_cli import app as eval_app
 from baselines.models import build_cpn
-from baselines.predict import app as predict_app
 from exlpose_data.datasets.targets import cpn_heatmaps
 from exlpose_data.datasets.transforms import apply_affine, crop_affine, crop_to_heatmap
 from exlpose_data.evaluation import evaluate_keypoints
@@ -118,6 +117,7 @@ def test_eval_predictions_json(release, tmp_path):
     assert r.exit_code == 2 and "none.json: no such file" in r.output
 
 
+@pytest.mark.slow
 def test_eval_model_table_with_gt_boxes_and_detections(release, checkpoint, tmp_path):
     runner = CliRunner()
     args = ["model", str(checkpoint), "--dataset", str(release), "--splits", "LL-A,WL", "--workers", "0", "--batch-size", "4", "--json"]
@@ -155,6 +155,7 @@ def test_split_names(release, tmp_path):
         resolve_split(release, None, " ")
 
 
+@pytest.mark.slow
 def test_predict_writes_keypoints_and_overlays(release, checkpoint, tmp_path):
     dark = sorted((release / "dark").glob("*.png"))[:2]
     boxes = {dark[0].name: [[20, 15, 40, 90], [95, 10, 45, 100, 0.5]], dark[1].name: []}

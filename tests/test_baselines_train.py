@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
 from baselines.checkpoint import load_checkpoint, save_checkpoint
+from baselines.cli import train_app
 from baselines.config import VARIANTS, TrainConfig, load_config, make_config
 from baselines.engine import PairModel, compute_losses, train_one_epoch
 from baselines.models import build_cpn
-from baselines.train import app as train_app
 from baselines.train import build_optimizer, resume_config
 from exlpose_data.datasets import ExLPoseTopDown
 from exlpose_data.errors import InputError
@@ -116,6 +116,7 @@ def test_optimizer_skips_weight_decay_on_biases():
     assert lrs[5] == 5e-4 and lrs[6] == 2.5e-4 and lrs[29] == 5e-4 / 16 and lrs[30] == 5e-4 / 32
 
 
+@pytest.mark.slow
 def test_training_steps_lower_the_loss(release):
     torch.manual_seed(0)
     cfg = make_config({"variant": "lsbn-lupi", "backbone": "resnet18", "input_size": (64, 48), "heatmap_size": (16, 12), "lr": 1e-2})
@@ -147,6 +148,7 @@ def _train(release: Path, out: Path, *extra: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_resume_continues_identically_and_checkpoints_load_weights_only(release, tmp_path, workers):
     # In-process (0) or one worker: the augmentation stream is seeded from (seed, epoch, rank) either way.
@@ -172,23 +174,25 @@ def test_resume_continues_identically_and_checkpoints_load_weights_only(release,
     assert [r["epoch"] for r in history] == [1, 2] and history[-1] == straight
 
 
-def test_resume_config_is_the_checkpoints_with_explicit_changes_warned(tmp_path, capsys):
+def test_resume_config_is_the_checkpoints_with_explicit_changes_warned(tmp_path):
     saved = make_config({"variant": "baseline-low", "dataset": tmp_path / "data", "lr": 1e-3, "backbone": "resnet18", "epochs": 3})
     ckpt = save_checkpoint(tmp_path / "checkpoint.pth", model={}, config=saved.to_dict(), epoch=1)
-    cfg = resume_config(ckpt, None, {"variant": None, "lr": None, "epochs": None})
-    assert cfg == saved and capsys.readouterr().err == ""
+    warnings: list[str] = []
+    cfg = resume_config(ckpt, None, {"variant": None, "lr": None, "epochs": None}, warn=warnings.append)
+    assert cfg == saved and warnings == []
     file = tmp_path / "more.yaml"
     file.write_text("epochs: 6\nlr: 0.001\n")  # lr equal to the checkpoint's: no warning
-    cfg = resume_config(ckpt, file, {"lr": None, "seed": 7})
+    cfg = resume_config(ckpt, file, {"lr": None, "seed": 7}, warn=warnings.append)
     assert (cfg.variant, cfg.dataset, cfg.backbone, cfg.lr, cfg.epochs, cfg.seed) == ("baseline-low", tmp_path / "data", "resnet18", 1e-3, 6, 7)
-    assert capsys.readouterr().err.splitlines() == [
-        "warning: epochs: 3 in checkpoint.pth -> 6 (given explicitly)",
-        "warning: seed: 0 in checkpoint.pth -> 7 (given explicitly)",
+    assert warnings == [
+        "epochs: 3 in checkpoint.pth -> 6 (given explicitly)",
+        "seed: 0 in checkpoint.pth -> 7 (given explicitly)",
     ]
     with pytest.raises(InputError, match=r"^options: lr: Input should be greater than 0"):
         resume_config(ckpt, None, {"lr": -1.0})
 
 
+@pytest.mark.slow
 def test_lsbn_lupi_run_with_evaluation_then_test_only(release, tmp_path):
     record = _train(release, tmp_path / "r", "--variant", "lsbn-lupi", "--epochs", "1", "--workers", "0", "--deterministic", "--val-splits", "LL-A,WL")
     assert not torch.are_deterministic_algorithms_enabled()  # the global switch is restored after the run
@@ -268,6 +272,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_non_finite_loss_on_one_process_raises_on_every_process(tmp_path):
     import os
     import subprocess
@@ -291,13 +296,14 @@ def test_non_finite_loss_on_one_process_raises_on_every_process(tmp_path):
     assert outs == [expected, expected]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(release, tmp_path):
     """Two CPU processes (gloo) under torchrun: one record printed (rank 0), losses averaged, one checkpoint."""
     import os
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "baselines.train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "baselines.cli", "train",
            "--variant", "lsbn-lupi", "--dataset", str(release), "--output-dir", str(tmp_path), *SMALL, "--batch-size", "4",
            "--epochs", "1", "--workers", "0", "--val-splits", ""]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -308,3 +314,16 @@ def test_torchrun_two_processes(release, tmp_path):
     record = json.loads(lines[0])
     assert record["epoch"] == 1 and record["loss/total"] > 0
     assert load_checkpoint(tmp_path / "checkpoint.pth")["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_run_reports_each_step_to_its_callback(release, tmp_path):
+    from baselines.train import run
+
+    cfg = make_config({"variant": "baseline-low", "dataset": release, "output_dir": tmp_path, "backbone": "resnet18", "input_size": (64, 48),
+                       "heatmap_size": (16, 12), "batch_size": 2, "from_scratch": True, "epochs": 2, "steps_per_epoch": 2, "workers": 0,
+                       "val_splits": []})
+    steps: list[tuple[int, int, int, float]] = []
+    record = run(cfg, on_step=lambda e, i, n, losses: steps.append((e, i, n, losses["total"])))
+    assert [s[:3] for s in steps] == [(1, 1, 2), (1, 2, 2), (2, 1, 2), (2, 2, 2)]
+    assert all(s[3] > 0 for s in steps) and record["epoch"] == 2

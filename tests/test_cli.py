@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from exlpose.cli import SUBCOMMANDS, _available, app
@@ -49,12 +50,17 @@ def test_help_does_not_import_heavy_layers():
 
 def test_ci_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci" / "run").read_text()
-    install = 'pip install torch==2.13.0 && pip install -e ".[dev]"'
-    assert install in readme and install in ci
-    assert re.search(r"^pytest$", ci, re.M) and "\npytest\n" in readme
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    setup = readme.split("## Set up and test", 1)[1].split("\n## ", 1)[0]
+    commands = [line for block in re.findall(r"```bash\n(.*?)```", setup, re.S) for line in block.splitlines() if line.strip()]
+    assert commands[0] == 'pip install torch==2.13.0 && pip install -e ".[all,dev]"'
+    assert commands[1].startswith("pytest")
+    # Every command the README gives for setting up and testing is a line of .ci/run, word for word.
+    for command in commands:
+        assert command in ci_lines, command
 
 
+@pytest.mark.slow
 def test_console_scripts_print_usage_errors_on_one_line(tmp_path):
     for argv, needle in ((["exlpose", "split", "by-gain"], "error: Missing argument 'annotations'."),
                          (["exlpose", "frobnicate"], "error: No such command 'frobnicate'."),
@@ -65,3 +71,20 @@ def test_console_scripts_print_usage_errors_on_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith(needle), res.stderr
     res = subprocess.run([sys.executable, "-m", "exlpose", "split"], capture_output=True, text=True)
     assert "by-gain" in res.stdout and "error" not in res.stderr
+
+
+@pytest.mark.slow
+def test_baselines_console_scripts_share_one_module():
+    """exlpose-train, exlpose-eval and exlpose-predict are the apps of baselines.cli, also under the umbrella."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {k: v for k, v in scripts.items() if v.startswith("baselines.")} == {
+        "exlpose-train": "baselines.cli:train_main", "exlpose-eval": "baselines.cli:eval_main", "exlpose-predict": "baselines.cli:predict_main"}
+    for tool in ("train", "eval", "predict"):
+        res = subprocess.run([sys.executable, "-m", "baselines.cli", tool, "--help"], capture_output=True, text=True, cwd=ROOT)
+        assert res.returncode == 0 and f"exlpose-{tool}" in res.stdout, res.stderr
+    res = subprocess.run([sys.executable, "-m", "baselines.cli", "fit"], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and res.stderr.strip() == "usage: python -m baselines.cli {train,eval,predict} [OPTIONS]"
+    res = subprocess.run([sys.executable, "-m", "exlpose", "predict", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and "--boxes" in res.stdout

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from baselines.analysis import _distances, _feat_inner, _gram_inner, _represent, feature_gaps, hausdorff_from_distances, modified_hausdorff
 from baselines.checkpoint import load_model, save_checkpoint
 from baselines.config import make_config
-from baselines.eval_cli import app as eval_app
+from baselines.cli import eval_app
 from baselines.losses import lupi_gram_per_sample
 from baselines.models import build_cpn
 
@@ -29,7 +29,7 @@ def make_sim_release(root: Path, scenes: int = 4, seed: int = 0) -> Path:
     from exlpose_data.simulate.config import SimulationConfig
     from exlpose_data.simulate.release import simulate_release
 
-    simulate_release(SimulationConfig(width=160, height=100), root, scenes=scenes, seed=seed, workers=1, show_progress=False)
+    simulate_release(SimulationConfig(width=160, height=100), root, scenes=scenes, seed=seed, workers=1)
     return root
 
 
@@ -109,6 +109,7 @@ def test_feature_gaps_match_a_direct_computation(sim):
     assert all(v > 0 for v in (*res.style.values(), *res.feature.values()))
 
 
+@pytest.mark.slow
 def test_eval_gaps_writes_json_and_a_bar_chart(sim, tmp_path):
     a = make_checkpoint(tmp_path / "baseline-all" / "checkpoint.pth", "baseline-all", seed=1)
     b = make_checkpoint(tmp_path / "lsbn" / "checkpoint.pth", "lsbn", seed=2)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.timeout(600, method="thread")
+pytestmark = [pytest.mark.timeout(600, method="thread"), pytest.mark.slow]  # the whole pipeline in subprocesses
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ def test_dataset_transform_enhances_ll_only_and_caches(sim, tmp_path):  # noqa: 
 
 @pytest.mark.slow
 def test_lime_baseline_all_trains_and_evaluates(sim, tmp_path):  # noqa: F811
-    from baselines.train import app as train_app
+    from baselines.cli import train_app
 
     out = tmp_path / "run"
     r = CliRunner().invoke(train_app, ["--variant", "lime-baseline-all", "--dataset", str(sim), "--output-dir", str(out), "--backbone", "resnet18",

@@ -77,7 +77,7 @@ def test_enhance_onnx_cli(sqrt_model, tmp_path):
 
 @pytest.mark.slow
 def test_training_with_an_onnx_enhancer(sim, sqrt_model, tmp_path):  # noqa: F811
-    from baselines.train import app as train_app
+    from baselines.cli import train_app
 
     out = tmp_path / "run"
     r = CliRunner().invoke(train_app, ["--variant", "baseline-all", "--enhancer", f"onnx:{sqrt_model}", "--dataset", str(sim),

@@ -17,11 +17,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 from baselines.checkpoint import load_checkpoint, load_model
+from baselines.cli import train_app
 from baselines.official import convert_official_state_dict
-from baselines.train import app as train_app
 from exlpose_data.errors import InputError
 
 from .test_baselines_train import one_torch_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.slow  # builds and runs full-size reference models
 
 INPUT, HEATMAP = (128, 96), (32, 24)
 

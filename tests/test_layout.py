@@ -71,3 +71,17 @@ def test_broken_manifests_are_clear_errors(tmp_path, manifest, needle):
     (tmp_path / "manifest.json").write_bytes(manifest.encode("utf-8", "surrogateescape"))
     res = runner.invoke(umbrella, ["verify", str(tmp_path)])
     assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output
+
+
+def test_name_index_finds_paths_and_bare_names() -> None:
+    from exlpose_data.layout import NameIndex, normalise_image_path
+
+    index: NameIndex[int] = NameIndex()
+    assert not index
+    index.add("./ExLPose/bright/a.png", 1)
+    index.add("dark/a.png", 2)
+    assert normalise_image_path("C:\\data\\ExLPose\\dark\\a.png") == "dark/a.png"
+    assert index.get("bright/a.png") == 1 and index.get("/x/ExLPose/dark/a.png") == 2
+    # A bare name finds the last path indexed under it; the path itself always wins.
+    assert index.get("a.png") == 2 and index.get("bright/a.png") == 1 and index.get("b.png") is None
+    assert index

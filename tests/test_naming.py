@@ -48,3 +48,36 @@ def test_nonconforming_names_are_clear_errors(bad):
     with pytest.raises(NameGrammarError) as exc:
         parse_name(bad)
     assert bad in str(exc.value)
+
+
+def test_name_part_checks_are_the_grammar_rules() -> None:
+    from exlpose_data.naming import check_date, check_site, check_video
+
+    assert check_date("0119") == "0119" and check_site("") == "" and check_site("bul-guksa3") == "bul-guksa3"
+    assert check_video(0) == 0 and check_video(999_999) == 999_999
+    for bad, check, message in (("1319", check_date, "'1319': expected a date MMDD like 0119"),
+                                ("0132", check_date, "'0132': expected a date MMDD like 0119"),
+                                ("119", check_date, "'119': expected a date MMDD like 0119"),
+                                ("a_b", check_site, "'a_b': a site holds only letters, digits and '-'"),
+                                (1_000_000, check_video, "1000000: expected a video number 0..999999"),
+                                (-1, check_video, "-1: expected a video number 0..999999")):
+        with pytest.raises(ValueError) as info:
+            check(bad)
+        assert str(info.value).startswith(message)
+
+
+def test_annotation_file_names_round_trip_through_their_keys() -> None:
+    from exlpose_data.naming import annotation_file_name, annotation_key
+
+    assert annotation_file_name("test", "LL-A") == "ExLPose_test_LL-A.json"
+    assert annotation_file_name(None, "LL-N", prefix="ExLPose_test") == "ExLPose_test_LL-N.json"
+    assert annotation_file_name("val", "WL", prefix="Mine") == "Mine_val_WL.json"
+    for part, cond in (("train", "LL"), ("train", "WL"), ("test", "LL-E"), ("all", "WL")):
+        assert annotation_key(annotation_file_name(part, cond)) == f"{part}_{cond}"
+
+
+def test_k_uses_the_release_nd_factor() -> None:
+    from exlpose_data.exposure import DEFAULT_ND_FACTOR
+
+    name = parse_name("bright/imgs_0119_3_vid000003_exp1200_bright_000051__gain_20.00_exposure_417.png")
+    assert DEFAULT_ND_FACTOR == 100.0 and name.k == 12.0

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from baselines.checkpoint import load_model
 from baselines.engine import predict_heatmaps, run_inference
-from baselines.eval_cli import app as eval_app
+from baselines.cli import eval_app
 from baselines.inputs import dataset_options
 from baselines.lsbn import LSBN2d
 from exlpose_data.datasets import ExLPoseOCN
@@ -67,6 +67,7 @@ def test_ocn_dataset_reads_real_size_jpegs_as_ll(ocn):
         ExLPoseOCN(ocn, "NIKON")
 
 
+@pytest.mark.slow
 def test_eval_model_on_both_cameras_uses_the_ll_branch(ocn, tmp_path):
     ckpt = make_checkpoint(tmp_path / "lsbn" / "checkpoint.pth", "lsbn", seed=4)
     runner = CliRunner()

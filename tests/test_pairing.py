@@ -91,7 +91,7 @@ def test_uda_has_no_ll_pose_loss_and_each_side_uses_its_own_targets():
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["lsbn-lupi-unpaired", "lsbn-lupi-uda"])
 def test_pairing_variants_train_and_evaluate(sim, tmp_path, variant):  # noqa: F811
-    from baselines.train import app as train_app
+    from baselines.cli import train_app
 
     r = CliRunner().invoke(train_app, ["--variant", variant, "--dataset", str(sim), "--output-dir", str(tmp_path / variant), "--epochs", "1",
                                        "--backbone", "resnet18", "--input-size", "64x48", "--heatmap-size", "16x12", "--batch-size", "2",

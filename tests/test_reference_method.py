@@ -20,14 +20,15 @@ import torch
 from typer.testing import CliRunner
 
 from baselines.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from baselines.cli import eval_app, train_app
 from baselines.config import make_config
 from baselines.engine import predict_heatmaps
-from baselines.eval_cli import app as eval_app
 from baselines.models import build_cpn
-from baselines.train import app as train_app
 from exlpose_data.errors import InputError
 
 from .test_baselines_train import SMALL, make_tiny_release, one_torch_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.slow  # trains and evaluates models
 
 REPO = Path(__file__).parent.parent
 K = 14

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from exlpose_data.errors import InputError
-from exlpose_data.release import annotation_key, open_release
+from exlpose_data.naming import annotation_key
+from exlpose_data.release import open_release
 from exlpose_data.split import write_release_annotations
 from exlpose_data.layout import verify_dataset
 from exlpose_data.schema import AnnotationDocument

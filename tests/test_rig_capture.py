@@ -28,7 +28,7 @@ emulate.enable(2)
 
 # pytest-timeout's default SIGALRM method was seen to hang a free-running emulated camera's RetrieveResult inside
 # pylon (not reproduced outside pytest); the thread method leaves signals alone.
-pytestmark = pytest.mark.timeout(300, method="thread")
+pytestmark = [pytest.mark.timeout(300, method="thread"), pytest.mark.slow]  # drives the pylon camera emulator
 
 W, H = 64, 48
 N_FEED = 7
@@ -508,7 +508,7 @@ def test_feeds_black_level_is_recorded_on_emulated_sessions(tmp_path: Path) -> N
 def write_feeds_json(feeds: Path, scene: str = "s1", ks: tuple[int, ...] = (1, 2)) -> None:
     """A feeds.json as the simulator writes it, describing ``scene`` at 4000 us / 0.5 dB, date 0101, site sim, video 1."""
     from exlpose_data.exposure import build_ladder
-    from exlpose_data.simulate.truth import FeedsDocument
+    from exlpose_data.feeds_format import FeedsDocument
 
     ladder = build_ladder(4000.0, 0.5, ks, nd_factor=100.0)
     steps = [{"k": s.k, "ratio": s.ratio, "exposure_us": s.exposure_us, "nominal_exposure_us": s.nominal_exposure_us,

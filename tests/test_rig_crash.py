@@ -22,7 +22,7 @@ import pytest
 
 from exlpose_data.session_format import SessionReader
 
-pytestmark = pytest.mark.timeout(300, method="thread")
+pytestmark = [pytest.mark.timeout(300, method="thread"), pytest.mark.slow]  # kills emulator recordings in subprocesses
 
 KILLS = 20
 W, H, N_FEED = 160, 120, 5

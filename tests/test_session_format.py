@@ -54,3 +54,29 @@ def test_reader_errors_name_the_file(tmp_path):
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(InputError, match="junk.h5: not a readable HDF5"):
         SessionReader(tmp_path / "junk.h5")
+
+
+def test_summarise_reads_back_per_step(tmp_path):
+    import math
+
+    from exlpose_data.session_format import summarise
+
+    path = tmp_path / "s.h5"
+    _session(path)
+    with h5py.File(path, "a") as f:
+        st = f["scenes/s1/steps/2"]
+        st.attrs.update(nominal_exposure_us=2500, wl_gain_db=10.52, dropped_pairs=json.dumps({"wl timeout": 3}))
+        table = st["frames"][()]
+        table["ll_exposure_us"], table["ll_gain_db"], table["wl_gain_db"] = [2500.0, 2500.0], [4.5, 4.5], [10.5, 10.54]
+        del st["frames"]
+        st.create_dataset("frames", data=table)
+        del f["scenes/s1/steps/1/frames"]
+    summary = summarise(path)
+    assert summary["created"] == "?" and summary["references"] == {}
+    scene = summary["scenes"]["s1"]
+    assert scene["video_id"] == 7 and scene["k_list"] == [1, 2]
+    step = scene["steps"]["2"]
+    assert step == {"pairs": 2, "exposure_us": 2500.0, "ll_gain_db": 4.5, "wl_gain_db": pytest.approx(10.52), "dropped": {"wl timeout": 3},
+                    "ratio": 200, "nominal_exposure_us": 2500, "planned_wl_gain_db": 10.52}
+    empty = scene["steps"]["1"]
+    assert empty["pairs"] == 0 and math.isnan(empty["exposure_us"]) and empty["dropped"] == {}

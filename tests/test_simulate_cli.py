@@ -16,7 +16,8 @@ from exlpose_data.layout import read_pairs, verify_dataset
 from exlpose_data.naming import parse_name
 from exlpose_data.schema import load_document
 from exlpose_data.simulate.runner import staged_output
-from exlpose_data.simulate.truth import FeedsDocument, SimulationDocument
+from exlpose_data.feeds_format import FeedsDocument
+from exlpose_data.simulate.truth import SimulationDocument
 
 DATA = Path(__file__).parent / "data"
 runner = CliRunner()

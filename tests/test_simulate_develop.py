@@ -20,7 +20,7 @@ from exlpose_data.simulate.release import simulate_release
 
 def test_release_images_equal_the_capture_path_development_of_the_feeds(tmp_path):
     config = SimulationConfig(width=320, height=200, frames_per_scene=1, protocol={"preset": "outdoor"})
-    run = {"scenes": 1, "seed": 3, "workers": 1, "show_progress": False}
+    run = {"scenes": 1, "seed": 3, "workers": 1}
     simulate_release(config, tmp_path / "rel", test_fraction=0.0, **run)
     feeds = simulate_feeds(config, tmp_path / "feeds", **run)
     scene = feeds.scenes[0]
@@ -42,7 +42,9 @@ def test_release_images_equal_the_capture_path_development_of_the_feeds(tmp_path
 
 def test_feeds_record_non_default_colour_steps_so_a_capture_can_develop_identically(tmp_path):
     config = SimulationConfig(width=64, height=48, frames_per_scene=1, isp={"demosaic": "ea", "wb_gains": [2.0, 1.0, 1.4]})
-    feeds = simulate_feeds(config, tmp_path / "f", scenes=1, seed=0, workers=1, show_progress=False)
+    calls: list[tuple[int, int]] = []
+    feeds = simulate_feeds(config, tmp_path / "f", scenes=1, seed=0, workers=1, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(0, 1), (1, 1)]
     recorded = IspParams(black_level=feeds.black_level_dn, bit_depth=feeds.bit_depth, pattern=feeds.bayer_pattern, **feeds.isp)
     assert recorded == config.isp_params() and recorded.demosaic == "ea" and recorded.wb_gains == (2.0, 1.0, 1.4)
 

@@ -185,6 +185,24 @@ def test_numbers_keep_their_json_types(tmp_path):
     assert all(type(v) is type(w) for a, b in zip(wl["annotations"], original["annotations"]) for v, w in zip(a["keypoints"], b["keypoints"]))
 
 
+def test_write_scene_split_names_each_conditions_twins(tmp_path):
+    import json
+
+    from exlpose_data.split import write_scene_split
+
+    doc = load_document(OFFICIAL_LL_ALL)
+    result = split_by_scene(doc, test_fraction=0.2, seed=3)
+    half = {img.file_name: parse_name(img.file_name).twin().relpath for img in doc.images[::2]}
+    written, unpaired = write_scene_split(result, tmp_path, PairMap(half), prefix="Mine", skip=("test",))
+    assert sorted(p.name for p in written) == ["Mine_train_LL.json", "Mine_train_WL.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Mine_train_LL.json", "Mine_train_WL.json"]
+    train_ll = json.loads((tmp_path / "Mine_train_LL.json").read_text())
+    dark = [i["file_name"] for i in train_ll["images"] if i["file_name"].startswith("dark/")]
+    # Every other image has a known dark twin; the rest keep their (bright) names and are counted.
+    assert len(dark) + unpaired["LL"] == len(train_ll["images"]) == len(result.documents["train"].images)
+    assert set(dark) <= set(half.values()) and unpaired["LL"] > 0 and unpaired["WL"] == 0
+
+
 def test_a_string_keypoint_and_thirteen_joint_names_are_refused_with_their_location(tmp_path):
     """One strict model: split refuses what validate flags, at the same JSON location, instead of coercing."""
     from exlpose.cli import app as umbrella

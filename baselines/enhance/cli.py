@@ -6,11 +6,10 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import cv2
 import numpy as np
 import typer
 
-from exlpose_data.atomic import atomic_path
+from exlpose_data.atomic import write_image_atomic
 from exlpose_data.cli.common import err_console, handle_errors, new_app, progress_bar
 from exlpose_data.datasets.sources import decode_image
 from exlpose_data.errors import InputError, UsageError
@@ -72,9 +71,7 @@ def enhance_files(enhancer: Enhancer, inputs: list[Path], out: Path, *, bits: in
             enhanced = enhance_bgr(enhancer, img)
             seconds.append(time.perf_counter() - start)
             pixels = enhanced if bits == 16 else ((enhanced.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-            with atomic_path(t) as tmp:
-                if not cv2.imwrite(str(tmp), pixels):
-                    raise InputError(f"{t}: could not write the image")
+            write_image_atomic(t, pixels)
             progress.update(task, advance=1)
     return seconds
 

@@ -15,13 +15,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from exlpose_data.atomic import atomic_path
+from exlpose_data.atomic import write_image_atomic
 from exlpose_data.datasets.lowlight import rgb_means
 from exlpose_data.datasets.sources import decode_image
-from exlpose_data.errors import InputError
 
 from .base import Enhancer, enhance_bgr, identity_key
 
@@ -76,10 +74,7 @@ class EnhancedSource:
         pixels, _, _ = self.base.get(relpath)
         out = enhance_bgr(self.enhancer, np.asarray(pixels))
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(cached) as tmp:
-                if not cv2.imwrite(str(tmp), out, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-                    raise InputError(f"{cached}: could not write the enhanced image")
+            write_image_atomic(cached, out, fast=True)
         return out
 
     def get(self, relpath: str) -> tuple[Any, tuple[int, int], np.ndarray]:

@@ -13,6 +13,7 @@ import typer
 
 from exlpose_data.cli.common import err_console, handle_errors, new_app
 from exlpose_data.errors import UsageError
+from exlpose_data.naming import ANNOTATION_PREFIX, annotation_file_name
 
 from .pipeline import FULL, QUICK, DemoSettings, Runner, read_json
 
@@ -122,10 +123,10 @@ def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
     ann = root / "annotations"
 
     def split() -> None:
-        runner.command("split", ["split", "by-scene", str(ann / "ExLPose_all_WL.json"), "--out", str(ann),
+        runner.command("split", ["split", "by-scene", str(ann / annotation_file_name("all", "WL")), "--out", str(ann),
                                  "--test-fraction", str(s.test_fraction), "--seed", str(s.seed), "--pairs", str(root)])
-        runner.command("split", ["split", "by-gain", str(ann / "ExLPose_test_WL.json"), "--out", str(ann),
-                                 "--prefix", "ExLPose_test", "--pairs", str(root)])
+        runner.command("split", ["split", "by-gain", str(ann / annotation_file_name("test", "WL")), "--out", str(ann),
+                                 "--prefix", f"{ANNOTATION_PREFIX}_test", "--pairs", str(root)])
 
     runner.stage("split", split)
     stats = runner.stage("stats", lambda: json.loads(runner.command("stats", ["stats", str(root), "--json"], capture=True)))
@@ -173,7 +174,7 @@ def _k_text(k: float) -> str:
 def _nonempty_splits(ann: Path) -> list[str]:
     splits = []
     for split in SPLITS:
-        f = ann / f"ExLPose_test_{split}.json"
+        f = ann / annotation_file_name("test", split)
         if f.is_file() and json.loads(f.read_text())["annotations"]:
             splits.append(split)
     return splits
@@ -182,24 +183,21 @@ def _nonempty_splits(ann: Path) -> list[str]:
 def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, history: dict, ap: dict, sessions: Path,
             root: Path, runner: Runner, quick: bool, s: DemoSettings) -> dict[str, Any]:
     from exlpose_data.align.estimate import corner_error
-    from exlpose_data.session_format import SessionReader
+    from exlpose_data.session_format import summarise
 
     from .report import plot_curves, write_report
 
     sections: list[dict[str, Any]] = []
     ladder = []
     for scene in truth["scenes"]:
-        with SessionReader(sessions / f"{scene['scene']}.h5") as reader:
-            for step in reader.steps(scene["scene"]):
-                m = reader.step_meta(scene["scene"], step)
-                table = reader.frames_table(scene["scene"], step)
-                ladder.append({
-                    "scene": scene["scene"], "k": step, "R": m.get("ratio"), "exposure_us": m.get("nominal_exposure_us"),
-                    "WL gain planned": m.get("wl_gain_db"), "WL gain read back": float(np.mean(table["wl_gain_db"])) if len(table) else None,
-                    "LL gain read back": float(np.mean(table["ll_gain_db"])) if len(table) else None,
-                    "exposure read back": float(np.mean(table["ll_exposure_us"])) if len(table) else None,
-                    "pairs kept": len(table), "dropped": _dropped(m.get("dropped_pairs", "{}")),
-                })
+        recorded = summarise(sessions / f"{scene['scene']}.h5")["scenes"][scene["scene"]]["steps"]
+        for step, st in recorded.items():
+            ladder.append({
+                "scene": scene["scene"], "k": step, "R": st["ratio"], "exposure_us": st["nominal_exposure_us"],
+                "WL gain planned": st["planned_wl_gain_db"], "WL gain read back": _read_back(st["wl_gain_db"]),
+                "LL gain read back": _read_back(st["ll_gain_db"]), "exposure read back": _read_back(st["exposure_us"]),
+                "pairs kept": st["pairs"], "dropped": _dropped(st["dropped"]),
+            })
     sections.append({"title": "Capture ladder as recorded", "table": ladder,
                      "text": "Both emulated cameras at the same exposure; the WL gain rises by 20 log10(k), the LL gain stays. "
                              "Values read back from the cameras per pair (the emulator applies settings but does not model their effect on pixels)."})
@@ -247,6 +245,11 @@ def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, hist
                "ap": {r["model"]: {k: v for k, v in r.items() if k != "model"} for r in ap_rows}}
     write_report(out, results)
     return results
+
+
+def _read_back(value: float) -> float | None:
+    """A read-back mean for the report: None (an empty cell) for a step that kept no pair."""
+    return None if np.isnan(value) else value
 
 
 def _dropped(value: Any) -> str:

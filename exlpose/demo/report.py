@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from exlpose_data.atomic import atomic_path, write_json_atomic, write_text_atomic
+from exlpose_data.atomic import write_image_atomic, write_json_atomic, write_text_atomic
 
 __all__ = ["plot_curves", "write_report", "DISCLAIMER"]
 
@@ -53,9 +53,7 @@ def plot_curves(series: dict[str, list[float]], path: str | Path, *, title: str 
         if len(pts) > 1:
             cv2.polylines(img, [np.array(pts, np.int32)], False, colour, 2, cv2.LINE_AA)
         cv2.putText(img, name, (w - right - 170, top + 18 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), img):
-            raise OSError(f"could not write {path}")
+    write_image_atomic(path, img)
     return Path(path)
 
 

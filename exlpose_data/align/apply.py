@@ -7,7 +7,6 @@ updated at the end (also after an interruption, for the pairs finished so far).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -19,10 +18,12 @@ from typing import Any
 
 import cv2
 
-from ..atomic import write_bytes_atomic
+from ..atomic import write_image_atomic
 from ..errors import ExlposeError, InputError, NameGrammarError, UsageError
 from ..layout import PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
-from ..naming import ImageName, parse_name
+from ..naming import ImageName, check_date, check_site, check_video, parse_name
+from ..progress import ProgressCallback
+from ..progress import report as report_progress
 from ..session_format import SessionReader
 from .geometry import INTERPOLATION_MARGIN_PX, INTERPOLATIONS, crop_margin_violation, warp_maps
 from .model import AlignModel
@@ -92,10 +93,12 @@ def select_frames(n: int, spec: str) -> list[int]:
 
 
 def _date(value: Any, source: str) -> str:
+    # Sessions may store the date as a number (119 for 0119): restore the leading zero before checking it.
     text = str(value)
-    if text.isdigit() and len(text) <= 4:
-        return text.zfill(4)
-    raise InputError(f"{source}: date_mmdd {value!r} is not MMDD")
+    try:
+        return check_date(text.zfill(4) if text.isdigit() else text)
+    except ValueError as exc:
+        raise InputError(f"{source}: date_mmdd {exc}") from None
 
 
 def _need(meta: dict, key: str, source: str) -> Any:
@@ -114,6 +117,11 @@ def plan_pairs(reader: SessionReader, frames: str) -> list[PairJob]:
         date = _date(_need(meta, "date_mmdd", src), src)
         site = str(meta.get("site", "") or "")
         video = int(_need(meta, "video_id", src))
+        for field, check, value in (("site", check_site, site), ("video_id", check_video, video)):
+            try:
+                check(value)
+            except ValueError as exc:
+                raise InputError(f"{src}: {field} {exc}") from None
         for step in reader.steps(scene):
             ssrc = f"{src} step {step}"
             smeta = reader.step_meta(scene, step)
@@ -169,12 +177,7 @@ class _Worker:
         bright = cv2.remap(wl, *self.maps, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
         hashes = {}
         for rel, img in ((job.dark, dark), (job.bright, bright)):
-            ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            if not ok:
-                raise OSError(f"could not encode {rel}")
-            data = buf.tobytes()
-            write_bytes_atomic(self.root / rel, data)
-            hashes[rel] = hashlib.sha256(data).hexdigest()
+            hashes[rel] = write_image_atomic(self.root / rel, img, rgb=True)
         return job.bright, job.dark, hashes
 
 
@@ -214,7 +217,7 @@ def check_crop_margin(model: AlignModel, interpolation: str, source: str = "ALIG
         )
 
 
-def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: ApplyOptions = ApplyOptions(), *, progress: Any = None) -> ApplyReport:
+def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: ApplyOptions = ApplyOptions(), *, progress: ProgressCallback | None = None) -> ApplyReport:
     """Export a session's pairs into the release layout under ``root``.
 
     Args:
@@ -222,7 +225,7 @@ def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: Ap
         model: the alignment (from this session's reference, or one made with the same mirroring).
         root: dataset root (created); existing pairs are kept and skipped.
         opts: frame selection, bit depth, workers, interpolation.
-        progress: a rich ``Progress`` to report on, or None.
+        progress: called with ``(pairs done, pairs)``, pairs already on disk counting as done.
     """
     if opts.out_bits not in (8, 16):
         raise UsageError(f"--bits {opts.out_bits}: expected 8 or 16")
@@ -242,7 +245,7 @@ def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: Ap
             report.pairs.append((job.bright, job.dark))
         else:
             todo.append(job)
-    task = progress.add_task("aligning pairs", total=len(jobs), completed=report.skipped) if progress is not None else None
+    report_progress(progress, report.skipped, len(jobs))
     hashes: dict[str, str] = {}
     args = (str(session), model.model_dump_json(), str(root), opts.out_bits, opts.interpolation, side)
     try:
@@ -250,8 +253,7 @@ def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: Ap
             report.written += 1
             report.pairs.append((bright, dark))
             hashes.update(h)
-            if task is not None:
-                progress.advance(task)
+            report_progress(progress, report.skipped + report.written, len(jobs))
     finally:
         _finish(root, report, hashes)
     return report

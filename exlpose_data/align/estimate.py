@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .prepare import bin_image, feature_image, level_matrix, noise_sigma
+from .prepare import bin_image, binning_ladder, feature_image, level_matrix, noise_blur
 
 __all__ = ["EstimateOptions", "Estimate", "FeatureEstimate", "sift_homography", "ecc_refine", "check_bin", "structure_correlation", "estimate_homography", "corner_error", "corners"]
 
@@ -160,13 +160,20 @@ class FeatureEstimate:
     n_kp_wl: int
 
 
+@dataclass
+class _Trial:
+    """One ECC start refined over the coarse levels: where it started, where it ended, how well it fits."""
+
+    start: str  # "sift+magsac" or "identity"
+    homography: np.ndarray
+    levels: list[int]  # binning factors at which ECC converged, coarse to fine (empty: never)
+    correlation: float  # ECC's correlation at the last converged level
+    notes: list[str]
+
+
 def _feature_bins(size: tuple[int, int], opts: EstimateOptions) -> list[int]:
     short = min(size)
-    first = max(1, int(short // opts.feature_min_side_px))
-    bins = [first]
-    while short // (bins[-1] * 2) >= 150:
-        bins.append(bins[-1] * 2)
-    return bins
+    return binning_ladder(short, 150, start=max(1, int(short // opts.feature_min_side_px)))
 
 
 def sift_homography(
@@ -188,7 +195,7 @@ def sift_homography(
     best: FeatureEstimate | None = None
     for b in bins or _feature_bins(size, opts):
         # Smoothing scaled to the LL noise: at low light one binned pixel is still mostly noise.
-        m = _match(feature_image(wl, b, 0.0), feature_image(ll, b, _noise_blur(ll, b)), opts, _level_mask(wl_valid, b), _level_mask(ll_valid, b))
+        m = _match(feature_image(wl, b, 0.0), feature_image(ll, b, noise_blur(bin_image(ll, b))), opts, _level_mask(wl_valid, b), _level_mask(ll_valid, b))
         mat = level_matrix(size, (wl.shape[1] // b, wl.shape[0] // b))
         rng = np.random.default_rng(opts.seed)
         order = rng.permutation(len(m.wl))
@@ -222,23 +229,8 @@ def _level_mask(valid: np.ndarray | None, b: int, erode_px: int = 3) -> np.ndarr
     return cv2.erode(level.astype(np.uint8) * 255, kernel)
 
 
-def _noise_blur(norm: np.ndarray, b: int) -> float:
-    """Gaussian sigma (binned pixels) that brings the image's pixel noise down to about 30% of its mean.
-
-    Smoothing further loses ECC accuracy (measured at 1920x1200, LL-N light: 5% instead of 30% raises the
-    corner error by about a third, 2% doubles it).
-    """
-    sigma = noise_sigma(bin_image(norm, b))
-    # Averaging over a Gaussian of sigma s divides white noise by about 2*sqrt(pi)*s.
-    return float(np.clip(sigma / 0.3 / (2 * np.sqrt(np.pi)), 0.0, 4.0))
-
-
 def _ecc_levels(size: tuple[int, int], opts: EstimateOptions) -> list[int]:
-    short = min(size)
-    levels = [1]
-    while short // (levels[-1] * 2) >= opts.ecc_min_side_px:
-        levels.append(levels[-1] * 2)
-    return levels[::-1]
+    return binning_ladder(min(size), opts.ecc_min_side_px)[::-1]
 
 
 def ecc_refine(
@@ -271,7 +263,7 @@ def ecc_refine(
         mat = level_matrix(size, (tpl.shape[1], tpl.shape[0]))
         iters = opts.ecc_iterations if b > 1 else max(10, opts.ecc_iterations // 2)
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, iters, opts.ecc_eps)
-        base = _noise_blur(ll, b)
+        base = noise_blur(tpl)
         for blur in (base, 2 * base + 1.0):
             ksize = 2 * int(np.ceil(2 * blur)) + 1 if blur > 0.3 else 1
             # ECC's warp maps template (LL) coordinates to input (WL) coordinates: the inverse of ours.
@@ -314,10 +306,7 @@ def _template_mask(wl_valid: np.ndarray | None, ll_valid: np.ndarray | None, b: 
 
 def check_bin(size: tuple[int, int], opts: EstimateOptions = EstimateOptions()) -> int:
     """The coarsest power-of-two binning whose short side keeps ``check_min_side_px`` pixels (at least 1)."""
-    b = 1
-    while min(size) // (2 * b) >= opts.check_min_side_px:
-        b *= 2
-    return b
+    return binning_ladder(min(size), opts.check_min_side_px)[-1]
 
 
 def structure_correlation(wl: np.ndarray, ll: np.ndarray, h: np.ndarray, b: int) -> float:
@@ -361,17 +350,20 @@ def estimate_homography(
     starts = [("sift+magsac", feat.homography)] if feat.homography is not None else []
     if feat.homography is None or opts.allow_ecc_only:
         starts.append(("identity", np.eye(3)))
-    trials = [(name, *ecc_refine(wl, ll, h0, opts, levels=coarse, **masks)) for name, h0 in starts]
-    converged = [t for t in trials if t[2]]
+    trials = [_Trial(name, *ecc_refine(wl, ll, h0, opts, levels=coarse, **masks)) for name, h0 in starts]
+    converged = [t for t in trials if t.levels]
     if not converged:
-        why = "; ".join(n for t in trials for n in t[4])
+        why = "; ".join(n for t in trials for n in t.notes)
         raise InputError(f"{source}: ECC refinement did not converge at the coarse levels ({why}); the reference pair is too dark, blurred or not the same view")
-    start, h, done, rho, ecc_notes = max(converged, key=lambda t: (-min(t[2]), t[3]))
-    if start == "identity" and converged[0][0] == "sift+magsac" and corner_error(converged[0][1], h, (wl.shape[1], wl.shape[0])) < 1.0:
-        start, h, done, rho, ecc_notes = converged[0]  # both starts reach the same optimum: keep the feature one
-    notes += ecc_notes
+    # Best: converged down to the finest coarse level, then the higher correlation.
+    best = max(converged, key=lambda t: (-min(t.levels), t.correlation))
+    first = converged[0]
+    if best.start == "identity" and first.start == "sift+magsac" and corner_error(first.homography, best.homography, (wl.shape[1], wl.shape[0])) < 1.0:
+        best = first  # both starts reach the same optimum: keep the feature one
+    start, h, done, rho = best.start, best.homography, best.levels, best.correlation
+    notes += best.notes
     if start == "identity" and feat.homography is not None:
-        other = next((t[3] for t in converged if t[0] != "identity"), None)
+        other = next((t.correlation for t in converged if t.start != "identity"), None)
         notes.append(f"ECC continued from the identity start, which correlates better at the coarse levels ({rho:.3f} vs {'no convergence' if other is None else f'{other:.3f}'} from the feature estimate)")
     if fine:
         h, done_fine, rho_fine, fine_notes = ecc_refine(wl, ll, h, opts, levels=fine, **masks)

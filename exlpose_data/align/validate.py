@@ -16,10 +16,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import write_image_atomic
 from .geometry import transform_points, warp_maps
 from .model import AlignModel
-from .prepare import bin_image, noise_sigma
+from .prepare import bin_image, binning_ladder, noise_blur, noise_sigma
 
 __all__ = [
     "Thresholds",
@@ -132,9 +132,9 @@ def measure_displacements(
     h_img, w_img = ll.shape
     patch_px = patch_px or patch_size((w_img, h_img))
     sigma = noise_sigma(ll)
-    # Gaussian smoothing to about 30% residual pixel noise, as for ECC in estimation; at least 0.7 px so the
-    # gradients are smooth, at most 4 px so the patch keeps its structure.
-    blur = float(np.clip(sigma / 0.3 / (2 * np.sqrt(np.pi)), 0.7, 4.0))
+    # Smoothing to about 30% residual pixel noise, as for ECC in estimation; at least 0.7 px so the gradients
+    # are smooth, at most 4 px (the default) so the patch keeps its structure.
+    blur = noise_blur(ll, min_sigma=0.7)
     pts = np.asarray(positions_wl, np.float64).reshape(-1, 2)
     predicted = transform_points(homography, pts) if len(pts) else np.zeros((0, 2))
     half, size = patch_px // 2, patch_px + 2 * search_px
@@ -257,10 +257,8 @@ def quality_bin(ll: np.ndarray, max_noise: float = 0.1, max_bin: int = 8) -> int
     """Binning (a power of two) that brings the LL image's pixel noise down to ``max_noise`` of its mean,
     at most ``max_bin``: PSNR/SSIM of a single noisy frame measure its noise, not the alignment."""
     mean = max(float(ll.mean()), 1e-12)
-    b = 1
-    while b < max_bin and noise_sigma(bin_image(ll, b)) / mean > max_noise:
-        b *= 2
-    return b
+    ladder = binning_ladder(min(ll.shape[:2]), 0, max_bin=max_bin)
+    return next((b for b in ladder if noise_sigma(bin_image(ll, b)) / mean <= max_noise), ladder[-1])
 
 
 def image_quality(warped: np.ndarray, ll_crop: np.ndarray) -> tuple[float, float, int]:
@@ -321,13 +319,6 @@ def _fit_width(img: np.ndarray, max_width: int, min_width: int = 800) -> tuple[n
     return img, scale
 
 
-def _write_png(path: Path, img: np.ndarray) -> Path:
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), img):
-            raise OSError(f"could not write {path}")
-    return path
-
-
 def plot_residuals(path: str | Path, model: AlignModel, background: np.ndarray | None = None, *, max_width: int = 1280) -> Path:
     """Residual vectors of the held-out matches over the LL frame, magnified, coloured by length.
 
@@ -357,7 +348,8 @@ def plot_residuals(path: str | Path, model: AlignModel, background: np.ndarray |
     text = f"held-out residuals x{magnify:.0f}: n={len(lengths)}" + (f" median {median:.2f} px, p95 {p95v:.2f} px" if median is not None else "")
     cv2.putText(canvas, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.putText(canvas, "green <= 0.5 px, orange <= 1.5 px, red > 1.5 px; cyan: crop", (8, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return _write_png(Path(path), canvas)
+    write_image_atomic(path, canvas)
+    return Path(path)
 
 
 def plot_difference(path: str | Path, warped_wl: np.ndarray, ll: np.ndarray, *, smooth_sigma: float = 0.0, max_width: int = 1280) -> Path:
@@ -377,4 +369,5 @@ def plot_difference(path: str | Path, warped_wl: np.ndarray, ll: np.ndarray, *, 
     img = cv2.applyColorMap(np.clip(diff * (255.0 / top), 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
     img, _ = _fit_width(img, max_width)
     cv2.putText(img, f"|aligned WL - LL|, white = {top:.3g} x mean", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return _write_png(Path(path), img)
+    write_image_atomic(path, img)
+    return Path(path)

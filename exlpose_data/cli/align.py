@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from .common import err_console, handle_errors, new_app, progress_bar
+from .common import err_console, handle_errors, new_app, progress_callback
 
 app = new_app("Align the well-lit camera to the low-light camera: estimate, check, apply, calibrate.")
 
@@ -113,38 +113,17 @@ def check(
     this homography, PSNR/SSIM are recomputed (binned) and a difference image is plotted; otherwise the stored
     measurements are used.
     """
-    import numpy as np
-
+    from ..align.check import check_alignment
     from ..align.model import AlignModel
-    from ..align.prepare import normalise_brightness
-    from ..align.reference import undistort_pair
-    from ..align.validate import Thresholds, aligned_reference, heldout_residuals, image_quality, measure_heldout, plot_difference, plot_residuals, residual_stats, threshold_failures, validation_positions
+    from ..align.validate import Thresholds
 
     model = AlignModel.load(align_json)
-    background = None
+    pair = None
     if session is not None or wl or ll:
         pairs, side, _ = _load_pairs(session, reference, wl, ll, mirror, default_mirror=model.mirror)
         if side != model.mirror:
             raise UsageError(f"the reference pair is flipped on the {side!r} side but {align_json} was estimated with mirror {model.mirror!r}; pass --mirror {model.mirror}")
-        wl_n, _ = normalise_brightness(pairs[0].wl)
-        ll_n, _ = normalise_brightness(pairs[0].ll)
-        if (wl_n.shape[1], wl_n.shape[0]) != tuple(model.frame_size):
-            raise UsageError(f"reference pair is {wl_n.shape[1]}x{wl_n.shape[0]} but {align_json} is for {model.frame_size[0]}x{model.frame_size[1]}")
-        warped, ll_crop = aligned_reference(wl_n, ll_n, model)
-        model.metrics.psnr_db, model.metrics.ssim, model.metrics.quality_bin = image_quality(warped, ll_crop)
-        background = ll_n
-        geo = undistort_pair(pairs[0], model.calibration) if model.calibration else pairs[0]
-        stored = np.asarray(model.heldout_matches, np.float64).reshape(-1, 4)[:, :2]
-        m = measure_heldout(
-            normalise_brightness(geo.wl)[0], normalise_brightness(geo.ll)[0], model.matrix, validation_positions(stored, tuple(model.frame_size)), wl_valid=geo.wl_valid, ll_valid=geo.ll_valid
-        )
-        model.heldout_matches = [tuple(row) for row in m.matches.tolist()]
-        model.metrics.heldout_noise_px = float(np.median(m.noise_px)) if len(m.noise_px) else None
-        if plots is not None:
-            plot_difference(plots / "difference.png", warped, ll_crop, smooth_sigma=1.0)
-    residuals = heldout_residuals(model.matrix, model.heldout_matches)
-    if plots is not None:
-        plot_residuals(plots / "residuals.png", model, background)
+        pair = pairs[0]
     limits = Thresholds(
         max_median_px=max_median_px if max_median_px > 0 else None,
         max_p95_px=max_p95_px if max_p95_px > 0 else None,
@@ -152,32 +131,19 @@ def check(
         min_psnr_db=min_psnr_db,
         min_ssim=min_ssim,
     )
-    median, p95 = residual_stats(residuals)
-    report = {
-        "align": str(align_json),
-        "heldout_count": len(residuals),
-        "heldout_median_px": median,
-        "heldout_p95_px": p95,
-        "heldout_noise_px": model.metrics.heldout_noise_px,
-        "corner_disagreement_px": model.metrics.corner_disagreement_px,
-        "psnr_db": model.metrics.psnr_db,
-        "ssim": model.metrics.ssim,
-        "quality_bin": model.metrics.quality_bin,
-        "crop": list(model.crop),
-    }
-    failures = threshold_failures(model, limits, residuals)
-    report["failures"] = failures
+    report = check_alignment(model, limits, pair=pair, plots=plots, source=str(align_json))
     if as_json:
-        typer.echo(json.dumps(report))
+        typer.echo(json.dumps(report.to_dict()))
     else:
         typer.echo(
-            f"{align_json}: {len(residuals)} held-out displacements, residual median {_fmt(median)} px, p95 {_fmt(p95)} px "
-            f"(measurement noise {_fmt(model.metrics.heldout_noise_px)} px); initial/refined corners {model.metrics.corner_disagreement_px:.3f} px; "
-            f"PSNR {_fmt(model.metrics.psnr_db)} dB, SSIM {_fmt(model.metrics.ssim)} (binned {model.metrics.quality_bin or 1}x)"
+            f"{align_json}: {report.heldout_count} held-out displacements, residual median {_fmt(report.heldout_median_px)} px, "
+            f"p95 {_fmt(report.heldout_p95_px)} px (measurement noise {_fmt(report.heldout_noise_px)} px); "
+            f"initial/refined corners {report.corner_disagreement_px:.3f} px; "
+            f"PSNR {_fmt(report.psnr_db)} dB, SSIM {_fmt(report.ssim)} (binned {report.quality_bin or 1}x)"
         )
-    for f in failures:
+    for f in report.failures:
         err_console.print(f"fail: {f}", markup=False)
-    if failures:
+    if not report.passed:
         raise typer.Exit(1)
 
 
@@ -200,7 +166,7 @@ def apply(
 
     model = AlignModel.load(align_json)
     opts = ApplyOptions(frames=frames, out_bits=bits, workers=workers or default_workers(), interpolation=interpolation, mirror=_mirror(mirror))  # type: ignore[arg-type]
-    with progress_bar(disable=quiet) as progress:
+    with progress_callback("aligning pairs", disable=quiet) as progress:
         report = run_apply(session, model, out, opts, progress=progress)
     typer.echo(f"{out}: {report.written} pairs written, {report.skipped} already there, crop {list(model.crop)}")
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -13,10 +14,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import ExlposeError, UsageError
+from ..progress import ProgressCallback
 
-__all__ = ["ToolApp", "choose", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "fail", "warn"]
+__all__ = ["ToolApp", "choose", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "progress_callback", "fail", "warn",
+           "EXTRA_OF", "missing_extra"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Packages only some commands need -> the extra installing them (pyproject.toml [project.optional-dependencies]).
+EXTRA_OF = {"torch": "train", "tensorboard": "train", "pypylon": "rig"}
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
@@ -73,8 +79,17 @@ def warn(message: str) -> None:
     err_console.print(f"warning: {message}", markup=False, soft_wrap=True)
 
 
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """What to install when ``exc`` is a missing optional package of the toolkit (None for any other module)."""
+    package = (exc.name or "").split(".")[0]
+    if package not in EXTRA_OF:
+        return None
+    return f"needs {package}, which is not installed: pip install 'exlpose-data[{EXTRA_OF[package]}]'"
+
+
 def handle_errors(func: F) -> F:
-    """Turn the toolkit's errors into one line on stderr: usage errors exit 2, I/O failures exit 1."""
+    """Turn the toolkit's errors into one line on stderr: usage errors exit 2, I/O failures and a missing
+    optional package (``[rig]``, ``[train]``) exit 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -84,6 +99,11 @@ def handle_errors(func: F) -> F:
             raise fail(str(exc), exc.exit_code) from None
         except ExlposeError as exc:
             raise fail(str(exc), 1) from None
+        except ModuleNotFoundError as exc:
+            message = missing_extra(exc)
+            if message is None:
+                raise
+            raise fail(message, 1) from None
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise fail(f"{exc.filename or 'output'}: no space left on device; nothing half-written was kept", 1) from None
@@ -107,3 +127,15 @@ def progress_bar(*, transient: bool = False, disable: bool = False) -> Progress:
         transient=transient,
         disable=disable,
     )
+
+
+@contextlib.contextmanager
+def progress_callback(description: str, *, disable: bool = False) -> Iterator[ProgressCallback]:
+    """A progress bar on stderr, given to library code as the ``(done, total)`` callback it takes."""
+    with progress_bar(disable=disable) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -11,11 +11,12 @@ from ..errors import UsageError
 from ..schema import load_document
 from ..simulate.background import list_background_images
 from ..simulate.config import SimulationConfig, load_config, parse_size
-from ..simulate.feeds import FEEDS_FILE, simulate_feeds
+from ..feeds_format import FEEDS_FILE
+from ..simulate.feeds import simulate_feeds
 from ..simulate.poses import SourceScene, poses_from_document
 from ..simulate.release import simulate_release
 from ..simulate.runner import default_workers
-from .common import handle_errors, new_app, out_console
+from .common import handle_errors, new_app, out_console, progress_callback
 
 __all__ = ["app", "main"]
 
@@ -67,8 +68,9 @@ def release(out: Out, scenes: Scenes = 10, size: Size = None, seed: Seed = 0, po
     if test_fraction + val_fraction >= 1.0:
         raise UsageError("--test-fraction plus --val-fraction must leave scenes for training (sum < 1)")
     cfg, sources, bg_files, n_workers = _prepare(config, size, frames, preset, distortion, mirror, poses_from, backgrounds, workers)
-    summary = simulate_release(cfg, out, scenes=scenes, seed=seed, workers=n_workers, sources=sources, backgrounds=bg_files,
-                               test_fraction=test_fraction, val_fraction=val_fraction, show_progress=not quiet)
+    with progress_callback("simulating scenes", disable=quiet) as progress:
+        summary = simulate_release(cfg, out, scenes=scenes, seed=seed, workers=n_workers, sources=sources, backgrounds=bg_files,
+                                   test_fraction=test_fraction, val_fraction=val_fraction, progress=progress)
     out_console.print(f"wrote {summary.pairs} pairs ({summary.people} people) of {summary.scenes} scenes to {summary.root}",
                       markup=False, soft_wrap=True)
 
@@ -83,8 +85,9 @@ def feeds(out: Out, scenes: Scenes = 2, size: Size = None, seed: Seed = 0, poses
     Example: exlpose simulate feeds --out feeds --scenes 2 --frames 3
     """
     cfg, sources, bg_files, n_workers = _prepare(config, size, frames, preset, distortion, mirror, poses_from, backgrounds, workers)
-    doc = simulate_feeds(cfg, out, scenes=scenes, seed=seed, workers=n_workers, sources=sources, backgrounds=bg_files,
-                         show_progress=not quiet)
+    with progress_callback("simulating feeds", disable=quiet) as progress:
+        doc = simulate_feeds(cfg, out, scenes=scenes, seed=seed, workers=n_workers, sources=sources, backgrounds=bg_files,
+                             progress=progress)
     n_frames = sum(len(s.frames) * len(s.steps) for s in doc.scenes)
     out_console.print(f"wrote {n_frames} frame pairs of {len(doc.scenes)} scenes to {out} (described in {out / FEEDS_FILE})",
                       markup=False, soft_wrap=True)

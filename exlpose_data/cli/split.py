@@ -10,9 +10,10 @@ import typer
 from ..atomic import write_json_atomic
 from ..errors import InputError
 from ..layout import PAIRS_FILE, read_pairs, update_dataset_manifest
+from ..naming import ANNOTATION_PREFIX, annotation_file_name
 from ..release import open_release
 from ..schema import load_document
-from ..split import DEFAULT_THRESHOLDS, PairMap, split_by_gain, split_by_scene, to_condition, unpaired_warning
+from ..split import DEFAULT_THRESHOLDS, PairMap, split_by_gain, split_by_scene, unpaired_warning, write_scene_split
 from .common import handle_errors, new_app, warn
 
 app = new_app("Split annotation files: by-gain (LL-N/H/E) or by-scene (train/val/test).")
@@ -40,7 +41,7 @@ def by_gain(
     annotations: Annotated[Path, typer.Argument(help="Annotation file (e.g. ExLPose_test_LL-All.json).")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
     thresholds: Annotated[tuple[float, float], typer.Option(help="WL gain thresholds in dB: N < first <= H < second <= E.")] = DEFAULT_THRESHOLDS,
-    prefix: Annotated[str, typer.Option(help="File name prefix.")] = "ExLPose_test",
+    prefix: Annotated[str, typer.Option(help="File name prefix.")] = f"{ANNOTATION_PREFIX}_test",
     pairs: PairsOpt = None,
     recompute_crowd_index: Annotated[bool, typer.Option("--recompute-crowd-index", help="Recompute every image's crowdIndex instead of keeping the file's.")] = False,
 ) -> None:
@@ -57,7 +58,7 @@ def by_gain(
     for w in result.warnings:
         warn(w)
     for key, part in result.documents.items():
-        path = write_json_atomic(out / f"{prefix}_{key}.json", part.to_json_dict())
+        path = write_json_atomic(out / annotation_file_name(None, key, prefix=prefix), part.to_json_dict())
         typer.echo(f"{path}: {len(part.images)} images, {len(part.annotations)} instances")
     update_dataset_manifest(out)
 
@@ -70,21 +71,15 @@ def by_scene(
     test_fraction: Annotated[float, typer.Option(help="Fraction of scenes for test.")],
     seed: Annotated[int, typer.Option(help="Seed of the scene shuffle.")],
     val_fraction: Annotated[float, typer.Option(help="Fraction of scenes for validation.")] = 0.0,
-    prefix: Annotated[str, typer.Option(help="File name prefix.")] = "ExLPose",
+    prefix: Annotated[str, typer.Option(help="File name prefix.")] = ANNOTATION_PREFIX,
     pairs: PairsOpt = None,
 ) -> None:
     """Split by scene (date, site, video) into <prefix>_{train,val,test}_{LL,WL}.json; no scene in two parts."""
     doc = load_document(annotations)
     pmap = _pairs(pairs)
     result = split_by_scene(doc, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed, source=str(annotations))
-    counts = result.counts()
-    unpaired = {"LL": 0, "WL": 0}
-    for part, part_doc in result.documents.items():
-        for cond in ("LL", "WL"):
-            cdoc, kept = to_condition(part_doc, cond, pmap)
-            unpaired[cond] += kept
-            write_json_atomic(out / f"{prefix}_{part}_{cond}.json", cdoc.to_json_dict())
-        c = counts[part]
+    _, unpaired = write_scene_split(result, out, pmap, prefix=prefix)
+    for part, c in result.counts().items():
         typer.echo(f"{part}: {c['scenes']} scenes, {c['images']} images, {c['instances']} instances")
     for cond, n in unpaired.items():
         if n:

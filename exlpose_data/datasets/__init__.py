@@ -4,13 +4,18 @@
 - :class:`ExLPoseImages`: whole images with their annotations.
 - :class:`ExLPoseOCN`: the same crops of ExLPose-OCN's two extra cameras (low-light only).
 - :func:`write_pack`: decoded images in one HDF5 file for the fast path (``exlpose pack``).
+
+The dataset classes need torch (the ``[train]`` extra); they are imported on first use, so that packing,
+records and transforms work on a core install without it.
 """
 
-from .images import ExLPoseImages, collate_images
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .lowlight import LowLightScaling, Normalisation
-from .ocn import ExLPoseOCN
 from .pack import PackSource, write_pack
-from .topdown import ExLPoseTopDown
 from .transforms import Augmentation, apply_affine, heatmap_to_image, invert_affine
 
 __all__ = [
@@ -27,3 +32,12 @@ __all__ = [
     "invert_affine",
     "heatmap_to_image",
 ]
+
+# name -> submodule, for the names that import torch.
+_TORCH_NAMES = {"ExLPoseTopDown": ".topdown", "ExLPoseImages": ".images", "collate_images": ".images", "ExLPoseOCN": ".ocn"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_NAMES:
+        return getattr(importlib.import_module(_TORCH_NAMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

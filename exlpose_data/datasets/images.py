@@ -11,9 +11,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..keypoints import crowdpose14
+from ..lighting import Lighting
 from .lowlight import LowLightScaling, Normalisation, bgr_to_input, input_affine, value_scale
 from .records import build_index, needed_paths, record_sizes
-from .sources import open_source
+from .open_source import open_source
 
 __all__ = ["ExLPoseImages", "collate_images"]
 
@@ -90,7 +91,7 @@ class ExLPoseImages(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         img = self.index.images[i]
-        sample: dict[str, Any] = {cond.lower(): self._load_image(img.path(cond), cond) for cond in self.conditions}  # type: ignore[arg-type]
+        sample: dict[str, Any] = {Lighting(cond).key: self._load_image(img.path(cond), cond) for cond in self.conditions}  # type: ignore[arg-type]
         sample.update(self._load_target(i))
         sample["meta"] = {
             "image_id": img.image_id,

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..release import annotation_key, find_annotation_dir
+from ..naming import annotation_key
+from ..release import find_annotation_dir
 from .topdown import ExLPoseTopDown
 
 __all__ = ["OCN_CAMERAS", "ocn_annotation_file", "ExLPoseOCN"]

@@ -18,9 +18,10 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..keypoints import crowdpose14
-from ..layout import safe_relpath
+from ..lighting import Lighting
+from ..layout import normalise_image_path, safe_relpath
 from ..naming import ImageName, parse_name
-from ..release import Release, normalise_image_path, open_release
+from ..release import Release, open_release
 from ..schema import AnnotationDocument, ImageRecord, load_document
 from ..split import gain_split, well_lit_gain
 
@@ -141,7 +142,7 @@ def _entry(record: ImageRecord, name: ImageName | None, release: Release | None)
 
 def _check_paths(img: ImageEntry, ann_file: str | os.PathLike) -> None:
     """Refuse an image whose files would lie outside the image root (absolute paths, ``..``)."""
-    for cond in ("LL", "WL"):
+    for cond in Lighting:
         path = img.path(cond)
         why = safe_relpath(path) if path is not None else None
         if why is None:

@@ -1,4 +1,5 @@
-"""Where a dataset's pixels come from: image files (decoded on demand) or a pack (see :mod:`.pack`).
+"""Where a dataset's pixels come from: image files (decoded on demand) or a pack (see :mod:`.pack`,
+:func:`.open_source.open_source` picks one).
 
 A source hands out, per image-root-relative path, an ``(H, W, 3)`` BGR uint8 or uint16 array-like that
 supports slicing, and the image's per-channel RGB mean on the 0-255 scale. Both kinds are safe to pickle into
@@ -20,7 +21,7 @@ from ..imageio import image_size
 from .lowlight import rgb_means
 from .records import report_missing
 
-__all__ = ["ImageSource", "FileSource", "decode_image", "open_source", "report_size_mismatch"]
+__all__ = ["ImageSource", "FileSource", "Size", "decode_image", "report_size_mismatch"]
 
 # Sizes as (width, height), the order of annotation records.
 Size = tuple[int, int]
@@ -128,41 +129,3 @@ class FileSource:
     def __getstate__(self) -> dict:
         # Decoded images stay in the process that decoded them.
         return {**self.__dict__, "_cache": OrderedDict()}
-
-
-def open_source(
-    image_root: str | os.PathLike,
-    relpaths: list[str],
-    *,
-    pack: str | os.PathLike | None = None,
-    cache_images: int = 4,
-    sizes: dict[str, Size] | None = None,
-    records: str = "",
-) -> ImageSource:
-    """The source of ``relpaths`` (the pack when given, else the files), checked now so that a missing image
-    (or, with ``sizes``, an image whose size differs from its annotation record) is reported at construction
-    rather than mid-epoch.
-
-    Args:
-        image_root: folder the paths start from.
-        relpaths: the images the dataset reads.
-        pack: a pack to read instead of the files.
-        cache_images: decoded images kept per process on the file path.
-        sizes: record ``(width, height)`` per path to check the images against (None: no check).
-        records: the annotation file ``sizes`` come from, for messages.
-    """
-    source: ImageSource
-    if pack is not None:
-        from .pack import PackSource  # the pack module builds on this one
-
-        packed = PackSource(pack)
-        packed.check(relpaths)
-        packed.check_fresh(image_root, relpaths)
-        source = packed
-    else:
-        files = FileSource(image_root, cache_images=cache_images)
-        files.check(relpaths)
-        source = files
-    if sizes is not None:
-        source.check_sizes(sizes, records)
-    return source

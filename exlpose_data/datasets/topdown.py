@@ -11,10 +11,11 @@ from torch.utils.data import Dataset, get_worker_info
 
 from ..errors import UsageError
 from ..keypoints import crowdpose14
+from ..lighting import Lighting
 from .detections import detection_instances, load_detections
 from .lowlight import PIXEL_MEANS, LowLightScaling, Normalisation, bgr_to_input, input_affine, padding_value
 from .records import InstanceEntry, build_index, needed_paths, record_sizes
-from .sources import open_source
+from .open_source import open_source
 from .targets import CPN_KERNELS, cpn_heatmaps, gaussian_heatmaps
 from .transforms import (
     HEATMAP_CONVENTIONS,
@@ -209,7 +210,7 @@ class ExLPoseTopDown(Dataset):
             gain, offset = input_affine(cond, means, self.ll_scaling, self.wl_normalisation)
             border = padding_value(cond, self.pad, gain, offset)
             crop = bgr_to_input(warp_roi(read_roi(pixels, roi), roi, affine, input_size, border), gain, offset)
-            sample[cond.lower()] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
+            sample[Lighting(cond).key] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
         if self.with_targets:
             kp = inst.keypoints[self.flip_index] if flip else inst.keypoints
             xy = apply_affine(kp[:, :2], affine)

@@ -6,9 +6,10 @@ ExLPose exposure protocol, and written either as a release dataset (``simulate_r
 pylon camera emulator (``simulate_feeds``). See docs/simulate.md.
 """
 
+from ..feeds_format import FeedsDocument, SceneTruth
 from .config import SimulationConfig, load_config
 from .feeds import simulate_feeds
 from .release import simulate_release
-from .truth import FeedsDocument, SceneTruth, SimulationDocument
+from .truth import SimulationDocument
 
 __all__ = ["SimulationConfig", "load_config", "simulate_release", "simulate_feeds", "FeedsDocument", "SceneTruth", "SimulationDocument"]

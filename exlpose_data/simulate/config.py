@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import InputError, UsageError
 from ..isp import IspParams
+from ..naming import check_date, check_site
 from .camera import SensorParams
 from .geometry import GeometryParams, check_distortion
 from .protocol import ProtocolParams
@@ -39,13 +40,23 @@ class SimulationConfig(BaseModel):
     height: int = Field(1200, ge=32, le=8192)
     frames_per_scene: int = Field(2, ge=1, le=100)
     people: tuple[int, int] = (1, 10)
-    date: str = Field("0101", pattern=r"^\d{4}$")
-    site: str = Field("sim", pattern=r"^[A-Za-z0-9-]*$")
+    date: str = "0101"
+    site: str = "sim"
     backgrounds: str | None = None
     sensor: SensorParams = SensorParams()
     isp: dict[str, Any] = Field(default_factory=dict)
     protocol: ProtocolParams = ProtocolParams()
     geometry: GeometryParams = GeometryParams()
+
+    @field_validator("date")
+    @classmethod
+    def _date(cls, v: str) -> str:
+        return check_date(v)
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, v: str) -> str:
+        return check_site(v)
 
     @field_validator("width", "height")
     @classmethod

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..feeds_format import FrameTruthRecord, GeometryTruth, PersonTruth, SceneTruth, StepTruth
 from ..isp import IspParams, mosaic, raw_to_rgb
 from ..naming import scene_id
 from .background import Background, photo_background, procedural_background
@@ -23,7 +24,6 @@ from .geometry import BeamSplitter, sample_beam_splitter, valid_crop
 from .poses import Pose, SourceScene, move_pose
 from .protocol import SceneProtocol, electrons_per_unit, sample_protocol
 from .render import FrameTruth, Person, render_frame, sample_people
-from .truth import FrameTruthRecord, GeometryTruth, PersonTruth, SceneTruth, StepTruth
 
 __all__ = ["Capture", "SceneSimulator", "develop"]
 

@@ -9,33 +9,28 @@ of every scene, ROOT/manifest.json the hashes.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from ..atomic import write_bytes_atomic, write_json_atomic
+from ..atomic import write_image_atomic, write_json_atomic
 from ..errors import InputError, UsageError
+from ..feeds_format import ReleaseImage, SceneTruth
 from ..layout import PAIRS_FILE, update_manifest, write_pairs
 from ..naming import ImageName
+from ..progress import ProgressCallback
 from ..schema import AnnotationDocument, AnnotationRecord, ImageRecord
 from ..split import split_by_scene, write_release_annotations
 from .config import SimulationConfig
 from .pipeline import SceneSimulator
 from .poses import SourceScene
 from .runner import run_scenes, staged_output
-from .truth import ReleaseImage, SceneTruth, SimulationDocument
+from .truth import SimulationDocument
 
-__all__ = ["SIMULATION_FILE", "ReleaseSummary", "check_scene_split", "write_png", "simulate_release"]
+__all__ = ["SIMULATION_FILE", "ReleaseSummary", "check_scene_split", "simulate_release"]
 
 SIMULATION_FILE = "simulation.json"
 # Noisy images gain nothing from zlib's string matching or adaptive filters: Huffman coding after the SUB filter is
 # twice as fast as the defaults on simulated 1920x1200 frames and no larger. Encoding is still a large cost per pair.
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
-               cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
-
 
 @dataclass(frozen=True)
 class ReleaseSummary:
@@ -45,17 +40,6 @@ class ReleaseSummary:
     scenes: int
     pairs: int
     people: int
-
-
-def write_png(path: Path, image: np.ndarray) -> str:
-    """Encode ``image`` (RGB uint8, or 2-D uint8/uint16) as PNG, write it atomically, return its SHA-256."""
-    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, buf = cv2.imencode(".png", pixels, _PNG_PARAMS)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    data = buf.tobytes()
-    write_bytes_atomic(path, data)
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -77,8 +61,8 @@ def _release_scene(config: SimulationConfig, seed: int, index: int, root: Path, 
                                gain_db=step.wl_gain_db, exposure_us=step.nominal_exposure_us, condition="WL")
             dark = bright.twin(gain_db=step.ll_gain_db)
             ll, wl = sim.develop_pair(cap)
-            hashes[bright.relpath] = write_png(root / bright.relpath, wl)
-            hashes[dark.relpath] = write_png(root / dark.relpath, ll)
+            hashes[bright.relpath] = write_image_atomic(root / bright.relpath, wl, rgb=True, fast=True)
+            hashes[dark.relpath] = write_image_atomic(root / dark.relpath, ll, rgb=True, fast=True)
             images.append(ReleaseImage(frame=record.frame, k=step.k, bright=bright.relpath, dark=dark.relpath))
     truth = sim.truth(frames)
     truth.images = images
@@ -122,7 +106,7 @@ def check_scene_split(config: SimulationConfig, scenes: int, test_fraction: floa
 
 def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: int, workers: int,
                      sources: list[SourceScene] | None = None, backgrounds: list[Path] | None = None,
-                     test_fraction: float = 0.2, val_fraction: float = 0.0, show_progress: bool = True) -> ReleaseSummary:
+                     test_fraction: float = 0.2, val_fraction: float = 0.0, progress: ProgressCallback | None = None) -> ReleaseSummary:
     """Simulate ``scenes`` scenes into a new release folder ``out``.
 
     Args:
@@ -135,7 +119,7 @@ def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: 
         backgrounds: photographs, scene ``i`` taking ``backgrounds[i % len(backgrounds)]``.
         test_fraction: share of scenes in the test split.
         val_fraction: share of scenes in a validation split.
-        show_progress: draw a progress bar.
+        progress: called with ``(scenes done, scenes)`` as scenes finish.
 
     Raises:
         UsageError: the scenes cannot be split by the fractions (checked before rendering).
@@ -145,7 +129,7 @@ def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: 
         tasks = [functools.partial(_release_scene, config, seed, i, root,
                                    sources[i % len(sources)] if sources else None,
                                    backgrounds[i % len(backgrounds)] if backgrounds else None) for i in range(scenes)]
-        results = run_scenes(tasks, workers=workers, description="simulating scenes", show_progress=show_progress)
+        results = run_scenes(tasks, workers=workers, progress=progress)
         doc, pairs = _annotation_document(results)
         hashes = {k: v for r in results for k, v in r.hashes.items()}
         write_pairs(root / PAIRS_FILE, pairs.items())

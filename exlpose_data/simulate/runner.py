@@ -1,4 +1,4 @@
-"""Running scenes on several cores with a progress bar, into an output folder that appears only when complete."""
+"""Running scenes on several cores, reporting progress, into an output folder that appears only when complete."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import cv2
 
 from ..atomic import TMP_MARK
 from ..atomic import current_umask
-from ..layout import MANIFEST_LOCK_FILE
-from ..cli.common import progress_bar
 from ..errors import UsageError
+from ..layout import MANIFEST_LOCK_FILE
+from ..progress import ProgressCallback, report
 
 __all__ = ["staged_output", "run_scenes", "default_workers"]
 
@@ -63,39 +63,40 @@ def _single_threaded() -> None:
     cv2.setNumThreads(1)
 
 
-def run_scenes(tasks: Sequence[Callable[[], T]], *, workers: int, description: str, show_progress: bool = True) -> list[T]:
+def run_scenes(tasks: Sequence[Callable[[], T]], *, workers: int, progress: ProgressCallback | None = None) -> list[T]:
     """Run one picklable callable per scene, in worker processes when ``workers > 1``.
 
     Args:
         tasks: one zero-argument callable per scene (``functools.partial`` of a module-level function).
         workers: processes to use (1 = in this process).
-        description: progress-bar label.
-        show_progress: draw the bar on stderr.
+        progress: called with ``(done, total)`` as scenes finish.
 
     Returns:
         The results in task order, whatever order they finished in.
     """
     results: list[T | None] = [None] * len(tasks)
-    with progress_bar(disable=not show_progress) as bar:
-        job = bar.add_task(description, total=len(tasks))
-        if workers <= 1 or len(tasks) <= 1:
-            for i, task in enumerate(tasks):
-                results[i] = task()
-                bar.advance(job)
-            return results  # type: ignore[return-value]
-        # "spawn", not the default fork: forking a process whose other threads (torch, pylon, OpenCV pools) hold
-        # locks can deadlock the children, which is what happened when the CLI ran after such imports.
-        ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_single_threaded) as pool:
-            pending = {pool.submit(task): i for i, task in enumerate(tasks)}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-                for fut in done:
-                    i = pending.pop(fut)
-                    if fut.exception() is not None:
-                        for other in pending:
-                            other.cancel()
-                        raise fut.exception()  # type: ignore[misc]
-                    results[i] = fut.result()
-                    bar.advance(job)
+    total = len(tasks)
+    report(progress, 0, total)
+    if workers <= 1 or total <= 1:
+        for i, task in enumerate(tasks):
+            results[i] = task()
+            report(progress, i + 1, total)
+        return results  # type: ignore[return-value]
+    # "spawn", not the default fork: forking a process whose other threads (torch, pylon, OpenCV pools) hold
+    # locks can deadlock the children, which is what happened when the CLI ran after such imports.
+    ctx = get_context("spawn")
+    done_count = 0
+    with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx, initializer=_single_threaded) as pool:
+        pending = {pool.submit(task): i for i, task in enumerate(tasks)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                i = pending.pop(fut)
+                if fut.exception() is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise fut.exception()  # type: ignore[misc]
+                results[i] = fut.result()
+                done_count += 1
+                report(progress, done_count, total)
     return results  # type: ignore[return-value]

@@ -1,0 +1,320 @@
+"""The baselines' commands: ``exlpose-train``, ``exlpose-eval`` and ``exlpose-predict`` (also ``exlpose train``,
+``exlpose eval``, ``exlpose predict``). Each parses its options, calls the library (:mod:`baselines.train`,
+:mod:`baselines.engine`, :mod:`baselines.predict`) and prints what it returns.
+
+Under torchrun, run the module with the tool's name first: ``torchrun --nproc_per_node 4 -m baselines.cli train
+--variant lsbn-lupi --dataset ExLPose/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from exlpose_data.cli.common import choose, err_console, fail, handle_errors, new_app, out_console, progress_bar, warn
+from exlpose_data.errors import UsageError
+from exlpose_data.evaluation import PROTOCOLS, evaluate_keypoints
+
+from .splits import SPLIT_HELP
+
+if TYPE_CHECKING:  # the train module imports torch; scoring predictions does not need it
+    from .train import StepCallback
+
+__all__ = ["train_app", "eval_app", "predict_app", "train_main", "eval_main", "predict_main", "DEFAULT_SPLITS", "TOOLS"]
+
+train_app = new_app("Train the ExLPose reference method (CPN on ResNet, with LSBN and LUPI variants).")
+eval_app = new_app("Score keypoint predictions (CrowdPose protocol) or a trained model on the ExLPose test splits.")
+predict_app = new_app("Predict keypoints in images with a trained checkpoint; write keypoints JSON and overlay PNGs.")
+
+DEFAULT_SPLITS = "LL-N,LL-H,LL-E,LL-A,WL"
+
+
+@contextlib.contextmanager
+def _epoch_progress(epochs: int, *, disable: bool) -> Iterator[StepCallback]:
+    """A progress bar per epoch, showing the loss, as :func:`baselines.train.run`'s step callback."""
+    with progress_bar(disable=disable) as bar:
+        tasks: dict[int, Any] = {}
+
+        def on_step(epoch: int, step: int, steps: int, losses: dict[str, float]) -> None:
+            if epoch not in tasks:
+                tasks[epoch] = bar.add_task(f"epoch {epoch}/{epochs}", total=steps)
+            bar.update(tasks[epoch], completed=step, description=f"epoch {epoch}/{epochs} loss {losses['total']:.2f}")
+
+        yield on_step
+
+
+def _size(text: str | None, option: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"{option} must be HEIGHTxWIDTH, e.g. 256x192; got {text!r}") from None
+    return h, w
+
+
+@train_app.callback(invoke_without_command=True)
+@handle_errors
+def train(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(help="YAML/JSON config; flags given here override it")] = None,
+    variant: Annotated[str | None, typer.Option(help="baseline-low | baseline-well | baseline-all | lupi | lsbn | lsbn-lupi | lsbn-lupi-feat | lime-baseline-all | dann | advent | lsbn-lupi-unpaired | lsbn-lupi-uda")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="image root holding bright/ and dark/")] = None,
+    annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
+    train_ann: Annotated[Path | None, typer.Option(help="training annotation file (default: the release's train_LL)")] = None,
+    pack: Annotated[Path | None, typer.Option(help="training image pack from 'exlpose pack'")] = None,
+    val_splits: Annotated[str | None, typer.Option(help="comma-separated test splits evaluated periodically, e.g. LL-A,WL ('' for none)")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="where checkpoint.pth, metrics.json and tensorboard/ go")] = None,
+    backbone: Annotated[str | None, typer.Option(help="resnet18 | resnet34 | resnet50 | resnet101")] = None,
+    pretrained: Annotated[Path | None, typer.Option(help="local torchvision ImageNet checkpoint of the backbone")] = None,
+    from_scratch: Annotated[bool | None, typer.Option("--from-scratch", help="train without ImageNet weights (otherwise --pretrained is required)")] = None,
+    input_size: Annotated[str | None, typer.Option(help="crop HEIGHTxWIDTH (default 256x192)")] = None,
+    heatmap_size: Annotated[str | None, typer.Option(help="heatmap HEIGHTxWIDTH (default 64x48)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs (default 32)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="pairs per step over all processes (default 32)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 5e-4)")] = None,
+    lupi_weight: Annotated[float | None, typer.Option(help="multiplier of the Gram LUPI term (default 1)")] = None,
+    lupi_gram: Annotated[str | None, typer.Option(help="gram-reference (the reference's 1e-4 x 0.2, summed over the batch; default) | gram (Eq. 3 averaged)")] = None,
+    lupi_feat_weight: Annotated[float | None, typer.Option(help="multiplier of LUPI-feat's term (default 1)")] = None,
+    wl_normalisation: Annotated[str | None, typer.Option(help="reference (the dataset's statistics; default) | imagenet")] = None,
+    padding: Annotated[str | None, typer.Option(help="mean (the reference's pixel means; default) | zero")] = None,
+    heatmap_convention: Annotated[str | None, typer.Option(help="ours (default) | reference (floor(x/4) targets, 4j+2 decoding)")] = None,
+    head_init: Annotated[str | None, typer.Option(help="reference (heads' final BN at weight 1, bias 0; default) | target-scale (at the targets' std and mean)")] = None,
+    global_mask: Annotated[str | None, typer.Option(help="visible (the reference: GlobalNet learns v=2 joints; default) | labelled")] = None,
+    flip_test: Annotated[str | None, typer.Option(help="ours (default) | official (the reference's, for comparing with published numbers) | none")] = None,
+    sync_bn: Annotated[bool | None, typer.Option("--sync-bn/--no-sync-bn", help="BatchNorm statistics over the global batch under torchrun")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="channels_last memory format")] = None,
+    workers: Annotated[int | None, typer.Option(help="data loader processes per training process (default 4)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
+    deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help="deterministic algorithms")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="evaluate every N epochs (and after the last)")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="cap on steps per epoch (smoke runs)")] = None,
+    enhancer: Annotated[str | None, typer.Option(help="enhance LL images (training and test): lime | onnx:MODEL.onnx")] = None,
+    enhance_cache: Annotated[Path | None, typer.Option(help="folder caching enhanced images (default <output-dir>/enhanced)")] = None,
+    lime_downscale: Annotated[float | None, typer.Option(help="LIME solves the illumination at this scale (default 1: full resolution)")] = None,
+    adapt_weight: Annotated[float | None, typer.Option(help="dann: domain loss weight (default 1); advent: adversarial weight (default 1e-3)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint (or evaluate it with --test-only)")] = None,
+    test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate the --resume checkpoint")] = False,
+    benchmark_steps: Annotated[int | None, typer.Option(help="measure data pipeline and model rates over N steps, print JSON, train nothing")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
+) -> None:
+    """Train one variant of the reference method; prints the last epoch's record as JSON on stdout."""
+    from .config import load_config, make_config
+    from .train import Distributed, benchmark, resume_config, run
+
+    if ctx.invoked_subcommand is not None:
+        return
+    overrides: dict[str, Any] = {
+        "variant": variant, "dataset": dataset, "annotations": annotations, "train_ann": train_ann, "pack": pack,
+        "val_splits": None if val_splits is None else [s for s in val_splits.split(",") if s],
+        "output_dir": output_dir, "backbone": backbone, "pretrained": pretrained, "from_scratch": from_scratch,
+        "lupi_gram": lupi_gram, "lupi_feat_weight": lupi_feat_weight, "wl_normalisation": wl_normalisation, "padding": padding,
+        "heatmap_convention": heatmap_convention, "head_init": head_init, "global_mask": global_mask, "flip_test": flip_test, "sync_bn": sync_bn,
+        "amp": amp, "channels_last": channels_last,
+        "input_size": _size(input_size, "--input-size"), "heatmap_size": _size(heatmap_size, "--heatmap-size"),
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "lupi_weight": lupi_weight, "workers": workers, "seed": seed,
+        "device": device, "deterministic": deterministic, "eval_every": eval_every, "steps_per_epoch": steps_per_epoch,
+        "enhancer": enhancer, "enhance_cache": enhance_cache, "lime_downscale": lime_downscale,
+        "adapt_weight": adapt_weight,
+    }
+    if test_only and resume is None:
+        raise UsageError("--test-only needs --resume CHECKPOINT")
+    if resume is not None:
+        cfg = resume_config(resume, config, overrides, warn=warn)
+    elif config is not None:
+        cfg = load_config(config, overrides)
+    else:
+        cfg = make_config({k: v for k, v in overrides.items() if v is not None}, source="options")
+    if benchmark_steps is not None:
+        typer.echo(json.dumps(benchmark(cfg, benchmark_steps)))
+        return
+    try:
+        with _epoch_progress(cfg.epochs, disable=not progress) as on_step:
+            record = run(cfg, resume=resume, test_only=test_only, on_step=on_step)
+    except FloatingPointError as exc:  # a diverged run: one line (from every process alike), exit 1
+        raise fail(str(exc), 1) from None
+    if Distributed.from_env().is_main:
+        if test_only:
+            err_console.print(" ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("AP/")), markup=False)
+        typer.echo(json.dumps(record))
+
+
+@train_app.command("import-official")
+@handle_errors
+def import_official_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="the authors' checkpoint (pytorch-cpn's .pth.tar: {'state_dict': ...})")],
+    out: Annotated[Path, typer.Option("--out", help="our checkpoint to write (exlpose-eval model reads it)")],
+    input_size: Annotated[str, typer.Option(help="crop HEIGHTxWIDTH the model was trained at")] = "256x192",
+    force: Annotated[bool, typer.Option("--force", help="replace --out if it exists")] = False,
+) -> None:
+    """Convert the reference network's state_dict (its ResNet-LSBN or ResNet, globalNet, refineNet) to ours."""
+    from .official import import_official
+
+    size = _size(input_size, "--input-size")
+    assert size is not None
+    if out.exists() and not force:
+        raise UsageError(f"{out}: exists; pass --force to replace it")
+    info = import_official(checkpoint, out, input_size=size)
+    err_console.print(
+        f"{checkpoint.name}: {info['tensors']} tensors mapped onto a {info['variant']} {info['backbone']} CPN -> {out} "
+        f"(heatmap convention 'reference', inputs as the reference)", markup=False)
+
+
+@eval_app.command("predictions")
+@handle_errors
+def predictions(
+    pred: Annotated[Path, typer.Argument(help="COCO keypoint results JSON: [{image_id, keypoints[42], score}, ...]")],
+    gt: Annotated[Path, typer.Option("--gt", help="CrowdPose-style annotation file")],
+    protocol: Annotated[str, typer.Option(help="crowdpose (as CrowdPose's evaluator scores) or fixed (every ground truth can match)")] = "crowdpose",
+    as_json: Annotated[bool, typer.Option("--json", help='print {"AP", "AP50", "AP75", "AR"} (fractions) on stdout')] = False,
+) -> None:
+    """Score a predictions file against a ground-truth file (AP@0.5:0.95 is the paper's number)."""
+    metrics = evaluate_keypoints(gt, pred, protocol=choose(protocol, PROTOCOLS, "--protocol"))  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(json.dumps(metrics.summary()))
+        return
+    out_console.print(f"{pred.name} vs {gt.name} ({protocol} protocol, {metrics.num_ground_truths} ground truths, {metrics.num_predictions} predictions)")
+    for key, value in metrics.summary().items():
+        out_console.print(f"  {key:<5} {100 * value:6.2f}")
+
+
+@eval_app.command("model")
+@handle_errors
+def model(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pth written by exlpose-train")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="image root holding bright/ and dark/")],
+    annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
+    splits: Annotated[str, typer.Option(help=f"comma-separated test splits: {SPLIT_HELP}")] = DEFAULT_SPLITS,
+    boxes: Annotated[Path | None, typer.Option(help="person detections (COCO results JSON) instead of ground-truth boxes")] = None,
+    protocol: Annotated[str, typer.Option(help="crowdpose or fixed")] = "crowdpose",
+    flip_test: Annotated[str | None, typer.Option(help="ours | official (the reference's, to compare with published numbers) | none; default: the checkpoint's")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="crops per batch")] = 32,
+    workers: Annotated[int, typer.Option(min=0, help="data loader processes")] = 2,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    save_predictions: Annotated[Path | None, typer.Option(help="folder to write predictions_<split>.json into")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the table as JSON on stdout")] = False,
+) -> None:
+    """Evaluate a checkpoint per split: AP@0.5:0.95, parameter count and latency per person crop."""
+    import torch
+
+    from exlpose_data.atomic import write_json_atomic
+
+    from .checkpoint import load_model
+    from .config import FLIP_TESTS
+    from .engine import evaluate_split, measure_latency
+    from .splits import resolve_split, split_detections
+
+    choose(protocol, PROTOCOLS, "--protocol")
+    if flip_test is not None:
+        choose(flip_test, FLIP_TESTS, "--flip-test")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    names = [s.strip() for s in splits.split(",") if s.strip()]
+    if not names:
+        raise UsageError("--splits is empty")
+    plan = [(split, *resolve_split(dataset, annotations, split)) for split in names]  # every file before any inference
+    dev = torch.device(device)
+    net, cfg = load_model(checkpoint, dev)
+    flip = flip_test if flip_test is not None else cfg.flip_test
+    rows: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, progress_bar(transient=True, disable=as_json) as progress:
+        for split, ann, condition in plan:
+            dets = split_detections(boxes, ann, Path(tmp), split) if boxes is not None else None
+            task = progress.add_task(split, total=None)
+            metrics, results = evaluate_split(
+                net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers, flip_test=flip,
+                protocol=protocol, on_start=lambda n, t=task: progress.update(t, total=n),
+                on_batch=lambda n, t=task: progress.update(t, advance=n))
+            rows[split] = metrics.AP
+            if save_predictions is not None:
+                write_json_atomic(save_predictions / f"predictions_{split}.json", results)
+    latency = measure_latency(net, cfg.input_size, "ll", dev, flip_test=flip)
+    params = sum(p.numel() for p in net.parameters())
+    table = {"AP": rows, "params": params, "params_m": round(params / 1e6, 2), "latency_ms": round(1000 * latency, 2),
+             "variant": cfg.variant, "protocol": protocol, "boxes": "detections" if boxes else "ground truth", "flip_test": flip,
+             "heatmap_convention": cfg.heatmap_convention}
+    if save_predictions is not None:
+        write_json_atomic(save_predictions / "evaluation.json", table)
+    if as_json:
+        typer.echo(json.dumps(table))
+        return
+    header = " | ".join(f"{s:>6}" for s in rows) + " | params | ms/crop"
+    values = " | ".join(f"{100 * v:6.1f}" for v in rows.values()) + f" | {params / 1e6:5.2f}M | {1000 * latency:7.1f}"
+    out_console.print(f"{checkpoint.name} ({cfg.variant}, {protocol} protocol, {table['boxes']} boxes, flip test {flip}, AP@0.5:0.95)")
+    out_console.print(header)
+    out_console.print(values)
+    err_console.print(f"latency: batch 1 on {device}{', with flip test' if flip != 'none' else ''}", markup=False)
+
+
+def _register_comparisons() -> None:
+    # exlpose-eval gaps and table live in their own command module (baselines.compare_cli).
+    from .compare_cli import register
+
+    register(eval_app)
+
+
+_register_comparisons()
+
+
+@predict_app.command()
+@handle_errors
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pth written by exlpose-train")],
+    images: Annotated[list[Path], typer.Argument(help="images to run on")],
+    boxes: Annotated[Path | None, typer.Option(help='JSON {"image.png": [[x, y, w, h(, score)], ...]}; default: whole image')] = None,
+    out: Annotated[Path, typer.Option(help="folder for keypoints.json and <image>_pose.png overlays")] = Path("predictions"),
+    condition: Annotated[str, typer.Option(help="LL (low-light scaling, LL branch) or WL")] = "LL",
+    flip_test: Annotated[str | None, typer.Option(help="ours | official | none; default: the checkpoint's")] = None,
+    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="write overlay PNGs")] = True,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+) -> None:
+    """Predict keypoints of the people in IMAGES; write OUT/keypoints.json and overlay PNGs."""
+    from .config import FLIP_TESTS
+    from .predict import load_boxes, predict_to_folder
+
+    if flip_test is not None:
+        choose(flip_test, FLIP_TESTS, "--flip-test")
+    records = predict_to_folder(checkpoint, images, out, boxes=load_boxes(boxes) if boxes is not None else None,
+                                condition=condition, flip_test=flip_test, overlays=overlays, device=device)
+    err_console.print(f"{len(records)} people in {len(images)} images -> {out / 'keypoints.json'}", markup=False)
+
+
+
+# console scripts and ``python -m baselines.cli TOOL``: tool name -> (app, program name)
+TOOLS = {"train": (train_app, "exlpose-train"), "eval": (eval_app, "exlpose-eval"), "predict": (predict_app, "exlpose-predict")}
+
+
+def train_main() -> None:
+    """Console-script entry point (``exlpose-train``)."""
+    train_app(prog_name="exlpose-train")
+
+
+def eval_main() -> None:
+    """Console-script entry point (``exlpose-eval``)."""
+    eval_app(prog_name="exlpose-eval")
+
+
+def predict_main() -> None:
+    """Console-script entry point (``exlpose-predict``)."""
+    predict_app(prog_name="exlpose-predict")
+
+
+def _module_main(argv: list[str]) -> None:
+    if not argv or argv[0] not in TOOLS:
+        err_console.print(f"usage: python -m baselines.cli {{{','.join(TOOLS)}}} [OPTIONS]", markup=False)
+        sys.exit(2)
+    app, prog = TOOLS[argv[0]]
+    app(args=argv[1:], prog_name=prog)
+
+
+if __name__ == "__main__":
+    _module_main(sys.argv[1:])
