@@ -1,27 +1,24 @@
-"""The camera layer over pypylon: open by serial, probe features, apply and save settings, grab frames.
+"""The camera layer: open by serial, probe features, apply and save settings, grab frames.
 
-The dart (daA1920-160uc) and pylon's emulator name some features differently (``ResultingFrameRate`` vs
-``ResultingFrameRateAbs``, ``RGB8`` vs ``RGB8Packed``), so every optional feature is probed, never assumed.
+Cameras are reached through the device seam (``rig.device``): pypylon for real darts and pylon's emulator, the
+stand-in dart in tests. The dart (daA1920-160uc) and pylon's emulator name some features differently
+(``ResultingFrameRate`` vs ``ResultingFrameRateAbs``, ``RGB8`` vs ``RGB8Packed``), so every optional feature is
+probed, never assumed.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pypylon import genicam, pylon
-
 from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import ExlposeError, UsageError
 from exlpose_data.session_format import normalise_bayer_pattern
 
-from . import emulate
+from .device import DeviceFactory, DeviceSummary, Frame, factory_for
 
 __all__ = [
     "CameraError",
@@ -43,15 +40,6 @@ class CameraError(ExlposeError):
 
 class CameraRemovedError(CameraError):
     """A camera disappeared (unplugged, powered off) while in use."""
-
-
-@dataclass(frozen=True)
-class DeviceSummary:
-    """One attached camera as enumeration reports it."""
-
-    serial: str
-    model: str
-    device_class: str
 
 
 @dataclass(frozen=True)
@@ -87,30 +75,6 @@ class FrameFormat:
         return self.height * self.width * self.channels * 2
 
 
-@dataclass
-class Frame:
-    """One grab result, copied out of pylon's buffer so the buffer goes straight back.
-
-    Attributes:
-        block_id: the camera's frame counter (USB3 block ID); -1 when the result carried none.
-        ok: the grab succeeded and the buffer is complete.
-        error: pylon's description when not ``ok``.
-        image: the pixels (uint16, LSB-aligned) when ``ok``.
-        timestamp_ns: camera timestamp, -1 when the camera gives none (the emulator reports 0).
-        host_time_ns: host clock when the result was retrieved.
-        exposure_us / gain_db: per-frame values from chunk data, None when the camera sends no chunks.
-    """
-
-    block_id: int
-    ok: bool
-    error: str
-    image: np.ndarray | None
-    timestamp_ns: int
-    host_time_ns: int
-    exposure_us: float | None = None
-    gain_db: float | None = None
-
-
 _PACKED = re.compile(r"(\d+)p$")
 _BAYER = re.compile(r"^Bayer(RG|GR|GB|BG)(\d+)$")
 _MONO = re.compile(r"^Mono(\d+)$")
@@ -134,24 +98,9 @@ def pixel_format_info(name: str) -> tuple[str | None, int, int]:
     raise UsageError(f"pixel format {name}: not a raw Bayer, Mono, RGB or BGR format")
 
 
-def _enumerate(emulated: bool, serial: str | None = None) -> list[Any]:
-    info = pylon.DeviceInfo()
-    if emulated:
-        emulate.enable()
-        # Filtering by class skips the slow probe of real transport layers (~1 ms instead of 0.25 s).
-        info.SetDeviceClass(emulate.DEVICE_CLASS)
-    if serial is not None:
-        info.SetSerialNumber(serial)
-    filters = [info] if emulated or serial is not None else []
-    return list(pylon.TlFactory.GetInstance().EnumerateDevices(filters))
-
-
-def list_devices(*, emulated: bool = False) -> list[DeviceSummary]:
+def list_devices(*, emulated: bool = False, factory: DeviceFactory | None = None) -> list[DeviceSummary]:
     """The cameras attached (or emulated), sorted by serial."""
-    return sorted(
-        (DeviceSummary(d.GetSerialNumber(), d.GetModelName(), d.GetDeviceClass()) for d in _enumerate(emulated)),
-        key=lambda d: d.serial,
-    )
+    return sorted((factory or factory_for(emulated)).enumerate(), key=lambda d: d.serial)
 
 
 def _describe(devices: Iterable[DeviceSummary]) -> str:
@@ -166,27 +115,26 @@ class Camera:
         serial: the camera's serial number.
         role: ``ll`` or ``wl``, used in messages.
         emulated: open a pylon CamEmu device.
+        factory: where devices come from (default: ``rig.device.factory_for(emulated)``).
 
     Raises:
         UsageError: no camera with that serial is attached (the message lists those that are).
     """
 
-    def __init__(self, serial: str, *, role: str = "", emulated: bool = False) -> None:
+    def __init__(self, serial: str, *, role: str = "", emulated: bool = False, factory: DeviceFactory | None = None) -> None:
         self.serial = serial
         self.role = role
         self.emulated = emulated
-        found = _enumerate(emulated, serial)
+        factory = factory or factory_for(emulated)
+        found = factory.enumerate(serial)
         if not found:
-            raise UsageError(f"camera {serial}{self._role_text()}: not attached; attached: {_describe(list_devices(emulated=emulated))}")
-        self._cam = pylon.InstantCamera(pylon.TlFactory.GetInstance().CreateDevice(found[0]))
-        self.model = found[0].GetModelName()
-        self._removed = threading.Event()
-        self._cam.RegisterConfiguration(_RemovalWatch(self._removed), pylon.RegistrationMode_Append, pylon.Cleanup_Delete)
+            raise UsageError(f"camera {serial}{self._role_text()}: not attached; attached: {_describe(list_devices(factory=factory))}")
+        self.model = found[0].model
         try:
-            self._cam.Open()
-        except Exception as exc:  # pylon raises its own exception types
+            self._dev = factory.open(serial)
+        except Exception as exc:  # SDKs raise their own exception types
             raise CameraError(f"camera {serial}{self._role_text()}: cannot open ({_first_line(exc)}); is another program using it?") from None
-        self._chunks: dict[str, str] = {}
+        self._chunks: tuple[str, ...] = ()
 
     def _role_text(self) -> str:
         return f" ({self.role.upper()})" if self.role else ""
@@ -199,16 +147,13 @@ class Camera:
     # -- features -------------------------------------------------------------------------------------
 
     def _node(self, name: str) -> Any:
-        node = self._cam.GetNodeMap().GetNode(name)
-        if node is None or type(node).__name__ == "PlaceholderParameter":
-            return None
-        return node
+        return self._dev.node(name)
 
     def has(self, name: str) -> bool:
         """Whether the camera implements feature ``name`` and it is available now."""
         node = self._node(name)
         try:
-            return node is not None and bool(genicam.IsAvailable(node))
+            return node is not None and self._dev.is_available(node)
         except Exception:  # a node whose availability cannot be evaluated is treated as absent
             return False
 
@@ -282,7 +227,7 @@ class Camera:
     def save_pfs(self, path: str | Path) -> Path:
         """Save every persistent feature to a ``.pfs`` file (atomically)."""
         with atomic_path(path) as tmp:
-            pylon.FeaturePersistence.Save(str(tmp), self._cam.GetNodeMap())
+            self._dev.save_pfs(Path(tmp))
         return Path(path)
 
     def load_pfs(self, path: str | Path) -> None:
@@ -291,7 +236,7 @@ class Camera:
         if not p.is_file():
             raise UsageError(f"{p}: no such .pfs file (camera {self.name})")
         try:
-            pylon.FeaturePersistence.Load(str(p), self._cam.GetNodeMap(), True)
+            self._dev.load_pfs(p)
         except Exception as exc:
             raise UsageError(f"{p}: cannot load into camera {self.name} ({_first_line(exc)})") from None
 
@@ -349,47 +294,46 @@ class Camera:
         The emulator has ``ChunkModeActive`` but throws on StartGrabbing when it is on, so chunks are used only
         when a ``ChunkSelector`` exists too.
         """
-        self._chunks = {}
+        self._chunks = ()
         if not (self.has("ChunkModeActive") and self.has("ChunkSelector")):
             return False
         self.set("ChunkModeActive", True)
-        wanted = {"Timestamp": "ChunkTimestamp", "ExposureTime": "ChunkExposureTime", "Gain": "ChunkGain"}
-        for selector, value_node in wanted.items():
+        wanted = ("Timestamp", "ExposureTime", "Gain")
+        chunks = []
+        for selector in wanted:
             if selector in self.symbolics("ChunkSelector"):
                 self.set("ChunkSelector", selector)
                 self.set("ChunkEnable", True)
-                self._chunks[selector] = value_node
+                chunks.append(selector)
+        self._chunks = tuple(chunks)
         return bool(self._chunks)
 
     # -- acquisition ----------------------------------------------------------------------------------
 
     def start(self, buffers: int = 16) -> None:
-        """Start grabbing one by one (no result is ever silently replaced)."""
+        """Start grabbing one by one (no result is ever silently replaced) with ``buffers`` grab buffers."""
         self._check_present()
-        if self.has("MaxNumBuffer"):
-            self._cam.MaxNumBuffer.Value = buffers
         try:
-            self._cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
+            self._dev.start_grabbing(buffers)
         except Exception as exc:
             self._raise_runtime(exc, "start grabbing")
 
     def stop(self) -> None:
         """Stop grabbing; safe to call when not grabbing or after removal."""
         try:
-            if self._cam.IsGrabbing():
-                self._cam.StopGrabbing()
+            self._dev.stop_grabbing()
         except Exception:  # a removed camera cannot stop; nothing is left to release
             pass
 
     @property
     def is_grabbing(self) -> bool:
-        return bool(self._cam.IsGrabbing())
+        return bool(self._dev.is_grabbing())
 
     def wait_ready(self, timeout_ms: float) -> bool:
         """Wait until the camera accepts a frame trigger."""
         self._check_present()
         try:
-            return bool(self._cam.WaitForFrameTriggerReady(int(max(1, timeout_ms)), pylon.TimeoutHandling_Return))
+            return bool(self._dev.wait_ready(timeout_ms))
         except Exception as exc:
             self._raise_runtime(exc, "wait for trigger-ready")
 
@@ -397,7 +341,7 @@ class Camera:
         """Issue a software frame trigger."""
         self._check_present()
         try:
-            self._cam.TriggerSoftware.Execute()
+            self._node("TriggerSoftware").Execute()
         except Exception as exc:
             self._raise_runtime(exc, "software trigger")
 
@@ -405,42 +349,9 @@ class Camera:
         """The next grab result, or None when none arrives within ``timeout_ms``."""
         self._check_present()
         try:
-            res = self._cam.RetrieveResult(int(max(0, timeout_ms)), pylon.TimeoutHandling_Return)
+            return self._dev.retrieve(timeout_ms, self._chunks)
         except Exception as exc:
             self._raise_runtime(exc, "retrieve a frame")
-        host = time.time_ns()
-        if not res.IsValid():
-            return None
-        try:
-            ok = bool(res.GrabSucceeded())
-            image = None
-            exposure = gain = None
-            if ok:
-                # One copy out of pylon's buffer (it returns to pylon at Release()); 8-bit formats widen to uint16.
-                with res.GetArrayZeroCopy() as view:
-                    image = view.astype(np.uint16, copy=True)
-                exposure, gain = self._chunk_values(res)
-            ts = int(res.TimeStamp)
-            return Frame(
-                block_id=int(res.BlockID),
-                ok=ok,
-                error="" if ok else str(res.ErrorDescription),
-                image=image,
-                timestamp_ns=ts if ts > 0 else -1,
-                host_time_ns=host,
-                exposure_us=exposure,
-                gain_db=gain,
-            )
-        finally:
-            res.Release()
-
-    def _chunk_values(self, res: Any) -> tuple[float | None, float | None]:
-        if not self._chunks:
-            return None, None
-        nodes = res.GetChunkDataNodeMap()
-        exposure = nodes.GetNode("ChunkExposureTime").Value if "ExposureTime" in self._chunks else None
-        gain = nodes.GetNode("ChunkGain").Value if "Gain" in self._chunks else None
-        return exposure, gain
 
     def force_failed_buffers(self, count: int = 1) -> None:
         """Emulator only: make the next ``count`` grabs fail (for testing drop handling)."""
@@ -455,17 +366,16 @@ class Camera:
         """Stop, close and release the device."""
         self.stop()
         try:
-            self._cam.Close()
-            self._cam.DestroyDevice()
+            self._dev.close()
         except Exception:  # already gone (removed); nothing left to release
             pass
 
     def _check_present(self) -> None:
-        if self._removed.is_set():
+        if self._dev.removed:
             raise CameraRemovedError(f"camera {self.name}: removed (unplugged or powered off)")
 
     def _raise_runtime(self, exc: Exception, what: str) -> None:
-        if self._removed.is_set() or "removed" in str(exc):
+        if self._dev.removed or "removed" in str(exc):
             raise CameraRemovedError(f"camera {self.name}: removed (unplugged or powered off) during {what}") from None
         raise CameraError(f"camera {self.name}: cannot {what} ({_first_line(exc)})") from None
 
@@ -481,31 +391,21 @@ def _first_line(exc: BaseException) -> str:
     return text[0].split(" : ")[0] if text else type(exc).__name__
 
 
-class _RemovalWatch(pylon.ConfigurationEventHandler):  # type: ignore[misc]
-    """Sets an event when pylon reports the device removed."""
-
-    def __init__(self, flag: threading.Event) -> None:
-        super().__init__()
-        self._flag = flag
-
-    def OnCameraDeviceRemoved(self, camera: Any) -> None:  # noqa: N802 (pylon's name)
-        self._flag.set()
-
-
 class Rig:
     """The two cameras of the rig, opened and formatted as the config says.
 
     Args:
         config: the rig config (``rig.config.RigConfig``).
         emulated: open pylon CamEmu devices.
+        factory: where devices come from (default: ``rig.device.factory_for(emulated)``).
     """
 
-    def __init__(self, config: Any, *, emulated: bool = False) -> None:
+    def __init__(self, config: Any, *, emulated: bool = False, factory: DeviceFactory | None = None) -> None:
         self.config = config
         self.emulated = emulated
-        self.ll = Camera(config.ll.serial, role="ll", emulated=emulated)
+        self.ll = Camera(config.ll.serial, role="ll", emulated=emulated, factory=factory)
         try:
-            self.wl = Camera(config.wl.serial, role="wl", emulated=emulated)
+            self.wl = Camera(config.wl.serial, role="wl", emulated=emulated, factory=factory)
         except BaseException:
             self.ll.close()
             raise
