@@ -76,7 +76,7 @@ class FrameFormat:
 
 
 _PACKED = re.compile(r"(\d+)p$")
-_BAYER = re.compile(r"^Bayer(RG|GR|GB|BG)(\d+)$")
+_BAYER = re.compile(r"^Bayer(RG|GR|GB|BG)(\d+p?)$")
 _MONO = re.compile(r"^Mono(\d+)$")
 _COLOUR = re.compile(r"^(RGB|BGR)(\d+)(Packed)?$")
 
@@ -241,15 +241,17 @@ class Camera:
             raise UsageError(f"{p}: cannot load into camera {self.name} ({_first_line(exc)})") from None
 
     def configure_format(self, pixel_format: str, roi: tuple[int, int, int, int] | None, reverse_x: bool) -> FrameFormat:
-        """Set pixel format, ROI (width, height, offset_x, offset_y) and ReverseX; return the resulting layout.
+        """Set ReverseX, then the pixel format, then the ROI (width, height, offset_x, offset_y); return the layout.
 
-        The Bayer pattern is read back *after* ReverseX: the camera reports the pattern its mirrored output has.
+        ReverseX comes first: on Basler USB cameras the delivered Bayer phase follows the flip (no flip RG,
+        ReverseX GR) and ``PixelFormat`` then offers only that phase, so a Bayer format is chosen among the
+        offered ones at the wanted bit depth, and the phase recorded is the one delivered.
         """
-        self.set("PixelFormat", self._pixel_format_name(pixel_format))
         if reverse_x:
             self.set("ReverseX", True)
         elif self.has("ReverseX"):
             self.set("ReverseX", False)
+        self.set("PixelFormat", self._pixel_format_name(pixel_format))
         if roi is not None:
             width, height, ox, oy = roi
             # Offsets first to 0 so any width/height within the sensor is accepted, then the final offsets.
@@ -279,6 +281,11 @@ class Camera:
             return wanted
         if f"{wanted}Packed" in allowed:  # RGB8 on the dart is RGB8Packed on the emulator
             return f"{wanted}Packed"
+        if m := _BAYER.match(wanted):
+            # The flip decides the phase; keep the wanted bit depth (and packing).
+            same_depth = [f for f in allowed if (b := _BAYER.match(f)) and b.group(2) == m.group(2)]
+            if len(same_depth) == 1:
+                return same_depth[0]
         raise UsageError(f"camera {self.name}: pixel format {wanted} not supported; choose one of {', '.join(allowed)}")
 
     def _set_int_checked(self, name: str, value: int) -> None:
