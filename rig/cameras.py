@@ -18,6 +18,7 @@ from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import ExlposeError, UsageError
 from exlpose_data.session_format import normalise_bayer_pattern
 
+from .camera_state import apply_pixel_state, load_user_set, read_pixel_state
 from .device import DeviceFactory, DeviceSummary, Frame, factory_for
 
 __all__ = [
@@ -418,20 +419,25 @@ class Rig:
             raise
         self.formats: dict[str, FrameFormat] = {}
         self.chunks: dict[str, bool] = {}
+        self.states: dict[str, dict[str, Any]] = {}
 
     @property
     def cameras(self) -> dict[str, Camera]:
         return {"ll": self.ll, "wl": self.wl}
 
     def configure(self) -> dict[str, FrameFormat]:
-        """Load each camera's .pfs (when given), then apply pixel format, ROI and mirroring."""
+        """Load each camera's user set and .pfs (when given), set every pixel-changing feature, then apply pixel
+        format, ROI and mirroring. The pixel state read back is kept in :attr:`states` (recorded with each step)."""
         roi = self.config.roi.as_tuple() if self.config.roi is not None else None
         for role, cam in self.cameras.items():
             cam_cfg = self.config.camera(role)
             cam.stop()
+            loaded = load_user_set(cam, cam_cfg.user_set)
             if cam_cfg.pfs is not None:
                 cam.load_pfs(cam_cfg.pfs)
+            apply_pixel_state(cam, self.config.pixel)
             fmt = cam.configure_format(self.config.pixel_format, roi, cam_cfg.reverse_x)
+            self.states[role] = {"UserSetLoad": loaded, "pfs": str(cam_cfg.pfs or ""), **read_pixel_state(cam)}
             if self.emulated and self.config.feed_black_level_dn is not None:
                 fmt = replace(fmt, black_level=float(self.config.feed_black_level_dn))
             self.formats[role] = fmt

@@ -245,6 +245,14 @@ def config_check(
                 markup=False,
             )
         out_console.print(f"trigger {cfg.trigger.topology}: configured on both cameras", markup=False)
+        from .camera_state import compare_settings
+
+        mirrored = cfg.ll.reverse_x or cfg.wl.reverse_x
+        differences = compare_settings(session.rig.ll, session.rig.wl, mirrored=mirrored, topology=cfg.trigger.topology)
+        unexpected = [d for d in differences if not d.expected]
+        out_console.print(f"settings differing between the cameras: {len(differences)} ({len(unexpected)} not explained by the protocol)", markup=False)
+        for d in differences:
+            out_console.print(("  " if d.expected else "  DIFFERENT ") + d.describe(), markup=False)
         if save_pfs is not None:
             for role, cam in session.rig.cameras.items():
                 saved = cam.save_pfs(save_pfs / f"{role}_{cam.serial}.pfs")

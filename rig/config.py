@@ -25,7 +25,7 @@ from exlpose_data.errors import InputError
 
 from . import emulate
 
-__all__ = ["CameraConfig", "RoiConfig", "TriggerConfig", "RigConfig", "load_config", "emulated_config"]
+__all__ = ["CameraConfig", "RoiConfig", "TriggerConfig", "PixelSettings", "RigConfig", "load_config", "emulated_config"]
 
 Topology = Literal["software", "master-slave", "external", "free-run"]
 
@@ -38,7 +38,10 @@ class CameraConfig(_Strict):
     """One camera of the rig."""
 
     serial: str = Field(min_length=1, description="serial number as enumeration reports it")
-    pfs: Path | None = Field(None, description=".pfs file loaded before the rig's own settings")
+    user_set: str | None = Field(
+        "Default", description="user set loaded at open (Default, UserSet1..3), so no setting left by another program survives; "
+        "null keeps the camera's state")
+    pfs: Path | None = Field(None, description=".pfs file loaded after the user set, before the rig's own settings")
     reverse_x: bool = Field(False, description="mirror on the camera (the beam splitter's mirrored path)")
 
 
@@ -73,6 +76,30 @@ class TriggerConfig(_Strict):
     activation: Literal["RisingEdge", "FallingEdge"] = "RisingEdge"
 
 
+class PixelSettings(_Strict):
+    """Every camera feature that changes pixels, set explicitly on both cameras at open (``rig.camera_state``).
+
+    Defaults keep the raw data raw: no automatic or preset white balance (unit ratios; the ISP balances later),
+    linear response, no digital shift, no in-camera correction, noise reduction or sharpening.
+    """
+
+    balance_white_auto: Literal["Off"] = "Off"
+    light_source_preset: str = "Off"
+    balance_ratio_red: float = Field(1.0, gt=0)
+    balance_ratio_green: float = Field(1.0, gt=0)
+    balance_ratio_blue: float = Field(1.0, gt=0)
+    gamma: float = Field(1.0, gt=0)
+    digital_shift: int = Field(0, ge=0)
+    black_level: float = Field(0.0, ge=0, description="DN; the settings file of a dart in the field holds 0 (check darks for clipped noise)")
+    color_space: str = "Off"
+    defect_pixel_correction: str = "Off"
+    noise_reduction: float = Field(0.0, ge=0)
+    sharpness_enhancement: float = Field(0.0, ge=0)
+    test_pattern: str = "Off"
+    exposure_mode: Literal["Timed"] = "Timed"
+    trigger_delay_us: float = Field(0.0, ge=0)
+
+
 class RigConfig(_Strict):
     """Everything the recorder needs to know about the rig."""
 
@@ -83,6 +110,7 @@ class RigConfig(_Strict):
     roi: RoiConfig | None = None
     frame_rate_hz: float = Field(10.0, gt=0, description="pairs per second while recording")
     trigger: TriggerConfig = TriggerConfig()
+    pixel: PixelSettings = PixelSettings()
     mirror: Literal["none", "ll", "wl"] = Field(
         "none", description="camera whose frames the beam splitter mirrors, flipped in software after demosaic (exlpose-align); "
         "the alternative to reverse_x on that camera")
@@ -117,7 +145,7 @@ class RigConfig(_Strict):
 
     def same_rig(self, other: "RigConfig") -> bool:
         """Whether two configs describe the same cameras, format and trigger (recording settings may differ)."""
-        keys = {"ll", "wl", "nd_factor", "pixel_format", "roi", "trigger", "mirror"}
+        keys = {"ll", "wl", "nd_factor", "pixel_format", "roi", "trigger", "mirror", "pixel"}
         return self.model_dump(include=keys) == other.model_dump(include=keys)
 
     def to_json(self) -> str:

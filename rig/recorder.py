@@ -168,7 +168,8 @@ class Recorder:
         self.rig.stop()
         applied = self._apply(req)
         temperatures = {f"{role}_temperature_c": t for role, cam in self.rig.cameras.items() if (t := cam.temperature_c()) is not None}
-        attrs = {**req.attrs, **temperatures}
+        states = {f"{role}_camera_state": json_attr(state) for role, state in self.rig.states.items()}
+        attrs = {**req.attrs, **temperatures, **states}
         have, next_index = self.writer.open_step(req.group, attrs, self.rig.formats["ll"], self.rig.formats["wl"])
         self.stats.step = req.group
         dropped_before = Counter(self.stats.dropped)

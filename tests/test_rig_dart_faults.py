@@ -63,3 +63,80 @@ def test_configure_format_sets_flip_first_then_the_offered_phase() -> None:
     fmt = cam.configure_format("BayerRG12", (W, H, 8, 8), reverse_x=True)
     assert (fmt.pixel_format, fmt.bayer_pattern, fmt.mirrored_x) == ("BayerGR12", "GRBG", True)
     cam.close()
+
+
+# -- 2. defined camera state -------------------------------------------------------------------------------------
+
+
+def test_field_state_is_replaced_by_a_defined_one_and_recorded(tmp_path: Path) -> None:
+    bus = DartBus()
+    for dart in bus.darts.values():
+        dart.scene = uniform_scene((0.2, 0.3, 0.25))
+    # The WL camera comes from another program: gamma, a test pattern's neighbour settings, a digital shift.
+    wl = Camera(WL, factory=bus)
+    wl.set("Gamma", 0.7)
+    wl.set("DigitalShift", 1)
+    wl.set("BlackLevel", 12.0)
+    wl.close()
+    out = tmp_path / "s.h5"
+    with use_factory(bus), CaptureSession(rig_config(), out) as session:
+        session.record_scene(spec(session, frames=2))
+    with SessionReader(out) as r:
+        ll, wl_frame = r.pair("s1", "1", 1)
+        meta = r.step_meta("s1", "1")
+    # Both cameras identical and linear: unit balance ratios (no auto white balance), gamma 1, no shift.
+    effective = bus.darts[LL].effective_exposure_us()
+    gain = 10 ** (4.5 / 20)
+    assert effective == bus.darts[WL].effective_exposure_us()
+    expected = {(0, 0): round(0.2 * effective * gain), (0, 1): round(0.3 * effective * gain), (1, 1): round(0.25 * effective * gain)}
+    assert {k: int(ll[k]) for k in expected} == expected
+    np.testing.assert_array_equal(ll, wl_frame)
+    import json
+
+    state = json.loads(meta["wl_camera_state"])
+    assert state["UserSetLoad"] == "Default"
+    assert {k: state[k] for k in ("BalanceWhiteAuto", "BslLightSourcePreset", "BalanceRatio[Red]", "BalanceRatio[Green]", "BalanceRatio[Blue]",
+                                  "Gamma", "DigitalShift", "BlackLevel", "BslColorSpace", "BslDefectPixelCorrectionMode", "BslNoiseReduction",
+                                  "BslSharpnessEnhancement", "TestPattern", "ExposureMode", "TriggerDelay[FrameStart]")} == {
+        "BalanceWhiteAuto": "Off", "BslLightSourcePreset": "Off", "BalanceRatio[Red]": 1.0, "BalanceRatio[Green]": 1.0, "BalanceRatio[Blue]": 1.0,
+        "Gamma": 1.0, "DigitalShift": 0, "BlackLevel": 0.0, "BslColorSpace": "Off", "BslDefectPixelCorrectionMode": "Off", "BslNoiseReduction": 0.0,
+        "BslSharpnessEnhancement": 0.0, "TestPattern": "Off", "ExposureMode": "Timed", "TriggerDelay[FrameStart]": 0.0}
+    assert json.loads(meta["ll_camera_state"]) == state
+
+
+def test_configured_user_set_is_loaded_and_unknown_one_refused(tmp_path: Path) -> None:
+    bus = DartBus()
+    wl = Camera(WL, factory=bus)
+    wl.set("BslAcquisitionStopMode", "CompleteExposure")
+    wl.set("UserSetSelector", "UserSet1")
+    wl._node("UserSetSave").Execute()
+    wl.set("BslAcquisitionStopMode", "AbortExposure")
+    wl.close()
+    with use_factory(bus), CaptureSession(rig_config(wl={"serial": WL, "user_set": "UserSet1"}), None) as session:
+        assert session.rig.wl.get("BslAcquisitionStopMode") == "CompleteExposure"
+        assert session.rig.ll.get("BslAcquisitionStopMode") == "AbortExposure"
+    from exlpose_data.errors import UsageError
+
+    with use_factory(bus), pytest.raises(UsageError, match=rf"camera {WL} \(WL\): user_set 'UserSet9' not offered; choose one of Default, UserSet1, UserSet2, UserSet3"):
+        CaptureSession(rig_config(wl={"serial": WL, "user_set": "UserSet9"}), None)
+
+
+def test_config_check_prints_differences_between_the_cameras(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from rig.cli import app
+
+    pfs = tmp_path / "wl.pfs"
+    pfs.write_text("BslAcquisitionStopMode\tCompleteExposure\n")
+    cfg = tmp_path / "rig.yaml"
+    data = rig_config(wl={"serial": WL, "reverse_x": True, "pfs": str(pfs)}).model_dump(mode="json", exclude_none=True)
+    cfg.write_text(yaml.safe_dump(data))
+    with use_factory(DartBus()):
+        res = CliRunner().invoke(app, ["config", "check", str(cfg)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert "settings differing between the cameras: 3 (1 not explained by the protocol)" in lines
+    assert "  ReverseX: LL 0, WL 1 (expected: mirror)" in lines
+    assert "  PixelFormat: LL BayerRG12, WL BayerGR12 (expected: mirror)" in lines
+    assert "  DIFFERENT BslAcquisitionStopMode: LL AbortExposure, WL CompleteExposure" in lines
