@@ -65,6 +65,7 @@ class FrameFormat:
     height: int
     black_level: float
     mirrored_x: bool
+    packed: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -296,6 +297,23 @@ class Camera:
             raise UsageError(f"camera {self.name}: {name}={value} out of range {lo}..{hi} (step {inc})")
         self.set(name, int(value))
 
+    def configure_link(self, limit_bytes_per_s: int | None) -> float | None:
+        """Set the USB link limit when given (``DeviceLinkThroughputLimitMode`` On); return the limit in force
+        (B/s), None when the camera has none or it is off."""
+        if not self.has("DeviceLinkThroughputLimitMode"):
+            return None
+        if limit_bytes_per_s is not None:
+            self.set("DeviceLinkThroughputLimitMode", "On")
+            self._set_int_checked("DeviceLinkThroughputLimit", int(limit_bytes_per_s))
+        if str(self.get("DeviceLinkThroughputLimitMode")) != "On":
+            return None
+        return float(self.get("DeviceLinkThroughputLimit"))
+
+    def resulting_frame_rate(self) -> float | None:
+        """The frame rate the camera says it can deliver with its present settings, None when it does not say."""
+        name = self.first_of("ResultingFrameRate", "BslResultingAcquisitionFrameRate", "ResultingFrameRateAbs")
+        return float(self.get(name)) if name is not None else None
+
     def enable_chunks(self) -> bool:
         """Ask for per-frame timestamp, exposure and gain as chunk data when the camera can send them.
 
@@ -420,6 +438,7 @@ class Rig:
         self.formats: dict[str, FrameFormat] = {}
         self.chunks: dict[str, bool] = {}
         self.states: dict[str, dict[str, Any]] = {}
+        self.link_limits: dict[str, float | None] = {}
 
     @property
     def cameras(self) -> dict[str, Camera]:
@@ -437,6 +456,7 @@ class Rig:
                 cam.load_pfs(cam_cfg.pfs)
             apply_pixel_state(cam, self.config.pixel)
             fmt = cam.configure_format(self.config.pixel_format, roi, cam_cfg.reverse_x)
+            self.link_limits[role] = cam.configure_link(self.config.link_limit_bytes_per_s)
             self.states[role] = {"UserSetLoad": loaded, "pfs": str(cam_cfg.pfs or ""), **read_pixel_state(cam)}
             if self.emulated and self.config.feed_black_level_dn is not None:
                 fmt = replace(fmt, black_level=float(self.config.feed_black_level_dn))

@@ -17,6 +17,7 @@ from exlpose_data.session_format import SessionReader, reference_path, step_path
 
 from . import diskspace, emulate, usbfs
 from .feeds import described_scene, require_same
+from .bandwidth import check_link
 from .cameras import Rig
 from .config import RigConfig
 from .recorder import CaptureStats, Recorder, StepOutcome, StepRequest
@@ -144,6 +145,8 @@ class CaptureSession:
         limits = self.rig.limits()
         if plan is not None:
             check_plan(plan, limits["ll"], limits["wl"], self.config.frame_rate_hz)
+        for role, cam in self.rig.cameras.items():
+            check_link(cam.name, self.rig.formats[role], self.config.frame_rate_hz, self.rig.link_limits.get(role))
         if not self.emulated:
             usbfs.check_usbfs(max(f.frame_bytes for f in self.rig.formats.values()), self.config.buffers)
         if self.out is None:

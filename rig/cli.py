@@ -186,10 +186,12 @@ def plan(
         cfg = _rig_config(config, emulate)
         with CaptureSession(cfg, None, emulated=emulate) as session:
             the_plan = session.plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames)
-            limits = session.rig.limits()
-            from .schedule import check_plan
+            session.check(the_plan, 0)
+            from .bandwidth import link_budget
 
-            check_plan(the_plan, limits["ll"], limits["wl"], cfg.frame_rate_hz)
+            for role, cam in session.rig.cameras.items():
+                budget = link_budget(session.rig.formats[role], cfg.frame_rate_hz, session.rig.link_limits.get(role))
+                err_console.print(f"link {role.upper()} {cam.serial}: {budget.describe(session.rig.formats[role], cfg.frame_rate_hz)}", markup=False, soft_wrap=True)
     else:
         pair_bytes = 2 * DEFAULT_FRAME[0] * DEFAULT_FRAME[1] * 2
         the_plan = make_plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames, pair_bytes=pair_bytes)

@@ -117,7 +117,10 @@ class RigConfig(_Strict):
     retrieve_timeout_ms: float | None = Field(None, gt=0, description="fixed retrieve timeout; default derives from exposure")
     flush_interval_s: float = Field(0.5, gt=0, le=60, description="HDF5 flush period (data at risk on a crash)")
     queue_pairs: int = Field(64, ge=2, description="pairs the writer queue holds before acquisition waits")
-    buffers: int = Field(16, ge=2, description="pylon grab buffers per camera")
+    buffers: int = Field(16, ge=2, description="pylon grab buffers per camera (the InstantCamera's MaxNumBuffer)")
+    link_limit_bytes_per_s: int | None = Field(
+        None, gt=0, description="DeviceLinkThroughputLimit set on both cameras (mode On); null keeps each camera's own limit, "
+        "which the plan is checked against (a dart in the field: 160,000,000 B/s)")
     min_free_mb: float = Field(
         256.0, ge=0, description="free disk space never written into; recording stops this much plus the pairs still in "
         "flight (queue_pairs + frame_rate_hz x flush_interval_s + 1) earlier")

@@ -154,6 +154,7 @@ class Recorder:
         self._last_progress = 0.0
         self._max_consecutive = max_consecutive_drops
         self._consecutive = 0
+        self._rate_hz: float | None = sync.frame_rate_hz
 
     # -- one step --------------------------------------------------------------------------------------
 
@@ -169,7 +170,8 @@ class Recorder:
         applied = self._apply(req)
         temperatures = {f"{role}_temperature_c": t for role, cam in self.rig.cameras.items() if (t := cam.temperature_c()) is not None}
         states = {f"{role}_camera_state": json_attr(state) for role, state in self.rig.states.items()}
-        attrs = {**req.attrs, **temperatures, **states}
+        rates = self._measure_rate()
+        attrs = {**req.attrs, **temperatures, **states, **rates}
         have, next_index = self.writer.open_step(req.group, attrs, self.rig.formats["ll"], self.rig.formats["wl"])
         self.stats.step = req.group
         dropped_before = Counter(self.stats.dropped)
@@ -192,6 +194,22 @@ class Recorder:
         self._report(force=True)
         return StepOutcome(req.group, kept, have + kept, dropped, applied, stalls)
 
+    def _measure_rate(self) -> dict[str, float]:
+        """Read each camera's ResultingFrameRate at this step's settings; pairing and pacing use the lower of it and
+        the planned rate, since a camera delivers no faster than it says (exposure, readout, link limit)."""
+        resulting = {role: r for role, cam in self.rig.cameras.items() if (r := cam.resulting_frame_rate()) is not None}
+        planned = self.sync.frame_rate_hz
+        candidates = [r for r in (planned, *resulting.values()) if r]
+        self._rate_hz = min(candidates) if candidates else None
+        if planned and self._rate_hz is not None and self._rate_hz < planned * 0.999:
+            slowest = min(resulting, key=resulting.get)  # type: ignore[arg-type]
+            log.warning("%s: camera %s delivers at most %.2f fps at these settings, below the planned %g fps; pairing uses %.2f fps",
+                        self.stats.step or "step", self.rig.cameras[slowest].name, self._rate_hz, planned, self._rate_hz)
+        attrs = {f"{role}_resulting_frame_rate_hz": r for role, r in resulting.items()}
+        if self._rate_hz is not None:
+            attrs["frame_rate_hz_used"] = self._rate_hz
+        return attrs
+
     def _apply(self, req: StepRequest) -> dict[str, tuple[float, float]]:
         applied = {}
         for role, cam in self.rig.cameras.items():
@@ -209,7 +227,7 @@ class Recorder:
     def _lockstep(self, req: StepRequest, wanted: int, next_index: int, applied: dict[str, tuple[float, float]]) -> None:
         base: dict[str, int | None] = {r: None for r in ROLES}
         issued = {r: 0 for r in ROLES}
-        period = 1.0 / self.sync.frame_rate_hz if self.sync.frame_rate_hz else 0.0
+        period = 1.0 / self._rate_hz if self._rate_hz else 0.0
         kept = 0
         seq = 0
         t0 = time.monotonic()
@@ -282,12 +300,12 @@ class Recorder:
         pending: dict[str, dict[int, Frame]] = {r: {} for r in ROLES}
         first: dict[str, int | None] = {r: None for r in ROLES}
         newest: dict[str, int] = {r: -1 for r in ROLES}
-        stall_s = stall_timeout_s(req.timeout_ms, self.sync.frame_rate_hz)
+        stall_s = stall_timeout_s(req.timeout_ms, self._rate_hz)
         grace_s = self.sync.first_frame_grace_s(stall_s)
         armed = time.monotonic()
         last_arrival: dict[str, float | None] = {r: None for r in ROLES}
         silent_timeouts = {r: 0 for r in ROLES}
-        period_ns = 1e9 / self.sync.frame_rate_hz if self.sync.frame_rate_hz else None
+        period_ns = 1e9 / self._rate_hz if self._rate_hz else None
         ts_offset: int | None = None
         raw_first: dict[str, int | None] = {r: None for r in ROLES}  # first block IDs, never re-keyed
         # Free-running cameras share no edges, so arrival times say nothing about which frames belong together.

@@ -140,3 +140,58 @@ def test_config_check_prints_differences_between_the_cameras(tmp_path: Path) -> 
     assert "  ReverseX: LL 0, WL 1 (expected: mirror)" in lines
     assert "  PixelFormat: LL BayerRG12, WL BayerGR12 (expected: mirror)" in lines
     assert "  DIFFERENT BslAcquisitionStopMode: LL AbortExposure, WL CompleteExposure" in lines
+
+
+# -- 3. bandwidth and frame rate ---------------------------------------------------------------------------------
+
+FULL = {"width": 1920, "height": 1200, "offset_x": 8, "offset_y": 8}
+
+
+def test_link_limit_refuses_a_rate_it_cannot_carry_naming_the_highest() -> None:
+    from exlpose_data.errors import UsageError
+
+    bus = DartBus()
+    with use_factory(bus), CaptureSession(rig_config(roi=FULL, pixel_format="BayerRG12", frame_rate_hz=40.0), None) as session:
+        plan = session.plan(base_exposure_us=2000, base_gain_db=4.5, ks=[1], frames=1)
+        with pytest.raises(UsageError) as err:
+            session.check(plan, 0)
+    assert str(err.value) == (
+        f"camera {LL} (LL): BayerRG12 1920x1200 at 40 fps needs 184.3 MB/s; limit 160.0 MB/s carries at most 34.7 fps; "
+        "lower frame_rate_hz/--fps to 34.7 or less, or raise link_limit_bytes_per_s (BayerRG12p carries 4/3 as many frames as BayerRG12)"
+    )
+    # A raised limit carries the unpacked format.
+    with use_factory(bus), CaptureSession(rig_config(roi=FULL, pixel_format="BayerRG12", frame_rate_hz=40.0, link_limit_bytes_per_s=250_000_000), None) as session:
+        session.check(plan, 0)
+        assert session.rig.ll.get("DeviceLinkThroughputLimit") == 250_000_000 and session.rig.wl.get("DeviceLinkThroughputLimitMode") == "On"
+        assert round(session.rig.ll.resulting_frame_rate(), 2) == 54.25
+
+
+def test_resulting_frame_rate_recorded_and_max_num_buffer_set(tmp_path: Path) -> None:
+    bus = DartBus()
+    out = tmp_path / "s.h5"
+    cfg = rig_config(buffers=7, trigger={"topology": "master-slave", "master": "wl", "master_line": "Line2", "slave_line": "Line1"}, frame_rate_hz=25.0)
+    bus.wire(WL, "Line2", LL, "Line1")
+    with use_factory(bus), CaptureSession(cfg, out) as session:
+        session.record_scene(spec(session, frames=3))
+    assert bus.darts[LL].max_num_buffer == 7 and bus.darts[WL].max_num_buffer == 7  # the InstantCamera's parameter, not a node
+    with SessionReader(out) as r:
+        meta = r.step_meta("s1", "1")
+        t = r.frames_table("s1", "1")
+    assert meta["wl_resulting_frame_rate_hz"] == 25.0  # the master free-runs at AcquisitionFrameRate
+    assert meta["frame_rate_hz_used"] == 25.0
+    assert meta["ll_resulting_frame_rate_hz"] == pytest.approx(1e6 / bus.darts[LL].effective_exposure_us())  # the slave's own ceiling
+    np.testing.assert_allclose(np.diff(t["wl_timestamp_ns"]), 40_000_000, atol=1000)
+
+
+def test_plan_cli_prints_the_link_budget(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from rig.cli import app
+
+    cfg = tmp_path / "rig.yaml"
+    cfg.write_text(yaml.safe_dump(rig_config(roi=FULL, frame_rate_hz=30.0).model_dump(mode="json", exclude_none=True)))
+    with use_factory(DartBus()):
+        res = CliRunner().invoke(app, ["plan", "--config", str(cfg), "--exposure-us", "5000", "--gain-db", "4.5", "--k", "1,2"])
+    assert res.exit_code == 0, res.output
+    assert f"link LL {LL}: BayerRG12 1920x1200 at 30 fps needs 138.2 MB/s; limit 160.0 MB/s carries at most 34.7 fps" in res.output

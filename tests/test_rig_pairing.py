@@ -44,6 +44,9 @@ class StandInCamera:
     def temperature_c(self) -> float | None:
         return 41.5
 
+    def resulting_frame_rate(self) -> float | None:
+        return None
+
     def start(self, buffers: int) -> None:
         pass
 
