@@ -14,8 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import ExlposeError, UsageError
+from exlpose_data.packed12 import is_packed, packed_row_bytes
 from exlpose_data.session_format import normalise_bayer_pattern
 
 from .camera_state import apply_pixel_state, load_user_set, read_pixel_state
@@ -69,32 +72,42 @@ class FrameFormat:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Shape of one frame as stored: packed rows of bytes for packed formats."""
+        if self.packed:
+            return (self.height, packed_row_bytes(self.width))
         return (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
 
     @property
+    def dtype(self) -> type:
+        """Stored sample type: the camera's bytes for packed formats, uint16 otherwise."""
+        return np.uint8 if self.packed else np.uint16
+
+    @property
     def frame_bytes(self) -> int:
-        """Bytes of one frame as stored (uint16 per sample)."""
-        return self.height * self.width * self.channels * 2
+        """Bytes of one frame as stored (uint16 per sample, 1.5 B per packed 12-bit sample)."""
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
 _PACKED = re.compile(r"(\d+)p$")
 _BAYER = re.compile(r"^Bayer(RG|GR|GB|BG)(\d+p?)$")
-_MONO = re.compile(r"^Mono(\d+)$")
+_MONO = re.compile(r"^Mono(\d+p?)$")
 _COLOUR = re.compile(r"^(RGB|BGR)(\d+)(Packed)?$")
 
 
 def pixel_format_info(name: str) -> tuple[str | None, int, int]:
     """(four-letter Bayer pattern or None, bit depth, channels) of a pylon pixel format name (BayerRG12 -> RGGB).
 
+    Packed 12-bit formats (``BayerRG12p``) give the same as their unpacked twin (the session stores their bytes).
+
     Raises:
-        UsageError: packed (``...p``) and unknown formats; the session stores unpacked samples.
+        UsageError: unknown formats, and packed ones other than 12-bit.
     """
-    if _PACKED.search(name):
-        raise UsageError(f"pixel format {name}: packed formats are not supported; use the unpacked one ({name[:-1]})")
+    if _PACKED.search(name) and not is_packed(name):
+        raise UsageError(f"pixel format {name}: only packed 12-bit formats (...12p) are supported")
     if m := _BAYER.match(name):
-        return normalise_bayer_pattern(m.group(1)), int(m.group(2)), 1
+        return normalise_bayer_pattern(m.group(1)), int(m.group(2).rstrip("p")), 1
     if m := _MONO.match(name):
-        return None, int(m.group(1)), 1
+        return None, int(m.group(1).rstrip("p")), 1
     if m := _COLOUR.match(name):
         return None, int(m.group(2)), 3
     raise UsageError(f"pixel format {name}: not a raw Bayer, Mono, RGB or BGR format")
@@ -275,6 +288,7 @@ class Camera:
             height=int(self.get("Height")),
             black_level=black,
             mirrored_x=bool(reverse_x),
+            packed=is_packed(actual),
         )
 
     def _pixel_format_name(self, wanted: str) -> str:

@@ -257,7 +257,7 @@ class SessionWriter:
                     raise ValueError(f"{group}: frame of shape {frame.shape} does not fit {ds.shape[1:]}")
                 ds.resize(n + 1, axis=0)
                 # One frame is one whole chunk: hand its bytes to HDF5 as they are (no selection, no conversion).
-                ds.id.write_direct_chunk((n, *zeros), np.ascontiguousarray(frame, dtype=np.uint16))
+                ds.id.write_direct_chunk((n, *zeros), np.ascontiguousarray(frame, dtype=ds.dtype))
             table.resize(n + 1, axis=0)
             table[n] = np.array(row, dtype=FRAME_DTYPE)
             self._rows[group] = n + 1
@@ -284,10 +284,10 @@ class SessionWriter:
             g.attrs[key] = value
         for name, fmt in ((LL, ll), (WL, wl)):
             if name in g:
-                if g[name].shape[1:] != fmt.shape:
-                    raise UsageError(f"{self.path}:{group}/{name}: holds frames of shape {g[name].shape[1:]}, camera gives {fmt.shape}")
+                if g[name].shape[1:] != fmt.shape or g[name].dtype != fmt.dtype:
+                    raise UsageError(f"{self.path}:{group}/{name}: holds frames of shape {g[name].shape[1:]} {g[name].dtype}, camera gives {fmt.shape} {np.dtype(fmt.dtype)}")
             else:
-                g.create_dataset(name, shape=(0, *fmt.shape), maxshape=(None, *fmt.shape), chunks=(1, *fmt.shape), dtype=np.uint16)
+                g.create_dataset(name, shape=(0, *fmt.shape), maxshape=(None, *fmt.shape), chunks=(1, *fmt.shape), dtype=fmt.dtype)
             for key, value in frame_attrs(fmt).items():
                 g[name].attrs[key] = value
         if FRAMES not in g:

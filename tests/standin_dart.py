@@ -51,9 +51,10 @@ from typing import Any
 
 import numpy as np
 
+from exlpose_data.packed12 import pack_12p
 from rig.device import DeviceSummary, Frame
 
-__all__ = ["DATA", "DartBus", "StandInDart", "StandInDevice", "StandInError", "pack_12p_reference", "uniform_scene"]
+__all__ = ["DATA", "DartBus", "StandInDart", "StandInDevice", "StandInError", "uniform_scene"]
 
 DATA = Path(__file__).parent / "data" / "basler-dart"
 FEATURES = DATA / "daA1920-160uc_features.txt"
@@ -157,14 +158,6 @@ def uniform_scene(rgb: tuple[float, float, float] = (0.2, 0.3, 0.25)) -> Callabl
         return np.broadcast_to(np.asarray(rgb, np.float64), (h, w, 3))
 
     return scene
-
-
-def pack_12p_reference(raw: np.ndarray) -> np.ndarray:
-    """GenICam ``...12p`` packing (USB3 Vision, LSB first): 2 pixels -> 3 bytes, p0[7:0], p1[3:0]p0[11:8], p1[11:4]."""
-    flat = raw.astype(np.uint16).reshape(raw.shape[0], -1, 2)
-    p0, p1 = flat[..., 0], flat[..., 1]
-    out = np.stack([p0 & 0xFF, ((p1 & 0xF) << 4) | (p0 >> 8), p1 >> 4], axis=-1).astype(np.uint8)
-    return out.reshape(raw.shape[0], -1)
 
 
 # -- the node map ---------------------------------------------------------------------------------------------
@@ -786,7 +779,7 @@ class StandInDevice:
             raw12 = raw12[::-1]
         raw12 = np.ascontiguousarray(raw12)
         if fmt.endswith("12p"):
-            return pack_12p_reference(raw12)
+            return pack_12p(raw12)
         if fmt.endswith("12"):
             return raw12
         if fmt in ("BGR8",):

@@ -195,3 +195,52 @@ def test_plan_cli_prints_the_link_budget(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, ["plan", "--config", str(cfg), "--exposure-us", "5000", "--gain-db", "4.5", "--k", "1,2"])
     assert res.exit_code == 0, res.output
     assert f"link LL {LL}: BayerRG12 1920x1200 at 30 fps needs 138.2 MB/s; limit 160.0 MB/s carries at most 34.7 fps" in res.output
+
+
+# -- 4. packed 12-bit ---------------------------------------------------------------------------------------------
+
+
+def _textured(t_s: float, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+    """A static scene whose raw values cover 0..4095 (every bit pattern of both nibbles occurs)."""
+    rng = np.random.default_rng(1)
+    full = rng.random((48 + 16, 64 + 16, 3)) * 3.0
+    return full[y0 - 8:y0 - 8 + h, x0 - 8:x0 - 8 + w]
+
+
+def test_unpack_12p_matches_a_hand_packed_pair() -> None:
+    from exlpose_data.packed12 import unpack_12p
+
+    # pixels 0xABC and 0x123: bytes 0xBC, 0x3A (p1 low nibble 3, p0 high nibble A), 0x12
+    assert unpack_12p(np.array([[0xBC, 0x3A, 0x12]], np.uint8)).tolist() == [[0xABC, 0x123]]
+
+
+def test_packed_12_bit_stored_packed_and_read_bit_identical(tmp_path: Path) -> None:
+    import h5py
+
+    bus = DartBus()
+    for dart in bus.darts.values():
+        dart.scene = _textured
+    sessions = {}
+    for fmt in ("BayerRG12p", "BayerRG12"):
+        out = tmp_path / f"{fmt}.h5"
+        with use_factory(bus), CaptureSession(rig_config(pixel_format=fmt, wl={"serial": WL, "reverse_x": True}), out) as session:
+            session.record_scene(spec(session, frames=2, exposure_us=1000))
+        sessions[fmt] = out
+    with h5py.File(sessions["BayerRG12p"]) as f:
+        ds = f["/scenes/s1/steps/1/ll"]
+        assert (ds.dtype, ds.shape, ds.attrs["pixel_format"]) == (np.uint8, (2, H, W * 3 // 2), "BayerRG12p")
+        assert f["/scenes/s1/steps/1/wl"].attrs["pixel_format"] == "BayerGR12p" and f["/scenes/s1/steps/1/wl"].attrs["bayer_pattern"] == "GRBG"
+    with SessionReader(sessions["BayerRG12p"]) as packed, SessionReader(sessions["BayerRG12"]) as plain:
+        for i in range(2):
+            for a, b in zip(packed.pair("s1", "1", i), plain.pair("s1", "1", i)):
+                assert a.dtype == np.uint16 and a.shape == (H, W)
+                np.testing.assert_array_equal(a, b)
+        ll, _ = plain.pair("s1", "1", 0)
+        assert ll.min() < 16 and ll.max() == 4095  # the data exercised both nibbles of every byte
+        assert packed.frame_attrs("s1", "1")[0].bit_depth == 12
+
+
+def test_packed_format_fits_the_link_at_40_fps() -> None:
+    with use_factory(DartBus()), CaptureSession(rig_config(roi=FULL, pixel_format="BayerRG12p", frame_rate_hz=40.0), None) as session:
+        session.check(session.plan(base_exposure_us=2000, base_gain_db=4.5, ks=[1], frames=1), 0)
+        assert session.rig.formats["ll"].frame_bytes == 1920 * 1200 * 3 // 2
