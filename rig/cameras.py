@@ -233,11 +233,24 @@ class Camera:
         return float(self.get(self._exposure_feature())), float(self.get(self._gain_feature()))
 
     def temperature_c(self) -> float | None:
-        """Device temperature in degrees Celsius, None when the camera does not report one."""
+        """Sensor temperature in degrees Celsius (``DeviceTemperatureSelector`` Sensor where the camera has a
+        selector), None when the camera does not report one."""
         try:
-            return float(self.get("DeviceTemperature")) if self.has("DeviceTemperature") else None
+            if not self.has("DeviceTemperature"):
+                return None
+            if "Sensor" in self.symbolics("DeviceTemperatureSelector"):
+                self.set("DeviceTemperatureSelector", "Sensor")
+            return float(self.get("DeviceTemperature"))
         except (UsageError, CameraError):
             return None
+
+    def temperature_status(self) -> str | None:
+        """``BslTemperatureStatus`` (Ok, Critical: close to the allowed maximum, Error: above it), None when absent."""
+        return str(self.get("BslTemperatureStatus")) if self.has("BslTemperatureStatus") else None
+
+    def effective_exposure_us(self) -> float | None:
+        """The exposure the sensor actually uses (``BslEffectiveExposureTime``), None when the camera does not say."""
+        return float(self.get("BslEffectiveExposureTime")) if self.has("BslEffectiveExposureTime") else None
 
     def save_pfs(self, path: str | Path) -> Path:
         """Save every persistent feature to a ``.pfs`` file (atomically)."""

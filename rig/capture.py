@@ -377,4 +377,5 @@ def describe_outcomes(outcomes: list[StepOutcome]) -> str:
         drops = ", ".join(f"{n} {reason}" for reason, n in sorted(o.dropped.items())) or "none"
         stalls = ", ".join(f"{n} {role}" for role, n in sorted(o.stalls.items()))
         lines.append(f"{o.group}: {o.total} pairs ({o.kept} new), dropped: {drops}" + (f", stalls: {stalls}" if stalls else ""))
+        lines += [f"  warning: {w}" for w in o.warnings]
     return "\n".join(lines)

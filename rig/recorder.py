@@ -44,6 +44,10 @@ ROLES = ("ll", "wl")
 
 # Stall timeouts in a row after which a silent camera stops recording.
 MAX_STALLS = 3
+# Relative difference between the exposure set and the one the sensor uses above which a step is flagged.
+EXPOSURE_TOLERANCE = 0.01
+# Seconds between temperature-status reads while recording (each is a USB register read).
+HEALTH_INTERVAL_S = 1.0
 
 
 class CaptureStopped(ExlposeError):
@@ -122,6 +126,7 @@ class StepOutcome:
     dropped: dict[str, int]
     applied: dict[str, tuple[float, float]]
     stalls: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 class Recorder:
@@ -155,6 +160,8 @@ class Recorder:
         self._max_consecutive = max_consecutive_drops
         self._consecutive = 0
         self._rate_hz: float | None = sync.frame_rate_hz
+        self._warnings: list[str] = []
+        self._last_health = 0.0
 
     # -- one step --------------------------------------------------------------------------------------
 
@@ -167,13 +174,17 @@ class Recorder:
             CameraRemovedError: a camera vanished.
         """
         self.rig.stop()
+        self._warnings: list[str] = []
+        self._last_health = 0.0
+        self.stats.step = req.group
         applied = self._apply(req)
         temperatures = {f"{role}_temperature_c": t for role, cam in self.rig.cameras.items() if (t := cam.temperature_c()) is not None}
         states = {f"{role}_camera_state": json_attr(state) for role, state in self.rig.states.items()}
         rates = self._measure_rate()
-        attrs = {**req.attrs, **temperatures, **states, **rates}
+        effective = self._effective_exposures(req, applied)
+        self._check_health(force=True)
+        attrs = {**req.attrs, **temperatures, **states, **rates, **effective}
         have, next_index = self.writer.open_step(req.group, attrs, self.rig.formats["ll"], self.rig.formats["wl"])
-        self.stats.step = req.group
         dropped_before = Counter(self.stats.dropped)
         stalls_before = Counter(self.stats.stalls)
         kept_before = self.stats.kept
@@ -190,9 +201,50 @@ class Recorder:
         dropped = {k: v - dropped_before.get(k, 0) for k, v in self.stats.dropped.items() if v - dropped_before.get(k, 0)}
         stalls = dict(self.stats.stalls - stalls_before)
         kept = self.stats.kept - kept_before
-        self.writer.set_attrs(req.group, {"dropped_pairs": json_attr(dropped), "stalls": json_attr(stalls)})
+        self.writer.set_attrs(req.group, {"dropped_pairs": json_attr(dropped), "stalls": json_attr(stalls), "warnings": json_attr(self._warnings)})
         self._report(force=True)
-        return StepOutcome(req.group, kept, have + kept, dropped, applied, stalls)
+        return StepOutcome(req.group, kept, have + kept, dropped, applied, stalls, tuple(self._warnings))
+
+    def _warn(self, text: str) -> None:
+        log.warning("%s: %s", self.stats.step, text)
+        self._warnings.append(text)
+
+    def _effective_exposures(self, req: StepRequest, applied: dict[str, tuple[float, float]]) -> dict[str, float]:
+        """Read ``BslEffectiveExposureTime`` beside the setpoint; flag a step where they differ by more than 1%."""
+        attrs = {}
+        for role, cam in self.rig.cameras.items():
+            effective = cam.effective_exposure_us()
+            if effective is None:
+                continue
+            attrs[f"{role}_effective_exposure_us"] = effective
+            wanted = applied[role][0]
+            if wanted > 0 and abs(effective - wanted) / wanted > EXPOSURE_TOLERANCE:
+                self._warn(f"camera {cam.name}: effective exposure {effective:.2f} us differs from the {wanted:g} us set by "
+                           f"{100 * (effective - wanted) / wanted:+.1f}% (BslEffectiveExposureTime)")
+        return attrs
+
+    def _check_health(self, force: bool = False) -> None:
+        """Read each camera's temperature status (at most every ``HEALTH_INTERVAL_S``): warn once per step on
+        Critical (close to the allowed maximum), stop on Error (above it; the session stays valid).
+
+        Raises:
+            CaptureStopped: a camera reports BslTemperatureStatus Error.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_health < HEALTH_INTERVAL_S:
+            return
+        self._last_health = now
+        for cam in self.rig.cameras.values():
+            status = cam.temperature_status()
+            if status in (None, "Ok"):
+                continue
+            temp = cam.temperature_c()
+            where = f"camera {cam.name}: BslTemperatureStatus {status}" + (f" (sensor {temp:.1f} C)" if temp is not None else "")
+            if status == "Error":
+                raise CaptureStopped(f"{self.stats.step}: {where}, above the allowed maximum; recording stopped to protect the camera; cool it, then resume")
+            text = f"{where}, close to the allowed maximum; provide cooling"
+            if text not in self._warnings:
+                self._warn(text)
 
     def _measure_rate(self) -> dict[str, float]:
         """Read each camera's ResultingFrameRate at this step's settings; pairing and pacing use the lower of it and
@@ -479,6 +531,7 @@ class Recorder:
             )
 
     def _check_space(self) -> None:
+        self._check_health()
         if self.writer.low_space.is_set():
             raise DiskSpaceLow(
                 f"{self.writer.path}: free disk space fell below the {self.writer.min_free_bytes / (1 << 20):.0f} MB reserve "

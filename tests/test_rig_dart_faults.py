@@ -244,3 +244,55 @@ def test_packed_format_fits_the_link_at_40_fps() -> None:
     with use_factory(DartBus()), CaptureSession(rig_config(roi=FULL, pixel_format="BayerRG12p", frame_rate_hz=40.0), None) as session:
         session.check(session.plan(base_exposure_us=2000, base_gain_db=4.5, ks=[1], frames=1), 0)
         assert session.rig.formats["ll"].frame_bytes == 1920 * 1200 * 3 // 2
+
+
+# -- 5. exposure actually used -----------------------------------------------------------------------------------
+
+
+def test_effective_exposure_recorded_and_flagged_beyond_one_percent(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    bus = DartBus()
+    out = tmp_path / "s.h5"
+    with use_factory(bus), CaptureSession(rig_config(), out) as session:
+        # 83 us (the release's shortest) is 16.3 sensor rows: the sensor exposes 16 rows, 2% less.
+        outcomes = session.record_scene(spec(session, frames=1, ks=[1, 24], exposure_us=2000))
+    with SessionReader(out) as r:
+        m1, m24 = r.step_meta("s1", "1"), r.step_meta("s1", "24")
+    row_us = 1e6 / (164 * 1200)
+    assert m1["ll_effective_exposure_us"] == pytest.approx(394 * row_us) and json.loads(m1["warnings"]) == []
+    assert m24["wl_effective_exposure_us"] == pytest.approx(16 * row_us)
+    expected = f"camera {LL} (LL): effective exposure {16 * row_us:.2f} us differs from the 83.3333 us set by -2.4% (BslEffectiveExposureTime)"
+    assert json.loads(m24["warnings"])[0] == expected
+    assert outcomes[1].warnings[0] == expected and expected in caplog.text
+
+
+# -- 7. temperature ----------------------------------------------------------------------------------------------
+
+
+def test_temperature_warns_on_critical_and_stops_cleanly_on_error(tmp_path: Path) -> None:
+    import json
+
+    from rig.recorder import CaptureStopped
+
+    bus = DartBus()
+    bus.darts[WL].temperatures_c["Sensor"] = 61.5
+    bus.darts[WL].temperature_status = "Critical"
+    out = tmp_path / "s.h5"
+    with use_factory(bus), CaptureSession(rig_config(), out) as session:
+        outcome = session.record_scene(spec(session, frames=2))[0]
+    assert outcome.warnings == (f"camera {WL} (WL): BslTemperatureStatus Critical (sensor 61.5 C), close to the allowed maximum; provide cooling",)
+    with SessionReader(out) as r:
+        assert r.step_meta("s1", "1")["wl_temperature_c"] == 61.5
+
+    def overheat(stats: object) -> None:
+        if getattr(stats, "kept") >= 3:
+            bus.darts[LL].temperature_status = "Error"
+
+    out = tmp_path / "t.h5"
+    with use_factory(bus), pytest.raises(CaptureStopped, match=rf"camera {LL} \(LL\): BslTemperatureStatus Error \(sensor 45.0 C\), above the allowed maximum"):
+        with CaptureSession(rig_config(frame_rate_hz=20.0), out, progress=overheat) as session:
+            session.record_scene(spec(session, frames=200))
+    with SessionReader(out) as r:
+        kept = len(r.frames_table("s1", "1"))
+        assert 3 <= kept < 200 and json.loads(r.step_meta("s1", "1").get("warnings", "[]")) == []

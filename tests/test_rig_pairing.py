@@ -47,6 +47,12 @@ class StandInCamera:
     def resulting_frame_rate(self) -> float | None:
         return None
 
+    def effective_exposure_us(self) -> float | None:
+        return None
+
+    def temperature_status(self) -> str | None:
+        return None
+
     def start(self, buffers: int) -> None:
         pass
 
