@@ -88,6 +88,9 @@ class FrameFormat:
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
+# Chunks asked for per frame, in the camera's ChunkSelector names.
+CHUNKS = ("FrameID", "Timestamp", "ExposureTime", "Gain", "CounterValue", "LineStatusAll")
+
 _PACKED = re.compile(r"(\d+)p$")
 _BAYER = re.compile(r"^Bayer(RG|GR|GB|BG)(\d+p?)$")
 _MONO = re.compile(r"^Mono(\d+p?)$")
@@ -341,25 +344,24 @@ class Camera:
         name = self.first_of("ResultingFrameRate", "BslResultingAcquisitionFrameRate", "ResultingFrameRateAbs")
         return float(self.get(name)) if name is not None else None
 
-    def enable_chunks(self) -> bool:
-        """Ask for per-frame timestamp, exposure and gain as chunk data when the camera can send them.
+    def enable_chunks(self) -> tuple[str, ...]:
+        """Ask for per-frame chunk data when the camera can send it; return the chunks enabled.
 
-        The emulator has ``ChunkModeActive`` but throws on StartGrabbing when it is on, so chunks are used only
-        when a ``ChunkSelector`` exists too.
+        FrameID, Timestamp, ExposureTime and Gain are recorded with every frame; CounterValue and LineStatusAll
+        prove the trigger wiring (``sync-check``). The emulator has ``ChunkModeActive`` but throws on
+        StartGrabbing when it is on, so chunks are used only when a ``ChunkSelector`` exists too.
         """
         self._chunks = ()
         if not (self.has("ChunkModeActive") and self.has("ChunkSelector")):
-            return False
+            return ()
         self.set("ChunkModeActive", True)
-        wanted = ("Timestamp", "ExposureTime", "Gain")
-        chunks = []
-        for selector in wanted:
-            if selector in self.symbolics("ChunkSelector"):
-                self.set("ChunkSelector", selector)
-                self.set("ChunkEnable", True)
-                chunks.append(selector)
-        self._chunks = tuple(chunks)
-        return bool(self._chunks)
+        offered = self.symbolics("ChunkSelector")
+        chunks = tuple(c for c in CHUNKS if c in offered)
+        for selector in chunks:
+            self.set("ChunkSelector", selector)
+            self.set("ChunkEnable", True)
+        self._chunks = chunks
+        return chunks
 
     # -- acquisition ----------------------------------------------------------------------------------
 
@@ -402,9 +404,12 @@ class Camera:
         """The next grab result, or None when none arrives within ``timeout_ms``."""
         self._check_present()
         try:
-            return self._dev.retrieve(timeout_ms, self._chunks)
+            frame = self._dev.retrieve(timeout_ms, self._chunks)
         except Exception as exc:
             self._raise_runtime(exc, "retrieve a frame")
+        if frame is not None and "Timestamp" in frame.chunks:
+            frame.timestamp_ns = int(frame.chunks["Timestamp"])  # the chunk is stamped by the camera with the frame
+        return frame
 
     def force_failed_buffers(self, count: int = 1) -> None:
         """Emulator only: make the next ``count`` grabs fail (for testing drop handling)."""
@@ -463,7 +468,7 @@ class Rig:
             self.ll.close()
             raise
         self.formats: dict[str, FrameFormat] = {}
-        self.chunks: dict[str, bool] = {}
+        self.chunks: dict[str, tuple[str, ...]] = {}
         self.states: dict[str, dict[str, Any]] = {}
         self.link_limits: dict[str, float | None] = {}
 

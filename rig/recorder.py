@@ -182,6 +182,7 @@ class Recorder:
         states = {f"{role}_camera_state": json_attr(state) for role, state in self.rig.states.items()}
         rates = self._measure_rate()
         effective = self._effective_exposures(req, applied)
+        effective.update({f"{role}_chunks": json_attr(list(chunks)) for role, chunks in self.rig.chunks.items()})
         self._check_health(force=True)
         attrs = {**req.attrs, **temperatures, **states, **rates, **effective}
         have, next_index = self.writer.open_step(req.group, attrs, self.rig.formats["ll"], self.rig.formats["wl"])

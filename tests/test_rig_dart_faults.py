@@ -296,3 +296,34 @@ def test_temperature_warns_on_critical_and_stops_cleanly_on_error(tmp_path: Path
     with SessionReader(out) as r:
         kept = len(r.frames_table("s1", "1"))
         assert 3 <= kept < 200 and json.loads(r.step_meta("s1", "1").get("warnings", "[]")) == []
+
+
+# -- 8. chunks ---------------------------------------------------------------------------------------------------
+
+
+def test_chunks_enabled_and_their_per_frame_values_recorded(tmp_path: Path) -> None:
+    import json
+
+    bus = DartBus()
+    out = tmp_path / "s.h5"
+    changed: list[int] = []
+
+    def change_exposure(stats: object) -> None:
+        # Someone changes the LL exposure mid-step: only per-frame chunk data can show which frames saw it.
+        if getattr(stats, "kept") >= 3 and not changed:
+            changed.append(getattr(stats, "kept"))
+            session.rig.ll.set("ExposureTime", 1500.0)
+
+    with use_factory(bus), CaptureSession(rig_config(frame_rate_hz=20.0), out, progress=change_exposure) as session:
+        session.record_scene(spec(session, frames=8))
+    with SessionReader(out) as r:
+        meta = r.step_meta("s1", "1")
+        t = r.frames_table("s1", "1")
+    assert json.loads(meta["ll_chunks"]) == ["FrameID", "Timestamp", "ExposureTime", "Gain", "CounterValue", "LineStatusAll"]
+    exposures = list(t["ll_exposure_us"])
+    first_new = exposures.index(1500.0)
+    assert exposures == [2000.0] * first_new + [1500.0] * (8 - first_new) and 3 <= first_new < 8
+    assert np.all(t["wl_exposure_us"] == 2000.0)
+    np.testing.assert_allclose(t["wl_gain_db"], 4.5)
+    # Timestamps are the chunks' (camera clock of each dart: offsets 7 s and 14 s after the bus epoch).
+    assert np.all(t["ll_timestamp_ns"] > 7_000_000_000) and np.all(t["wl_timestamp_ns"] > 14_000_000_000)

@@ -67,6 +67,7 @@ class StandInRig:
     config: object = field(default_factory=lambda: emulated_config(frame_rate_hz=10.0, trigger={"topology": "external"}))
     formats: dict[str, FrameFormat] = field(default_factory=lambda: {r: FrameFormat("Mono12", None, 12, 1, SHAPE[1], SHAPE[0], 0.0, False) for r in ("ll", "wl")})
     states: dict[str, dict] = field(default_factory=dict)
+    chunks: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def cameras(self) -> dict[str, StandInCamera]:
