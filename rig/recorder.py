@@ -33,6 +33,7 @@ from exlpose_data.errors import ExlposeError
 
 from .cameras import Camera, Frame, Rig
 from .schedule import stall_timeout_s
+from .stream import CameraStream
 from .sync import Sync
 from .writer import SessionWriter, json_attr
 
@@ -350,44 +351,29 @@ class Recorder:
     # -- free-running streams (hardware trigger, free run) ---------------------------------------------
 
     def _streams(self, req: StepRequest, wanted: int, next_index: int, applied: dict[str, tuple[float, float]]) -> None:
-        pending: dict[str, dict[int, Frame]] = {r: {} for r in ROLES}
-        first: dict[str, int | None] = {r: None for r in ROLES}
-        newest: dict[str, int] = {r: -1 for r in ROLES}
+        streams = {r: CameraStream(r) for r in ROLES}
         stall_s = stall_timeout_s(req.timeout_ms, self._rate_hz)
         grace_s = self.sync.first_frame_grace_s(stall_s)
         armed = time.monotonic()
-        last_arrival: dict[str, float | None] = {r: None for r in ROLES}
-        silent_timeouts = {r: 0 for r in ROLES}
         period_ns = 1e9 / self._rate_hz if self._rate_hz else None
         ts_offset: int | None = None
-        raw_first: dict[str, int | None] = {r: None for r in ROLES}  # first block IDs, never re-keyed
         # Free-running cameras share no edges, so arrival times say nothing about which frames belong together.
         first_unchecked = self.sync.topology != "free-run"
         done = -1  # highest frame index decided (kept or dropped)
         kept = 0
         while kept < wanted:
             self._check_space()
-            for role in ROLES:
+            for role, stream in streams.items():
                 frame = self.rig.cameras[role].try_retrieve(2.0)
                 now = time.monotonic()
                 if frame is None:
-                    self._watch_silence(role, now, armed, last_arrival[role], silent_timeouts, stall_s, grace_s)
-                    continue
-                last_arrival[role] = now
-                silent_timeouts[role] = 0
-                if first[role] is None:
-                    first[role] = raw_first[role] = frame.block_id
-                idx = frame.block_id - first[role]  # type: ignore[operator]
-                if idx <= done:
+                    self._watch_silence(stream, now, armed, stall_s, grace_s)
+                elif not stream.accept(frame, now, done):
                     self.stats.stale_frames += 1
-                    continue
-                pending[role][idx] = frame
-                newest[role] = max(newest[role], idx)
             # Decide every index both cameras have passed, in order.
-            while kept < wanted and done + 1 <= min(newest.values()):
-                idx = done + 1
-                done = idx
-                ll, wl = pending["ll"].pop(idx, None), pending["wl"].pop(idx, None)
+            while kept < wanted and done + 1 <= min(s.newest for s in streams.values()):
+                idx = done = done + 1
+                ll, wl = streams["ll"].take(idx), streams["wl"].take(idx)
                 index = next_index + idx
                 missing = [r for r, f in (("ll", ll), ("wl", wl)) if f is None]
                 failed = [r for r, f in (("ll", ll), ("wl", wl)) if f is not None and not f.ok]
@@ -397,50 +383,45 @@ class Recorder:
                 if failed:
                     self._drop(index, f"{failed[0]} failed ({(ll if failed[0] == 'll' else wl).error})", failed[0])  # type: ignore[union-attr]
                     continue
+                assert ll is not None and wl is not None
                 if period_ns is not None:
-                    skew, evidence = self._edge_skew(ll, wl, raw_first, period_ns, first_unchecked)  # type: ignore[arg-type]
+                    skew, evidence = self._edge_skew(ll, wl, streams, period_ns, first_unchecked)
                     if skew is not None:
-                        behind = self._realign(skew, period_ns, idx, ll, wl, first, pending, newest)  # type: ignore[arg-type]
+                        behind = self._realign(skew, period_ns, idx, ll, wl, streams)
                         first_unchecked = first_unchecked and behind is None
                         self._drop(index, f"{behind} missed a trigger edge ({evidence})" if behind else f"cannot tell which edge: {evidence}", behind or "wl")
                         continue
                     first_unchecked = False
-                if ll.timestamp_ns >= 0 and wl.timestamp_ns >= 0 and period_ns is not None:  # type: ignore[union-attr]
-                    delta = ll.timestamp_ns - wl.timestamp_ns  # type: ignore[union-attr]
+                if ll.timestamp_ns >= 0 and wl.timestamp_ns >= 0 and period_ns is not None:
+                    delta = ll.timestamp_ns - wl.timestamp_ns
                     if ts_offset is None:
                         ts_offset = delta
                     elif abs(delta - ts_offset) > period_ns / 2:
-                        behind = self._realign(delta - ts_offset, period_ns, idx, ll, wl, first, pending, newest)  # type: ignore[arg-type]
+                        behind = self._realign(delta - ts_offset, period_ns, idx, ll, wl, streams)
                         reason = f"{behind} missed a trigger edge" if behind else "timestamps disagree by a fraction of a period"
                         self._drop(index, reason, behind or "wl")
                         continue
-                host = min(ll.host_time_ns, wl.host_time_ns)  # type: ignore[union-attr]
-                kept += self._keep(req.group, index, host, ll, wl, applied)  # type: ignore[arg-type]
+                host = min(ll.host_time_ns, wl.host_time_ns)
+                kept += self._keep(req.group, index, host, ll, wl, applied)
 
-    def _watch_silence(
-        self, role: str, now: float, armed: float, last: float | None, silent_timeouts: dict[str, int], stall_s: float, grace_s: float
-    ) -> None:
+    def _watch_silence(self, stream: CameraStream, now: float, armed: float, stall_s: float, grace_s: float) -> None:
         """Count a stall (a warning, not a drop) per ``stall_s`` of silence; stop when a camera stays silent.
 
         Raises:
             CaptureStopped: no first frame within ``grace_s`` of arming, or ``MAX_STALLS`` stall timeouts in a row.
         """
-        cam: Camera = self.rig.cameras[role]
-        if last is None:
-            if now - armed > grace_s:
-                raise CaptureStopped(f"{self.stats.step}: camera {cam.name} delivered no frame within {grace_s:g} s of arming; {self.sync.no_frame_hint(role)}")
-            return
-        if now - last <= stall_s * (silent_timeouts[role] + 1):
-            return
-        silent_timeouts[role] += 1
-        if silent_timeouts[role] == 1:
-            self.stats.stalls[role] += 1
-            log.warning("%s: no frame from camera %s for %.2f s (stall timeout)", self.stats.step, cam.name, now - last)
+        cam: Camera = self.rig.cameras[stream.role]
+        silence = stream.silence(now, armed, stall_s, grace_s, MAX_STALLS)
+        if silence.no_first_frame:
+            raise CaptureStopped(f"{self.stats.step}: camera {cam.name} delivered no frame within {grace_s:g} s of arming; {self.sync.no_frame_hint(stream.role)}")
+        if silence.new_stall:
+            self.stats.stalls[stream.role] += 1
+            log.warning("%s: no frame from camera %s for %.2f s (stall timeout)", self.stats.step, cam.name, silence.silent_s)
             self._report()
-        if silent_timeouts[role] >= MAX_STALLS:
-            raise CaptureStopped(f"{self.stats.step}: no frame from camera {cam.name} for {now - last:.1f} s; {self.sync.no_frame_hint(role)}")
+        if silence.give_up:
+            raise CaptureStopped(f"{self.stats.step}: no frame from camera {cam.name} for {silence.silent_s:.1f} s; {self.sync.no_frame_hint(stream.role)}")
 
-    def _edge_skew(self, ll: Frame, wl: Frame, raw_first: dict[str, int | None], period_ns: float, first_unchecked: bool) -> tuple[float | None, str]:
+    def _edge_skew(self, ll: Frame, wl: Frame, streams: dict[str, CameraStream], period_ns: float, first_unchecked: bool) -> tuple[float | None, str]:
         """How far (ns) LL's frame runs ahead of WL's paired one, when evidence says they are not of the same edge.
 
         Timestamps only show changes of the offset between the cameras: a camera that missed the very first edge
@@ -448,7 +429,7 @@ class Recorder:
         generator knows which edge it gave each camera's n-th frame (exact, checked on every pair). On real
         cameras the host arrival times of the first complete pair must be within half a period of each other.
         """
-        edges = [self.sync.edge_of(role, f.block_id - raw_first[role]) for role, f in (("ll", ll), ("wl", wl))]  # type: ignore[operator]
+        edges = [self.sync.edge_of(role, streams[role].frames_since_arming(f)) for role, f in (("ll", ll), ("wl", wl))]
         if edges[0] is not None and edges[1] is not None:
             if edges[0] == edges[1]:
                 return None, ""
@@ -460,16 +441,7 @@ class Recorder:
         return None, ""
 
     @staticmethod
-    def _realign(
-        skew_ns: float,
-        period_ns: float,
-        idx: int,
-        ll: Frame,
-        wl: Frame,
-        first: dict[str, int | None],
-        pending: dict[str, dict[int, Frame]],
-        newest: dict[str, int],
-    ) -> str | None:
+    def _realign(skew_ns: float, period_ns: float, idx: int, ll: Frame, wl: Frame, streams: dict[str, CameraStream]) -> str | None:
         """Re-key the frames of a camera that missed trigger edges; return its role, or None when unsure.
 
         A camera that missed ``m`` edges delivers, as its frame ``idx``, the frame of edge ``idx + m``: its
@@ -480,11 +452,7 @@ class Recorder:
         if shift == 0 or abs(skew_ns - shift * period_ns) > period_ns / 4:
             return None
         behind, frame = ("wl", wl) if shift < 0 else ("ll", ll)
-        m = abs(shift)
-        first[behind] -= m  # type: ignore[operator]
-        pending[behind] = {i + m: f for i, f in pending[behind].items()}
-        pending[behind][idx + m] = frame
-        newest[behind] += m
+        streams[behind].shift(abs(shift), idx, frame)
         return behind
 
     # -- shared ----------------------------------------------------------------------------------------
