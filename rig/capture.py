@@ -370,12 +370,16 @@ def resume_specs(path: str | Path) -> tuple[RigConfig, bool, list[SceneSpec]]:
     return config, emulated, specs
 
 
-def describe_outcomes(outcomes: list[StepOutcome]) -> str:
-    """One line per step for the CLI."""
+def describe_outcomes(outcomes: list[StepOutcome], *, moving: bool = False) -> str:
+    """One line per step for the CLI; for a ``moving`` scene also the software trigger's gap against the exposure."""
     lines = []
     for o in outcomes:
         drops = ", ".join(f"{n} {reason}" for reason, n in sorted(o.dropped.items())) or "none"
         stalls = ", ".join(f"{n} {role}" for role, n in sorted(o.stalls.items()))
         lines.append(f"{o.group}: {o.total} pairs ({o.kept} new), dropped: {drops}" + (f", stalls: {stalls}" if stalls else ""))
         lines += [f"  warning: {w}" for w in o.warnings]
+        if moving and o.trigger_gap_us is not None:
+            lines.append(f"  software trigger: the two exposures started {o.trigger_gap_us:.0f} us apart (camera clocks) against a "
+                         f"{o.exposure_us:g} us exposure ({100 * o.trigger_gap_us / o.exposure_us:.1f}%): fine for static scenes; "
+                         "a moving scene needs the master-slave wire")
     return "\n".join(lines)

@@ -262,6 +262,28 @@ def config_check(
     out_console.print(f"{config_file}: ok", markup=False)
 
 
+@app.command("sync-check")
+@handle_errors
+def sync_check(
+    config: Annotated[Path, typer.Option("--config", help="rig config with trigger topology master-slave")],
+    frames: Annotated[int, typer.Option("--frames", help="frames to grab from each camera")] = 20,
+    exposure_us: Annotated[float, typer.Option("--exposure-us", help="exposure of both cameras during the check")] = 2000.0,
+) -> None:
+    """Prove the master -> slave trigger wire before a scene: edge counts, frame counters, exposure offset."""
+    from .capture import CaptureSession
+    from .synccheck import run_sync_check
+
+    if frames < 2:
+        raise UsageError(f"--frames must be at least 2, got {frames}")
+    cfg = load_config(config)
+    with CaptureSession(cfg, None) as session:
+        report = run_sync_check(session.rig, session.sync, frames, exposure_us)
+    for line in report.lines():
+        out_console.print(line, markup=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 @handle_errors
 def reference(
@@ -369,7 +391,7 @@ def record(
             return session.record_scene(spec)
 
         outcomes = _finish(session, body)
-    out_console.print(describe_outcomes(outcomes), markup=False)
+    out_console.print(describe_outcomes(outcomes, moving=cfg.trigger.topology == "software"), markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exlpose_data.errors import InputError
 
@@ -62,7 +62,9 @@ class TriggerConfig(_Strict):
 
     ``software``: both cameras software-triggered in lockstep (sequential, not simultaneous: fine for static
     scenes and for the emulator). ``master-slave``: the master free-runs at ``frame_rate_hz`` and drives
-    ``master_line`` (Output, source ``master_line_source``); the slave triggers on ``slave_line``, rising edge.
+    ``master_line`` (Output, source ExposureActive, inverted when ``master_line_inverter``); the slave triggers on
+    ``slave_line`` at ``activation``. (UserOutput1 is refused as a source: it changes only when the host sets
+    ``UserOutputValue``, so the slave would never see an edge.)
     ``external``: both trigger on ``input_line`` from a generator. ``free-run``: no synchronisation at all
     (benchmarks only; pairs are matched by frame counter).
     """
@@ -70,10 +72,21 @@ class TriggerConfig(_Strict):
     topology: Topology = "software"
     master: Literal["ll", "wl"] = "wl"
     master_line: str = "Line2"
-    master_line_source: Literal["ExposureActive", "UserOutput1"] = "ExposureActive"
+    master_line_source: str = "ExposureActive"
+    master_line_inverter: bool = Field(False, description="LineInverter on the master's output line (polarity; prove it with sync-check)")
     slave_line: str = "Line1"
     input_line: str = "Line1"
     activation: Literal["RisingEdge", "FallingEdge"] = "RisingEdge"
+
+    @field_validator("master_line_source")
+    @classmethod
+    def _toggling_source(cls, value: str) -> str:
+        if value != "ExposureActive":
+            raise ValueError(
+                f"{value!r} is not supported: only ExposureActive toggles with every master frame "
+                "(a UserOutput line changes only when the host sets UserOutputValue, so the slave would never trigger)"
+            )
+        return value
 
 
 class PixelSettings(_Strict):

@@ -34,6 +34,7 @@ from exlpose_data.errors import ExlposeError
 from .cameras import Camera, Frame, Rig
 from .schedule import stall_timeout_s
 from .stream import CameraStream
+from .synccheck import clock_offset_ns
 from .sync import Sync
 from .writer import SessionWriter, json_attr
 
@@ -128,6 +129,8 @@ class StepOutcome:
     applied: dict[str, tuple[float, float]]
     stalls: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    trigger_gap_us: float | None = None  # software trigger: mean start gap of the two exposures (camera clocks)
+    exposure_us: float = 0.0
 
 
 class Recorder:
@@ -162,6 +165,7 @@ class Recorder:
         self._consecutive = 0
         self._rate_hz: float | None = sync.frame_rate_hz
         self._warnings: list[str] = []
+        self._gaps_ns: list[float] = []
         self._last_health = 0.0
 
     # -- one step --------------------------------------------------------------------------------------
@@ -176,6 +180,7 @@ class Recorder:
         """
         self.rig.stop()
         self._warnings: list[str] = []
+        self._gaps_ns: list[float] = []
         self._last_health = 0.0
         self.stats.step = req.group
         applied = self._apply(req)
@@ -203,9 +208,13 @@ class Recorder:
         dropped = {k: v - dropped_before.get(k, 0) for k, v in self.stats.dropped.items() if v - dropped_before.get(k, 0)}
         stalls = dict(self.stats.stalls - stalls_before)
         kept = self.stats.kept - kept_before
-        self.writer.set_attrs(req.group, {"dropped_pairs": json_attr(dropped), "stalls": json_attr(stalls), "warnings": json_attr(self._warnings)})
+        end_attrs = {"dropped_pairs": json_attr(dropped), "stalls": json_attr(stalls), "warnings": json_attr(self._warnings)}
+        gap_us = abs(sum(self._gaps_ns) / len(self._gaps_ns)) / 1000.0 if self._gaps_ns else None
+        if gap_us is not None:
+            end_attrs["trigger_gap_us"] = gap_us
+        self.writer.set_attrs(req.group, end_attrs)
         self._report(force=True)
-        return StepOutcome(req.group, kept, have + kept, dropped, applied, stalls, tuple(self._warnings))
+        return StepOutcome(req.group, kept, have + kept, dropped, applied, stalls, tuple(self._warnings), gap_us, max(e for e, _ in applied.values()))
 
     def _warn(self, text: str) -> None:
         log.warning("%s: %s", self.stats.step, text)
@@ -285,6 +294,7 @@ class Recorder:
         kept = 0
         seq = 0
         t0 = time.monotonic()
+        clock_offset = self._clock_offset()
         while kept < wanted:
             self._check_space()
             if period:
@@ -318,7 +328,17 @@ class Recorder:
                 if resync:
                     self._rest(base, issued)
                 continue
-            kept += self._keep(req.group, index, host_ns, frames["ll"], frames["wl"], applied)  # type: ignore[arg-type]
+            if self._keep(req.group, index, host_ns, frames["ll"], frames["wl"], applied):  # type: ignore[arg-type]
+                kept += 1
+                if clock_offset is not None and frames["ll"].timestamp_ns >= 0 and frames["wl"].timestamp_ns >= 0:  # type: ignore[union-attr]
+                    self._gaps_ns.append(frames["wl"].timestamp_ns - frames["ll"].timestamp_ns - clock_offset)  # type: ignore[union-attr]
+
+    def _clock_offset(self) -> float | None:
+        """WL clock minus LL clock (ns), when both cameras can latch their timestamps; None otherwise."""
+        ll, wl = self.rig.cameras["ll"], self.rig.cameras["wl"]
+        if not (ll.has("TimestampLatch") and wl.has("TimestampLatch")):
+            return None
+        return clock_offset_ns(ll, wl)[0]
 
     def _frame_for_trigger(self, role: str, timeout_ms: float, base: dict[str, int | None], issued: dict[str, int]) -> tuple[Frame | None, str]:
         """The frame of the latest trigger of ``role``'s camera, or None and why not."""
