@@ -19,7 +19,7 @@ from . import diskspace, emulate, usbfs
 from .feeds import described_scene, require_same
 from .bandwidth import check_link
 from .cameras import Rig
-from .config import RigConfig
+from .config import RigConfig, stored_config
 from .recorder import CaptureStats, Recorder, StepOutcome, StepRequest
 from .schedule import Plan, check_plan, make_plan, retrieve_timeout_ms
 from .sync import make_sync
@@ -195,7 +195,7 @@ class CaptureSession:
             return
         with SessionReader(self.out) as reader:
             stored = reader.rig_config
-        if stored and not RigConfig.model_validate(stored).same_rig(self.config):
+        if stored and not stored_config(stored, self.out).same_rig(self.config):
             raise UsageError(f"{self.out}: recorded with another rig config (cameras, format or trigger); record into a new --out")
 
     def record_scene(self, spec: SceneSpec, *, resume: bool = False) -> list[StepOutcome]:
@@ -335,7 +335,7 @@ def resume_specs(path: str | Path) -> tuple[RigConfig, bool, list[SceneSpec]]:
     with SessionReader(path) as reader:
         if not reader.rig_config:
             raise InputError(f"{path}: no rig_config attribute; not a session written by exlpose-capture")
-        config = RigConfig.model_validate(reader.rig_config)
+        config = stored_config(reader.rig_config, path)
         emulated = bool(reader.attrs.get("emulated", False))
         specs = []
         for scene in reader.scenes():

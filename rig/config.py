@@ -25,7 +25,7 @@ from exlpose_data.errors import InputError
 
 from . import emulate
 
-__all__ = ["CameraConfig", "RoiConfig", "TriggerConfig", "PixelSettings", "RigConfig", "load_config", "emulated_config"]
+__all__ = ["CameraConfig", "RoiConfig", "TriggerConfig", "PixelSettings", "RigConfig", "load_config", "stored_config", "emulated_config"]
 
 Topology = Literal["software", "master-slave", "external", "free-run"]
 
@@ -188,14 +188,31 @@ def load_config(path: str | Path) -> RigConfig:
     try:
         cfg = RigConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        raise InputError(f"{p}: {where}: {err['msg']}") from None
+        raise InputError(f"{p}: {_first_error(exc)}") from None
     base = p.parent
     for cam in (cfg.ll, cfg.wl):
         if cam.pfs is not None and not cam.pfs.is_absolute():
             cam.pfs = base / cam.pfs
     return cfg
+
+
+def stored_config(data: dict[str, object], path: str | Path) -> RigConfig:
+    """The rig config stored in a session file.
+
+    Raises:
+        InputError: it no longer validates (e.g. a master line source this version refuses); names file and field.
+    """
+    try:
+        return RigConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{path}: stored rig_config: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """``field.path: message`` of the first validation error."""
+    err = exc.errors()[0]
+    where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    return f"{where}: {err['msg']}"
 
 
 def emulated_config(**overrides: object) -> RigConfig:

@@ -45,7 +45,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +54,16 @@ import numpy as np
 from exlpose_data.packed12 import pack_12p
 from rig.device import DeviceSummary, Frame
 
-__all__ = ["DATA", "DartBus", "StandInDart", "StandInDevice", "StandInError", "uniform_scene"]
+__all__ = ["DATA", "SERIALS", "DartBus", "rig_config", "StandInDart", "StandInDevice", "StandInError", "uniform_scene"]
 
 DATA = Path(__file__).parent / "data" / "basler-dart"
 FEATURES = DATA / "daA1920-160uc_features.txt"
 SETTINGS = DATA / "daA1920-160uc_settings.pfs"
 MODEL = "daA1920-160uc"
 DEVICE_CLASS = "BaslerUsb"
+
+# Serials of the two stand-in darts: the real camera's (features file) for LL, the next for WL.
+SERIALS = ("40535833", "40535834")
 
 SENSOR_W, SENSOR_H = 1936, 1216
 ROW_TIME_US = 1e6 / (164 * 1200)
@@ -502,14 +505,13 @@ class DartBus:
     Also the device factory of the camera layer (``rig.device.DeviceFactory``): pass it to ``rig.device.use_factory``.
     """
 
-    def __init__(self, serials: tuple[str, ...] = ("40535833", "40535834"), *, field_settings: Path | None = None) -> None:
+    def __init__(self, serials: tuple[str, ...] = SERIALS, *, field_settings: Path | None = None) -> None:
         self.epoch_s = time.monotonic()
         self.darts = {s: StandInDart(self, s, field_settings, clock_offset_ns=7_000_000_000 * (i + 1)) for i, s in enumerate(serials)}
         self.wires: list[_Wire] = []
         self.opened: dict[str, StandInDevice] = {}
         self._edges: dict[tuple[str, int], list[float]] = {}
         self._counter_reset_s: dict[tuple[str, str], float] = {}
-        self.lock = threading.RLock()
 
     # -- the factory -----------------------------------------------------------------------------------------
 
@@ -800,3 +802,13 @@ class StandInDevice:
         self.stop_grabbing()
         self.bus.opened.pop(self.serial, None)
         self.closed = True
+
+
+def rig_config(**overrides: object) -> Any:
+    """A rig config for the two stand-in darts: a 64x48 ROI at offset 8 (the field camera's), 50 fps, software trigger."""
+    from rig.config import RigConfig
+
+    data: dict[str, object] = {"ll": {"serial": SERIALS[0]}, "wl": {"serial": SERIALS[1]}, "roi": {"width": 64, "height": 48, "offset_x": 8, "offset_y": 8},
+                               "frame_rate_hz": 50.0}
+    data.update(overrides)
+    return RigConfig.model_validate(data)

@@ -18,18 +18,11 @@ from exlpose_data.session_format import SessionReader
 from rig.cameras import Camera
 from rig.capture import CaptureSession, SceneSpec
 from rig.cli import app
-from rig.config import RigConfig
 from rig.device import use_factory
-from tests.standin_dart import DATA, DartBus, read_feature_list, read_pfs, uniform_scene
+from tests.standin_dart import DATA, SERIALS, DartBus, read_feature_list, read_pfs, rig_config, uniform_scene
 
-LL, WL = "40535833", "40535834"
+LL, WL = SERIALS
 W, H = 64, 48
-
-
-def rig_config(**kw: object) -> RigConfig:
-    data: dict[str, object] = {"ll": {"serial": LL}, "wl": {"serial": WL}, "roi": {"width": W, "height": H, "offset_x": 8, "offset_y": 8}, "frame_rate_hz": 50.0}
-    data.update(kw)
-    return RigConfig.model_validate(data)
 
 
 def open_dart(bus: DartBus, serial: str = LL) -> Camera:

@@ -10,19 +10,15 @@ import yaml
 from typer.testing import CliRunner
 
 from rig.cli import app
-from rig.config import RigConfig
 from rig.device import use_factory
-from tests.standin_dart import DartBus
+from tests.standin_dart import SERIALS, DartBus, rig_config
 
-LL, WL = "40535833", "40535834"
+LL, WL = SERIALS
 TRIGGER = {"topology": "master-slave", "master": "wl", "master_line": "Line2", "slave_line": "Line1"}
 
 
 def write_config(tmp_path: Path, **trigger: object) -> Path:
-    cfg = RigConfig.model_validate(
-        {"ll": {"serial": LL}, "wl": {"serial": WL}, "roi": {"width": 64, "height": 48, "offset_x": 8, "offset_y": 8}, "frame_rate_hz": 50.0,
-         "trigger": {**TRIGGER, **trigger}}
-    )
+    cfg = rig_config(trigger={**TRIGGER, **trigger})
     path = tmp_path / "rig.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
     return path
@@ -98,3 +94,14 @@ def test_software_trigger_gap_printed_for_a_moving_scene(tmp_path: Path) -> None
         gap = r.step_meta("walk", "1")["trigger_gap_us"]
     # WL is triggered after LL returns: the gap is the host's time between the two triggers, well under the exposure.
     assert 0 < gap < 2000 and int(m.group(1)) == round(gap)
+
+
+def test_session_recorded_with_user_output_source_gives_one_line_on_resume(tmp_path: Path) -> None:
+    import h5py
+
+    out = tmp_path / "old.h5"
+    with h5py.File(out, "w") as f:
+        f.attrs["rig_config"] = '{"ll": {"serial": "a"}, "wl": {"serial": "b"}, "trigger": {"topology": "master-slave", "master_line_source": "UserOutput1"}}'
+    res = CliRunner().invoke(app, ["resume", str(out)])
+    assert res.exit_code == 2
+    assert f"{out}: stored rig_config: trigger.master_line_source: Value error, 'UserOutput1' is not supported" in " ".join(res.output.split())
