@@ -296,6 +296,10 @@ def reference(
         float | None,
         typer.Option("--ll-exposure-us", help="LL exposure (default: the feeds' reference LL exposure, else --exposure-us); longer makes up for the ND filter"),
     ] = None,
+    ll_exposure: Annotated[
+        str | None,
+        typer.Option("--ll-exposure", help="auto: meter the LL exposure so the LL frames are as bright as the WL's (a bright reference aligns best)"),
+    ] = None,
     frames: FramesOpt = 5,
     config: ConfigOpt = None,
     emulate: EmulateOpt = False,
@@ -307,8 +311,10 @@ def reference(
     from .display import LiveDisplay
 
     _setup_logging()
+    if ll_exposure not in (None, "auto"):
+        raise UsageError(f"--ll-exposure {ll_exposure!r}: only 'auto'; give a number with --ll-exposure-us")
     cfg = _rig_config(config, emulate, roi=roi, feeds=feeds)
-    if feeds is not None:
+    if feeds is not None and ll_exposure is None:
         from .feeds import described_scene
 
         truth = described_scene(feeds, feed_scene or name)
@@ -324,6 +330,7 @@ def reference(
                 name,
                 exposure_us=exposure_us,
                 ll_exposure_us=ll_exposure_us,
+                ll_exposure_auto=ll_exposure == "auto",
                 ll_gain_db=gain_db if ll_gain_db is None else ll_gain_db,
                 wl_gain_db=gain_db,
                 frames=frames,
