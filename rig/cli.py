@@ -483,6 +483,78 @@ def _inspect(path: Path) -> dict[str, Any]:
 
 @app.command()
 @handle_errors
+def preview(
+    exposure_us: ExposureOpt,
+    gain_db: GainOpt,
+    ll_gain_db: LLGainOpt = None,
+    ll_exposure_us: Annotated[float | None, typer.Option("--ll-exposure-us", help="LL exposure (default: --exposure-us)")] = None,
+    config: ConfigOpt = None,
+    emulate: EmulateOpt = False,
+    feeds: FeedsOpt = None,
+    feed_scene: Annotated[str | None, typer.Option("--feed-scene", help="with --feeds: the scene to play")] = None,
+    feed_step: Annotated[str, typer.Option("--feed-step", help="with --feeds: the step folder to play (1, 2, ... or reference)")] = "reference",
+    align: Annotated[Path | None, typer.Option("--align", help="ALIGN.json: add WL warped onto LL and their difference")] = None,
+    host: Annotated[str, typer.Option("--host", help="address to listen on (default: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port of the page (0: any free one)")] = 8765,
+    snapshot: Annotated[Path | None, typer.Option("--snapshot", help="write one composed frame to this PNG and exit")] = None,
+    snapshot_dir: Annotated[Path, typer.Option("--snapshot-dir", help="folder the page's snapshot button writes into")] = Path("."),
+    roi: RoiOpt = None,
+) -> None:
+    """Show both cameras side by side on a local web page (focus, beam splitter), or write one frame with --snapshot."""
+    import time
+
+    from exlpose_data.align.model import AlignModel
+
+    from .capture import CaptureSession
+    from .emulate import feed_dir, play_feed
+    from .preview import PreviewServer, PreviewSource, write_png
+    from .schedule import retrieve_timeout_ms
+
+    if snapshot is not None and snapshot.suffix.lower() != ".png":
+        raise UsageError(f"--snapshot {snapshot}: give a .png file name")
+    if feeds is not None and feed_scene is None:
+        raise UsageError("--feeds needs --feed-scene (the scene whose frames to play)")
+    cfg = _rig_config(config, emulate, roi=roi, feeds=feeds)
+    model = AlignModel.load(align) if align is not None else None
+    with CaptureSession(cfg, None, emulated=emulate) as session:
+        rig = session.rig
+        if feeds is not None:
+            for role, cam in rig.cameras.items():
+                play_feed(cam, feed_dir(feeds, feed_scene, feed_step, role))  # type: ignore[arg-type]
+        ll_exposure = exposure_us if ll_exposure_us is None else ll_exposure_us
+        rig.ll.set_exposure_gain(ll_exposure, gain_db if ll_gain_db is None else ll_gain_db)
+        rig.wl.set_exposure_gain(exposure_us, gain_db)
+        source = PreviewSource(rig, session.sync, retrieve_timeout_ms(max(ll_exposure, exposure_us), cfg.retrieve_timeout_ms), model)
+        if snapshot is not None:
+            session.sync.start(rig, cfg.buffers)
+            try:
+                comp = source.grab()
+            finally:
+                session.sync.stop(rig)
+            write_png(snapshot, comp)
+            st = comp.stats
+            out_console.print(f"{snapshot}: {' | '.join(comp.panes)}; focus LL {st['ll'].focus:.1f} WL {st['wl'].focus:.1f}; "
+                              f"clipped LL {st['ll'].clipped} WL {st['wl'].clipped}", markup=False, soft_wrap=True)
+            return
+        try:
+            server = PreviewServer(source, snapshot_dir, host, port)
+        except OSError as exc:
+            raise UsageError(f"--host {host} --port {port}: cannot listen ({exc.strerror or exc})") from None
+        source.start()
+        server.start()
+        out_console.print(f"preview on http://{host}:{server.port}/ (Ctrl-C stops)", markup=False)
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+            source.stop()
+
+
+@app.command()
+@handle_errors
 def darks(
     exposure_us: ExposureOpt,
     gain_db: GainOpt,

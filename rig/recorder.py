@@ -32,6 +32,7 @@ from typing import Any
 from exlpose_data.errors import ExlposeError
 
 from .cameras import Camera, Frame, Rig
+from .emulate import play_feed
 from .schedule import stall_timeout_s
 from .stream import CameraStream
 from .synccheck import clock_offset_ns
@@ -277,9 +278,7 @@ class Recorder:
         applied = {}
         for role, cam in self.rig.cameras.items():
             if req.feeds is not None:
-                cam.set("TestImageSelector", "Off")
-                cam.set("ImageFilename", req.feeds[role])
-                cam.set("ImageFileMode", "On")
+                play_feed(cam, req.feeds[role])
             gain = req.ll_gain_db if role == "ll" else req.wl_gain_db
             exposure = req.ll_exposure_us if role == "ll" and req.ll_exposure_us is not None else req.exposure_us
             applied[role] = cam.set_exposure_gain(exposure, gain)
