@@ -3,7 +3,9 @@
 Accuracy: mean corner error (px) of SIFT-only (SIFT + USAC_MAGSAC), ECC-only (coarse-to-fine ECC from the
 identity) and the combined estimate, at several LL light levels given as ``MEAN@GAIN`` (8-bit mean of the LL
 image at an LL gain in dB; ExLPose's LL-N is a mean of ~3 shot at ~10-15 dB, LL-E a mean of ~1 at 24-30 dB),
-each from a reference of one LL frame and of several averaged ones (``--ref-frames``), over seeds.
+each from a reference of one LL frame and of several averaged ones (``--ref-frames``), over seeds. ``bright@GAIN``
+is a bright static reference (``exlpose-capture reference --ll-exposure auto``): the LL exposed to the WL's linear
+mean, with the shot and read noise of that LL gain (target <= 0.05 px at the release's LL-E gains, 27-30 dB).
 Targets for the combined estimate at 1920x1200: <= 0.02 px well exposed, <= 0.05 px at mean 3, <= 0.12 px at
 mean 1, no failure (first stated for 6 dB gain). Speed: estimation seconds per reference pair on one core
 (target <= 5 s; the whole estimate: estimation, held-out measurement, PSNR/SSIM), whether ``check`` with its
