@@ -19,7 +19,7 @@ from pathlib import Path
 from exlpose_data.annotations import normalise_document
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.imageio import image_size
-from exlpose_data.layout import ANNOTATIONS_DIR, MANIFEST_FILE, update_manifest
+from exlpose_data.layout import MANIFEST_FILE, annotations_dir, update_manifest
 from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, ImageRecord, Info
 
@@ -33,6 +33,7 @@ from .problems import ProblemLog
 __all__ = [
     "FORMATS",
     "SPLITS",
+    "EXPORTS_EVERY_FRAME",
     "ImportResult",
     "ReplacedFile",
     "read_labels",
@@ -46,6 +47,10 @@ __all__ = [
 Reader = Callable[[str | Path, ProblemLog], LabelSet]
 FORMATS: dict[str, Reader] = {"cvat": read_cvat, "label-studio": read_label_studio, "coco": read_coco, "crowdpose": read_crowdpose}
 SPLITS = ("all", "train", "val", "test")
+# Formats whose exports hold every frame of a task, labelled or not: there an image without people is as likely
+# "not labelled yet" as "nobody here", so it is refused unless the caller says it means "nobody here".
+EXPORTS_EVERY_FRAME = frozenset({"cvat"})
+_FIRST_FEW = 5
 # Coordinates this close outside the image are taken as on its edge (percent round trips, float noise).
 _EDGE_TOL_PX = 1e-3
 
@@ -72,6 +77,7 @@ class ImportResult:
     people: int
     boxes_from_keypoints: int
     replaced: tuple[ReplacedFile, ...] = ()
+    empty_images: tuple[str, ...] = ()
 
 
 def annotation_file_names(split: str) -> tuple[str, str]:
@@ -167,14 +173,17 @@ def resolve_labels(
     derived = 0
     for n, (image, pair, w, h) in enumerate(images, start=1):
         image_id = image.image_id if keep_ids else n
-        wl_images.append(ImageRecord(id=image_id, file_name=pair.bright, width=w, height=h))
-        ll_images.append(ImageRecord(id=image_id, file_name=pair.dark, width=w, height=h))
+        crowd = {} if image.crowd_index is None else {"crowdIndex": image.crowd_index}  # given: kept, else computed
+        wl_images.append(ImageRecord(id=image_id, file_name=pair.bright, width=w, height=h, **crowd))
+        ll_images.append(ImageRecord(id=image_id, file_name=pair.dark, width=w, height=h, **crowd))
         for person in image.people:
             checked = _check_person(person, w, h, log, box_from_keypoints)
             if checked is None:
                 continue
             bbox, from_joints = checked
-            extra = {"bbox_source": BOX_FROM_KEYPOINTS} if from_joints else {}
+            extra: dict = {"bbox_source": BOX_FROM_KEYPOINTS} if from_joints else {}
+            if person.num_keypoints is not None:
+                extra["num_keypoints"] = person.num_keypoints
             derived += from_joints
             records.append(
                 AnnotationRecord(
@@ -219,6 +228,19 @@ def _refuse_empty(path: str | Path, wl: AnnotationDocument) -> None:
         raise InputError(f"{path}: holds {held_text(len(wl.images), 0)}; nothing to import, nothing was written")
 
 
+def _empty_images(fmt: str, path: str | Path, wl: AnnotationDocument, allow_empty: bool) -> tuple[str, ...]:
+    """WL file names of the images without people; refused for formats that export unlabelled frames too."""
+    people = {a.image_id for a in wl.annotations}
+    empty = tuple(im.file_name for im in wl.images if im.id not in people)
+    if empty and fmt in EXPORTS_EVERY_FRAME and not allow_empty:
+        few = ", ".join(empty[:_FIRST_FEW]) + (", ..." if len(empty) > _FIRST_FEW else "")
+        raise InputError(
+            f"{path}: {len(empty)} of {len(wl.images)} images have nobody labelled ({few}); {fmt} exports every frame, "
+            "labelled or not: label them or remove them from the task, or pass --allow-empty if nobody is in them; nothing was written"
+        )
+    return empty
+
+
 def _refuse_replacing(path: str | Path, targets: list[Path], wl: AnnotationDocument) -> None:
     existing = [_held(t) for t in targets if t.exists()]
     if existing:
@@ -236,9 +258,11 @@ def import_annotations(
     dataset: str | Path,
     out_dir: str | Path | None = None,
     *,
-    split: str = "all",
+    split: str,
     box_from_keypoints: bool = False,
     force: bool = False,
+    allow_empty: bool = False,
+    layout: str = "release",
 ) -> ImportResult:
     """Import a tool's export into the dataset's WL and LL annotation files.
 
@@ -246,16 +270,20 @@ def import_annotations(
         path: the tool's export.
         fmt: ``cvat``, ``label-studio``, ``coco`` or ``crowdpose``.
         dataset: the dataset root (``bright/``, ``dark/``, ``brightPath2darkPath.txt``).
-        out_dir: where to write; ``ROOT/annotations`` by default. Inside a ROOT with a manifest, the manifest
-            is updated.
+        out_dir: where to write; by default ``ROOT/annotations``, or ``ROOT/annotations/ExLPose`` with
+            ``layout="mmpose"``. Inside a ROOT with a manifest, the manifest is updated.
         split: ``all``, ``train``, ``val`` or ``test``: names the files as the release does.
         box_from_keypoints: give people without a box the extent of their joints (marked
             ``"bbox_source": "keypoints"`` in the files).
         force: replace annotation files that already exist (the result lists what they held).
+        layout: ``release`` or ``mmpose``: the default output folder (ignored when ``out_dir`` is given).
+        allow_empty: accept images without people from a tool that exports unlabelled frames too
+            (:data:`EXPORTS_EVERY_FRAME`) as "nobody here" (the result lists them).
 
     Raises:
         AnnotationProblems: the input has problems (all of them listed); nothing was written.
-        InputError: the input holds no images or no people; nothing was written.
+        InputError: the input holds no images or no people, or (CVAT, without ``allow_empty``) images nobody
+            labelled; nothing was written.
         UsageError: an output file exists and ``force`` is False; nothing was written.
     """
     wl_name, ll_name = annotation_file_names(split)
@@ -265,7 +293,8 @@ def import_annotations(
     wl, ll, derived = resolve_labels(labels, release, log, box_from_keypoints=box_from_keypoints, source=f"{fmt} file {Path(path).name}")
     log.raise_if_any()
     _refuse_empty(path, wl)
-    out = Path(out_dir) if out_dir is not None else release.image_root / ANNOTATIONS_DIR
+    empty = _empty_images(fmt, path, wl, allow_empty)
+    out = Path(out_dir) if out_dir is not None else annotations_dir(release.image_root, layout)
     wl_path, ll_path = out / wl_name, out / ll_name
     if not force:
         _refuse_replacing(path, [wl_path, ll_path], wl)
@@ -276,4 +305,4 @@ def import_annotations(
     # Only a dataset that has a manifest gets one updated: a release copy without one stays as it was.
     if (root / MANIFEST_FILE).is_file() and all(p.is_relative_to(root) for p in written):
         update_manifest(root, [p.relative_to(root).as_posix() for p in written])
-    return ImportResult(wl_path, ll_path, len(wl.images), len(wl.annotations), derived, replaced)
+    return ImportResult(wl_path, ll_path, len(wl.images), len(wl.annotations), derived, replaced, empty)

@@ -44,6 +44,7 @@ class PersonLabel:
         iscrowd: the COCO crowd flag.
         box_from_keypoints: the input marks the box as derived from the joints by an earlier import
             (``"bbox_source": "keypoints"``); the mark is kept.
+        num_keypoints: the input's ``num_keypoints`` of a crowd region (kept, never recomputed), else None.
     """
 
     keypoints: np.ndarray
@@ -51,6 +52,7 @@ class PersonLabel:
     place: str
     iscrowd: int = 0
     box_from_keypoints: bool = False
+    num_keypoints: int | None = None
 
 
 @dataclass
@@ -64,6 +66,7 @@ class ImageLabel:
         place: where the image is in the input.
         people: its people.
         image_id: the input's image id, when it has one.
+        crowd_index: the input's ``crowdIndex``, when it gives one (kept, not recomputed).
     """
 
     file_name: str
@@ -72,6 +75,7 @@ class ImageLabel:
     place: str
     people: list[PersonLabel] = field(default_factory=list)
     image_id: int | None = None
+    crowd_index: float | None = None
 
 
 @dataclass

@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("baselines.train:app", "Train the ExLPose reference (CPN + LSBN + LUPI) (exlpose-train)."),
     "eval": ("baselines.eval_cli:app", "Score keypoint predictions or a checkpoint on the test splits (exlpose-eval)."),
     "predict": ("baselines.predict:app", "Predict keypoints in images with a checkpoint; JSON and overlay PNGs."),
+    "export": ("exlpose_data.cli.export:app", "Lay a dataset out for other code: official (the authors' test.py), links and _trans.json."),
     "annotate": ("annotation.cli:app", "Annotation: tasks for annotators, import CVAT/Label Studio/COCO/CrowdPose labels, review sheets, export."),
 }
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .atomic import TMP_MARK, write_json_atomic, write_text_atomic
-from .errors import InputError
+from .errors import InputError, UsageError
 from .jsonio import load_json
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "DARK_DIR",
     "PAIRS_FILE",
     "ANNOTATIONS_DIR",
+    "ANNOTATION_LAYOUTS",
+    "annotations_dir",
     "MANIFEST_FILE",
     "MANIFEST_LOCK_FILE",
     "sha256_file",
@@ -50,6 +52,9 @@ BRIGHT_DIR = "bright"
 DARK_DIR = "dark"
 PAIRS_FILE = "brightPath2darkPath.txt"
 ANNOTATIONS_DIR = "annotations"
+# Where a dataset's annotation files go, by layout: ours and the release's, or mmpose's documented
+# ``data/ExLPose/annotations/ExLPose/ExLPose_*.json`` (its configs set data_root to the image root).
+ANNOTATION_LAYOUTS = {"release": ANNOTATIONS_DIR, "mmpose": f"{ANNOTATIONS_DIR}/ExLPose"}
 MANIFEST_FILE = "manifest.json"
 MANIFEST_LOCK_FILE = ".manifest.lock"
 _MANIFEST_VERSION = 1
@@ -245,3 +250,10 @@ def verify_dataset(root: str | os.PathLike) -> list[ManifestDifference]:
         if rel not in files:
             diffs.append(ManifestDifference("unlisted", rel))
     return diffs
+
+
+def annotations_dir(root: str | os.PathLike, layout: str = "release") -> Path:
+    """The folder of a dataset's annotation files in ``layout`` (see :data:`ANNOTATION_LAYOUTS`)."""
+    if layout not in ANNOTATION_LAYOUTS:
+        raise UsageError(f"layout {layout!r}: choose one of {', '.join(ANNOTATION_LAYOUTS)}")
+    return Path(root) / ANNOTATION_LAYOUTS[layout]

@@ -3,7 +3,8 @@
 An image root holds ``bright/`` (well-lit) and ``dark/`` (low-light) images. Pairs come from
 ``brightPath2darkPath.txt`` when present, else from the file-name grammar (pairing on everything but the gain,
 since the dark image's gain differs from the bright one's). Annotation files are found in the folders users keep
-them in (``ROOT/annotations``, ``ROOT/Annotations``, ``ROOT/../Annotations``, ``ROOT/../annotations/ExLPose``)
+them in (``ROOT/annotations``, ``ROOT/annotations/ExLPose`` as mmpose documents it with ``data_root`` = ROOT,
+``ROOT/Annotations``, ``ROOT/../Annotations``, ``ROOT/../annotations/ExLPose``)
 and named by the release's names, accepting the older ``LL-All/Normal/Hard/Extreme`` spellings.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, NameGrammarError
-from .layout import BRIGHT_DIR, DARK_DIR, PAIRS_FILE, read_pairs
+from .layout import BRIGHT_DIR, DARK_DIR, PAIRS_FILE, annotations_dir, read_pairs
 from .naming import ImageName, parse_name
 
 __all__ = ["Pair", "Release", "open_release", "pair_by_grammar", "annotation_key", "normalise_image_path", "LONG_SPLIT_NAMES"]
@@ -153,7 +154,8 @@ def _list_images(folder: Path, prefix: str) -> list[str]:
 
 
 def _find_annotation_dir(root: Path) -> Path | None:
-    for cand in (root / "annotations", root / "Annotations", root.parent / "Annotations", root.parent / "annotations" / "ExLPose", root.parent / "annotations"):
+    release, mmpose = (annotations_dir(root, layout) for layout in ("release", "mmpose"))
+    for cand in (release, mmpose, root / "Annotations", root.parent / "Annotations", root.parent / "annotations" / "ExLPose", root.parent / "annotations"):
         if cand.is_dir() and any(annotation_key(p.name) for p in cand.glob("*.json")):
             return cand
     return None

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import normalise_document
+from .annotations import normalise_document, placeholder_crowd_index
 from .atomic import write_json_atomic
 from .errors import InputError, NameGrammarError
 from .exposure import wl_gain_from_ll
-from .layout import ANNOTATIONS_DIR, update_manifest
+from .layout import annotations_dir, update_manifest
 from .naming import parse_name
 from .release import normalise_image_path
 from .schema import AnnotationDocument
@@ -166,14 +166,16 @@ def split_by_gain(
     *,
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
     pairs: PairMap | None = None,
-    keep_crowd_index: bool = False,
+    recompute_crowd_index: bool = False,
     source: str = "annotations",
 ) -> SplitResult:
     """Split by the well-lit gain into ``LL-N``, ``LL-H``, ``LL-E``, ``LL-A`` and ``WL`` documents.
 
     LL documents name dark images when the pairing is known, WL documents bright ones. Ids are renumbered
-    from 1, ``num_keypoints``, ``area`` and (unless ``keep_crowd_index``) ``crowdIndex`` recomputed (the
-    official files carry crowdIndex 0 everywhere); keypoints, boxes and images are untouched.
+    from 1, ``num_keypoints`` and ``area`` recomputed; each image's ``crowdIndex`` is kept as given (computed
+    where absent, everywhere with ``recompute_crowd_index``). The official files carry crowdIndex 0 everywhere:
+    the result's warnings say so when the computed values would differ. Keypoints, boxes and images are
+    untouched.
 
     Raises:
         InputError: ``doc`` has a structural problem (wrong keypoint count, bad box, missing image, ...) or
@@ -186,7 +188,14 @@ def split_by_gain(
     ll_all, ll_unpaired = to_condition(doc, "LL", pairs)
     wl_all, wl_unpaired = to_condition(doc, "WL", pairs)
     warnings = [unpaired_warning(n, c) for n, c in ((ll_unpaired, "LL"), (wl_unpaired, "WL")) if n]
-    crowd = not keep_crowd_index
+    crowd = "all" if recompute_crowd_index else "missing"
+    if not recompute_crowd_index:
+        crowded = placeholder_crowd_index(doc)
+        if crowded:
+            warnings.append(
+                f"{source}: crowdIndex is 0 on every image, kept as given, although {crowded} image(s) have people inside "
+                "others' boxes; --recompute-crowd-index computes it (CrowdPose's easy/medium/hard subsets are cut on it)"
+            )
     docs = {s: normalise_document(_subset(ll_all, ids), crowd=crowd) for s, ids in by_split.items()}
     docs["LL-A"] = normalise_document(ll_all, crowd=crowd)
     docs["WL"] = normalise_document(wl_all, crowd=crowd)
@@ -237,8 +246,10 @@ def write_release_annotations(
     seed: int = 0,
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
     prefix: str = "ExLPose",
+    layout: str = "release",
 ) -> list[Path]:
-    """Write a dataset's annotation files under ``ROOT/annotations`` with the release's names.
+    """Write a dataset's annotation files under ``ROOT/annotations`` (``ROOT/annotations/ExLPose`` with
+    ``layout="mmpose"``) with the release's names.
 
     Writes ``<prefix>_train_{LL,WL}.json`` (and ``_val_``), ``<prefix>_test_LL-{A,N,H,E}.json`` and
     ``<prefix>_test_WL.json``, then records them in the manifest.
@@ -248,7 +259,7 @@ def write_release_annotations(
         doc: all annotations, file names naming the bright images.
         pairs: bright path -> dark path.
     """
-    out_dir = Path(root) / ANNOTATIONS_DIR
+    out_dir = annotations_dir(root, layout)
     pmap = PairMap(pairs)
     scene_split = split_by_scene(doc, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
     written: list[Path] = []

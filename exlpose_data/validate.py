@@ -6,7 +6,11 @@ is wrong with a file. It works on the raw JSON so that one bad field does not hi
 Problem codes: ``keypoints-length``, ``keypoints-type``, ``visibility``, ``outside-image``, ``bbox-shape``,
 ``bbox-empty``, ``bbox-outside``, ``duplicate-id``, ``id-zero``, ``missing-image``, ``num-keypoints``,
 ``num-keypoints-range``, ``unknown-category``, ``unsafe-path``, ``file-missing``, ``image-size``,
-``iscrowd``, ``field-type``.
+``iscrowd``, ``field-type``, ``category-keypoints``.
+
+Types and the category's joint names are the strict model's (:func:`exlpose_data.schema.document_errors`), the
+same model split, stats, review, the import of our own files and the datasets load with: what it refuses is
+reported here with its JSON location, so ``validate`` flags exactly what the other tools refuse.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from .jsonio import is_number as _is_num
 from .jsonio import load_json
 from .keypoints import crowdpose14
 from .layout import safe_relpath
+from .schema import document_errors
 
 __all__ = ["Problem", "validate_document", "validate_file", "fix_document", "STRUCTURAL", "require_structure", "edge_joints"]
 
 # Problems that make a document unusable for splitting, training or evaluation (the rest are renumbered,
 # recomputed or tolerated by the tools that write files).
 STRUCTURAL = frozenset({"keypoints-length", "keypoints-type", "visibility", "bbox-shape", "bbox-empty", "missing-image",
-                        "image-size", "field-type"})
+                        "image-size", "field-type", "category-keypoints"})
 
 # Boxes may stick out of the image by this much (in pixels) before it counts as a problem: labelling tools
 # round and the official files put joints exactly on x = width.
@@ -166,6 +171,13 @@ def validate_document(doc: Any, *, images_root: str | Path | None = None, source
             t = _BOX_TOLERANCE
             if x < -t or y < -t or x + w > width + t or y + h > height + t:
                 add(Problem(f"{loc}.bbox", "bbox-outside", f"bbox {bbox} extends outside the {width}x{height} image"))
+    # What the strict model refuses and the checks above did not already report at that place or inside it.
+    reported = [p.location.split(" ")[0] for p in problems]
+    for where, message in document_errors(doc):
+        if any(r == where or r.startswith(where + ".") or r.startswith(where + "[") or where.startswith(r) for r in reported):
+            continue
+        code = "category-keypoints" if where.startswith("categories[") and where.endswith(".keypoints") else "field-type"
+        add(Problem(where, code, message))
     return problems
 
 

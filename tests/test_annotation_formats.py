@@ -50,7 +50,7 @@ def test_aliases_cover_every_joint_and_common_spellings():
 def test_cvat_round_trip_of_official_labels_is_exact(tmp_path, official, official_root):
     export = tmp_path / "person_keypoints_default.json"
     export.write_text(json.dumps(to_cvat_dict(official)))
-    result = import_annotations(export, "cvat", official_root, tmp_path / "out")
+    result = import_annotations(export, "cvat", official_root, tmp_path / "out", split="test")
     assert (result.images, result.people) == (491, 2810)
     original = json.loads(OFFICIAL.read_text())
     wl = json.loads(result.wl_path.read_text())
@@ -252,3 +252,19 @@ def test_official_file_imports_as_crowdpose_with_its_quirks_normalised(tmp_path,
     assert wl["annotations"][0]["id"] == 1
     assert all(a["num_keypoints"] == sum(1 for v in a["keypoints"][2::3] if v > 0) <= 14 for a in wl["annotations"])
     assert all(a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3] * 0.53, abs=1e-3) for a in wl["annotations"])
+
+
+def test_import_refuses_a_string_keypoint_and_thirteen_joint_names_with_their_place(tmp_path, official):
+    raw = json.loads(OFFICIAL.read_text())
+    raw["annotations"][3]["keypoints"][3] = "12.5"
+    raw["categories"][0]["keypoints"] = raw["categories"][0]["keypoints"][:13]
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(raw))
+    log = ProblemLog(str(path))
+    read_crowdpose(path, log)
+    assert [str(p) for p in log.problems] == [f"{path}: categories[0] (id 1): keypoints: no point for neck (all 14 CrowdPose joints must be in the skeleton)"]
+    raw["categories"][0]["keypoints"] = crowdpose14().keypoints
+    path.write_text(json.dumps(raw))
+    log = ProblemLog(str(path))
+    read_crowdpose(path, log)
+    assert [str(p) for p in log.problems] == [f"{path}: annotations[3] (id 3): keypoints[3:6]: not numbers: ['12.5', {raw['annotations'][3]['keypoints'][4]!r}, {raw['annotations'][3]['keypoints'][5]!r}]"]

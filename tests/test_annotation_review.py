@@ -201,7 +201,7 @@ def test_labels_made_on_exported_tasks_import_back_onto_their_pairs(tmp_path, mi
         t["annotations"] = [{"id": 2, "result": []}]  # labelled: nobody in the image
     export = tmp_path / "ls.json"
     export.write_text(json.dumps(tasks))
-    result = import_annotations(export, "label-studio", mini, tmp_path / "ann")
+    result = import_annotations(export, "label-studio", mini, tmp_path / "ann", split="all")
     wl = load_document(result.wl_path)
     assert [im.file_name for im in wl.images] == [_name(1, 100), _name(2, 100), _name(3, 200), _name(4, 200)]
     assert [(im.width, im.height) for im in wl.images] == [(W, H)] * 4  # sizes of empty tasks read from the PNGs
@@ -220,3 +220,38 @@ def test_review_without_annotation_files_shows_every_pair_unlabelled(tmp_path, m
     assert tile.shape == (40 + 22, 128, 3)
     # No skeleton drawn: both halves are plain grey above the caption.
     assert np.abs(tile[:40].astype(int) - WL_GREY).max() <= 2
+
+
+_FLAG_BOXES = """[...document.querySelectorAll('.card')].map(c => {
+  const f = c.querySelector('.flags'), r = f.getBoundingClientRect(), st = getComputedStyle(f);
+  return {kinds: c.dataset.flags, text: f.textContent, visible: r.width > 0 && r.height > 0 && st.visibility === 'visible' && st.display !== 'none' && st.opacity !== '0', color: st.color};
+})"""
+
+
+@pytest.mark.slow
+def test_review_page_in_headless_chromium(tmp_path, mini):
+    """The index in a real browser: every tile loads at its size, every flag is visible, filters work, no console errors."""
+    from tests.chromium import Browser, page_images, require_chromium
+
+    chromium = require_chromium()
+    out = tmp_path / "review"
+    write_review(mini, out, thumb_width=160, per_sheet=2)
+    with Browser(chromium) as browser:
+        images = page_images(browser, out / "index.html")
+        assert len(images) == 4
+        for img in images:
+            h, w = cv2.imread(str(out / img["src"])).shape[:2]
+            assert (img["w"], img["h"]) == (w, h), img  # decoded by the browser at the tile's real size
+        cards = browser.evaluate(_FLAG_BOXES)
+        assert sorted(c["kinds"] for c in cards) == ["joint_outside_box", "left_right_crossing", "ll_wl_mismatch", "near_duplicate"]
+        for c in cards:
+            assert c["visible"] and c["kinds"] in c["text"], c
+            assert c["color"] == "rgb(255, 204, 102)"  # the .flags colour, readable on the dark page
+        assert browser.evaluate("document.getElementById('count').textContent") == "4"
+        shown = browser.evaluate("""(() => { const s = document.getElementById('split'); s.value = 'test LL-N';
+            s.dispatchEvent(new Event('change')); return [document.getElementById('count').textContent,
+            [...document.querySelectorAll('.card')].filter(c => getComputedStyle(c).display !== 'none').map(c => c.dataset.flags)]; })()""")
+        assert shown == ["1", ["near_duplicate"]]
+        links = browser.evaluate("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))")
+        assert links and all((out / href).is_file() for href in links)
+        assert browser.problems() == []

@@ -551,3 +551,13 @@ def test_unsafe_image_paths_refused(tmp_path: Path, name: str, why: str) -> None
             cls(tmp_path / "root", ann, condition="LL")
     result = CliRunner().invoke(pack_app, [str(tmp_path / "root"), "--out", str(tmp_path / "p.h5"), "--ann", str(ann), "--condition", "LL"])
     assert result.exit_code == 2 and f"image 7: file_name {name!r}" in result.output
+
+
+def test_datasets_load_with_the_strict_model(release: Path, tmp_path: Path) -> None:
+    """A keypoint given as a string is refused with its JSON location, not coerced into a training target."""
+    doc = json.loads((release / "ann.json").read_text())
+    doc["annotations"][1]["keypoints"][3] = "12.5"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"bad.json: annotations\[1\].keypoints\[3\]: Input should be a number \(got '12.5'\)"):
+        ExLPoseTopDown(release, bad, condition="pair")

@@ -49,3 +49,20 @@ def test_demo_refuses_a_non_empty_folder(tmp_path):
     res = subprocess.run([sys.executable, "-m", "exlpose", "demo", "--out", str(tmp_path), "--quick"], capture_output=True, text=True)
     assert res.returncode == 2 and "not empty" in res.stderr
     assert (tmp_path / "x").read_text() == "keep me"
+
+
+def test_report_and_review_pages_in_headless_chromium(demo):
+    """The demo's report and review index in a real browser: every image loads at its size, no console errors."""
+    import cv2
+
+    from tests.chromium import Browser, page_images, require_chromium
+
+    out, _ = demo
+    with Browser(require_chromium()) as browser:
+        for page, expected in ((out / "report.html", 4), (out / "review" / "index.html", 20)):
+            images = page_images(browser, page)
+            assert len(images) == expected, page
+            for img in images:
+                h, w = cv2.imread(str(page.parent / img["src"])).shape[:2]
+                assert (img["w"], img["h"]) == (w, h), (page, img)
+            assert browser.problems() == [], page

@@ -73,3 +73,11 @@ def test_write_release_annotations_names_dark_twins_and_updates_manifest(tmp_pat
     assert len(train_ll["images"]) + len(test_a["images"]) == 40
     diffs = verify_dataset(tmp_path)
     assert {d.kind for d in diffs} == {"unlisted"} and all(not d.path.startswith("annotations/") for d in diffs)
+
+
+def test_write_release_annotations_in_the_mmpose_layout_is_found_again(tmp_path, official_ll_all):
+    doc = AnnotationDocument.model_validate(make_release(tmp_path, official_ll_all, 40))
+    written = write_release_annotations(tmp_path, doc, open_release(tmp_path).bright_to_dark(), test_fraction=0.5, seed=0, layout="mmpose")
+    assert {p.parent for p in written} == {tmp_path / "annotations" / "ExLPose"}
+    files = open_release(tmp_path).annotation_files()
+    assert files["train_LL"] == tmp_path / "annotations" / "ExLPose" / "ExLPose_train_LL.json" and len(files) == 7

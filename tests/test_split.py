@@ -44,7 +44,7 @@ def test_split_files_have_ids_from_1_num_keypoints_and_area_and_nothing_else_cha
 def test_ll_files_name_dark_twins_when_pairing_is_known():
     doc = load_document(OFFICIAL_LL_ALL)
     pairs = PairMap({img.file_name: parse_name(img.file_name).twin().relpath for img in doc.images})
-    result = split_by_gain(doc, pairs=pairs)
+    result = split_by_gain(doc, pairs=pairs, recompute_crowd_index=True)
     assert not result.warnings
     assert all(img.file_name.startswith("dark/") for img in result.documents["LL-E"].images)
     assert all(img.file_name.startswith("bright/") for img in result.documents["WL"].images)
@@ -133,12 +133,22 @@ def test_structural_problems_are_one_line_errors_not_tracebacks(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_by_gain_recomputes_crowd_index_unless_asked_to_keep_it():
-    docs = split_by_gain(load_document(OFFICIAL_LL_ALL)).documents
+def test_by_gain_keeps_the_files_crowd_index_and_says_when_it_looks_like_a_placeholder():
+    kept = split_by_gain(load_document(OFFICIAL_LL_ALL), source="in.json")
+    assert {i.crowdIndex for i in kept.documents["LL-A"].images} == {0}  # the official files carry 0 everywhere
+    assert kept.warnings[1:] == [
+        "in.json: crowdIndex is 0 on every image, kept as given, although 347 image(s) have people inside others' boxes; "
+        "--recompute-crowd-index computes it (CrowdPose's easy/medium/hard subsets are cut on it)"
+    ]
+    docs = split_by_gain(load_document(OFFICIAL_LL_ALL), recompute_crowd_index=True).documents
     crowded = [i for i in docs["LL-A"].images if i.crowdIndex > 0]
-    assert len(crowded) == 347  # official files carry 0 everywhere
-    kept = split_by_gain(load_document(OFFICIAL_LL_ALL), keep_crowd_index=True).documents
-    assert {i.crowdIndex for i in kept["LL-A"].images} == {0}
+    assert len(crowded) == 347
+    # A file with real values keeps them, with no warning
+    doc = load_document(OFFICIAL_LL_ALL)
+    doc.images[0].crowdIndex = 0.37
+    result = split_by_gain(doc)
+    assert result.documents["LL-A"].images[0].crowdIndex == 0.37 and {i.crowdIndex for i in result.documents["LL-A"].images[1:]} == {0}
+    assert not any("crowdIndex" in w for w in result.warnings)
 
 
 def test_by_scene_warns_when_wl_files_would_name_dark_images(tmp_path):
@@ -166,10 +176,27 @@ def test_split_into_a_dataset_updates_its_manifest(tmp_path):
 
 
 def test_numbers_keep_their_json_types(tmp_path):
-    res = runner.invoke(app, ["by-gain", str(OFFICIAL_LL_ALL), "--out", str(tmp_path), "--keep-crowd-index"])
+    res = runner.invoke(app, ["by-gain", str(OFFICIAL_LL_ALL), "--out", str(tmp_path)])  # crowdIndex kept by default
     assert res.exit_code == 0
     wl = json.loads((tmp_path / "ExLPose_test_WL.json").read_text())
     original = json.loads(OFFICIAL_LL_ALL.read_text())
     assert wl["images"] == original["images"]
     assert [a["keypoints"] for a in wl["annotations"]] == [a["keypoints"] for a in original["annotations"]]
     assert all(type(v) is type(w) for a, b in zip(wl["annotations"], original["annotations"]) for v, w in zip(a["keypoints"], b["keypoints"]))
+
+
+def test_a_string_keypoint_and_thirteen_joint_names_are_refused_with_their_location(tmp_path):
+    """One strict model: split refuses what validate flags, at the same JSON location, instead of coercing."""
+    from exlpose.cli import app as umbrella
+
+    def string_keypoint(d): d["annotations"][3]["keypoints"][3] = "12.5"
+    def thirteen_names(d): d["categories"][0]["keypoints"] = d["categories"][0]["keypoints"][:13]
+    for mutate, where, what in ((string_keypoint, "annotations[3].keypoints[3]", "Input should be a number (got '12.5')"),
+                                (thirteen_names, "categories[0].keypoints", "names 13 joints, a CrowdPose file has 14")):
+        path = _official_with(tmp_path, mutate)
+        res = runner.invoke(app, ["by-gain", str(path), "--out", str(tmp_path / "o")])
+        assert res.exit_code == 2, res.output
+        assert f"in.json: {where}: {what}" in res.output and "Traceback" not in res.output
+        res = runner.invoke(umbrella, ["validate", str(path)])
+        assert res.exit_code == 1 and where in res.output
+    assert not (tmp_path / "o").exists()

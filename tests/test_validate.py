@@ -138,3 +138,17 @@ def test_joints_on_the_far_edge_are_accepted_and_noted():
     assert not any(p.code == "outside-image" for p in validate_document(doc))
     res = runner.invoke(umbrella, ["validate", str(OFFICIAL_LL_ALL)])
     assert "note: 8 labelled joint(s) lie exactly on x = width or y = height" in res.output
+
+
+def test_strict_types_and_category_names_are_flagged_with_their_location(official_ll_all):
+    official_ll_all = copy.deepcopy(official_ll_all)  # the categories are edited below; the fixture is shared
+    doc = _small(official_ll_all)
+    doc["categories"][0]["keypoints"] = doc["categories"][0]["keypoints"][:13]
+    doc["images"][1]["crowdIndex"] = "0.25"
+    doc["annotations"][1]["iscrowd"] = False
+    got = {(p.location, p.code) for p in validate_document(doc)}
+    assert got == {("categories[0].keypoints", "category-keypoints"), ("images[1].crowdIndex", "field-type"), ("annotations[1].iscrowd", "field-type")}
+    doc = _small(official_ll_all)
+    doc["categories"][0]["keypoints"][12:14] = ["neck", "head"]  # 14 names, two swapped: positions would swap
+    (p,) = validate_document(doc)
+    assert (p.location, p.code) == ("categories[0].keypoints", "category-keypoints") and "joint 12 is 'neck'" in p.message

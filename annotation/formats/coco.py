@@ -117,9 +117,13 @@ def _image(rec: Any, i: int, log: ProblemLog) -> tuple[int, ImageLabel] | None:
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             log.add(place, key, f"must be a positive integer, got {v!r}")
             bad = True
+    crowd = rec.get("crowdIndex")
+    if crowd is not None and not (is_number(crowd) and crowd >= 0):
+        log.add(place, "crowdIndex", f"must be a number >= 0, got {crowd!r}")
+        bad = True
     if bad:
         return None
-    return rec["id"], ImageLabel(rec["file_name"], rec["width"], rec["height"], f"images[{i}] (id {rec['id']})", image_id=rec["id"])
+    return rec["id"], ImageLabel(rec["file_name"], rec["width"], rec["height"], f"images[{i}] (id {rec['id']})", image_id=rec["id"], crowd_index=crowd)
 
 
 def _keypoints(values: Any, mapping: list[int], place: str, log: ProblemLog) -> np.ndarray | None:
@@ -233,8 +237,13 @@ def parse_coco(
         if iscrowd not in (0, 1):
             log.add(place, "iscrowd", f"must be 0 or 1, got {iscrowd!r}")
             continue
+        given = ann.get("num_keypoints")
+        if iscrowd and given is not None and not (isinstance(given, int) and not isinstance(given, bool) and given >= 0):
+            log.add(place, "num_keypoints", f"must be an integer >= 0, got {given!r}")
+            continue
         marked = bbox is not None and bbox_source(ann) == BOX_FROM_KEYPOINTS
-        image.people.append(PersonLabel(kp, bbox, place, int(iscrowd), box_from_keypoints=marked))
+        kept_count = given if iscrowd else None  # a crowd region's count is the labeller's, kept as given
+        image.people.append(PersonLabel(kp, bbox, place, int(iscrowd), box_from_keypoints=marked, num_keypoints=kept_count))
     return labels
 
 

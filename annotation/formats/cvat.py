@@ -1,4 +1,4 @@
-"""CVAT: its "COCO Keypoints 1.0" export, our export in that format, and the project label configuration.
+"""CVAT: its exports (COCO Keypoints 1.0, CVAT for images 1.1 XML, the zips), our export, the label configuration.
 
 CVAT draws people as skeletons; the person box is a rectangle grouped with the skeleton (Ctrl+G). Its COCO
 Keypoints export (via Datumaro) writes one annotation per skeleton with visibility absent -> 0, occluded -> 1,
@@ -13,20 +13,29 @@ box". Geometry alone cannot decide: a drawn box may well equal the joints' exten
 
 from __future__ import annotations
 
+import json
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from exlpose_data.errors import InputError
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.schema import AnnotationDocument
 
 from ..labels import BOX_FROM_KEYPOINTS, LabelSet
 from ..problems import ProblemLog
-from . import load_json
 from .coco import bbox_source, parse_coco, to_coco_dict
+from .cvat_xml import parse_cvat_xml
 
-__all__ = ["read_cvat", "to_cvat_dict", "cvat_labels", "SKELETON_LABEL", "BOX_LABEL", "DRAWN_BOX"]
+__all__ = ["read_cvat", "parse_cvat_coco", "to_cvat_dict", "cvat_labels", "SKELETON_LABEL", "BOX_LABEL", "DRAWN_BOX", "READABLE"]
+
+READABLE = (
+    "CVAT for images 1.1 XML (annotations.xml), COCO Keypoints 1.0 JSON (annotations/person_keypoints_<subset>.json) "
+    "or the zip CVAT downloads with either inside"
+)
 
 SKELETON_LABEL = "person"
 BOX_LABEL = "person_box"
@@ -55,9 +64,51 @@ def _person_box(ann: dict[str, Any], bbox: list[float], skeleton_category: bool)
     return None if _is_extent(bbox, raw_points) else bbox
 
 
+def parse_cvat_coco(raw: Any, log: ProblemLog) -> LabelSet:
+    """A parsed CVAT "COCO Keypoints 1.0" document as a :class:`LabelSet`."""
+    return parse_coco(raw, log, names_required=True, single_keypoint_category=True, box_filter=_person_box)
+
+
+def _unreadable(path: Path, why: str) -> InputError:
+    return InputError(f"{path}: {why}; --format cvat reads {READABLE}")
+
+
+def _read_zip(path: Path, log: ProblemLog) -> LabelSet:
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        xml = [n for n in names if n.rsplit("/", 1)[-1] == "annotations.xml"]
+        coco = [n for n in names if re.fullmatch(r"(?:.*/)?annotations/person_keypoints_[^/]+\.json", n)]
+        if len(xml) + len(coco) != 1:
+            found = ", ".join(xml + coco) or "neither annotations.xml nor annotations/person_keypoints_<subset>.json"
+            raise _unreadable(path, f"a zip holding {found}; export one task (or one subset) at a time")
+        member = (xml or coco)[0]
+        data = zf.read(member)
+    if xml:
+        return parse_cvat_xml(data, log)
+    try:
+        return parse_cvat_coco(json.loads(data.decode("utf-8")), log)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _unreadable(path, f"{member} in the zip is not valid JSON ({exc})") from None
+
+
 def read_cvat(path: str | Path, log: ProblemLog) -> LabelSet:
-    """Read a CVAT "COCO Keypoints 1.0" export (the ``person_keypoints_*.json`` inside the zip)."""
-    return parse_coco(load_json(path), log, names_required=True, single_keypoint_category=True, box_filter=_person_box)
+    """Read what CVAT exports: "CVAT for images 1.1" XML, "COCO Keypoints 1.0" JSON, or the zip CVAT downloads
+    holding either (``annotations.xml`` or ``annotations/person_keypoints_<subset>.json``), told apart by content."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file" if not p.exists() else f"{p}: is a folder, expected a CVAT export file")
+    if zipfile.is_zipfile(p):
+        try:
+            return _read_zip(p, log)
+        except zipfile.BadZipFile as exc:
+            raise _unreadable(p, f"a damaged zip ({exc})") from None
+    data = p.read_bytes()
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return parse_cvat_xml(data, log)
+    try:
+        return parse_cvat_coco(json.loads(data.decode("utf-8")), log)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _unreadable(p, f"not a zip, XML or JSON file ({exc})") from None
 
 
 def to_cvat_dict(doc: AnnotationDocument) -> dict[str, Any]:

@@ -5,9 +5,16 @@ type ``rectanglelabels`` are person boxes, ``keypointlabels`` joints (label = jo
 (``from_id`` / ``to_id``), and a per-region ``choices`` result with a joint's id marks it occluded. Geometry is
 in percent of ``original_width`` / ``original_height``.
 
-Label Studio has no person grouping, so a joint belongs to the person whose rectangle it is related to (the
-configuration we export asks annotators for these relations); a joint without a relation belongs to the one
-rectangle containing it, and a joint in no rectangle or in several is an error naming its result id.
+A joint's owner is decided by what the file says, strongest first (as Label Studio's own converters do):
+
+1. ``parentID``: the region that was selected when the joint was placed; Label Studio's keypoint converters
+   group by it. It must name a rectangle of the same annotation.
+2. a ``relation`` between the joint and one rectangle (either direction; our configuration asks for them).
+3. geometry, the last resort: the one rectangle containing the joint.
+
+A ``parentID`` and a relation that name different rectangles are a conflict, reported with the task id and the
+region ids; so are several related rectangles, and a joint without either that lies in no rectangle or in
+several.
 """
 
 from __future__ import annotations
@@ -109,6 +116,34 @@ def _contains(box: list[float], x: float, y: float) -> bool:
     return box[0] <= x <= box[0] + box[2] and box[1] <= y <= box[1] + box[3]
 
 
+def _owner(
+    rid: str, idx: int, x: float, y: float, place: str, boxes: dict[str, list[float]], parent: str | None, related: set[str], log: ProblemLog
+) -> str | None:
+    """The rectangle joint ``rid`` belongs to: its parentID, else its one related box, else the one box containing it."""
+    rplace = f"{place}, result {rid!r}"
+    joint = crowdpose14().keypoints[idx]
+    if parent is not None:
+        if parent not in boxes:
+            log.add(rplace, "parentID", f"{joint}'s parent {parent!r} is not a person box (rectanglelabels) of this annotation")
+            return None
+        others = sorted(related - {parent})
+        if others:
+            log.add(rplace, "parentID", f"conflict: {joint} has parentID {parent!r} but is related to person box(es) {', '.join(repr(o) for o in others)}; fix one of them")
+            return None
+        return parent
+    if len(related) > 1:
+        log.add(rplace, "relation", f"{joint} is related to {len(related)} person boxes ({', '.join(sorted(related))})")
+        return None
+    if related:
+        return next(iter(related))
+    inside = sorted(b for b, box in boxes.items() if _contains(box, x, y))
+    if len(inside) != 1:
+        where = "no person box" if not inside else f"{len(inside)} person boxes ({', '.join(inside)})"
+        log.add(rplace, "relation", f"{joint} has no parentID, lies in {where} and is related to none; relate it to its person's box")
+        return None
+    return inside[0]
+
+
 def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
     if not isinstance(task, dict):
         log.add(f"tasks[{i}]", "", "must be an object")
@@ -125,6 +160,7 @@ def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
     size: tuple[int, int] | None = None
     boxes: dict[str, list[float]] = {}
     joints: dict[str, tuple[int, float, float]] = {}
+    parents: dict[str, str] = {}
     occluded: set[str] = set()
     relations: list[tuple[str, str, str]] = []
     ok = True
@@ -192,6 +228,13 @@ def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
                 ok = False
                 continue
             joints[rid] = (idx, value["x"] * w / 100, value["y"] * h / 100)
+            parent = item.get("parentID")
+            if parent is not None:
+                if not isinstance(parent, str) or not parent:
+                    log.add(rplace, "parentID", f"must be a region id, got {parent!r}")
+                    ok = False
+                    continue
+                parents[rid] = parent
     if not ok:  # grouping regions some of which were rejected would only repeat those problems
         return None
     owner: dict[str, set[str]] = {}
@@ -205,24 +248,14 @@ def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
             ok = False
     people = {rid: empty_keypoints() for rid in boxes}
     joint_ids: dict[tuple[str, int], str] = {}
-    spec = crowdpose14()
     for rid, (idx, x, y) in joints.items():
-        rplace = f"{place}, result {rid!r}"
-        linked = owner.get(rid, set())
-        if len(linked) > 1:
-            log.add(rplace, "relation", f"{spec.keypoints[idx]} is related to {len(linked)} person boxes ({', '.join(sorted(linked))})")
+        box_id = _owner(rid, idx, x, y, place, boxes, parents.get(rid), owner.get(rid, set()), log)
+        if box_id is None:
             ok = False
             continue
-        if not linked:
-            linked = {b for b, box in boxes.items() if _contains(box, x, y)}
-            if len(linked) != 1:
-                where = "no person box" if not linked else f"{len(linked)} person boxes ({', '.join(sorted(linked))})"
-                log.add(rplace, "relation", f"{spec.keypoints[idx]} lies in {where} and is related to none; relate it to its person's box")
-                ok = False
-                continue
-        box_id = next(iter(linked))
+        rplace = f"{place}, result {rid!r}"
         if (box_id, idx) in joint_ids:
-            log.add(rplace, "value.keypointlabels", f"person {box_id!r} already has {spec.keypoints[idx]} (result {joint_ids[(box_id, idx)]!r})")
+            log.add(rplace, "value.keypointlabels", f"person {box_id!r} already has {crowdpose14().keypoints[idx]} (result {joint_ids[(box_id, idx)]!r})")
             ok = False
             continue
         joint_ids[(box_id, idx)] = rid
@@ -261,8 +294,8 @@ def _result(rid: str, kind: str, from_name: str, value: dict[str, Any], w: int, 
 def to_label_studio_tasks(doc: AnnotationDocument, url_prefix: str = DEFAULT_URL_PREFIX) -> list[dict[str, Any]]:
     """A CrowdPose document as Label Studio tasks with one annotation each (importable as pre-labelled tasks).
 
-    Every joint is related to its person's rectangle, as our labelling configuration asks, so the import back
-    needs no guessing. ``data.image`` is ``url_prefix`` + the document's file name; ``data.image_id`` keeps the
+    Every joint names its person's rectangle as ``parentID`` and is related to it, as our labelling
+    configuration asks, so the import back needs no guessing. ``data.image`` is ``url_prefix`` + the document's file name; ``data.image_id`` keeps the
     image id so an import back keeps it too.
     """
     names = crowdpose14().keypoints
@@ -284,7 +317,8 @@ def to_label_studio_tasks(doc: AnnotationDocument, url_prefix: str = DEFAULT_URL
                     continue
                 kp_id = f"{box_id}j{j}"
                 point = {"x": kx / w * 100, "y": ky / h * 100, "width": 0.5}
-                result.append(_result(kp_id, "keypointlabels", JOINT_TAG, {**point, "keypointlabels": [name]}, w, h))
+                # parentID as Label Studio sets it when a joint is placed with its box selected
+                result.append({**_result(kp_id, "keypointlabels", JOINT_TAG, {**point, "keypointlabels": [name]}, w, h), "parentID": box_id})
                 if v == 1:
                     result.append(_result(kp_id, "choices", OCCLUSION_TAG, {**point, "choices": [OCCLUDED]}, w, h))
                 result.append({"type": "relation", "from_id": box_id, "to_id": kp_id, "direction": "right", "labels": []})

@@ -113,7 +113,9 @@ def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
         doc = truth_document(truth, crops, open_release(root), meta)
         write_cvat(doc, out / "cvat_export.json")
         runner.command("annotate", ["annotate", "import", str(out / "cvat_export.json"), "--format", "cvat",
-                                    "--dataset", str(root), "--out", str(root / "annotations")])
+                                    "--dataset", str(root), "--out", str(root / "annotations"), "--split-name", "all",
+                                    # the simulator's truth: a frame without people has nobody in it
+                                    "--allow-empty"])
 
     runner.stage("annotate", annotate)
 

@@ -42,17 +42,18 @@ def by_gain(
     thresholds: Annotated[tuple[float, float], typer.Option(help="WL gain thresholds in dB: N < first <= H < second <= E.")] = DEFAULT_THRESHOLDS,
     prefix: Annotated[str, typer.Option(help="File name prefix.")] = "ExLPose_test",
     pairs: PairsOpt = None,
-    keep_crowd_index: Annotated[bool, typer.Option("--keep-crowd-index", help="Keep each image's crowdIndex as given instead of recomputing it.")] = False,
+    recompute_crowd_index: Annotated[bool, typer.Option("--recompute-crowd-index", help="Recompute every image's crowdIndex instead of keeping the file's.")] = False,
 ) -> None:
     """Split by the well-lit gain into <prefix>_LL-{N,H,E,A}.json and <prefix>_WL.json.
 
     Annotation ids are renumbered from 1 (COCO-style evaluators never match a ground truth whose id is 0),
-    num_keypoints and crowdIndex recomputed and area (w*h*0.53) added; keypoints, boxes and images are kept.
+    num_keypoints recomputed (not a crowd region's) and area (w*h*0.53) added; crowdIndex kept as the file gives it
+    (computed where absent); keypoints, boxes and images are kept.
     """
     if thresholds[0] >= thresholds[1]:
         raise InputError(f"--thresholds must increase, got {thresholds[0]} {thresholds[1]}")
     doc = load_document(annotations)
-    result = split_by_gain(doc, thresholds=thresholds, pairs=_pairs(pairs), keep_crowd_index=keep_crowd_index, source=str(annotations))
+    result = split_by_gain(doc, thresholds=thresholds, pairs=_pairs(pairs), recompute_crowd_index=recompute_crowd_index, source=str(annotations))
     for w in result.warnings:
         warn(w)
     for key, part in result.documents.items():

@@ -102,7 +102,7 @@ def prepare_ground_truth(ground_truth: str | Path | dict[str, Any], protocol: Pr
     _check_protocol(protocol)
     raw, doc, source = _read_ground_truth(ground_truth)
     if protocol == "fixed":
-        out = normalise_document(doc, renumber=True, crowd=False).to_json_dict()
+        out = normalise_document(doc, renumber=True, crowd="none").to_json_dict()
     else:
         out = {"images": copy.deepcopy(raw["images"]), "annotations": []}
         for i, ann in enumerate(raw["annotations"]):
