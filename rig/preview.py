@@ -205,7 +205,7 @@ class PreviewSource:
 
 
 _PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>exlpose-capture preview</title>
+<html><head><meta charset="utf-8"><title>exlpose-capture preview</title><link rel="icon" href="data:,">
 <style>body{{font-family:sans-serif;background:#111;color:#ddd;margin:1em}} img{{max-width:100%;image-rendering:pixelated}}
 table{{border-collapse:collapse}} td,th{{padding:2px 10px;text-align:right}} #error{{color:#f66}}</style></head>
 <body><h1>exlpose-capture preview</h1>
