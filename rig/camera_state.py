@@ -54,10 +54,7 @@ def load_user_set(cam: Any, name: str | None) -> str:
     if name not in offered:
         raise UsageError(f"camera {cam.name}: user_set {name!r} not offered; choose one of {', '.join(offered)}")
     cam.set("UserSetSelector", name)
-    try:
-        cam._node("UserSetLoad").Execute()
-    except Exception as exc:  # SDK exception types
-        raise UsageError(f"camera {cam.name}: cannot load user set {name} ({str(exc).splitlines()[0]})") from None
+    cam.execute("UserSetLoad")
     return name
 
 

@@ -204,6 +204,16 @@ class Camera:
         except Exception as exc:
             raise UsageError(f"camera {self.name}: cannot set {name}={value!r} ({_first_line(exc)})") from None
 
+    def execute(self, name: str) -> None:
+        """Run a command feature (``UserSetLoad``, ``TimestampLatch``...), with a one-line error naming camera and command."""
+        self._check_present()
+        if not self.has(name):
+            raise UsageError(f"camera {self.name}: has no command {name}")
+        try:
+            self._node(name).Execute()
+        except Exception as exc:
+            raise UsageError(f"camera {self.name}: {name} refused ({_first_line(exc)})") from None
+
     def limits(self) -> Limits:
         """Exposure and gain ranges as the camera reports them now."""
         exp = self._node(self._exposure_feature())

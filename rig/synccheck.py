@@ -67,8 +67,8 @@ def clock_offset_ns(a: Camera, b: Camera, rounds: int = LATCH_ROUNDS) -> tuple[f
     best: tuple[float, float] | None = None
     for _ in range(rounds):
         h0 = time.perf_counter_ns()
-        a._node("TimestampLatch").Execute()
-        b._node("TimestampLatch").Execute()
+        a.execute("TimestampLatch")
+        b.execute("TimestampLatch")
         h2 = time.perf_counter_ns()
         ta, tb = int(a.get("TimestampLatchValue")), int(b.get("TimestampLatchValue"))
         # Both latches happened within [h0, h2], a first: b's came (h2 - h0) / 2 +/- (h2 - h0) / 2 after a's.
@@ -90,7 +90,7 @@ def _count_slave_edges(slave: Camera, line: str) -> bool:
     if slave.has("CounterEventActivation"):
         slave.set("CounterEventActivation", "RisingEdge")
     if slave.has("CounterReset"):
-        slave._node("CounterReset").Execute()
+        slave.execute("CounterReset")
     if slave.has("ChunkCounterSelector"):
         slave.set("ChunkCounterSelector", "Counter1")
     return "CounterValue" in slave.enable_chunks()

@@ -102,7 +102,7 @@ def test_configured_user_set_is_loaded_and_unknown_one_refused(tmp_path: Path) -
     wl = Camera(WL, factory=bus)
     wl.set("BslAcquisitionStopMode", "CompleteExposure")
     wl.set("UserSetSelector", "UserSet1")
-    wl._node("UserSetSave").Execute()
+    wl.execute("UserSetSave")
     wl.set("BslAcquisitionStopMode", "AbortExposure")
     wl.close()
     with use_factory(bus), CaptureSession(rig_config(wl={"serial": WL, "user_set": "UserSet1"}), None) as session:

@@ -72,7 +72,7 @@ def test_state_persists_across_opens_until_user_set_default() -> None:
     cam = open_dart(bus)
     assert cam.get("ReverseX") is True and cam.get("Gamma") == 0.7 and cam.get("PixelFormat") == "BayerGR8"
     cam.set("UserSetSelector", "Default")
-    cam._node("UserSetLoad").Execute()
+    cam.execute("UserSetLoad")
     assert cam.get("ReverseX") is False and cam.get("Gamma") == 1.0 and cam.get("PixelFormat") == "BayerRG8"
     cam.close()
 
@@ -230,7 +230,7 @@ def test_pfs_round_trip_keeps_selected_values(tmp_path: Path) -> None:
     cam.set("LineInverter", True)
     cam.save_pfs(tmp_path / "a.pfs")
     cam.set("UserSetSelector", "Default")
-    cam._node("UserSetLoad").Execute()
+    cam.execute("UserSetLoad")
     cam.load_pfs(tmp_path / "a.pfs")
     cam.set("BalanceRatioSelector", "Blue")
     cam.set("LineSelector", "Line3")
