@@ -219,6 +219,9 @@ class StandInDart:
         self.grabbing = False
         self.removed = False
         self.max_num_buffer: int | None = None
+        # Edges of its trigger line this camera does not see (a disturbed wire), numbered from 0 since grabbing
+        # started: the fault that hardware-trigger pairing must detect.
+        self.lost_edges: set[int] = set()
         self.lock = threading.RLock()
         self.scene: Callable[[float, int, int, int, int], np.ndarray] = uniform_scene()
         self._factory_state()
@@ -675,7 +678,7 @@ class StandInDevice:
             candidates = self._software
         elif self._source.startswith("Line"):
             candidates = self.bus.input_edges(self.dart, int(self._source[-1]), until_s)
-            candidates = [t for t in candidates if t >= self._armed]
+            candidates = [t for i, t in enumerate(t for t in candidates if t >= self._armed) if i not in self.dart.lost_edges]
         else:
             candidates = []
         delay_s = float(self.dart.values[("TriggerDelay", "FrameStart")]) / 1e6

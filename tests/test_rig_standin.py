@@ -238,3 +238,30 @@ def test_pfs_round_trip_keeps_selected_values(tmp_path: Path) -> None:
     assert [n for n, _ in read_pfs(tmp_path / "a.pfs")][:4] == ["ReverseX", "ReverseY", "Width", "Height"]
     cam.close()
 
+
+
+def test_master_slave_recording_realigns_a_slave_that_missed_an_edge(tmp_path: Path) -> None:
+    bus = DartBus()
+
+    def edge_clock(t_s: float, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+        # The light level encodes the exposure's start (ms), so a pair's two frames show whether they saw one edge.
+        level = (int(round(t_s * 1000)) % 997 + 10) * 1e-3
+        return np.full((h, w, 3), level)
+
+    for dart in bus.darts.values():
+        dart.scene = edge_clock
+    bus.darts[LL].lost_edges = {4}  # the slave (LL) misses the master's fifth edge
+    bus.wire(WL, "Line2", LL, "Line1")
+    cfg = rig_config(frame_rate_hz=25.0, trigger={"topology": "master-slave", "master": "wl", "master_line": "Line2", "slave_line": "Line1"})
+    out = tmp_path / "s.h5"
+    with use_factory(bus), CaptureSession(cfg, out) as session:
+        outcome = session.record_scene(_spec(session, 8))[0]
+    assert outcome.total == 8 and outcome.dropped == {"ll missed a trigger edge": 1}
+    with SessionReader(out) as r:
+        t = r.frames_table("s1", "1")
+        pairs = [r.pair("s1", "1", i) for i in range(len(t))]
+    assert list(t["index"]) == [0, 1, 2, 3, 5, 6, 7, 8]  # edge 4 has no LL frame: its pair is dropped, visibly
+    assert list(t["wl_block_id"] - t["ll_block_id"]) == [0, 0, 0, 0, 1, 1, 1, 1]
+    for ll, wl in pairs:
+        np.testing.assert_array_equal(ll, wl)  # the same edge, pixel for pixel
+    assert len({int(ll[0, 0]) for ll, _ in pairs}) == 8
