@@ -672,7 +672,8 @@ class StandInDevice:
         if not self.dart.grabbing:
             return []
         if self._source is None:
-            n = int((until_s - self._armed) / self._period_s) + 1 if until_s >= self._armed else 0
+            # The tolerance keeps an edge asked for at its own (recomputed) time from rounding away.
+            n = int((until_s - self._armed) / self._period_s + 1e-9) + 1 if until_s >= self._armed else 0
             return [self._armed + i * self._period_s for i in range(n)]
         if self._source == "Software":
             candidates = self._software
@@ -741,10 +742,12 @@ class StandInDevice:
 
     def _counter_at(self, t: float) -> int:
         source = self.dart.values[("CounterEventSource", "Counter1")]
+        # Counted up to just after the frame's own start: its edge is counted whatever the float rounding.
+        until = t + 1e-6
         if source.startswith("Line"):
-            return sum(1 for e in self.bus.input_edges(self.dart, int(source[-1]), t) if e >= self._armed)
+            return sum(1 for e in self.bus.input_edges(self.dart, int(source[-1]), until) if e >= self._armed)
         if source == "ExposureStart":
-            return len(self.exposure_starts(t))
+            return len(self.exposure_starts(until))
         return 0
 
     def _line_status_at(self, t: float) -> int:
