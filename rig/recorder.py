@@ -31,6 +31,7 @@ from typing import Any
 
 from exlpose_data.errors import ExlposeError
 
+from .bandwidth import link_budget
 from .cameras import Camera, Frame, Rig
 from .emulate import play_feed
 from .schedule import stall_timeout_s
@@ -168,6 +169,7 @@ class Recorder:
         self._warnings: list[str] = []
         self._gaps_ns: list[float] = []
         self._last_health = 0.0
+        self._latency_ns: dict[str, float] = {role: 0.0 for role in ROLES}
 
     # -- one step --------------------------------------------------------------------------------------
 
@@ -180,14 +182,15 @@ class Recorder:
             CameraRemovedError: a camera vanished.
         """
         self.rig.stop()
-        self._warnings: list[str] = []
-        self._gaps_ns: list[float] = []
+        self._warnings = []
+        self._gaps_ns = []
         self._last_health = 0.0
         self.stats.step = req.group
         applied = self._apply(req)
         temperatures = {f"{role}_temperature_c": t for role, cam in self.rig.cameras.items() if (t := cam.temperature_c()) is not None}
         states = {f"{role}_camera_state": json_attr(state) for role, state in self.rig.states.items()}
         rates = self._measure_rate()
+        self._latency_ns = {role: self._delivery_latency_ns(role, applied[role][0]) for role in ROLES}
         effective = self._effective_exposures(req, applied)
         effective.update({f"{role}_chunks": json_attr(list(chunks)) for role, chunks in self.rig.chunks.items()})
         self._check_health(force=True)
@@ -258,6 +261,16 @@ class Recorder:
             if text not in self._warnings:
                 self._warn(text)
 
+    def _delivery_latency_ns(self, role: str, exposure_us: float) -> float:
+        """From a camera's trigger edge to its frame on the host: the exposure plus the transfer at its link limit.
+
+        Cameras with different exposures (a reference's long LL exposure) or link limits deliver the frames of one
+        edge far apart; the host-arrival check of the first pair allows for that difference.
+        """
+        limit = self.rig.cameras[role].configure_link(None)
+        transfer_s = link_budget(self.rig.formats[role], 1.0, limit).frame_bytes / limit if limit else 0.0
+        return (exposure_us * 1e3) + transfer_s * 1e9
+
     def _measure_rate(self) -> dict[str, float]:
         """Read each camera's ResultingFrameRate at this step's settings; pairing and pacing use the lower of it and
         the planned rate, since a camera delivers no faster than it says (exposure, readout, link limit)."""
@@ -267,8 +280,8 @@ class Recorder:
         self._rate_hz = min(candidates) if candidates else None
         if planned and self._rate_hz is not None and self._rate_hz < planned * 0.999:
             slowest = min(resulting, key=resulting.get)  # type: ignore[arg-type]
-            log.warning("%s: camera %s delivers at most %.2f fps at these settings, below the planned %g fps; pairing uses %.2f fps",
-                        self.stats.step or "step", self.rig.cameras[slowest].name, self._rate_hz, planned, self._rate_hz)
+            self._warn(f"camera {self.rig.cameras[slowest].name} delivers at most {self._rate_hz:.2f} fps at these settings "
+                       f"(ResultingFrameRate), below the planned {planned:g} fps; pacing and pairing use {self._rate_hz:.2f} fps")
         attrs = {f"{role}_resulting_frame_rate_hz": r for role, r in resulting.items()}
         if self._rate_hz is not None:
             attrs["frame_rate_hz_used"] = self._rate_hz
@@ -454,9 +467,11 @@ class Recorder:
                 return None, ""
             return (edges[0] - edges[1]) * period_ns, f"emulated generator: LL frame of edge {edges[0]}, WL frame of edge {edges[1]}"
         if first_unchecked:
-            skew = ll.host_time_ns - wl.host_time_ns
+            expected = self._latency_ns["ll"] - self._latency_ns["wl"]
+            skew = ll.host_time_ns - wl.host_time_ns - expected
             if abs(skew) > period_ns / 2:
-                return float(skew), f"first frames arrived {skew / 1e6:+.1f} ms apart (LL - WL), period {period_ns / 1e6:g} ms"
+                return float(skew), (f"first frames arrived {(skew + expected) / 1e6:+.1f} ms apart (LL - WL), {expected / 1e6:+.1f} ms expected "
+                                     f"from exposure and transfer, period {period_ns / 1e6:g} ms")
         return None, ""
 
     @staticmethod

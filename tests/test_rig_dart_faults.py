@@ -320,3 +320,26 @@ def test_chunks_enabled_and_their_per_frame_values_recorded(tmp_path: Path) -> N
     np.testing.assert_allclose(t["wl_gain_db"], 4.5)
     # Timestamps are the chunks' (camera clock of each dart: offsets 7 s and 14 s after the bus epoch).
     assert np.all(t["ll_timestamp_ns"] > 7_000_000_000) and np.all(t["wl_timestamp_ns"] > 14_000_000_000)
+
+
+def test_a_camera_slower_than_planned_is_a_step_warning_and_sets_the_pace(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "s.h5"
+    bus = DartBus()
+    cfg = rig_config(roi={"width": 640, "height": 400, "offset_x": 8, "offset_y": 8}, frame_rate_hz=60.0,
+                     trigger={"topology": "master-slave", "master": "wl", "master_line": "Line2", "slave_line": "Line1"})
+    bus.wire(WL, "Line2", LL, "Line1")
+    with use_factory(bus), CaptureSession(cfg, out) as session:
+        # After the plan was checked, someone lowers the master's link limit: it can no longer free-run at 60 fps.
+        session.rig.wl.set("DeviceLinkThroughputLimit", 20_480_000)
+        outcome = session.record_scene(spec(session, frames=3))[0]
+    rate = 20_480_000 / (640 * 400 * 2)  # 40 fps
+    assert outcome.total == 3 and outcome.dropped == {}
+    assert outcome.warnings == (f"camera {WL} (WL) delivers at most {rate:.2f} fps at these settings (ResultingFrameRate), below the planned 60 fps; "
+                                f"pacing and pairing use {rate:.2f} fps",)
+    with SessionReader(out) as r:
+        meta = r.step_meta("s1", "1")
+        t = r.frames_table("s1", "1")
+    assert meta["frame_rate_hz_used"] == pytest.approx(rate) and json.loads(meta["warnings"]) == list(outcome.warnings)
+    np.testing.assert_allclose(np.diff(t["wl_timestamp_ns"]), 1e9 / rate, rtol=1e-6)  # the master's real period

@@ -47,6 +47,9 @@ class StandInCamera:
     def resulting_frame_rate(self) -> float | None:
         return None
 
+    def configure_link(self, limit_bytes_per_s: int | None) -> float | None:
+        return None
+
     def effective_exposure_us(self) -> float | None:
         return None
 
@@ -214,7 +217,7 @@ def test_camera_missing_the_first_edge_is_caught_by_host_arrival_times(tmp_path:
     wl = TimedCamera("WL", [Frame(e - 1, True, "", np.full(SHAPE, 2000 + e, np.uint16), -1, 0) for e in range(1, 10)], due_s=[0.05 + 0.1 * e for e in range(1, 10)])
     outcome, out = record_timed(tmp_path, ll, wl, frames=8)
     assert len(outcome.dropped) == 1 and sum(outcome.dropped.values()) == 1
-    assert re.fullmatch(r"wl missed a trigger edge \(first frames arrived -(9\d|10\d)\.\d ms apart \(LL - WL\), period 100 ms\)", next(iter(outcome.dropped)))
+    assert re.fullmatch(r"wl missed a trigger edge \(first frames arrived -(9\d|10\d)\.\d ms apart \(LL - WL\), \+0\.0 ms expected from exposure and transfer, period 100 ms\)", next(iter(outcome.dropped)))
     with SessionReader(out) as r:
         table = r.frames_table("s", "1")
         assert list(table["index"]) == list(range(1, 9))

@@ -60,3 +60,19 @@ def test_auto_refused_on_the_emulator_and_with_a_number(tmp_path: Path) -> None:
     base = ["reference", "--name", "r", "--exposure-us", "2000", "--gain-db", "4.5", "--out", str(tmp_path / "s.h5")]
     res = runner.invoke(app, [*base, "--ll-exposure", "500"])
     assert res.exit_code == 2 and "--ll-exposure '500': only 'auto'; give a number with --ll-exposure-us" in res.output
+
+
+def test_long_ll_exposure_reference_pairs_under_a_hardware_trigger(tmp_path: Path) -> None:
+    from rig.capture import CaptureSession
+
+    bus = bus_behind_nd()
+    bus.wire(WL, "Line2", LL, "Line1")
+    cfg = rig_config(frame_rate_hz=20.0, trigger={"topology": "master-slave", "master": "wl", "master_line": "Line2", "slave_line": "Line1"})
+    with use_factory(bus), CaptureSession(cfg, tmp_path / "s.h5") as session:
+        # LL frames arrive ~38 ms after the WL's of the same edge (40 ms against 2 ms exposures), more than half the
+        # 50 ms period: only the expected latency difference tells that apart from a missed edge.
+        outcome = session.record_reference("r", exposure_us=2000, ll_exposure_us=40_000, ll_gain_db=4.5, wl_gain_db=4.5, frames=3)
+    assert (outcome.total, outcome.dropped) == (3, {})
+    with SessionReader(tmp_path / "s.h5") as r:
+        ll, wl, _, _ = r.reference("r")
+    assert abs(ll.mean() / wl.mean() - 40_000 / 2000 / ND) < 0.01
