@@ -721,6 +721,9 @@ class StandInDevice:
 
     def _frame(self, index: int, start_s: float, chunk_names: tuple[str, ...]) -> Frame:
         d = self.dart
+        # Stamped with the frame's arrival (end of its transfer), not with the moment the model has made its
+        # pixels: a real camera's pixels cost the host nothing, the model's do.
+        host_ns = time.time_ns() - int(round((time.monotonic() - self._delivery_s(start_s)) * 1e9))
         with d.lock:
             image = self._pixels(start_s)
             ts = d.clock_ns(start_s)
@@ -738,7 +741,7 @@ class StandInDevice:
                     if not d.values[("ChunkEnable", name)]:
                         raise StandInError(f"Node not existing : Chunk{name} (ChunkEnable is off for {name})")
                     chunks[name] = available[name]
-        return Frame(index, True, "", image, ts, time.time_ns(), chunks)
+        return Frame(index, True, "", image, ts, host_ns, chunks)
 
     def _counter_at(self, t: float) -> int:
         source = self.dart.values[("CounterEventSource", "Counter1")]
