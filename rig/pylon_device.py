@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from pypylon import genicam, pylon
 
+from exlpose_data.packed12 import is_packed, packed_row_bytes
+
 from . import emulate
 from .device import DeviceSummary, Frame
 
@@ -111,8 +113,10 @@ class PylonDevice:
             chunks: dict[str, float] = {}
             if ok:
                 if self._packed:
-                    # GetArray() would unpack; the session stores the packed bytes as the camera sent them.
-                    image = np.frombuffer(res.GetBuffer(), np.uint8).reshape(int(res.Height), -1).copy()
+                    # GetArray() would unpack; the session stores the packed bytes as the camera sent them. The
+                    # buffer may carry chunk data after the image: take the image's bytes only.
+                    height, row = int(res.Height), packed_row_bytes(int(res.Width))
+                    image = np.frombuffer(res.GetBuffer(), np.uint8, count=height * row).reshape(height, row).copy()
                 else:
                     # One copy out of pylon's buffer (it returns to pylon at Release()); 8-bit formats widen to uint16.
                     with res.GetArrayZeroCopy() as view:
@@ -138,4 +142,4 @@ class PylonDevice:
 
 
 def _is_packed(node: Any) -> bool:
-    return node is not None and str(node.Value).endswith("p")
+    return node is not None and is_packed(str(node.Value))
