@@ -213,7 +213,6 @@ class StandInDart:
         self.serial = serial
         self.clock_offset_ns = clock_offset_ns
         self.values: dict[tuple[str, str | None], Any] = {}
-        self.user_sets: dict[str, dict[tuple[str, str | None], Any]] = {}
         self.temperatures_c = {"Sensor": 45.0, "FpgaCore": 52.0}
         self.temperature_status = "Ok"
         self.grabbing = False
@@ -226,7 +225,8 @@ class StandInDart:
         self.scene: Callable[[float, int, int, int, int], np.ndarray] = uniform_scene()
         self._factory_state()
         self.load_pfs(SETTINGS)
-        self.user_sets["Default"] = dict(self.values)
+        # Until saved over, every user set holds the factory settings.
+        self.user_sets = {name: dict(self.values) for name in self.ENTRIES["UserSetSelector"]}
         if field_settings is not None:
             self.load_pfs(field_settings)
         self._reset_stream()
@@ -420,12 +420,7 @@ class StandInDart:
             if self.grabbing and name in LOCKED_WHILE_GRABBING:
                 raise StandInError(f"Node is not writable (locked while grabbing). : AccessException thrown in node '{name}'")
             if name == "UserSetLoad":
-                chosen = self.values[("UserSetSelector", None)]
-                if chosen not in self.user_sets:
-                    raise StandInError(f"user set {chosen} holds no saved settings : LogicalErrorException")
-                keep_selector = chosen
-                self.values = dict(self.user_sets[chosen])
-                self.values[("UserSetSelector", None)] = keep_selector
+                self._load_user_set(self.values[("UserSetSelector", None)])
             elif name == "UserSetSave":
                 chosen = self.values[("UserSetSelector", None)]
                 if chosen == "Default":
@@ -442,11 +437,15 @@ class StandInDart:
             else:
                 raise StandInError(f"command {name} is not modelled by the stand-in")
 
+    def _load_user_set(self, name: str) -> None:
+        # The user set selector and the startup set live outside the user sets, in the camera's own memory.
+        keep = {key: self.values[key] for key in (("UserSetSelector", None), ("UserSetDefault", None))}
+        self.values = {**self.user_sets[name], **keep}
+
     def power_cycle(self) -> None:
         """Power off and on: the ``UserSetDefault`` set is loaded, as at every power-up."""
         with self.lock:
-            startup = self.values[("UserSetDefault", None)]
-            self.values = dict(self.user_sets.get(startup, self.user_sets["Default"]))
+            self._load_user_set(self.values[("UserSetDefault", None)])
             self.grabbing = False
 
     # -- persistence ---------------------------------------------------------------------------------------

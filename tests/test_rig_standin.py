@@ -265,3 +265,21 @@ def test_master_slave_recording_realigns_a_slave_that_missed_an_edge(tmp_path: P
     for ll, wl in pairs:
         np.testing.assert_array_equal(ll, wl)  # the same edge, pixel for pixel
     assert len({int(ll[0, 0]) for ll, _ in pairs}) == 8
+
+
+def test_power_cycle_loads_the_startup_user_set() -> None:
+    bus = DartBus()
+    cam = open_dart(bus)
+    cam.set("Gamma", 0.5)
+    cam.set("UserSetSelector", "UserSet2")
+    cam.execute("UserSetSave")
+    cam.set("UserSetDefault", "UserSet2")
+    cam.set("Gamma", 0.8)
+    cam.close()
+    bus.darts[LL].power_cycle()
+    cam = open_dart(bus)
+    assert cam.get("Gamma") == 0.5 and cam.get("UserSetDefault") == "UserSet2"
+    with pytest.raises(Exception, match="the Default user set is read-only"):
+        cam.set("UserSetSelector", "Default")
+        cam.execute("UserSetSave")
+    cam.close()
