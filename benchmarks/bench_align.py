@@ -3,7 +3,9 @@
 Accuracy: mean corner error (px) of SIFT-only (SIFT + USAC_MAGSAC), ECC-only (coarse-to-fine ECC from the
 identity) and the combined estimate, at several LL light levels given as ``MEAN@GAIN`` (8-bit mean of the LL
 image at an LL gain in dB; ExLPose's LL-N is a mean of ~3 shot at ~10-15 dB, LL-E a mean of ~1 at 24-30 dB),
-each from a reference of one LL frame and of several averaged ones (``--ref-frames``), over seeds.
+each from a reference of one LL frame and of several averaged ones (``--ref-frames``), over seeds. ``bright@GAIN``
+is a bright static reference (``exlpose-capture reference --ll-exposure auto``): the LL exposed to the WL's linear
+mean, with the shot and read noise of that LL gain (target <= 0.05 px at the release's LL-E gains, 27-30 dB).
 Targets for the combined estimate at 1920x1200: <= 0.02 px well exposed, <= 0.05 px at mean 3, <= 0.12 px at
 mean 1, no failure (first stated for 6 dB gain). Speed: estimation seconds per reference pair on one core
 (target <= 5 s; the whole estimate: estimation, held-out measurement, PSNR/SSIM), whether ``check`` with its
@@ -13,6 +15,7 @@ read-develop-warp-write loop measured in the same run.
     python benchmarks/bench_align.py                      # 1920x1200, 3 seeds, LL-N and LL-E gains, 1 and 8 frames
     python benchmarks/bench_align.py --photo scene.jpg    # a real photograph as the scene texture
     python benchmarks/bench_align.py --width 960 --height 600 --seeds 2 --levels well,3@12 --apply-pairs 4
+    python benchmarks/bench_align.py --levels 1@27,1@30,bright@27,bright@30 --apply-pairs 0   # bright references
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from exlpose_data.errors import InputError
 from exlpose_data.isp import IspParams, mosaic, raw_to_rgb, srgb_to_linear
 from exlpose_data.session_format import FRAME_DTYPE
 
-TARGETS_PX = {"well": 0.02, "3": 0.05, "1": 0.12}
+TARGETS_PX = {"well": 0.02, "3": 0.05, "1": 0.12, "bright": 0.05}
 SHIFT_1_5PX = np.array([[1, 0, 1.5], [0, 1, 0], [0, 0, 1]], np.float64)
 
 
@@ -45,12 +48,21 @@ def _norm(img: np.ndarray) -> np.ndarray:
     return normalise_brightness(linear_gray(img))[0]
 
 
-def _level(spec: str) -> tuple[float | None, float]:
-    """``well`` -> (None, 6); ``MEAN[@GAIN]`` -> (mean, gain dB, default 6)."""
+def _level(spec: str) -> tuple[float | str | None, float]:
+    """``well`` -> (None, 6); ``MEAN[@GAIN]`` -> (mean, gain dB, default 6); ``bright@GAIN`` -> ("bright", gain):
+    a bright reference, the LL exposed as long as it takes to match the WL's linear mean, at that LL gain."""
     if spec == "well":
         return None, 6.0
     mean, _, gain = spec.partition("@")
-    return float(mean), float(gain or 6.0)
+    return (mean if mean == "bright" else float(mean)), float(gain or 6.0)
+
+
+def _ll_mean_8bit(level: float | str | None, width: int, height: int, seed: int, photo: np.ndarray | None) -> float | None:
+    """The ``darken`` target of a level: for ``bright`` the WL's linear mean in ``darken``'s 8-bit units (scale 1)."""
+    if level != "bright":
+        return level  # type: ignore[return-value]
+    wl = render_pair(width, height, seed=seed, scene=photo).wl
+    return float(srgb_to_linear(wl.astype(np.float32) / 255.0).mean()) * 255.0 * 12.92
 
 
 def accuracy(width: int, height: int, seeds: int, levels: list[str], ref_frames: list[int], photo: np.ndarray | None) -> dict:
@@ -64,7 +76,7 @@ def accuracy(width: int, height: int, seeds: int, levels: list[str], ref_frames:
             checks: dict = {"correct_passes": 0, "shifted_fails": 0, "noise_px": []}
             failures = {"sift": 0, "ecc": 0, "combined": 0}
             for seed in range(seeds):
-                p = render_pair(width, height, seed=seed, ll_mean_8bit=mean, gain_db=gain, scene=photo, ll_frames=n_frames)
+                p = render_pair(width, height, seed=seed, ll_mean_8bit=_ll_mean_8bit(mean, width, height, seed, photo), gain_db=gain, scene=photo, ll_frames=n_frames)
                 t0 = time.perf_counter()
                 # A session reference's frames are averaged in linear light before estimation.
                 wl, ll = _norm(p.wl), normalise_brightness(np.mean([linear_gray(f) for f in p.ll_frames], axis=0))[0]
@@ -103,11 +115,11 @@ def accuracy(width: int, height: int, seeds: int, levels: list[str], ref_frames:
             entry["check_noise_px_mean"] = float(np.mean(noise)) if noise else None
             entry["estimate_seconds_mean"] = float(np.mean(rows["seconds"]))
             entry["estimate_seconds_max"] = float(np.max(rows["seconds"]))
-            target = TARGETS_PX.get("well" if mean is None else f"{mean:g}")
+            target = TARGETS_PX.get("well" if mean is None else (mean if mean == "bright" else f"{mean:g}"))
             if target is not None and width >= 1920:
                 entry["target_px"] = target
                 entry["meets_target"] = failures["combined"] == 0 and entry["combined_mean_corner_px"] <= target
-            key = "ll_mean_well" if mean is None else f"ll_mean_{mean:g}_gain_{gain:g}_frames_{n_frames}"
+            key = "ll_mean_well" if mean is None else f"ll_mean_{mean if mean == 'bright' else format(mean, 'g')}_gain_{gain:g}_frames_{n_frames}"
             out[key] = entry
     return out
 
@@ -187,7 +199,7 @@ def main() -> None:
     ap.add_argument("--levels", default="well,3@6,3@12,1@6,1@27,1@30", help="comma-separated LL MEAN@GAIN (8-bit mean, gain dB; default gain 6); 'well' = no darkening")
     ap.add_argument("--ref-frames", default="1,8", help="comma-separated LL frame counts averaged into the reference")
     ap.add_argument("--photo", type=Path, help="a photograph to use as the scene instead of random shapes")
-    ap.add_argument("--apply-pairs", type=int, default=24, help="pairs exported for the throughput numbers (process start-up is amortised over them)")
+    ap.add_argument("--apply-pairs", type=int, default=24, help="pairs exported for the throughput numbers (process start-up is amortised over them); 0 skips them")
     args = ap.parse_args()
     cv2.setNumThreads(1)  # one core, as the target is stated
     photo = None
@@ -200,7 +212,8 @@ def main() -> None:
     frames = [int(v) for v in args.ref_frames.split(",")]
     result["accuracy"] = accuracy(args.width, args.height, args.seeds, args.levels.split(","), frames, photo)
     result["estimate_target_s"] = 5.0
-    result.update(apply_throughput(args.width, args.height, args.apply_pairs))
+    if args.apply_pairs > 0:
+        result.update(apply_throughput(args.width, args.height, args.apply_pairs))
     print(json.dumps(result))
 
 

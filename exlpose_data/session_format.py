@@ -11,7 +11,8 @@ so this module is the one description of the format::
     /scenes/<scene>/steps/<k>/frames    compound table, one row per kept pair (FRAME_DTYPE)
 
 Frame datasets carry attrs pixel_format, bayer_pattern (after any ReverseX), bit_depth, black_level,
-mirrored_x (whether the frame was mirrored on the camera). Step groups carry k, ratio, exposure_us,
+mirrored_x (whether the frame was mirrored on the camera). A packed pixel format (``BayerRG12p``) is stored as
+the camera's bytes, (n, H, W*3/2) uint8, and unpacked on read (``exlpose_data.packed12``). Step groups carry k, ratio, exposure_us,
 nominal_exposure_us, wl_gain_db, ll_gain_db (planned values; the values read back are in ``frames``).
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .packed12 import is_packed, unpack_12p
 
 __all__ = ["normalise_bayer_pattern", "FRAME_DTYPE", "SCENES", "REFERENCE", "STEPS", "SessionReader", "FrameAttrs", "step_path", "reference_path",
            "summarise"]
@@ -96,6 +98,11 @@ def normalise_bayer_pattern(pattern: str) -> str:
     return _PYLON_PATTERNS.get(p, p)
 
 
+def _samples(dataset: Any, stored: np.ndarray) -> np.ndarray:
+    """Frames as samples: packed 12-bit formats (stored as the camera's bytes) unpacked, others as stored."""
+    return unpack_12p(stored) if is_packed(_text(dataset.attrs.get("pixel_format", ""))) else stored
+
+
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -144,7 +151,7 @@ class SessionReader:
         if name not in self.references():
             raise InputError(f"{self.path}: no reference {name!r}; have {self.references() or 'none'}")
         g = self._f[reference_path(name)]
-        return g[LL][()], g[WL][()], FrameAttrs.from_h5(g[LL].attrs), FrameAttrs.from_h5(g[WL].attrs)
+        return _samples(g[LL], g[LL][()]), _samples(g[WL], g[WL][()]), FrameAttrs.from_h5(g[LL].attrs), FrameAttrs.from_h5(g[WL].attrs)
 
     def scenes(self) -> list[str]:
         return sorted(self._f[SCENES].keys()) if SCENES in self._f else []
@@ -181,7 +188,7 @@ class SessionReader:
         n = len(self.frames_table(scene, step))
         if not 0 <= index < n:
             raise InputError(f"{self.path}: scene {scene!r} step {step}: no pair {index} (have {n})")
-        return g[LL][index], g[WL][index]
+        return _samples(g[LL], g[LL][index]), _samples(g[WL], g[WL][index])
 
     def _scene(self, scene: str) -> Any:
         if scene not in self.scenes():

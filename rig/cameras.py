@@ -1,27 +1,28 @@
-"""The camera layer over pypylon: open by serial, probe features, apply and save settings, grab frames.
+"""The camera layer: open by serial, probe features, apply and save settings, grab frames.
 
-The dart (daA1920-160uc) and pylon's emulator name some features differently (``ResultingFrameRate`` vs
-``ResultingFrameRateAbs``, ``RGB8`` vs ``RGB8Packed``), so every optional feature is probed, never assumed.
+Cameras are reached through the device seam (``rig.device``): pypylon for real darts and pylon's emulator, the
+stand-in dart in tests. The dart (daA1920-160uc) and pylon's emulator name some features differently
+(``ResultingFrameRate`` vs ``ResultingFrameRateAbs``, ``RGB8`` vs ``RGB8Packed``), so every optional feature is
+probed, never assumed.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pypylon import genicam, pylon
 
 from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import ExlposeError, UsageError
+from exlpose_data.packed12 import is_packed, packed_row_bytes
 from exlpose_data.session_format import normalise_bayer_pattern
 
-from . import emulate
+from .camera_state import apply_pixel_state, load_user_set, read_pixel_state
+from .device import DeviceFactory, DeviceSummary, Frame, factory_for
 
 __all__ = [
     "CameraError",
@@ -46,15 +47,6 @@ class CameraRemovedError(CameraError):
 
 
 @dataclass(frozen=True)
-class DeviceSummary:
-    """One attached camera as enumeration reports it."""
-
-    serial: str
-    model: str
-    device_class: str
-
-
-@dataclass(frozen=True)
 class Limits:
     """Ranges the camera accepts, read at run time."""
 
@@ -76,82 +68,57 @@ class FrameFormat:
     height: int
     black_level: float
     mirrored_x: bool
+    packed: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Shape of one frame as stored: packed rows of bytes for packed formats."""
+        if self.packed:
+            return (self.height, packed_row_bytes(self.width))
         return (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
 
     @property
+    def dtype(self) -> type:
+        """Stored sample type: the camera's bytes for packed formats, uint16 otherwise."""
+        return np.uint8 if self.packed else np.uint16
+
+    @property
     def frame_bytes(self) -> int:
-        """Bytes of one frame as stored (uint16 per sample)."""
-        return self.height * self.width * self.channels * 2
+        """Bytes of one frame as stored (uint16 per sample, 1.5 B per packed 12-bit sample)."""
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
-@dataclass
-class Frame:
-    """One grab result, copied out of pylon's buffer so the buffer goes straight back.
-
-    Attributes:
-        block_id: the camera's frame counter (USB3 block ID); -1 when the result carried none.
-        ok: the grab succeeded and the buffer is complete.
-        error: pylon's description when not ``ok``.
-        image: the pixels (uint16, LSB-aligned) when ``ok``.
-        timestamp_ns: camera timestamp, -1 when the camera gives none (the emulator reports 0).
-        host_time_ns: host clock when the result was retrieved.
-        exposure_us / gain_db: per-frame values from chunk data, None when the camera sends no chunks.
-    """
-
-    block_id: int
-    ok: bool
-    error: str
-    image: np.ndarray | None
-    timestamp_ns: int
-    host_time_ns: int
-    exposure_us: float | None = None
-    gain_db: float | None = None
-
+# Chunks asked for per frame, in the camera's ChunkSelector names.
+CHUNKS = ("FrameID", "Timestamp", "ExposureTime", "Gain", "CounterValue", "LineStatusAll")
 
 _PACKED = re.compile(r"(\d+)p$")
-_BAYER = re.compile(r"^Bayer(RG|GR|GB|BG)(\d+)$")
-_MONO = re.compile(r"^Mono(\d+)$")
+_BAYER = re.compile(r"^Bayer(RG|GR|GB|BG)(\d+p?)$")
+_MONO = re.compile(r"^Mono(\d+p?)$")
 _COLOUR = re.compile(r"^(RGB|BGR)(\d+)(Packed)?$")
 
 
 def pixel_format_info(name: str) -> tuple[str | None, int, int]:
     """(four-letter Bayer pattern or None, bit depth, channels) of a pylon pixel format name (BayerRG12 -> RGGB).
 
+    Packed 12-bit formats (``BayerRG12p``) give the same as their unpacked twin (the session stores their bytes).
+
     Raises:
-        UsageError: packed (``...p``) and unknown formats; the session stores unpacked samples.
+        UsageError: unknown formats, and packed ones other than 12-bit.
     """
-    if _PACKED.search(name):
-        raise UsageError(f"pixel format {name}: packed formats are not supported; use the unpacked one ({name[:-1]})")
+    if _PACKED.search(name) and not is_packed(name):
+        raise UsageError(f"pixel format {name}: only packed 12-bit formats (...12p) are supported")
     if m := _BAYER.match(name):
-        return normalise_bayer_pattern(m.group(1)), int(m.group(2)), 1
+        return normalise_bayer_pattern(m.group(1)), int(m.group(2).rstrip("p")), 1
     if m := _MONO.match(name):
-        return None, int(m.group(1)), 1
+        return None, int(m.group(1).rstrip("p")), 1
     if m := _COLOUR.match(name):
         return None, int(m.group(2)), 3
     raise UsageError(f"pixel format {name}: not a raw Bayer, Mono, RGB or BGR format")
 
 
-def _enumerate(emulated: bool, serial: str | None = None) -> list[Any]:
-    info = pylon.DeviceInfo()
-    if emulated:
-        emulate.enable()
-        # Filtering by class skips the slow probe of real transport layers (~1 ms instead of 0.25 s).
-        info.SetDeviceClass(emulate.DEVICE_CLASS)
-    if serial is not None:
-        info.SetSerialNumber(serial)
-    filters = [info] if emulated or serial is not None else []
-    return list(pylon.TlFactory.GetInstance().EnumerateDevices(filters))
-
-
-def list_devices(*, emulated: bool = False) -> list[DeviceSummary]:
+def list_devices(*, emulated: bool = False, factory: DeviceFactory | None = None) -> list[DeviceSummary]:
     """The cameras attached (or emulated), sorted by serial."""
-    return sorted(
-        (DeviceSummary(d.GetSerialNumber(), d.GetModelName(), d.GetDeviceClass()) for d in _enumerate(emulated)),
-        key=lambda d: d.serial,
-    )
+    return sorted((factory or factory_for(emulated)).enumerate(), key=lambda d: d.serial)
 
 
 def _describe(devices: Iterable[DeviceSummary]) -> str:
@@ -166,27 +133,26 @@ class Camera:
         serial: the camera's serial number.
         role: ``ll`` or ``wl``, used in messages.
         emulated: open a pylon CamEmu device.
+        factory: where devices come from (default: ``rig.device.factory_for(emulated)``).
 
     Raises:
         UsageError: no camera with that serial is attached (the message lists those that are).
     """
 
-    def __init__(self, serial: str, *, role: str = "", emulated: bool = False) -> None:
+    def __init__(self, serial: str, *, role: str = "", emulated: bool = False, factory: DeviceFactory | None = None) -> None:
         self.serial = serial
         self.role = role
         self.emulated = emulated
-        found = _enumerate(emulated, serial)
+        factory = factory or factory_for(emulated)
+        found = factory.enumerate(serial)
         if not found:
-            raise UsageError(f"camera {serial}{self._role_text()}: not attached; attached: {_describe(list_devices(emulated=emulated))}")
-        self._cam = pylon.InstantCamera(pylon.TlFactory.GetInstance().CreateDevice(found[0]))
-        self.model = found[0].GetModelName()
-        self._removed = threading.Event()
-        self._cam.RegisterConfiguration(_RemovalWatch(self._removed), pylon.RegistrationMode_Append, pylon.Cleanup_Delete)
+            raise UsageError(f"camera {serial}{self._role_text()}: not attached; attached: {_describe(list_devices(factory=factory))}")
+        self.model = found[0].model
         try:
-            self._cam.Open()
-        except Exception as exc:  # pylon raises its own exception types
+            self._dev = factory.open(serial)
+        except Exception as exc:  # SDKs raise their own exception types
             raise CameraError(f"camera {serial}{self._role_text()}: cannot open ({_first_line(exc)}); is another program using it?") from None
-        self._chunks: dict[str, str] = {}
+        self._chunks: tuple[str, ...] = ()
 
     def _role_text(self) -> str:
         return f" ({self.role.upper()})" if self.role else ""
@@ -199,16 +165,13 @@ class Camera:
     # -- features -------------------------------------------------------------------------------------
 
     def _node(self, name: str) -> Any:
-        node = self._cam.GetNodeMap().GetNode(name)
-        if node is None or type(node).__name__ == "PlaceholderParameter":
-            return None
-        return node
+        return self._dev.node(name)
 
     def has(self, name: str) -> bool:
         """Whether the camera implements feature ``name`` and it is available now."""
         node = self._node(name)
         try:
-            return node is not None and bool(genicam.IsAvailable(node))
+            return node is not None and self._dev.is_available(node)
         except Exception:  # a node whose availability cannot be evaluated is treated as absent
             return False
 
@@ -240,6 +203,16 @@ class Camera:
             node.Value = value
         except Exception as exc:
             raise UsageError(f"camera {self.name}: cannot set {name}={value!r} ({_first_line(exc)})") from None
+
+    def execute(self, name: str) -> None:
+        """Run a command feature (``UserSetLoad``, ``TimestampLatch``...), with a one-line error naming camera and command."""
+        self._check_present()
+        if not self.has(name):
+            raise UsageError(f"camera {self.name}: has no command {name}")
+        try:
+            self._node(name).Execute()
+        except Exception as exc:
+            raise UsageError(f"camera {self.name}: {name} refused ({_first_line(exc)})") from None
 
     def limits(self) -> Limits:
         """Exposure and gain ranges as the camera reports them now."""
@@ -273,16 +246,29 @@ class Camera:
         return float(self.get(self._exposure_feature())), float(self.get(self._gain_feature()))
 
     def temperature_c(self) -> float | None:
-        """Device temperature in degrees Celsius, None when the camera does not report one."""
+        """Sensor temperature in degrees Celsius (``DeviceTemperatureSelector`` Sensor where the camera has a
+        selector), None when the camera does not report one."""
         try:
-            return float(self.get("DeviceTemperature")) if self.has("DeviceTemperature") else None
+            if not self.has("DeviceTemperature"):
+                return None
+            if "Sensor" in self.symbolics("DeviceTemperatureSelector"):
+                self.set("DeviceTemperatureSelector", "Sensor")
+            return float(self.get("DeviceTemperature"))
         except (UsageError, CameraError):
             return None
+
+    def temperature_status(self) -> str | None:
+        """``BslTemperatureStatus`` (Ok, Critical: close to the allowed maximum, Error: above it), None when absent."""
+        return str(self.get("BslTemperatureStatus")) if self.has("BslTemperatureStatus") else None
+
+    def effective_exposure_us(self) -> float | None:
+        """The exposure the sensor actually uses (``BslEffectiveExposureTime``), None when the camera does not say."""
+        return float(self.get("BslEffectiveExposureTime")) if self.has("BslEffectiveExposureTime") else None
 
     def save_pfs(self, path: str | Path) -> Path:
         """Save every persistent feature to a ``.pfs`` file (atomically)."""
         with atomic_path(path) as tmp:
-            pylon.FeaturePersistence.Save(str(tmp), self._cam.GetNodeMap())
+            self._dev.save_pfs(Path(tmp))
         return Path(path)
 
     def load_pfs(self, path: str | Path) -> None:
@@ -291,20 +277,22 @@ class Camera:
         if not p.is_file():
             raise UsageError(f"{p}: no such .pfs file (camera {self.name})")
         try:
-            pylon.FeaturePersistence.Load(str(p), self._cam.GetNodeMap(), True)
+            self._dev.load_pfs(p)
         except Exception as exc:
             raise UsageError(f"{p}: cannot load into camera {self.name} ({_first_line(exc)})") from None
 
     def configure_format(self, pixel_format: str, roi: tuple[int, int, int, int] | None, reverse_x: bool) -> FrameFormat:
-        """Set pixel format, ROI (width, height, offset_x, offset_y) and ReverseX; return the resulting layout.
+        """Set ReverseX, then the pixel format, then the ROI (width, height, offset_x, offset_y); return the layout.
 
-        The Bayer pattern is read back *after* ReverseX: the camera reports the pattern its mirrored output has.
+        ReverseX comes first: on Basler USB cameras the delivered Bayer phase follows the flip (no flip RG,
+        ReverseX GR) and ``PixelFormat`` then offers only that phase, so a Bayer format is chosen among the
+        offered ones at the wanted bit depth, and the phase recorded is the one delivered.
         """
-        self.set("PixelFormat", self._pixel_format_name(pixel_format))
         if reverse_x:
             self.set("ReverseX", True)
         elif self.has("ReverseX"):
             self.set("ReverseX", False)
+        self.set("PixelFormat", self._pixel_format_name(pixel_format))
         if roi is not None:
             width, height, ox, oy = roi
             # Offsets first to 0 so any width/height within the sensor is accepted, then the final offsets.
@@ -326,6 +314,7 @@ class Camera:
             height=int(self.get("Height")),
             black_level=black,
             mirrored_x=bool(reverse_x),
+            packed=is_packed(actual),
         )
 
     def _pixel_format_name(self, wanted: str) -> str:
@@ -334,6 +323,11 @@ class Camera:
             return wanted
         if f"{wanted}Packed" in allowed:  # RGB8 on the dart is RGB8Packed on the emulator
             return f"{wanted}Packed"
+        if m := _BAYER.match(wanted):
+            # The flip decides the phase; keep the wanted bit depth (and packing).
+            same_depth = [f for f in allowed if (b := _BAYER.match(f)) and b.group(2) == m.group(2)]
+            if len(same_depth) == 1:
+                return same_depth[0]
         raise UsageError(f"camera {self.name}: pixel format {wanted} not supported; choose one of {', '.join(allowed)}")
 
     def _set_int_checked(self, name: str, value: int) -> None:
@@ -343,53 +337,68 @@ class Camera:
             raise UsageError(f"camera {self.name}: {name}={value} out of range {lo}..{hi} (step {inc})")
         self.set(name, int(value))
 
-    def enable_chunks(self) -> bool:
-        """Ask for per-frame timestamp, exposure and gain as chunk data when the camera can send them.
+    def configure_link(self, limit_bytes_per_s: int | None) -> float | None:
+        """Set the USB link limit when given (``DeviceLinkThroughputLimitMode`` On); return the limit in force
+        (B/s), None when the camera has none or it is off."""
+        if not self.has("DeviceLinkThroughputLimitMode"):
+            return None
+        if limit_bytes_per_s is not None:
+            self.set("DeviceLinkThroughputLimitMode", "On")
+            self._set_int_checked("DeviceLinkThroughputLimit", int(limit_bytes_per_s))
+        if str(self.get("DeviceLinkThroughputLimitMode")) != "On":
+            return None
+        return float(self.get("DeviceLinkThroughputLimit"))
 
-        The emulator has ``ChunkModeActive`` but throws on StartGrabbing when it is on, so chunks are used only
-        when a ``ChunkSelector`` exists too.
+    def resulting_frame_rate(self) -> float | None:
+        """The frame rate the camera says it can deliver with its present settings, None when it does not say."""
+        name = self.first_of("ResultingFrameRate", "BslResultingAcquisitionFrameRate", "ResultingFrameRateAbs")
+        return float(self.get(name)) if name is not None else None
+
+    def enable_chunks(self) -> tuple[str, ...]:
+        """Ask for per-frame chunk data when the camera can send it; return the chunks enabled.
+
+        FrameID, Timestamp, ExposureTime and Gain are recorded with every frame; CounterValue and LineStatusAll
+        prove the trigger wiring (``sync-check``). The emulator has ``ChunkModeActive`` but throws on
+        StartGrabbing when it is on, so chunks are used only when a ``ChunkSelector`` exists too.
         """
-        self._chunks = {}
+        self._chunks = ()
         if not (self.has("ChunkModeActive") and self.has("ChunkSelector")):
-            return False
+            return ()
         self.set("ChunkModeActive", True)
-        wanted = {"Timestamp": "ChunkTimestamp", "ExposureTime": "ChunkExposureTime", "Gain": "ChunkGain"}
-        for selector, value_node in wanted.items():
-            if selector in self.symbolics("ChunkSelector"):
-                self.set("ChunkSelector", selector)
-                self.set("ChunkEnable", True)
-                self._chunks[selector] = value_node
-        return bool(self._chunks)
+        offered = self.symbolics("ChunkSelector")
+        chunks = tuple(c for c in CHUNKS if c in offered)
+        for selector in chunks:
+            self.set("ChunkSelector", selector)
+            self.set("ChunkEnable", True)
+        self._chunks = chunks
+        return chunks
 
     # -- acquisition ----------------------------------------------------------------------------------
 
     def start(self, buffers: int = 16) -> None:
-        """Start grabbing one by one (no result is ever silently replaced)."""
+        """Start grabbing one by one (no result is ever silently replaced) with ``buffers`` grab buffers."""
         self._check_present()
-        if self.has("MaxNumBuffer"):
-            self._cam.MaxNumBuffer.Value = buffers
         try:
-            self._cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
+            self._dev.start_grabbing(buffers)
         except Exception as exc:
             self._raise_runtime(exc, "start grabbing")
 
     def stop(self) -> None:
         """Stop grabbing; safe to call when not grabbing or after removal."""
         try:
-            if self._cam.IsGrabbing():
-                self._cam.StopGrabbing()
+            self._dev.stop_grabbing()
         except Exception:  # a removed camera cannot stop; nothing is left to release
             pass
 
     @property
     def is_grabbing(self) -> bool:
-        return bool(self._cam.IsGrabbing())
+        return bool(self._dev.is_grabbing())
 
     def wait_ready(self, timeout_ms: float) -> bool:
         """Wait until the camera accepts a frame trigger."""
         self._check_present()
         try:
-            return bool(self._cam.WaitForFrameTriggerReady(int(max(1, timeout_ms)), pylon.TimeoutHandling_Return))
+            return bool(self._dev.wait_ready(timeout_ms))
         except Exception as exc:
             self._raise_runtime(exc, "wait for trigger-ready")
 
@@ -397,7 +406,7 @@ class Camera:
         """Issue a software frame trigger."""
         self._check_present()
         try:
-            self._cam.TriggerSoftware.Execute()
+            self._node("TriggerSoftware").Execute()
         except Exception as exc:
             self._raise_runtime(exc, "software trigger")
 
@@ -405,42 +414,12 @@ class Camera:
         """The next grab result, or None when none arrives within ``timeout_ms``."""
         self._check_present()
         try:
-            res = self._cam.RetrieveResult(int(max(0, timeout_ms)), pylon.TimeoutHandling_Return)
+            frame = self._dev.retrieve(timeout_ms, self._chunks)
         except Exception as exc:
             self._raise_runtime(exc, "retrieve a frame")
-        host = time.time_ns()
-        if not res.IsValid():
-            return None
-        try:
-            ok = bool(res.GrabSucceeded())
-            image = None
-            exposure = gain = None
-            if ok:
-                # One copy out of pylon's buffer (it returns to pylon at Release()); 8-bit formats widen to uint16.
-                with res.GetArrayZeroCopy() as view:
-                    image = view.astype(np.uint16, copy=True)
-                exposure, gain = self._chunk_values(res)
-            ts = int(res.TimeStamp)
-            return Frame(
-                block_id=int(res.BlockID),
-                ok=ok,
-                error="" if ok else str(res.ErrorDescription),
-                image=image,
-                timestamp_ns=ts if ts > 0 else -1,
-                host_time_ns=host,
-                exposure_us=exposure,
-                gain_db=gain,
-            )
-        finally:
-            res.Release()
-
-    def _chunk_values(self, res: Any) -> tuple[float | None, float | None]:
-        if not self._chunks:
-            return None, None
-        nodes = res.GetChunkDataNodeMap()
-        exposure = nodes.GetNode("ChunkExposureTime").Value if "ExposureTime" in self._chunks else None
-        gain = nodes.GetNode("ChunkGain").Value if "Gain" in self._chunks else None
-        return exposure, gain
+        if frame is not None and "Timestamp" in frame.chunks:
+            frame.timestamp_ns = int(frame.chunks["Timestamp"])  # the chunk is stamped by the camera with the frame
+        return frame
 
     def force_failed_buffers(self, count: int = 1) -> None:
         """Emulator only: make the next ``count`` grabs fail (for testing drop handling)."""
@@ -455,17 +434,16 @@ class Camera:
         """Stop, close and release the device."""
         self.stop()
         try:
-            self._cam.Close()
-            self._cam.DestroyDevice()
+            self._dev.close()
         except Exception:  # already gone (removed); nothing left to release
             pass
 
     def _check_present(self) -> None:
-        if self._removed.is_set():
+        if self._dev.removed:
             raise CameraRemovedError(f"camera {self.name}: removed (unplugged or powered off)")
 
     def _raise_runtime(self, exc: Exception, what: str) -> None:
-        if self._removed.is_set() or "removed" in str(exc):
+        if self._dev.removed or "removed" in str(exc):
             raise CameraRemovedError(f"camera {self.name}: removed (unplugged or powered off) during {what}") from None
         raise CameraError(f"camera {self.name}: cannot {what} ({_first_line(exc)})") from None
 
@@ -481,50 +459,47 @@ def _first_line(exc: BaseException) -> str:
     return text[0].split(" : ")[0] if text else type(exc).__name__
 
 
-class _RemovalWatch(pylon.ConfigurationEventHandler):  # type: ignore[misc]
-    """Sets an event when pylon reports the device removed."""
-
-    def __init__(self, flag: threading.Event) -> None:
-        super().__init__()
-        self._flag = flag
-
-    def OnCameraDeviceRemoved(self, camera: Any) -> None:  # noqa: N802 (pylon's name)
-        self._flag.set()
-
-
 class Rig:
     """The two cameras of the rig, opened and formatted as the config says.
 
     Args:
         config: the rig config (``rig.config.RigConfig``).
         emulated: open pylon CamEmu devices.
+        factory: where devices come from (default: ``rig.device.factory_for(emulated)``).
     """
 
-    def __init__(self, config: Any, *, emulated: bool = False) -> None:
+    def __init__(self, config: Any, *, emulated: bool = False, factory: DeviceFactory | None = None) -> None:
         self.config = config
         self.emulated = emulated
-        self.ll = Camera(config.ll.serial, role="ll", emulated=emulated)
+        self.ll = Camera(config.ll.serial, role="ll", emulated=emulated, factory=factory)
         try:
-            self.wl = Camera(config.wl.serial, role="wl", emulated=emulated)
+            self.wl = Camera(config.wl.serial, role="wl", emulated=emulated, factory=factory)
         except BaseException:
             self.ll.close()
             raise
         self.formats: dict[str, FrameFormat] = {}
-        self.chunks: dict[str, bool] = {}
+        self.chunks: dict[str, tuple[str, ...]] = {}
+        self.states: dict[str, dict[str, Any]] = {}
+        self.link_limits: dict[str, float | None] = {}
 
     @property
     def cameras(self) -> dict[str, Camera]:
         return {"ll": self.ll, "wl": self.wl}
 
     def configure(self) -> dict[str, FrameFormat]:
-        """Load each camera's .pfs (when given), then apply pixel format, ROI and mirroring."""
+        """Load each camera's user set and .pfs (when given), set every pixel-changing feature, then apply pixel
+        format, ROI and mirroring. The pixel state read back is kept in :attr:`states` (recorded with each step)."""
         roi = self.config.roi.as_tuple() if self.config.roi is not None else None
         for role, cam in self.cameras.items():
             cam_cfg = self.config.camera(role)
             cam.stop()
+            loaded = load_user_set(cam, cam_cfg.user_set)
             if cam_cfg.pfs is not None:
                 cam.load_pfs(cam_cfg.pfs)
+            apply_pixel_state(cam, self.config.pixel)
             fmt = cam.configure_format(self.config.pixel_format, roi, cam_cfg.reverse_x)
+            self.link_limits[role] = cam.configure_link(self.config.link_limit_bytes_per_s)
+            self.states[role] = {"UserSetLoad": loaded, "pfs": str(cam_cfg.pfs or ""), **read_pixel_state(cam)}
             if self.emulated and self.config.feed_black_level_dn is not None:
                 fmt = replace(fmt, black_level=float(self.config.feed_black_level_dn))
             self.formats[role] = fmt

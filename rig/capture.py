@@ -6,6 +6,7 @@ period, ``usbfs_memory_mb``, free disk space, feed folders.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,18 @@ from exlpose_data.session_format import SessionReader, reference_path, step_path
 
 from . import diskspace, emulate, usbfs
 from .feeds import described_scene, require_same
+from .metering import meter_ll_exposure
+from .bandwidth import check_link
 from .cameras import Rig
-from .config import RigConfig
+from .config import RigConfig, stored_config
 from .recorder import CaptureStats, Recorder, StepOutcome, StepRequest
 from .schedule import Plan, check_plan, make_plan, retrieve_timeout_ms
 from .sync import make_sync
 from .writer import SessionWriter, json_attr
 
 __all__ = ["SceneSpec", "CaptureSession", "next_video_id", "resume_specs", "scene_attrs", "step_attrs", "describe_outcomes"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,8 @@ class CaptureSession:
         limits = self.rig.limits()
         if plan is not None:
             check_plan(plan, limits["ll"], limits["wl"], self.config.frame_rate_hz)
+        for role, cam in self.rig.cameras.items():
+            check_link(cam.name, self.rig.formats[role], self.config.frame_rate_hz, self.rig.link_limits.get(role))
         if not self.emulated:
             usbfs.check_usbfs(max(f.frame_bytes for f in self.rig.formats.values()), self.config.buffers)
         if self.out is None:
@@ -192,7 +199,7 @@ class CaptureSession:
             return
         with SessionReader(self.out) as reader:
             stored = reader.rig_config
-        if stored and not RigConfig.model_validate(stored).same_rig(self.config):
+        if stored and not stored_config(stored, self.out).same_rig(self.config):
             raise UsageError(f"{self.out}: recorded with another rig config (cameras, format or trigger); record into a new --out")
 
     def record_scene(self, spec: SceneSpec, *, resume: bool = False) -> list[StepOutcome]:
@@ -256,6 +263,7 @@ class CaptureSession:
         wl_gain_db: float,
         frames: int,
         ll_exposure_us: float | None = None,
+        ll_exposure_auto: bool = False,
         feeds: Path | None = None,
         feed_scene: str | None = None,
     ) -> StepOutcome:
@@ -264,7 +272,25 @@ class CaptureSession:
         Args:
             exposure_us: WL exposure (and LL exposure unless ``ll_exposure_us`` is given: a static scene allows the
                 LL camera a longer exposure, making up for its ND filter, so both frames are well exposed).
+            ll_exposure_auto: meter the LL exposure so its frames match the WL's mean (``rig.metering``); the
+                exposure found, its mode and the mean ratio reached are recorded with the reference.
+
+        Raises:
+            UsageError: both an LL exposure and auto, auto on the emulator (its pixels do not follow the exposure),
+                or exposures or gains outside the cameras' ranges.
         """
+        mode = "auto" if ll_exposure_auto else ("set" if ll_exposure_us is not None else "same")
+        metered = None
+        if ll_exposure_auto:
+            if ll_exposure_us is not None:
+                raise UsageError("give either --ll-exposure-us N or --ll-exposure auto, not both")
+            if self.emulated:
+                raise UsageError("--ll-exposure auto meters the cameras, but the emulator's pixels do not depend on the exposure; give --ll-exposure-us")
+            metered = meter_ll_exposure(self.rig, self.sync, wl_exposure_us=exposure_us, wl_gain_db=wl_gain_db, ll_gain_db=ll_gain_db,
+                                        nd_factor=self.config.nd_factor)
+            ll_exposure_us = metered.ll_exposure_us
+            if metered.at_limit:
+                log.warning("LL reference reaches %.0f%% of the WL level at its longest exposure %g us; recorded as it is", 100 * metered.ll_to_wl_mean, ll_exposure_us)
         exposures = {"ll": exposure_us if ll_exposure_us is None else ll_exposure_us, "wl": exposure_us}
         gains = {"ll": ll_gain_db, "wl": wl_gain_db}
         timeout = retrieve_timeout_ms(max(exposures.values()), self.config.retrieve_timeout_ms)
@@ -297,7 +323,8 @@ class CaptureSession:
         self.check(None, frames * self.pair_bytes)
         req = StepRequest(
             group=reference_path(name),
-            attrs={"ll_exposure_us": exposures["ll"], "wl_exposure_us": exposures["wl"], "ll_gain_db": ll_gain_db, "wl_gain_db": wl_gain_db},
+            attrs={"ll_exposure_us": exposures["ll"], "wl_exposure_us": exposures["wl"], "ll_gain_db": ll_gain_db, "wl_gain_db": wl_gain_db,
+                   "ll_exposure_mode": mode, **({"ll_to_wl_mean": metered.ll_to_wl_mean} if metered is not None else {})},
             frames=frames,
             exposure_us=exposure_us,
             ll_gain_db=ll_gain_db,
@@ -332,7 +359,7 @@ def resume_specs(path: str | Path) -> tuple[RigConfig, bool, list[SceneSpec]]:
     with SessionReader(path) as reader:
         if not reader.rig_config:
             raise InputError(f"{path}: no rig_config attribute; not a session written by exlpose-capture")
-        config = RigConfig.model_validate(reader.rig_config)
+        config = stored_config(reader.rig_config, path)
         emulated = bool(reader.attrs.get("emulated", False))
         specs = []
         for scene in reader.scenes():
@@ -367,11 +394,16 @@ def resume_specs(path: str | Path) -> tuple[RigConfig, bool, list[SceneSpec]]:
     return config, emulated, specs
 
 
-def describe_outcomes(outcomes: list[StepOutcome]) -> str:
-    """One line per step for the CLI."""
+def describe_outcomes(outcomes: list[StepOutcome], *, moving: bool = False) -> str:
+    """One line per step for the CLI; for a ``moving`` scene also the software trigger's gap against the exposure."""
     lines = []
     for o in outcomes:
         drops = ", ".join(f"{n} {reason}" for reason, n in sorted(o.dropped.items())) or "none"
         stalls = ", ".join(f"{n} {role}" for role, n in sorted(o.stalls.items()))
         lines.append(f"{o.group}: {o.total} pairs ({o.kept} new), dropped: {drops}" + (f", stalls: {stalls}" if stalls else ""))
+        lines += [f"  warning: {w}" for w in o.warnings]
+        if moving and o.trigger_gap_us is not None:
+            lines.append(f"  software trigger: the two exposures started {o.trigger_gap_us:.0f} us apart (camera clocks) against a "
+                         f"{o.exposure_us:g} us exposure ({100 * o.trigger_gap_us / o.exposure_us:.1f}%): fine for static scenes; "
+                         "a moving scene needs the master-slave wire")
     return "\n".join(lines)

@@ -188,10 +188,12 @@ def plan(
         cfg = _rig_config(config, emulate)
         with CaptureSession(cfg, None, emulated=emulate) as session:
             the_plan = session.plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames)
-            limits = session.rig.limits()
-            from .schedule import check_plan
+            session.check(the_plan, 0)
+            from .bandwidth import link_budget
 
-            check_plan(the_plan, limits["ll"], limits["wl"], cfg.frame_rate_hz)
+            for role, cam in session.rig.cameras.items():
+                budget = link_budget(session.rig.formats[role], cfg.frame_rate_hz, session.rig.link_limits.get(role))
+                err_console.print(f"link {role.upper()} {cam.serial}: {budget.describe(session.rig.formats[role], cfg.frame_rate_hz)}", markup=False, soft_wrap=True)
     else:
         pair_bytes = 2 * DEFAULT_FRAME[0] * DEFAULT_FRAME[1] * 2
         the_plan = make_plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames, pair_bytes=pair_bytes)
@@ -247,11 +249,41 @@ def config_check(
                 markup=False,
             )
         out_console.print(f"trigger {cfg.trigger.topology}: configured on both cameras", markup=False)
+        from .camera_state import compare_settings
+
+        mirrored = cfg.ll.reverse_x or cfg.wl.reverse_x
+        differences = compare_settings(session.rig.ll, session.rig.wl, mirrored=mirrored, topology=cfg.trigger.topology)
+        unexpected = [d for d in differences if not d.expected]
+        out_console.print(f"settings differing between the cameras: {len(differences)} ({len(unexpected)} not explained by the protocol)", markup=False)
+        for d in differences:
+            out_console.print(("  " if d.expected else "  DIFFERENT ") + d.describe(), markup=False)
         if save_pfs is not None:
             for role, cam in session.rig.cameras.items():
                 saved = cam.save_pfs(save_pfs / f"{role}_{cam.serial}.pfs")
                 out_console.print(f"saved {saved}", markup=False)
     out_console.print(f"{config_file}: ok", markup=False)
+
+
+@app.command("sync-check")
+@handle_errors
+def sync_check(
+    config: Annotated[Path, typer.Option("--config", help="rig config with trigger topology master-slave")],
+    frames: Annotated[int, typer.Option("--frames", help="frames to grab from each camera")] = 20,
+    exposure_us: Annotated[float, typer.Option("--exposure-us", help="exposure of both cameras during the check")] = 2000.0,
+) -> None:
+    """Prove the master -> slave trigger wire before a scene: edge counts, frame counters, exposure offset."""
+    from .capture import CaptureSession
+    from .synccheck import run_sync_check
+
+    if frames < 2:
+        raise UsageError(f"--frames must be at least 2, got {frames}")
+    cfg = load_config(config)
+    with CaptureSession(cfg, None) as session:
+        report = run_sync_check(session.rig, session.sync, frames, exposure_us)
+    for line in report.lines():
+        out_console.print(line, markup=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -266,6 +298,10 @@ def reference(
         float | None,
         typer.Option("--ll-exposure-us", help="LL exposure (default: the feeds' reference LL exposure, else --exposure-us); longer makes up for the ND filter"),
     ] = None,
+    ll_exposure: Annotated[
+        str | None,
+        typer.Option("--ll-exposure", help="auto: meter the LL exposure so the LL frames are as bright as the WL's (a bright reference aligns best)"),
+    ] = None,
     frames: FramesOpt = 5,
     config: ConfigOpt = None,
     emulate: EmulateOpt = False,
@@ -277,8 +313,10 @@ def reference(
     from .display import LiveDisplay
 
     _setup_logging()
+    if ll_exposure not in (None, "auto"):
+        raise UsageError(f"--ll-exposure {ll_exposure!r}: only 'auto'; give a number with --ll-exposure-us")
     cfg = _rig_config(config, emulate, roi=roi, feeds=feeds)
-    if feeds is not None:
+    if feeds is not None and ll_exposure is None:
         from .feeds import described_scene
 
         truth = described_scene(feeds, feed_scene or name)
@@ -294,6 +332,7 @@ def reference(
                 name,
                 exposure_us=exposure_us,
                 ll_exposure_us=ll_exposure_us,
+                ll_exposure_auto=ll_exposure == "auto",
                 ll_gain_db=gain_db if ll_gain_db is None else ll_gain_db,
                 wl_gain_db=gain_db,
                 frames=frames,
@@ -366,7 +405,7 @@ def record(
             return session.record_scene(spec)
 
         outcomes = _finish(session, body)
-    out_console.print(describe_outcomes(outcomes), markup=False)
+    out_console.print(describe_outcomes(outcomes, moving=cfg.trigger.topology == "software"), markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -415,6 +454,78 @@ def inspect(
             detail = ", ".join(f"{n} {reason}" for reason, n in s["dropped"].items())
             table.add_row(scene, step, str(s["pairs"]), f"{s['exposure_us']:g}", f"{s['ll_gain_db']:.2f}", f"{s['wl_gain_db']:.2f}", f"{drops} ({detail})" if drops else "0")
     out_console.print(table)
+
+
+@app.command()
+@handle_errors
+def preview(
+    exposure_us: ExposureOpt,
+    gain_db: GainOpt,
+    ll_gain_db: LLGainOpt = None,
+    ll_exposure_us: Annotated[float | None, typer.Option("--ll-exposure-us", help="LL exposure (default: --exposure-us)")] = None,
+    config: ConfigOpt = None,
+    emulate: EmulateOpt = False,
+    feeds: FeedsOpt = None,
+    feed_scene: Annotated[str | None, typer.Option("--feed-scene", help="with --feeds: the scene to play")] = None,
+    feed_step: Annotated[str, typer.Option("--feed-step", help="with --feeds: the step folder to play (1, 2, ... or reference)")] = "reference",
+    align: Annotated[Path | None, typer.Option("--align", help="ALIGN.json: add WL warped onto LL and their difference")] = None,
+    host: Annotated[str, typer.Option("--host", help="address to listen on (default: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port of the page (0: any free one)")] = 8765,
+    snapshot: Annotated[Path | None, typer.Option("--snapshot", help="write one composed frame to this PNG and exit")] = None,
+    snapshot_dir: Annotated[Path, typer.Option("--snapshot-dir", help="folder the page's snapshot button writes into")] = Path("."),
+    roi: RoiOpt = None,
+) -> None:
+    """Show both cameras side by side on a local web page (focus, beam splitter), or write one frame with --snapshot."""
+    import time
+
+    from exlpose_data.align.model import AlignModel
+
+    from .capture import CaptureSession
+    from .emulate import feed_dir, play_feed
+    from .preview import PreviewServer, PreviewSource, write_png
+    from .schedule import retrieve_timeout_ms
+
+    if snapshot is not None and snapshot.suffix.lower() != ".png":
+        raise UsageError(f"--snapshot {snapshot}: give a .png file name")
+    if feeds is not None and feed_scene is None:
+        raise UsageError("--feeds needs --feed-scene (the scene whose frames to play)")
+    cfg = _rig_config(config, emulate, roi=roi, feeds=feeds)
+    model = AlignModel.load(align) if align is not None else None
+    with CaptureSession(cfg, None, emulated=emulate) as session:
+        rig = session.rig
+        if feeds is not None:
+            for role, cam in rig.cameras.items():
+                play_feed(cam, feed_dir(feeds, feed_scene, feed_step, role))  # type: ignore[arg-type]
+        ll_exposure = exposure_us if ll_exposure_us is None else ll_exposure_us
+        rig.ll.set_exposure_gain(ll_exposure, gain_db if ll_gain_db is None else ll_gain_db)
+        rig.wl.set_exposure_gain(exposure_us, gain_db)
+        source = PreviewSource(rig, session.sync, retrieve_timeout_ms(max(ll_exposure, exposure_us), cfg.retrieve_timeout_ms), model)
+        if snapshot is not None:
+            session.sync.start(rig, cfg.buffers)
+            try:
+                comp = source.grab()
+            finally:
+                session.sync.stop(rig)
+            write_png(snapshot, comp)
+            st = comp.stats
+            out_console.print(f"{snapshot}: {' | '.join(comp.panes)}; focus LL {st['ll'].focus:.1f} WL {st['wl'].focus:.1f}; "
+                              f"clipped LL {st['ll'].clipped} WL {st['wl'].clipped}", markup=False, soft_wrap=True)
+            return
+        try:
+            server = PreviewServer(source, snapshot_dir, host, port)
+        except OSError as exc:
+            raise UsageError(f"--host {host} --port {port}: cannot listen ({exc.strerror or exc})") from None
+        source.start()
+        server.start()
+        out_console.print(f"preview on http://{host}:{server.port}/ (Ctrl-C stops)", markup=False)
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+            source.stop()
 
 
 @app.command()

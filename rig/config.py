@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exlpose_data.errors import InputError
 from exlpose_data.exposure import DEFAULT_ND_FACTOR
 
 from . import emulate
 
-__all__ = ["CameraConfig", "RoiConfig", "TriggerConfig", "RigConfig", "load_config", "emulated_config"]
+__all__ = ["CameraConfig", "RoiConfig", "TriggerConfig", "PixelSettings", "RigConfig", "load_config", "stored_config", "emulated_config"]
 
 Topology = Literal["software", "master-slave", "external", "free-run"]
 
@@ -39,7 +39,10 @@ class CameraConfig(_Strict):
     """One camera of the rig."""
 
     serial: str = Field(min_length=1, description="serial number as enumeration reports it")
-    pfs: Path | None = Field(None, description=".pfs file loaded before the rig's own settings")
+    user_set: str | None = Field(
+        "Default", description="user set loaded at open (Default, UserSet1..3), so no setting left by another program survives; "
+        "null keeps the camera's state")
+    pfs: Path | None = Field(None, description=".pfs file loaded after the user set, before the rig's own settings")
     reverse_x: bool = Field(False, description="mirror on the camera (the beam splitter's mirrored path)")
 
 
@@ -60,7 +63,9 @@ class TriggerConfig(_Strict):
 
     ``software``: both cameras software-triggered in lockstep (sequential, not simultaneous: fine for static
     scenes and for the emulator). ``master-slave``: the master free-runs at ``frame_rate_hz`` and drives
-    ``master_line`` (Output, source ``master_line_source``); the slave triggers on ``slave_line``, rising edge.
+    ``master_line`` (Output, source ExposureActive, inverted when ``master_line_inverter``); the slave triggers on
+    ``slave_line`` at ``activation``. (UserOutput1 is refused as a source: it changes only when the host sets
+    ``UserOutputValue``, so the slave would never see an edge.)
     ``external``: both trigger on ``input_line`` from a generator. ``free-run``: no synchronisation at all
     (benchmarks only; pairs are matched by frame counter).
     """
@@ -68,10 +73,45 @@ class TriggerConfig(_Strict):
     topology: Topology = "software"
     master: Literal["ll", "wl"] = "wl"
     master_line: str = "Line2"
-    master_line_source: Literal["ExposureActive", "UserOutput1"] = "ExposureActive"
+    master_line_source: str = "ExposureActive"
+    master_line_inverter: bool = Field(False, description="LineInverter on the master's output line (polarity; prove it with sync-check)")
     slave_line: str = "Line1"
     input_line: str = "Line1"
     activation: Literal["RisingEdge", "FallingEdge"] = "RisingEdge"
+
+    @field_validator("master_line_source")
+    @classmethod
+    def _toggling_source(cls, value: str) -> str:
+        if value != "ExposureActive":
+            raise ValueError(
+                f"{value!r} is not supported: only ExposureActive toggles with every master frame "
+                "(a UserOutput line changes only when the host sets UserOutputValue, so the slave would never trigger)"
+            )
+        return value
+
+
+class PixelSettings(_Strict):
+    """Every camera feature that changes pixels, set explicitly on both cameras at open (``rig.camera_state``).
+
+    Defaults keep the raw data raw: no automatic or preset white balance (unit ratios; the ISP balances later),
+    linear response, no digital shift, no in-camera correction, noise reduction or sharpening.
+    """
+
+    balance_white_auto: Literal["Off"] = "Off"
+    light_source_preset: str = "Off"
+    balance_ratio_red: float = Field(1.0, gt=0)
+    balance_ratio_green: float = Field(1.0, gt=0)
+    balance_ratio_blue: float = Field(1.0, gt=0)
+    gamma: float = Field(1.0, gt=0)
+    digital_shift: int = Field(0, ge=0)
+    black_level: float = Field(0.0, ge=0, description="DN; the settings file of a dart in the field holds 0 (check darks for clipped noise)")
+    color_space: str = "Off"
+    defect_pixel_correction: str = "Off"
+    noise_reduction: float = Field(0.0, ge=0)
+    sharpness_enhancement: float = Field(0.0, ge=0)
+    test_pattern: str = "Off"
+    exposure_mode: Literal["Timed"] = "Timed"
+    trigger_delay_us: float = Field(0.0, ge=0)
 
 
 class RigConfig(_Strict):
@@ -84,13 +124,17 @@ class RigConfig(_Strict):
     roi: RoiConfig | None = None
     frame_rate_hz: float = Field(10.0, gt=0, description="pairs per second while recording")
     trigger: TriggerConfig = TriggerConfig()
+    pixel: PixelSettings = PixelSettings()
     mirror: Literal["none", "ll", "wl"] = Field(
         "none", description="camera whose frames the beam splitter mirrors, flipped in software after demosaic (exlpose-align); "
         "the alternative to reverse_x on that camera")
     retrieve_timeout_ms: float | None = Field(None, gt=0, description="fixed retrieve timeout; default derives from exposure")
     flush_interval_s: float = Field(0.5, gt=0, le=60, description="HDF5 flush period (data at risk on a crash)")
     queue_pairs: int = Field(64, ge=2, description="pairs the writer queue holds before acquisition waits")
-    buffers: int = Field(16, ge=2, description="pylon grab buffers per camera")
+    buffers: int = Field(16, ge=2, description="pylon grab buffers per camera (the InstantCamera's MaxNumBuffer)")
+    link_limit_bytes_per_s: int | None = Field(
+        None, gt=0, description="DeviceLinkThroughputLimit set on both cameras (mode On); null keeps each camera's own limit, "
+        "which the plan is checked against (a dart in the field: 160,000,000 B/s)")
     min_free_mb: float = Field(
         256.0, ge=0, description="free disk space never written into; recording stops this much plus the pairs still in "
         "flight (queue_pairs + frame_rate_hz x flush_interval_s + 1) earlier")
@@ -118,7 +162,7 @@ class RigConfig(_Strict):
 
     def same_rig(self, other: "RigConfig") -> bool:
         """Whether two configs describe the same cameras, format and trigger (recording settings may differ)."""
-        keys = {"ll", "wl", "nd_factor", "pixel_format", "roi", "trigger", "mirror"}
+        keys = {"ll", "wl", "nd_factor", "pixel_format", "roi", "trigger", "mirror", "pixel"}
         return self.model_dump(include=keys) == other.model_dump(include=keys)
 
     def to_json(self) -> str:
@@ -145,14 +189,31 @@ def load_config(path: str | Path) -> RigConfig:
     try:
         cfg = RigConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        raise InputError(f"{p}: {where}: {err['msg']}") from None
+        raise InputError(f"{p}: {_first_error(exc)}") from None
     base = p.parent
     for cam in (cfg.ll, cfg.wl):
         if cam.pfs is not None and not cam.pfs.is_absolute():
             cam.pfs = base / cam.pfs
     return cfg
+
+
+def stored_config(data: dict[str, object], path: str | Path) -> RigConfig:
+    """The rig config stored in a session file.
+
+    Raises:
+        InputError: it no longer validates (e.g. a master line source this version refuses); names file and field.
+    """
+    try:
+        return RigConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{path}: stored rig_config: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """``field.path: message`` of the first validation error."""
+    err = exc.errors()[0]
+    where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    return f"{where}: {err['msg']}"
 
 
 def emulated_config(**overrides: object) -> RigConfig:

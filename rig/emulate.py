@@ -26,6 +26,7 @@ __all__ = [
     "SERIALS",
     "enable",
     "feed_dir",
+    "play_feed",
     "write_raw_png",
     "TriggerGenerator",
 ]
@@ -58,6 +59,13 @@ def feed_dir(feeds: str | Path, scene: str, step: str, role: str) -> Path:
     if not files:
         raise InputError(f"{folder}: feed folder holds no images")
     return folder
+
+
+def play_feed(cam: Any, folder: str | Path) -> None:
+    """Make an emulated camera play the images of ``folder`` (cycled in name order) instead of its test image."""
+    cam.set("TestImageSelector", "Off")
+    cam.set("ImageFilename", str(folder))
+    cam.set("ImageFileMode", "On")
 
 
 def write_raw_png(path: str | Path, raw: np.ndarray, bit_depth: int = 12) -> Path:

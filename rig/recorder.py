@@ -31,8 +31,12 @@ from typing import Any
 
 from exlpose_data.errors import ExlposeError
 
+from .bandwidth import link_budget
 from .cameras import Camera, Frame, Rig
+from .emulate import play_feed
 from .schedule import stall_timeout_s
+from .stream import CameraStream
+from .synccheck import clock_offset_ns
 from .sync import Sync
 from .writer import SessionWriter, json_attr
 
@@ -44,6 +48,10 @@ ROLES = ("ll", "wl")
 
 # Stall timeouts in a row after which a silent camera stops recording.
 MAX_STALLS = 3
+# Relative difference between the exposure set and the one the sensor uses above which a step is flagged.
+EXPOSURE_TOLERANCE = 0.01
+# Seconds between temperature-status reads while recording (each is a USB register read).
+HEALTH_INTERVAL_S = 1.0
 
 
 class CaptureStopped(ExlposeError):
@@ -122,6 +130,9 @@ class StepOutcome:
     dropped: dict[str, int]
     applied: dict[str, tuple[float, float]]
     stalls: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    trigger_gap_us: float | None = None  # software trigger: mean start gap of the two exposures (camera clocks)
+    exposure_us: float = 0.0
 
 
 class Recorder:
@@ -154,6 +165,11 @@ class Recorder:
         self._last_progress = 0.0
         self._max_consecutive = max_consecutive_drops
         self._consecutive = 0
+        self._rate_hz: float | None = sync.frame_rate_hz
+        self._warnings: list[str] = []
+        self._gaps_ns: list[float] = []
+        self._last_health = 0.0
+        self._latency_ns: dict[str, float] = {role: 0.0 for role in ROLES}
 
     # -- one step --------------------------------------------------------------------------------------
 
@@ -166,11 +182,20 @@ class Recorder:
             CameraRemovedError: a camera vanished.
         """
         self.rig.stop()
+        self._warnings = []
+        self._gaps_ns = []
+        self._last_health = 0.0
+        self.stats.step = req.group
         applied = self._apply(req)
         temperatures = {f"{role}_temperature_c": t for role, cam in self.rig.cameras.items() if (t := cam.temperature_c()) is not None}
-        attrs = {**req.attrs, **temperatures}
+        states = {f"{role}_camera_state": json_attr(state) for role, state in self.rig.states.items()}
+        rates = self._measure_rate()
+        self._latency_ns = {role: self._delivery_latency_ns(role, applied[role][0]) for role in ROLES}
+        effective = self._effective_exposures(req, applied)
+        effective.update({f"{role}_chunks": json_attr(list(chunks)) for role, chunks in self.rig.chunks.items()})
+        self._check_health(force=True)
+        attrs = {**req.attrs, **temperatures, **states, **rates, **effective}
         have, next_index = self.writer.open_step(req.group, attrs, self.rig.formats["ll"], self.rig.formats["wl"])
-        self.stats.step = req.group
         dropped_before = Counter(self.stats.dropped)
         stalls_before = Counter(self.stats.stalls)
         kept_before = self.stats.kept
@@ -187,17 +212,86 @@ class Recorder:
         dropped = {k: v - dropped_before.get(k, 0) for k, v in self.stats.dropped.items() if v - dropped_before.get(k, 0)}
         stalls = dict(self.stats.stalls - stalls_before)
         kept = self.stats.kept - kept_before
-        self.writer.set_attrs(req.group, {"dropped_pairs": json_attr(dropped), "stalls": json_attr(stalls)})
+        end_attrs = {"dropped_pairs": json_attr(dropped), "stalls": json_attr(stalls), "warnings": json_attr(self._warnings)}
+        gap_us = abs(sum(self._gaps_ns) / len(self._gaps_ns)) / 1000.0 if self._gaps_ns else None
+        if gap_us is not None:
+            end_attrs["trigger_gap_us"] = gap_us
+        self.writer.set_attrs(req.group, end_attrs)
         self._report(force=True)
-        return StepOutcome(req.group, kept, have + kept, dropped, applied, stalls)
+        return StepOutcome(req.group, kept, have + kept, dropped, applied, stalls, tuple(self._warnings), gap_us, max(e for e, _ in applied.values()))
+
+    def _warn(self, text: str) -> None:
+        log.warning("%s: %s", self.stats.step, text)
+        self._warnings.append(text)
+
+    def _effective_exposures(self, req: StepRequest, applied: dict[str, tuple[float, float]]) -> dict[str, float]:
+        """Read ``BslEffectiveExposureTime`` beside the setpoint; flag a step where they differ by more than 1%."""
+        attrs = {}
+        for role, cam in self.rig.cameras.items():
+            effective = cam.effective_exposure_us()
+            if effective is None:
+                continue
+            attrs[f"{role}_effective_exposure_us"] = effective
+            wanted = applied[role][0]
+            if wanted > 0 and abs(effective - wanted) / wanted > EXPOSURE_TOLERANCE:
+                self._warn(f"camera {cam.name}: effective exposure {effective:.2f} us differs from the {wanted:g} us set by "
+                           f"{100 * (effective - wanted) / wanted:+.1f}% (BslEffectiveExposureTime)")
+        return attrs
+
+    def _check_health(self, force: bool = False) -> None:
+        """Read each camera's temperature status (at most every ``HEALTH_INTERVAL_S``): warn once per step on
+        Critical (close to the allowed maximum), stop on Error (above it; the session stays valid).
+
+        Raises:
+            CaptureStopped: a camera reports BslTemperatureStatus Error.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_health < HEALTH_INTERVAL_S:
+            return
+        self._last_health = now
+        for cam in self.rig.cameras.values():
+            status = cam.temperature_status()
+            if status in (None, "Ok"):
+                continue
+            temp = cam.temperature_c()
+            where = f"camera {cam.name}: BslTemperatureStatus {status}" + (f" (sensor {temp:.1f} C)" if temp is not None else "")
+            if status == "Error":
+                raise CaptureStopped(f"{self.stats.step}: {where}, above the allowed maximum; recording stopped to protect the camera; cool it, then resume")
+            text = f"{where}, close to the allowed maximum; provide cooling"
+            if text not in self._warnings:
+                self._warn(text)
+
+    def _delivery_latency_ns(self, role: str, exposure_us: float) -> float:
+        """From a camera's trigger edge to its frame on the host: the exposure plus the transfer at its link limit.
+
+        Cameras with different exposures (a reference's long LL exposure) or link limits deliver the frames of one
+        edge far apart; the host-arrival check of the first pair allows for that difference.
+        """
+        limit = self.rig.cameras[role].configure_link(None)
+        transfer_s = link_budget(self.rig.formats[role], 1.0, limit).frame_bytes / limit if limit else 0.0
+        return (exposure_us * 1e3) + transfer_s * 1e9
+
+    def _measure_rate(self) -> dict[str, float]:
+        """Read each camera's ResultingFrameRate at this step's settings; pairing and pacing use the lower of it and
+        the planned rate, since a camera delivers no faster than it says (exposure, readout, link limit)."""
+        resulting = {role: r for role, cam in self.rig.cameras.items() if (r := cam.resulting_frame_rate()) is not None}
+        planned = self.sync.frame_rate_hz
+        candidates = [r for r in (planned, *resulting.values()) if r]
+        self._rate_hz = min(candidates) if candidates else None
+        if planned and self._rate_hz is not None and self._rate_hz < planned * 0.999:
+            slowest = min(resulting, key=resulting.get)  # type: ignore[arg-type]
+            self._warn(f"camera {self.rig.cameras[slowest].name} delivers at most {self._rate_hz:.2f} fps at these settings "
+                       f"(ResultingFrameRate), below the planned {planned:g} fps; pacing and pairing use {self._rate_hz:.2f} fps")
+        attrs = {f"{role}_resulting_frame_rate_hz": r for role, r in resulting.items()}
+        if self._rate_hz is not None:
+            attrs["frame_rate_hz_used"] = self._rate_hz
+        return attrs
 
     def _apply(self, req: StepRequest) -> dict[str, tuple[float, float]]:
         applied = {}
         for role, cam in self.rig.cameras.items():
             if req.feeds is not None:
-                cam.set("TestImageSelector", "Off")
-                cam.set("ImageFilename", req.feeds[role])
-                cam.set("ImageFileMode", "On")
+                play_feed(cam, req.feeds[role])
             gain = req.ll_gain_db if role == "ll" else req.wl_gain_db
             exposure = req.ll_exposure_us if role == "ll" and req.ll_exposure_us is not None else req.exposure_us
             applied[role] = cam.set_exposure_gain(exposure, gain)
@@ -208,10 +302,11 @@ class Recorder:
     def _lockstep(self, req: StepRequest, wanted: int, next_index: int, applied: dict[str, tuple[float, float]]) -> None:
         base: dict[str, int | None] = {r: None for r in ROLES}
         issued = {r: 0 for r in ROLES}
-        period = 1.0 / self.sync.frame_rate_hz if self.sync.frame_rate_hz else 0.0
+        period = 1.0 / self._rate_hz if self._rate_hz else 0.0
         kept = 0
         seq = 0
         t0 = time.monotonic()
+        clock_offset = self._clock_offset()
         while kept < wanted:
             self._check_space()
             if period:
@@ -245,7 +340,17 @@ class Recorder:
                 if resync:
                     self._rest(base, issued)
                 continue
-            kept += self._keep(req.group, index, host_ns, frames["ll"], frames["wl"], applied)  # type: ignore[arg-type]
+            if self._keep(req.group, index, host_ns, frames["ll"], frames["wl"], applied):  # type: ignore[arg-type]
+                kept += 1
+                if clock_offset is not None and frames["ll"].timestamp_ns >= 0 and frames["wl"].timestamp_ns >= 0:  # type: ignore[union-attr]
+                    self._gaps_ns.append(frames["wl"].timestamp_ns - frames["ll"].timestamp_ns - clock_offset)  # type: ignore[union-attr]
+
+    def _clock_offset(self) -> float | None:
+        """WL clock minus LL clock (ns), when both cameras can latch their timestamps; None otherwise."""
+        ll, wl = self.rig.cameras["ll"], self.rig.cameras["wl"]
+        if not (ll.has("TimestampLatch") and wl.has("TimestampLatch")):
+            return None
+        return clock_offset_ns(ll, wl)[0]
 
     def _frame_for_trigger(self, role: str, timeout_ms: float, base: dict[str, int | None], issued: dict[str, int]) -> tuple[Frame | None, str]:
         """The frame of the latest trigger of ``role``'s camera, or None and why not."""
@@ -278,44 +383,29 @@ class Recorder:
     # -- free-running streams (hardware trigger, free run) ---------------------------------------------
 
     def _streams(self, req: StepRequest, wanted: int, next_index: int, applied: dict[str, tuple[float, float]]) -> None:
-        pending: dict[str, dict[int, Frame]] = {r: {} for r in ROLES}
-        first: dict[str, int | None] = {r: None for r in ROLES}
-        newest: dict[str, int] = {r: -1 for r in ROLES}
-        stall_s = stall_timeout_s(req.timeout_ms, self.sync.frame_rate_hz)
+        streams = {r: CameraStream(r) for r in ROLES}
+        stall_s = stall_timeout_s(req.timeout_ms, self._rate_hz)
         grace_s = self.sync.first_frame_grace_s(stall_s)
         armed = time.monotonic()
-        last_arrival: dict[str, float | None] = {r: None for r in ROLES}
-        silent_timeouts = {r: 0 for r in ROLES}
-        period_ns = 1e9 / self.sync.frame_rate_hz if self.sync.frame_rate_hz else None
+        period_ns = 1e9 / self._rate_hz if self._rate_hz else None
         ts_offset: int | None = None
-        raw_first: dict[str, int | None] = {r: None for r in ROLES}  # first block IDs, never re-keyed
         # Free-running cameras share no edges, so arrival times say nothing about which frames belong together.
         first_unchecked = self.sync.topology != "free-run"
         done = -1  # highest frame index decided (kept or dropped)
         kept = 0
         while kept < wanted:
             self._check_space()
-            for role in ROLES:
+            for role, stream in streams.items():
                 frame = self.rig.cameras[role].try_retrieve(2.0)
                 now = time.monotonic()
                 if frame is None:
-                    self._watch_silence(role, now, armed, last_arrival[role], silent_timeouts, stall_s, grace_s)
-                    continue
-                last_arrival[role] = now
-                silent_timeouts[role] = 0
-                if first[role] is None:
-                    first[role] = raw_first[role] = frame.block_id
-                idx = frame.block_id - first[role]  # type: ignore[operator]
-                if idx <= done:
+                    self._watch_silence(stream, now, armed, stall_s, grace_s)
+                elif not stream.accept(frame, now, done):
                     self.stats.stale_frames += 1
-                    continue
-                pending[role][idx] = frame
-                newest[role] = max(newest[role], idx)
             # Decide every index both cameras have passed, in order.
-            while kept < wanted and done + 1 <= min(newest.values()):
-                idx = done + 1
-                done = idx
-                ll, wl = pending["ll"].pop(idx, None), pending["wl"].pop(idx, None)
+            while kept < wanted and done + 1 <= min(s.newest for s in streams.values()):
+                idx = done = done + 1
+                ll, wl = streams["ll"].take(idx), streams["wl"].take(idx)
                 index = next_index + idx
                 missing = [r for r, f in (("ll", ll), ("wl", wl)) if f is None]
                 failed = [r for r, f in (("ll", ll), ("wl", wl)) if f is not None and not f.ok]
@@ -325,50 +415,45 @@ class Recorder:
                 if failed:
                     self._drop(index, f"{failed[0]} failed ({(ll if failed[0] == 'll' else wl).error})", failed[0])  # type: ignore[union-attr]
                     continue
+                assert ll is not None and wl is not None
                 if period_ns is not None:
-                    skew, evidence = self._edge_skew(ll, wl, raw_first, period_ns, first_unchecked)  # type: ignore[arg-type]
+                    skew, evidence = self._edge_skew(ll, wl, streams, period_ns, first_unchecked)
                     if skew is not None:
-                        behind = self._realign(skew, period_ns, idx, ll, wl, first, pending, newest)  # type: ignore[arg-type]
+                        behind = self._realign(skew, period_ns, idx, ll, wl, streams)
                         first_unchecked = first_unchecked and behind is None
                         self._drop(index, f"{behind} missed a trigger edge ({evidence})" if behind else f"cannot tell which edge: {evidence}", behind or "wl")
                         continue
                     first_unchecked = False
-                if ll.timestamp_ns >= 0 and wl.timestamp_ns >= 0 and period_ns is not None:  # type: ignore[union-attr]
-                    delta = ll.timestamp_ns - wl.timestamp_ns  # type: ignore[union-attr]
+                if ll.timestamp_ns >= 0 and wl.timestamp_ns >= 0 and period_ns is not None:
+                    delta = ll.timestamp_ns - wl.timestamp_ns
                     if ts_offset is None:
                         ts_offset = delta
                     elif abs(delta - ts_offset) > period_ns / 2:
-                        behind = self._realign(delta - ts_offset, period_ns, idx, ll, wl, first, pending, newest)  # type: ignore[arg-type]
+                        behind = self._realign(delta - ts_offset, period_ns, idx, ll, wl, streams)
                         reason = f"{behind} missed a trigger edge" if behind else "timestamps disagree by a fraction of a period"
                         self._drop(index, reason, behind or "wl")
                         continue
-                host = min(ll.host_time_ns, wl.host_time_ns)  # type: ignore[union-attr]
-                kept += self._keep(req.group, index, host, ll, wl, applied)  # type: ignore[arg-type]
+                host = min(ll.host_time_ns, wl.host_time_ns)
+                kept += self._keep(req.group, index, host, ll, wl, applied)
 
-    def _watch_silence(
-        self, role: str, now: float, armed: float, last: float | None, silent_timeouts: dict[str, int], stall_s: float, grace_s: float
-    ) -> None:
+    def _watch_silence(self, stream: CameraStream, now: float, armed: float, stall_s: float, grace_s: float) -> None:
         """Count a stall (a warning, not a drop) per ``stall_s`` of silence; stop when a camera stays silent.
 
         Raises:
             CaptureStopped: no first frame within ``grace_s`` of arming, or ``MAX_STALLS`` stall timeouts in a row.
         """
-        cam: Camera = self.rig.cameras[role]
-        if last is None:
-            if now - armed > grace_s:
-                raise CaptureStopped(f"{self.stats.step}: camera {cam.name} delivered no frame within {grace_s:g} s of arming; {self.sync.no_frame_hint(role)}")
-            return
-        if now - last <= stall_s * (silent_timeouts[role] + 1):
-            return
-        silent_timeouts[role] += 1
-        if silent_timeouts[role] == 1:
-            self.stats.stalls[role] += 1
-            log.warning("%s: no frame from camera %s for %.2f s (stall timeout)", self.stats.step, cam.name, now - last)
+        cam: Camera = self.rig.cameras[stream.role]
+        silence = stream.silence(now, armed, stall_s, grace_s, MAX_STALLS)
+        if silence.no_first_frame:
+            raise CaptureStopped(f"{self.stats.step}: camera {cam.name} delivered no frame within {grace_s:g} s of arming; {self.sync.no_frame_hint(stream.role)}")
+        if silence.new_stall:
+            self.stats.stalls[stream.role] += 1
+            log.warning("%s: no frame from camera %s for %.2f s (stall timeout)", self.stats.step, cam.name, silence.silent_s)
             self._report()
-        if silent_timeouts[role] >= MAX_STALLS:
-            raise CaptureStopped(f"{self.stats.step}: no frame from camera {cam.name} for {now - last:.1f} s; {self.sync.no_frame_hint(role)}")
+        if silence.give_up:
+            raise CaptureStopped(f"{self.stats.step}: no frame from camera {cam.name} for {silence.silent_s:.1f} s; {self.sync.no_frame_hint(stream.role)}")
 
-    def _edge_skew(self, ll: Frame, wl: Frame, raw_first: dict[str, int | None], period_ns: float, first_unchecked: bool) -> tuple[float | None, str]:
+    def _edge_skew(self, ll: Frame, wl: Frame, streams: dict[str, CameraStream], period_ns: float, first_unchecked: bool) -> tuple[float | None, str]:
         """How far (ns) LL's frame runs ahead of WL's paired one, when evidence says they are not of the same edge.
 
         Timestamps only show changes of the offset between the cameras: a camera that missed the very first edge
@@ -376,28 +461,21 @@ class Recorder:
         generator knows which edge it gave each camera's n-th frame (exact, checked on every pair). On real
         cameras the host arrival times of the first complete pair must be within half a period of each other.
         """
-        edges = [self.sync.edge_of(role, f.block_id - raw_first[role]) for role, f in (("ll", ll), ("wl", wl))]  # type: ignore[operator]
+        edges = [self.sync.edge_of(role, streams[role].frames_since_arming(f)) for role, f in (("ll", ll), ("wl", wl))]
         if edges[0] is not None and edges[1] is not None:
             if edges[0] == edges[1]:
                 return None, ""
             return (edges[0] - edges[1]) * period_ns, f"emulated generator: LL frame of edge {edges[0]}, WL frame of edge {edges[1]}"
         if first_unchecked:
-            skew = ll.host_time_ns - wl.host_time_ns
+            expected = self._latency_ns["ll"] - self._latency_ns["wl"]
+            skew = ll.host_time_ns - wl.host_time_ns - expected
             if abs(skew) > period_ns / 2:
-                return float(skew), f"first frames arrived {skew / 1e6:+.1f} ms apart (LL - WL), period {period_ns / 1e6:g} ms"
+                return float(skew), (f"first frames arrived {(skew + expected) / 1e6:+.1f} ms apart (LL - WL), {expected / 1e6:+.1f} ms expected "
+                                     f"from exposure and transfer, period {period_ns / 1e6:g} ms")
         return None, ""
 
     @staticmethod
-    def _realign(
-        skew_ns: float,
-        period_ns: float,
-        idx: int,
-        ll: Frame,
-        wl: Frame,
-        first: dict[str, int | None],
-        pending: dict[str, dict[int, Frame]],
-        newest: dict[str, int],
-    ) -> str | None:
+    def _realign(skew_ns: float, period_ns: float, idx: int, ll: Frame, wl: Frame, streams: dict[str, CameraStream]) -> str | None:
         """Re-key the frames of a camera that missed trigger edges; return its role, or None when unsure.
 
         A camera that missed ``m`` edges delivers, as its frame ``idx``, the frame of edge ``idx + m``: its
@@ -408,11 +486,7 @@ class Recorder:
         if shift == 0 or abs(skew_ns - shift * period_ns) > period_ns / 4:
             return None
         behind, frame = ("wl", wl) if shift < 0 else ("ll", ll)
-        m = abs(shift)
-        first[behind] -= m  # type: ignore[operator]
-        pending[behind] = {i + m: f for i, f in pending[behind].items()}
-        pending[behind][idx + m] = frame
-        newest[behind] += m
+        streams[behind].shift(abs(shift), idx, frame)
         return behind
 
     # -- shared ----------------------------------------------------------------------------------------
@@ -460,6 +534,7 @@ class Recorder:
             )
 
     def _check_space(self) -> None:
+        self._check_health()
         if self.writer.low_space.is_set():
             raise DiskSpaceLow(
                 f"{self.writer.path}: free disk space fell below the {self.writer.min_free_bytes / (1 << 20):.0f} MB reserve "

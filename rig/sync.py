@@ -4,8 +4,8 @@ USB3 darts have no PTP or action commands; real synchronisation is a hardware tr
 
 - ``software``: both cameras on ``TriggerSource=Software``, triggered one after the other for each pair
   (lockstep: the next pair is triggered only when both frames of this one are in or given up).
-- ``master-slave``: the master free-runs at the frame rate and drives an output line with ExposureActive (or
-  UserOutput1); the slave triggers on its input line, rising edge.
+- ``master-slave``: the master free-runs at the frame rate and drives an output line with ExposureActive
+  (LineInverter as configured); the slave triggers on its input line at the configured edge.
 - ``external``: both cameras trigger on an input line driven by a generator.
 - ``free-run``: no trigger at all (benchmarks; frames are matched by counter only).
 
@@ -110,6 +110,8 @@ class Sync:
             _line(rig.cameras[slave], cfg.slave_line, "Input")
             _trigger_on(rig.cameras[slave], cfg.slave_line, cfg.activation)
             _line(rig.cameras[master], cfg.master_line, "Output", cfg.master_line_source)
+            if rig.cameras[master].has("LineInverter"):
+                rig.cameras[master].set("LineInverter", cfg.master_line_inverter)
             _free_run(rig.cameras[master], self.frame_rate_hz)
         else:
             for cam in rig.cameras.values():

@@ -2,9 +2,10 @@
 
 Crash safety without SWMR: the file is opened with h5py's default (earliest) format, which still opens after a
 ``kill -9`` (the ``libver='latest'`` format marks files open-for-write and refuses them after a crash). The
-raw-data chunk cache is off, so each frame reaches the OS the moment it is written; a pair is written ll,
-then wl, then its ``frames`` row, and :meth:`SessionReader.frames_table` trusts only rows whose frames exist.
-The file is flushed at least every ``flush_interval_s``: what was flushed survives a crash intact.
+raw-data chunk cache is off, so each frame reaches the OS the moment it is written; a pair is written ll, then
+wl; the ``frames`` rows of the pairs written since the last flush are appended just before each flush, and
+:meth:`SessionReader.frames_table` trusts only rows whose frames exist. The file is flushed at least every
+``flush_interval_s``: what was flushed survives a crash intact.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class SessionWriter:
         self._error: BaseException | None = None
         self._dirty = False
         self._rows: dict[str, int] = {}
+        self._pending_rows: dict[str, list[tuple[Any, ...]]] = {}
         self._datasets: dict[str, tuple[Any, Any, Any]] = {}
         self._thread = threading.Thread(target=self._run, name="session-writer", daemon=True)
         self._thread.start()
@@ -257,9 +259,10 @@ class SessionWriter:
                     raise ValueError(f"{group}: frame of shape {frame.shape} does not fit {ds.shape[1:]}")
                 ds.resize(n + 1, axis=0)
                 # One frame is one whole chunk: hand its bytes to HDF5 as they are (no selection, no conversion).
-                ds.id.write_direct_chunk((n, *zeros), np.ascontiguousarray(frame, dtype=np.uint16))
-            table.resize(n + 1, axis=0)
-            table[n] = np.array(row, dtype=FRAME_DTYPE)
+                ds.id.write_direct_chunk((n, *zeros), np.ascontiguousarray(frame, dtype=ds.dtype))
+            # The row waits for the next flush: it is written just before the file is flushed, after its frames,
+            # so a flushed row always has its frames (and one HDF5 write per flush replaces two per pair).
+            self._pending_rows.setdefault(group, []).append(row)
             self._rows[group] = n + 1
             self.stats.pairs_written += 1
             self.stats.bytes_written += ll.nbytes + wl.nbytes
@@ -271,6 +274,7 @@ class SessionWriter:
                 g.attrs[key] = value
             self._dirty = True
         elif kind == "step":
+            self._write_rows()
             reply = item[-1]
             try:
                 reply.put(self._open_step(*item[1:-1]))
@@ -284,10 +288,10 @@ class SessionWriter:
             g.attrs[key] = value
         for name, fmt in ((LL, ll), (WL, wl)):
             if name in g:
-                if g[name].shape[1:] != fmt.shape:
-                    raise UsageError(f"{self.path}:{group}/{name}: holds frames of shape {g[name].shape[1:]}, camera gives {fmt.shape}")
+                if g[name].shape[1:] != fmt.shape or g[name].dtype != fmt.dtype:
+                    raise UsageError(f"{self.path}:{group}/{name}: holds frames of shape {g[name].shape[1:]} {g[name].dtype}, camera gives {fmt.shape} {np.dtype(fmt.dtype)}")
             else:
-                g.create_dataset(name, shape=(0, *fmt.shape), maxshape=(None, *fmt.shape), chunks=(1, *fmt.shape), dtype=np.uint16)
+                g.create_dataset(name, shape=(0, *fmt.shape), maxshape=(None, *fmt.shape), chunks=(1, *fmt.shape), dtype=fmt.dtype)
             for key, value in frame_attrs(fmt).items():
                 g[name].attrs[key] = value
         if FRAMES not in g:
@@ -301,8 +305,19 @@ class SessionWriter:
         next_index = int(g[FRAMES][n - 1]["index"]) + 1 if n else 0
         return n, next_index
 
+    def _write_rows(self) -> None:
+        """Append the rows of the pairs written since the last flush to their ``frames`` tables."""
+        for group, rows in self._pending_rows.items():
+            if rows:
+                table = self._datasets[group][2]
+                start = table.shape[0]
+                table.resize(start + len(rows), axis=0)
+                table[start:] = np.array(rows, dtype=FRAME_DTYPE)
+        self._pending_rows = {}
+
     def _flush(self) -> None:
         self.stats.queue_depth = self._queue.qsize()
+        self._write_rows()
         if self._dirty:
             self._f.flush()
             self._dirty = False

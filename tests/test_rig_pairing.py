@@ -44,6 +44,18 @@ class StandInCamera:
     def temperature_c(self) -> float | None:
         return 41.5
 
+    def resulting_frame_rate(self) -> float | None:
+        return None
+
+    def configure_link(self, limit_bytes_per_s: int | None) -> float | None:
+        return None
+
+    def effective_exposure_us(self) -> float | None:
+        return None
+
+    def temperature_status(self) -> str | None:
+        return None
+
     def start(self, buffers: int) -> None:
         pass
 
@@ -57,6 +69,8 @@ class StandInRig:
     wl: StandInCamera
     config: object = field(default_factory=lambda: emulated_config(frame_rate_hz=10.0, trigger={"topology": "external"}))
     formats: dict[str, FrameFormat] = field(default_factory=lambda: {r: FrameFormat("Mono12", None, 12, 1, SHAPE[1], SHAPE[0], 0.0, False) for r in ("ll", "wl")})
+    states: dict[str, dict] = field(default_factory=dict)
+    chunks: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def cameras(self) -> dict[str, StandInCamera]:
@@ -203,7 +217,7 @@ def test_camera_missing_the_first_edge_is_caught_by_host_arrival_times(tmp_path:
     wl = TimedCamera("WL", [Frame(e - 1, True, "", np.full(SHAPE, 2000 + e, np.uint16), -1, 0) for e in range(1, 10)], due_s=[0.05 + 0.1 * e for e in range(1, 10)])
     outcome, out = record_timed(tmp_path, ll, wl, frames=8)
     assert len(outcome.dropped) == 1 and sum(outcome.dropped.values()) == 1
-    assert re.fullmatch(r"wl missed a trigger edge \(first frames arrived -(9\d|10\d)\.\d ms apart \(LL - WL\), period 100 ms\)", next(iter(outcome.dropped)))
+    assert re.fullmatch(r"wl missed a trigger edge \(first frames arrived -(9\d|10\d)\.\d ms apart \(LL - WL\), \+0\.0 ms expected from exposure and transfer, period 100 ms\)", next(iter(outcome.dropped)))
     with SessionReader(out) as r:
         table = r.frames_table("s", "1")
         assert list(table["index"]) == list(range(1, 9))

@@ -111,8 +111,10 @@ def test_pixel_format_info() -> None:
     assert pixel_format_info("BayerGB8") == ("GBRG", 8, 1)
     assert pixel_format_info("RGB8Packed") == (None, 8, 3)
     assert pixel_format_info("Mono12") == (None, 12, 1)
-    with pytest.raises(UsageError, match="packed formats are not supported; use the unpacked one \\(BayerRG12\\)"):
-        pixel_format_info("BayerRG12p")
+    assert pixel_format_info("BayerGR12p") == ("GRBG", 12, 1)  # stored packed, unpacked on read
+    assert pixel_format_info("Mono12p") == (None, 12, 1)
+    with pytest.raises(UsageError, match="pixel format Mono10p: only packed 12-bit formats \\(...12p\\) are supported"):
+        pixel_format_info("Mono10p")
 
 
 def test_disk_room_refusal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
