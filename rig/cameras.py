@@ -22,7 +22,8 @@ from exlpose_data.packed12 import is_packed, packed_row_bytes
 from exlpose_data.session_format import normalise_bayer_pattern
 
 from .camera_state import apply_pixel_state, load_user_set, read_pixel_state
-from .device import DeviceFactory, DeviceSummary, Frame, factory_for
+from .device import DeviceFactory, DeviceSummary, Frame
+from .factory import factory_for
 
 __all__ = [
     "CameraError",
@@ -133,7 +134,7 @@ class Camera:
         serial: the camera's serial number.
         role: ``ll`` or ``wl``, used in messages.
         emulated: open a pylon CamEmu device.
-        factory: where devices come from (default: ``rig.device.factory_for(emulated)``).
+        factory: where devices come from (default: ``rig.factory.factory_for(emulated)``).
 
     Raises:
         UsageError: no camera with that serial is attached (the message lists those that are).
@@ -465,7 +466,7 @@ class Rig:
     Args:
         config: the rig config (``rig.config.RigConfig``).
         emulated: open pylon CamEmu devices.
-        factory: where devices come from (default: ``rig.device.factory_for(emulated)``).
+        factory: where devices come from (default: ``rig.factory.factory_for(emulated)``).
     """
 
     def __init__(self, config: Any, *, emulated: bool = False, factory: DeviceFactory | None = None) -> None:

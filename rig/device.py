@@ -2,21 +2,19 @@
 
 pypylon (real darts and pylon's emulator) is one implementation (``rig.pylon_device``); the stand-in dart of the
 tests, a model of a real daA1920-160uc built from its feature list and settings file, is the other. Both are
-reached through a :class:`DeviceFactory`; :func:`use_factory` swaps the factory for a block of code (tests run
+reached through a :class:`DeviceFactory`; :func:`rig.factory.use_factory` swaps the factory for a block of code (tests run
 the CLI against the stand-in that way).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["DeviceSummary", "Frame", "Device", "DeviceFactory", "factory_for", "use_factory"]
+__all__ = ["DeviceSummary", "Frame", "Device", "DeviceFactory"]
 
 
 @dataclass(frozen=True)
@@ -105,26 +103,3 @@ class DeviceFactory(Protocol):
 
     def open(self, serial: str) -> Device:
         """Open the camera with that serial (it was enumerated)."""
-
-
-_override: DeviceFactory | None = None
-
-
-def factory_for(emulated: bool) -> DeviceFactory:
-    """The factory in use: the one :func:`use_factory` installed, else pypylon's (its emulator when ``emulated``)."""
-    if _override is not None:
-        return _override
-    from .pylon_device import PylonFactory
-
-    return PylonFactory(emulated)
-
-
-@contextlib.contextmanager
-def use_factory(factory: DeviceFactory) -> Iterator[DeviceFactory]:
-    """Open every camera through ``factory`` inside the block (stand-in cameras in tests)."""
-    global _override
-    previous, _override = _override, factory
-    try:
-        yield factory
-    finally:
-        _override = previous

@@ -504,7 +504,7 @@ class _Wire:
 class DartBus:
     """The USB bus and the GPIO wiring of stand-in darts; cameras live here between opens (their state persists).
 
-    Also the device factory of the camera layer (``rig.device.DeviceFactory``): pass it to ``rig.device.use_factory``.
+    Also the device factory of the camera layer (``rig.device.DeviceFactory``): pass it to ``rig.factory.use_factory``.
     """
 
     def __init__(self, serials: tuple[str, ...] = SERIALS, *, field_settings: Path | None = None) -> None:

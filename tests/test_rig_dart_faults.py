@@ -13,7 +13,7 @@ import pytest
 from exlpose_data.session_format import SessionReader
 from rig.cameras import Camera
 from rig.capture import CaptureSession, SceneSpec
-from rig.device import use_factory
+from rig.factory import use_factory
 from tests.standin_dart import SERIALS, DartBus, rig_config, uniform_scene
 
 LL, WL = SERIALS

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from exlpose_data.session_format import SessionReader
 from rig.cli import app
-from rig.device import use_factory
+from rig.factory import use_factory
 from tests.standin_dart import SERIALS, DartBus, rig_config, uniform_scene
 
 LL, WL = SERIALS

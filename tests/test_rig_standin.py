@@ -18,7 +18,7 @@ from exlpose_data.session_format import SessionReader
 from rig.cameras import Camera
 from rig.capture import CaptureSession, SceneSpec
 from rig.cli import app
-from rig.device import use_factory
+from rig.factory import use_factory
 from tests.standin_dart import DATA, SERIALS, DartBus, read_feature_list, read_pfs, rig_config, uniform_scene
 
 LL, WL = SERIALS

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rig.cli import app
-from rig.device import use_factory
+from rig.factory import use_factory
 from tests.standin_dart import SERIALS, DartBus, rig_config
 
 LL, WL = SERIALS
