@@ -137,10 +137,11 @@ class Browser:
                 self.events.append(reply)
 
     def open(self, url: str) -> None:
-        """Navigate and wait for the load event."""
+        """Navigate and wait for this navigation's load event (an earlier page's must not count)."""
+        first = len(self.events)
         self.call("Page.navigate", {"url": url})
         deadline = time.monotonic() + self._timeout_s
-        while not any(e["method"] == "Page.loadEventFired" for e in self.events):
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events[first:]):
             self.events.append(self._read_message(deadline))
 
     def evaluate(self, expression: str) -> Any:

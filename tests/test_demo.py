@@ -20,9 +20,17 @@ def demo(tmp_path_factory):
 def test_every_stage_ran(demo):
     out, _ = demo
     stages = json.loads((out / "stages.json").read_text())
-    assert [s["stage"] for s in stages] == ["simulate", "capture", "align", "annotate", "split", "stats", "pack", "train", "evaluate", "report"]
+    assert [s["stage"] for s in stages] == ["simulate", "capture", "align", "annotate", "split", "stats", "pack", "simulate training scenes",
+                                            "train", "evaluate", "report"]
     assert {s["status"] for s in stages} == {"ok"}
-    assert (out / "commands.sh").read_text().count("exlpose capture record") == 2
+    commands = (out / "commands.sh").read_text()
+    assert commands.count("exlpose capture record") == 2
+    # the models train on further simulated scenes and are tested on the captured ones
+    assert commands.count(f"exlpose simulate release --out {out / 'training-scenes'} --scenes 4") == 1
+    assert commands.count(f"exlpose train --variant baseline-all --dataset {out / 'training-scenes'}") == 1
+    assert commands.count(f"exlpose eval model {out / 'train' / 'lsbn-lupi' / 'checkpoint.pth'} --dataset {out / 'dataset'}") == 1
+    train_doc = json.loads((out / "training-scenes" / "annotations" / "ExLPose_train_WL.json").read_text())
+    assert len({im["file_name"].split("_exp")[0] for im in train_doc["images"]}) == 4  # four scenes, all for training
 
 
 def test_report_numbers_are_plausible(demo):
