@@ -41,6 +41,7 @@ def _batch(batch_size: int, input_size: tuple[int, int], heatmap_size: tuple[int
         "wl": torch.randn(batch_size, 3, *input_size, generator=g),
         "heatmaps": heatmaps,
         "target_weight": torch.ones(batch_size, NUM_KEYPOINTS),
+        "visible_weight": torch.ones(batch_size, NUM_KEYPOINTS),
     }
 
 

@@ -8,9 +8,11 @@ with the same seed, the same number of steps and the same settings (a small back
 fits on two CPU cores) and is evaluated on the test scenes with the CrowdPose protocol (LL-N/H/E/A and WL,
 ground-truth boxes, our flip test). The number of steps is fixed from the budget before training: the
 slowest variant's step time is measured on the release's own crops, and every variant gets the steps that
-variant needs to stay inside ``--minutes``. The learning rate is the reference's 5e-4, halved once at three
-quarters of the run (``--schedule compressed`` squeezes the reference's five halvings into the run instead: at a
-few hundred steps that leaves most of the run at a thirty-second of the rate).
+variant needs to stay inside ``--minutes``. Defaults: 8 pairs per step at a learning rate of 1e-3 (the reference
+uses 32 and 5e-4; with a budget of minutes, twice the steps of half the pairs at twice the rate learnt more from the
+same number of pairs: see docs/baselines.md), halved once at three quarters of the run (``--schedule compressed``
+squeezes the reference's five halvings into the run instead: at a few hundred steps that leaves most of the run at
+a thirty-second of the rate), float32 and channels-last (``--amp`` for bfloat16 autocast).
 
 Prints one JSON line per (variant, seed) and a last summary line: mean and spread of each variant's AP per
 split, the LL-A ordering, and LL-A ratios against baseline-all measured in the same run, plus whether
@@ -105,16 +107,17 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--input-size", type=lambda t: [int(v) for v in t.split("x")], default=[128, 96])
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs per step (the reference: 32)")
     parser.add_argument("--epochs", type=int, default=16, help="epochs the step budget is divided into (the schedule's unit)")
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (the reference: 5e-4)")
     parser.add_argument("--schedule", default="late", choices=["late", "compressed"],
                         help="late: lr halved once at 3/4 of the run (default); compressed: the reference's five halvings at "
                              "6/32, 12/32, ... of the run, which leave a run of a few hundred steps at 1/32 of the lr for most of it")
     parser.add_argument("--head-init", default="reference", choices=["reference", "target-scale"])
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                        help="bfloat16 autocast on CPU (about 1.5x the steps in the same minutes; losses stay float32)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                        help="bfloat16 autocast on CPU (off by default: on this project's 2-core Xeon, which has no bfloat16 "
+                             "matrix units, it made a step about 3x slower than float32)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--steps", type=int, default=None, help="fix the steps instead of deriving them from --minutes")
     args = parser.parse_args()

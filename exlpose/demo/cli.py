@@ -146,8 +146,8 @@ def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
                 "train", "--variant", variant, "--dataset", str(train_root), *pack,
                 "--output-dir", str(out / "train" / variant), "--backbone", s.backbone, "--input-size", s.input_size,
                 "--heatmap-size", s.heatmap_size, "--epochs", str(s.epochs), "--steps-per-epoch", str(s.steps_per_epoch),
-                "--batch-size", str(s.batch_size), "--workers", "0", "--seed", str(s.seed), "--val-splits", "",
-                "--deterministic", "--from-scratch", *(["--amp", "--channels-last"] if s.fast_math else [])])
+                "--batch-size", str(s.batch_size), "--lr", str(s.lr), "--workers", "0", "--seed", str(s.seed), "--val-splits", "",
+                "--deterministic", "--from-scratch", *(["--channels-last"] if s.channels_last else [])])
             records[variant] = read_json(out / "train" / variant / "metrics.json")
         return records
 

@@ -40,7 +40,9 @@ class DemoSettings:
             into the release layout (one frame each, the same sensor model and ISP as the captured path) instead
             of on the captured training scenes, and are tested on the captured held-out scenes: a network trained
             from scratch needs hundreds of scenes to generalise, far more than the demo can record on the emulator.
-        fast_math: bfloat16 autocast and channels-last on the CPU (about 1.7x the training steps per minute).
+        lr: Adam's learning rate.
+        channels_last: channels-last memory format (float32 throughout: bfloat16 autocast made a step 2-3x slower on
+            CPUs without bfloat16 units, benchmarks/bench_precision.py).
     """
 
     scenes: int
@@ -54,17 +56,19 @@ class DemoSettings:
     batch_size: int
     test_fraction: float = 0.5
     train_scenes: int = 0
-    fast_math: bool = False
+    lr: float = 5e-4
+    channels_last: bool = False
     seed: int = 0
 
 
 QUICK = DemoSettings(scenes=2, size="320x200", frames=2, backbone="resnet18", input_size="64x48", heatmap_size="16x12",
                      epochs=3, steps_per_epoch=4, batch_size=8, train_scenes=4)
-# The full run trains each model 256 steps on 400 further simulated scenes (bench_learning: from scratch, AP on
-# unseen scenes grows with the number of distinct scenes; 8 captured training scenes are memorised) and tests on
-# the 5 held-out captured scenes; the quick run is a smoke run.
+# The full run trains each model 320 steps of 8 pairs (lr 1e-3, the settings that learnt most per minute in
+# bench_learning) on 400 further simulated scenes (from scratch, 5 captured training scenes are memorised, not
+# learnt from) and tests on the 5 held-out captured scenes, inside about 15 minutes on 2 cores; the quick run is a
+# smoke run.
 FULL = DemoSettings(scenes=10, size="640x400", frames=2, backbone="resnet18", input_size="128x96", heatmap_size="32x24",
-                    epochs=8, steps_per_epoch=32, batch_size=16, test_fraction=0.5, train_scenes=400, fast_math=True)
+                    epochs=10, steps_per_epoch=32, batch_size=8, test_fraction=0.5, train_scenes=400, lr=1e-3, channels_last=True)
 
 
 class StageFailed(ExlposeError):

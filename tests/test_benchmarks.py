@@ -1,0 +1,52 @@
+"""The training benchmarks run and print the one JSON line their docs promise (tiny sizes: this checks that they
+work, not what they measure; the figures are in docs/baselines.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run(script: str, *args: str, timeout: int = 900) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def test_bench_baselines_prints_its_ratios() -> None:
+    (row,) = _run("bench_baselines.py", "--backbone", "resnet18", "--batch-size", "2", "--input-size", "64", "48",
+                  "--steps", "1", "--runs", "1")
+    assert row["benchmark"] == "baselines"
+    assert row["train_step_ratio"] > 0 and row["inference_ratio"] > 0
+    assert row["params_lsbn_learnable"] > row["params_baseline"]
+
+
+def test_bench_precision_measures_four_modes() -> None:
+    (row,) = _run("bench_precision.py", "--batch-size", "2", "--input-size", "64", "48", "--steps", "1", "--threads", "1")
+    assert set(row["step_s"]) == {"fp32", "fp32_channels_last", "bf16", "bf16_channels_last"}
+    assert row["ratio_to_fp32"]["fp32"] == 1.0
+    assert all(v > 0 for v in row["step_s"].values())
+    assert row["cpu_bf16_flags"] is None or isinstance(row["cpu_bf16_flags"], list)
+
+
+def test_bench_learning_trains_evaluates_and_summarises(tmp_path: Path) -> None:
+    rows = _run("bench_learning.py", "--out", str(tmp_path), "--scenes", "4", "--size", "320x200", "--test-fraction", "0.5",
+                "--variants", "baseline-all,lsbn-lupi", "--steps", "2", "--epochs", "1", "--input-size", "64x48",
+                "--batch-size", "2", "--train-eval", "2", "--workers", "0")
+    runs, summary = rows[:-1], rows[-1]
+    assert [r["variant"] for r in runs] == ["baseline-all", "lsbn-lupi"]
+    assert all(r["steps"] == 2 and set(r["AP"]) == {"LL-N", "LL-H", "LL-E", "LL-A", "WL"} for r in runs)
+    assert all(0.0 <= ap <= 1.0 for r in runs for ap in r["AP"].values())
+    assert summary["bench"] == "learning-summary" and summary["steps"] == 2
+    assert summary["settings"]["amp"] is False  # float32 by default: bfloat16 autocast was 2-3x slower on CPUs without bf16 units
+    assert set(summary["targets"]) == {"WL", "LL-A"}
