@@ -37,6 +37,27 @@ DEFAULT_SPLITS = "LL-N,LL-H,LL-E,LL-A,WL"
 
 
 @contextlib.contextmanager
+def _train_warnings() -> Iterator[None]:
+    """Show the trainer's warnings (``baselines.train.TrainWarning``) as the command's one-line warnings."""
+    import warnings
+
+    from .train import TrainWarning
+
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+
+        def show(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, TrainWarning):
+                warn(str(message))
+            else:
+                previous(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", TrainWarning)
+        yield
+
+
+@contextlib.contextmanager
 def _epoch_progress(epochs: int, *, disable: bool) -> Iterator[StepCallback]:
     """A progress bar per epoch, showing the loss, as :func:`baselines.train.run`'s step callback."""
     with progress_bar(disable=disable) as bar:
@@ -134,14 +155,15 @@ def train(
         cfg = load_config(config, overrides)
     else:
         cfg = make_config({k: v for k, v in overrides.items() if v is not None}, source="options")
-    if benchmark_steps is not None:
-        typer.echo(json.dumps(benchmark(cfg, benchmark_steps)))
-        return
-    try:
-        with _epoch_progress(cfg.epochs, disable=not progress) as on_step:
-            record = run(cfg, resume=resume, test_only=test_only, on_step=on_step)
-    except FloatingPointError as exc:  # a diverged run: one line (from every process alike), exit 1
-        raise fail(str(exc), 1) from None
+    with _train_warnings():
+        if benchmark_steps is not None:
+            typer.echo(json.dumps(benchmark(cfg, benchmark_steps)))
+            return
+        try:
+            with _epoch_progress(cfg.epochs, disable=not progress) as on_step:
+                record = run(cfg, resume=resume, test_only=test_only, on_step=on_step)
+        except FloatingPointError as exc:  # a diverged run: one line (from every process alike), exit 1
+            raise fail(str(exc), 1) from None
     if Distributed.from_env().is_main:
         if test_only:
             err_console.print(" ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("AP/")), markup=False)

@@ -43,6 +43,20 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def cpu_bf16_flags() -> list[str] | None:
+    """The processor's bfloat16 / AMX feature flags (from /proc/cpuinfo), [] when it has none, None when unknown.
+
+    Without any, bfloat16 autocast on the CPU converts operands at every layer and a training step gets slower
+    than in float32 (2-3x on this project's Xeon, benchmarks/bench_precision.py).
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+    return None if flags is None else sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     """Mixed precision for the forward pass: float16 on CUDA, bfloat16 on CPU; a no-op when not ``enabled``."""
     if not enabled:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from exlpose_data.errors import InputError, UsageError
 from .adaptation import optimised_modules, variant_adaptation
 from .checkpoint import checkpoint_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, make_config, read_config_file
-from .engine import PairModel, autocast, compute_losses, evaluate_split, train_one_epoch
+from .engine import PairModel, autocast, compute_losses, cpu_bf16_flags, evaluate_split, train_one_epoch
 from .inputs import dataset_options
 from .models import build_cpn
 from .models.cpn import CPN, init_output_scale
@@ -113,6 +114,24 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+class TrainWarning(UserWarning):
+    """A setting that works but is probably not what the user wants (exlpose-train prints it as a warning line)."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, TrainWarning, stacklevel=3)
+
+
+def check_precision(cfg: TrainConfig, device: torch.device, flags: list[str] | None = None) -> None:
+    """Warn when ``--amp`` asks for bfloat16 on a CPU without bfloat16 units (``flags``: the CPU's, read when None)."""
+    if not (cfg.amp and device.type == "cpu"):
+        return
+    flags = cpu_bf16_flags() if flags is None else flags
+    if flags == []:
+        _warn("--amp on a CPU without bfloat16 units (no avx512_bf16 or AMX): bfloat16 autocast is usually slower than "
+              "float32 there (2-3x here); benchmarks/bench_precision.py measures it on this machine")
+
+
 def _setup(cfg: TrainConfig, env: Distributed) -> torch.device:
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {cfg.device!r} requested but CUDA is not available; use --device cpu")
@@ -126,6 +145,8 @@ def _setup(cfg: TrainConfig, env: Distributed) -> torch.device:
         torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
         torch.backends.cudnn.benchmark = False
     _seed_everything(cfg.seed + env.rank)
+    if env.is_main:
+        check_precision(cfg, device)
     return device
 
 
@@ -173,7 +194,7 @@ def _build_net(cfg: TrainConfig, device: torch.device, env: Distributed) -> CPN:
 
         convert_global_bn(net)
     elif cfg.sync_bn and env.is_main:
-        warn("--sync-bn: one process, so BatchNorm statistics are the batch's anyway (it matters under torchrun)")
+        _warn("--sync-bn: one process, so BatchNorm statistics are the batch's anyway (it matters under torchrun)")
     net = net.to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)

@@ -20,7 +20,7 @@ import time
 import torch
 
 from baselines.config import make_config
-from baselines.engine import PairModel, autocast, compute_losses
+from baselines.engine import PairModel, autocast, compute_losses, cpu_bf16_flags
 from baselines.models import build_cpn
 from baselines.train import build_optimizer
 from exlpose_data.keypoints import NUM_KEYPOINTS
@@ -64,16 +64,6 @@ def _trainer(backbone: str, input_size: tuple[int, int], heatmap_size: tuple[int
     return step
 
 
-def _bf16_flags() -> list[str] | None:
-    """The processor's bfloat16 / AMX feature flags (Linux), [] when it has none, None when unknown."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
-    except OSError:
-        return None
-    return None if flags is None else sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet18")
@@ -98,7 +88,7 @@ def main() -> None:
         "benchmark": "precision",
         "backbone": args.backbone, "batch_size": args.batch_size, "input_size": list(input_size), "threads": torch.get_num_threads(),
         "processor": platform.processor() or platform.machine(),
-        "cpu_bf16_flags": _bf16_flags(),
+        "cpu_bf16_flags": cpu_bf16_flags(),
         "step_s": {name: round(v, 4) for name, v in median.items()},
         "ratio_to_fp32": {name: round(v / median["fp32"], 3) for name, v in median.items()},
     }))

@@ -211,3 +211,26 @@ def test_head_init_target_scale_matches_a_target_maps_statistics():
     assert float(final.weight[5]) == pytest.approx(float(net.global_net.predict_norms[3].weight[0]))
     assert make_config({}).head_init == "reference"  # the reference's weight 1, bias 0 by default
     assert float(build_cpn("resnet18", heatmap_size=(16, 12)).refine_net.final[-1].weight[0]) == 1.0
+
+
+def test_sync_bn_in_one_process_warns_and_trains(release, tmp_path):
+    r = CliRunner().invoke(train_app, ["--dataset", str(release), "--output-dir", str(tmp_path), *SMALL, "--steps-per-epoch", "1",
+                                       "--val-splits", "", "--workers", "0", "--variant", "lsbn", "--epochs", "1", "--sync-bn"])
+    assert r.exit_code == 0, r.output
+    assert "--sync-bn: one process" in r.stderr and "Traceback" not in r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["epoch"] == 1
+
+
+def test_amp_on_a_cpu_without_bfloat16_units_warns():
+    from baselines.train import TrainWarning, check_precision
+
+    cpu, amp = torch.device("cpu"), make_config({"amp": True})
+    with pytest.warns(TrainWarning, match="without bfloat16 units"):
+        check_precision(amp, cpu, flags=[])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_precision(amp, cpu, flags=["amx_bf16", "avx512_bf16"])  # the units are there
+        check_precision(make_config({"amp": False}), cpu, flags=[])  # float32: nothing to say
+        check_precision(amp, torch.device("meta"), flags=[])  # not a CPU
