@@ -208,7 +208,7 @@ def test_head_init_target_scale_matches_a_target_maps_statistics():
         assert float(bn.weight[0].detach()) == pytest.approx(target.std(), rel=1e-4)
         assert float(bn.bias[3].detach()) == pytest.approx(target.mean(), rel=1e-4)
     final = net.refine_net.final[-1]
-    assert float(final.weight[5]) == pytest.approx(float(net.global_net.predict_norms[3].weight[0]))
+    assert float(final.weight[5].detach()) == pytest.approx(float(net.global_net.predict_norms[3].weight[0].detach()))
     assert make_config({}).head_init == "reference"  # the reference's weight 1, bias 0 by default
     assert float(build_cpn("resnet18", heatmap_size=(16, 12)).refine_net.final[-1].weight[0]) == 1.0
 
