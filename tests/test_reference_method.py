@@ -210,7 +210,7 @@ def test_head_init_target_scale_matches_a_target_maps_statistics():
     final = net.refine_net.final[-1]
     assert float(final.weight[5].detach()) == pytest.approx(float(net.global_net.predict_norms[3].weight[0].detach()))
     assert make_config({}).head_init == "reference"  # the reference's weight 1, bias 0 by default
-    assert float(build_cpn("resnet18", heatmap_size=(16, 12)).refine_net.final[-1].weight[0]) == 1.0
+    assert float(build_cpn("resnet18", heatmap_size=(16, 12)).refine_net.final[-1].weight[0].detach()) == 1.0
 
 
 def test_sync_bn_in_one_process_warns_and_trains(release, tmp_path):
