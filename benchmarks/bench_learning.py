@@ -1,4 +1,5 @@
-"""Proof that the reference trainer learns: baseline-all, lsbn and lsbn-lupi from scratch on a synthetic release.
+"""Proof that the reference trainer learns: baseline-all, lsbn and lsbn-lupi from scratch (or from local ImageNet
+weights, ``--pretrained PATH``) on a synthetic release.
 
     python benchmarks/bench_learning.py                      # 1 seed, ~15 minutes per variant on 2 cores
     python benchmarks/bench_learning.py --seeds 3 --minutes 15 --out runs/bench-learning
@@ -58,7 +59,8 @@ def settings(args: argparse.Namespace, release: Path, variant: str, seed: int, o
         "variant": variant, "dataset": str(release), "output_dir": str(out), "backbone": args.backbone,
         "input_size": args.input_size, "heatmap_size": [args.input_size[0] // 4, args.input_size[1] // 4],
         "batch_size": args.batch_size, "epochs": epochs, "steps_per_epoch": max(1, steps // epochs),
-        "lr": args.lr, "lr_milestones": milestones, "seed": seed, "workers": args.workers, "from_scratch": True,
+        "lr": args.lr, "lr_milestones": milestones, "seed": seed, "workers": args.workers,
+        **({"pretrained": str(args.pretrained)} if args.pretrained else {"from_scratch": True}),
         "head_init": args.head_init, "val_splits": SPLITS, "eval_every": 0, "deterministic": False,
         "amp": args.amp, "channels_last": args.channels_last,
     }
@@ -113,6 +115,8 @@ def main() -> None:
     parser.add_argument("--schedule", default="late", choices=["late", "compressed"],
                         help="late: lr halved once at 3/4 of the run (default); compressed: the reference's five halvings at "
                              "6/32, 12/32, ... of the run, which leave a run of a few hundred steps at 1/32 of the lr for most of it")
+    parser.add_argument("--pretrained", type=Path, default=None,
+                        help="a local torchvision ImageNet checkpoint of --backbone to start from (default: from scratch)")
     parser.add_argument("--head-init", default="reference", choices=["reference", "target-scale"])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,

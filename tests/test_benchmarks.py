@@ -50,3 +50,19 @@ def test_bench_learning_trains_evaluates_and_summarises(tmp_path: Path) -> None:
     assert summary["bench"] == "learning-summary" and summary["steps"] == 2
     assert summary["settings"]["amp"] is False  # float32 by default: bfloat16 autocast was 2-3x slower on CPUs without bf16 units
     assert set(summary["targets"]) == {"WL", "LL-A"}
+
+
+def test_bench_learning_starts_from_local_imagenet_weights(tmp_path: Path) -> None:
+    import torch
+
+    from baselines.models import resnet
+
+    weights = tmp_path / "resnet18-imagenet.pth"
+    torch.save(resnet(18, num_classes=1000).state_dict(), weights)  # torchvision's key names and shapes
+    rows = _run("bench_learning.py", "--out", str(tmp_path / "runs"), "--scenes", "4", "--size", "320x200", "--test-fraction", "0.5",
+                "--variants", "lsbn-lupi", "--steps", "1", "--epochs", "1", "--input-size", "64x48", "--batch-size", "2",
+                "--train-eval", "0", "--workers", "0", "--pretrained", str(weights))
+    summary = rows[-1]
+    assert summary["settings"]["pretrained"] == str(weights) and "from_scratch" not in summary["settings"]
+    saved = torch.load(tmp_path / "runs" / "lsbn-lupi-seed0" / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert saved["config"]["pretrained"] == str(weights) and saved["config"]["from_scratch"] is False
