@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -102,9 +101,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
-    """Serialise ``obj`` as JSON and write it atomically (compact unless ``indent`` is given)."""
-    separators = (",", ":") if indent is None else None
-    return write_text_atomic(path, json.dumps(obj, indent=indent, separators=separators) + "\n")
+    """Serialise ``obj`` as JSON and write it atomically (compact unless ``indent`` is given).
+
+    What is written obeys the rules :func:`exlpose_data.jsonio.load_json` reads by (finite numbers, integers within
+    2^53, bounded nesting): a value that breaks them raises :class:`~exlpose_data.errors.InputError` naming ``path``
+    and the place, and nothing is written.
+    """
+    from .jsonio import dumps_json
+
+    return write_text_atomic(path, dumps_json(obj, indent=indent, source=str(path)) + "\n")
 
 
 def write_image_atomic(path: str | os.PathLike, image: np.ndarray, *, rgb: bool = False, fast: bool = False) -> str:

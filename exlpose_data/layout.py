@@ -213,8 +213,10 @@ def _entry(path: Path) -> dict:
 
 
 def _is_payload(rel: str) -> bool:
+    from .provenance import RECORD_FILE  # the record describes the files; it is not one of them
+
     name = rel.rsplit("/", 1)[-1]
-    return rel != MANIFEST_FILE and name != MANIFEST_LOCK_FILE and TMP_MARK not in name
+    return rel != MANIFEST_FILE and name not in (MANIFEST_LOCK_FILE, RECORD_FILE) and TMP_MARK not in name
 
 
 def update_manifest(root: str | os.PathLike, relpaths: Iterable[str], *, known_hashes: dict[str, str] | None = None) -> None:

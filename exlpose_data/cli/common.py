@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import ExlposeError, UsageError
+from ..outputs import terminate_as_interrupt
 from ..progress import ProgressCallback
 
 __all__ = ["ToolApp", "choose", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "progress_callback", "fail", "warn",
@@ -94,7 +95,13 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with terminate_as_interrupt():
+                return func(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            # Outputs under a provenance record stay marked incomplete; `exlpose verify` reports them.
+            code = getattr(exc, "exit_code", 130)
+            raise fail(f"interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}); what was finished is kept, "
+                       "unfinished outputs stay marked incomplete (exlpose verify lists them); re-run to complete", code) from None
         except UsageError as exc:
             raise fail(str(exc), exc.exit_code) from None
         except ExlposeError as exc:

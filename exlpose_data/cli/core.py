@@ -12,6 +12,7 @@ from rich.table import Table
 from ..atomic import write_json_atomic
 from ..errors import InputError
 from ..layout import verify_dataset
+from ..provenance import incomplete_steps
 from ..schema import annotation_json_schema, load_document
 from ..stats import dataset_stats, document_stats
 from ..jsonio import load_json
@@ -127,10 +128,16 @@ def _print_doc_stats(r: dict) -> None:
 @app.command()
 @handle_errors
 def verify(root: Annotated[Path, typer.Argument(help="Dataset root holding manifest.json.")]) -> None:
-    """Check every file of a dataset against its manifest (SHA-256 and size); list every difference."""
+    """Check every file of a dataset against its manifest (SHA-256 and size) and list every difference, and every
+    run that wrote into it and did not finish (interrupted, failed: marked incomplete in its provenance record)."""
     diffs = verify_dataset(root)
+    unfinished = incomplete_steps(root)
     for d in diffs:
         typer.echo(str(d))
-    typer.echo(f"{root}: {len(diffs)} difference(s)" if diffs else f"{root}: all files match the manifest", err=True)
-    if diffs:
+    for line in unfinished:
+        typer.echo(f"incomplete: {line}")
+    if diffs or unfinished:
+        parts = ([f"{len(diffs)} difference(s)"] if diffs else []) + ([f"{len(unfinished)} unfinished run(s)"] if unfinished else [])
+        typer.echo(f"{root}: {', '.join(parts)}", err=True)
         raise typer.Exit(1)
+    typer.echo(f"{root}: all files match the manifest, every run that wrote into it finished", err=True)
