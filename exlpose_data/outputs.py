@@ -89,6 +89,26 @@ def _json_kind(path: Path) -> str:
     return "JSON file"
 
 
+# What a folder is, from the command that its provenance record says wrote it (an interrupted run has no
+# marker files yet, but it has its record).
+_KIND_OF_COMMAND = {"exlpose demo": "demo folder", "exlpose-align apply": "release", "exlpose-simulate release": "release",
+                    "exlpose-simulate feeds": "feeds folder", "exlpose-train": "training run", "exlpose enhance": "enhanced-image folder"}
+
+
+def _recorded_kind(path: Path) -> str | None:
+    from .provenance import RECORD_FILE
+
+    try:
+        with open(path / RECORD_FILE, "rb") as fh:
+            head = fh.read(1 << 16).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for command, kind in _KIND_OF_COMMAND.items():
+        if f'"command": "{command}' in head or f'"command":"{command}' in head:
+            return kind
+    return None
+
+
 def _folder_kind(path: Path) -> str | None:
     try:
         names = set(os.listdir(path))
@@ -97,6 +117,9 @@ def _folder_kind(path: Path) -> str | None:
     names.discard(".DS_Store")
     if not names:
         return None
+    recorded = _recorded_kind(path)
+    if recorded is not None:
+        return recorded
     if "manifest.json" in names or {"bright", "dark"} <= names:
         return "release"
     if "feeds.json" in names:

@@ -12,7 +12,8 @@ import numpy as np
 import typer
 
 from exlpose_data.cli.common import err_console, handle_errors, new_app
-from exlpose_data.errors import UsageError
+from exlpose_data.outputs import building_folder, check_output
+from exlpose_data.provenance import recorded_run
 from exlpose_data.naming import ANNOTATION_PREFIX, annotation_file_name
 
 from .pipeline import FULL, QUICK, DemoSettings, Runner, read_json
@@ -30,20 +31,22 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes (must be new or empty).")],
     quick: Annotated[bool, typer.Option("--quick", help="A smoke run: small frames, two scenes, 12 training steps (under a minute).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the simulation and the training.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier demo folder at --out: the new run is built beside it and swapped in when it succeeds.")] = False,
 ) -> None:
     """The whole toolkit on realistic synthetic data: simulated scenes recorded on pylon's camera emulator,
     aligned, annotated through the CVAT importer, split, packed, used to train baseline-all and lsbn-lupi, and
     evaluated per split. Leaves report.html / report.md with PNGs in OUT."""
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"{out}: exists and is not empty; give a new folder")
-    out.mkdir(parents=True, exist_ok=True)
+    check_output(out, writes="folder", produces="demo folder", replaces=["demo folder"], overwrite=overwrite)
     settings = QUICK if quick else FULL
     settings = DemoSettings(**{**settings.__dict__, "seed": seed})
-    runner = Runner(out, echo=lambda m: err_console.print(m, markup=False))
-    try:
-        results = _run(runner, settings, quick)
-    finally:
-        _write_partial_stages(runner)
+    with building_folder(out, overwrite=overwrite) as build, recorded_run(
+        build, "demo", command="exlpose demo", settings={**settings.__dict__, "quick": quick}, inputs={}
+    ):
+        runner = Runner(build, echo=lambda m: err_console.print(m, markup=False))
+        try:
+            results = _run(runner, settings, quick)
+        finally:
+            _write_partial_stages(runner)
     err_console.print(f"report: {out / 'report.html'} (and report.md)", markup=False)
     typer.echo(json.dumps(results["ap"]))
 
@@ -175,7 +178,7 @@ def _nonempty_splits(ann: Path) -> list[str]:
     splits = []
     for split in SPLITS:
         f = ann / annotation_file_name("test", split)
-        if f.is_file() and json.loads(f.read_text())["annotations"]:
+        if f.is_file() and read_json(f)["annotations"]:
             splits.append(split)
     return splits
 
@@ -204,7 +207,7 @@ def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, hist
     align_rows = []
     for scene in truth["scenes"]:
         name = scene["scene"]
-        model = json.loads((out / "align" / f"{name}.json").read_text())
+        model = read_json(out / "align" / f"{name}.json")
         size = tuple(scene["geometry"]["size"])
         err = corner_error(np.asarray(model["homography"]), np.asarray(scene["geometry"]["homography"]), size)
         chk = checks.get(name, {})

@@ -7,7 +7,6 @@ starts). A stage that fails stops the demo with its name; what earlier stages wr
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from exlpose_data.atomic import write_text_atomic
+from exlpose_data.jsonio import load_json
 from exlpose_data.errors import ExlposeError
 
 __all__ = ["DemoSettings", "QUICK", "FULL", "StageFailed", "Runner"]
@@ -113,4 +113,4 @@ class Runner:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return load_json(path)
