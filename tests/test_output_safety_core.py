@@ -300,3 +300,27 @@ def test_sigterm_runs_cleanup_and_exits_143(tmp_path: Path) -> None:
     assert json.loads((tmp_path / RECORD_FILE).read_text())["steps"]["long"]["state"] == "incomplete"
     assert not any(p.name.startswith(".") and "tmp" in p.name for p in tmp_path.iterdir())
     assert os.path.exists(tmp_path / RECORD_FILE)
+
+
+def test_demo_refuses_a_folder_of_another_kind_and_an_unfinished_demo_without_overwrite(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from exlpose.cli import app
+
+    release = tmp_path / "release"
+    (release / "bright").mkdir(parents=True)
+    (release / "bright" / "a.png").write_bytes(b"png")
+    rebuild_manifest(release)
+    before = sorted(p.relative_to(release) for p in release.rglob("*"))
+    result = CliRunner().invoke(app, ["demo", "--out", str(release), "--quick", "--overwrite"])
+    assert result.exit_code == 2
+    assert "already holds a release, not a demo folder; refusing to replace it" in result.output
+    assert sorted(p.relative_to(release) for p in release.rglob("*")) == before
+    # an interrupted demo has no report yet, but its record says what it is
+    run = tmp_path / "demo-run"
+    with pytest.raises(KeyboardInterrupt):
+        with recorded_run(run, "demo", command="exlpose demo", settings={}, inputs={}):
+            raise KeyboardInterrupt
+    assert what_is(run) == "demo folder"
+    result = CliRunner().invoke(app, ["demo", "--out", str(run), "--quick"])
+    assert result.exit_code == 2 and "already holds a demo folder; pass --overwrite" in result.output
