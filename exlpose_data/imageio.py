@@ -12,7 +12,7 @@ import os
 import struct
 from typing import BinaryIO
 
-__all__ = ["image_size"]
+__all__ = ["image_size", "pixel_size"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Start-of-frame markers (baseline, progressive, lossless, arithmetic); C4, C8 and CC are other segments.
@@ -73,3 +73,18 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
     except OSError:
         return None
     return None
+
+
+def pixel_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(width, height)`` of an image file: from its header for PNG and JPEG, else by decoding it with OpenCV;
+    None when it cannot be read either way."""
+    size = image_size(path)
+    if size is not None:
+        return size
+    import cv2  # only for formats without a header reader here
+
+    try:
+        img = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    return None if img is None else (int(img.shape[1]), int(img.shape[0]))

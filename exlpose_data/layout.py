@@ -126,28 +126,57 @@ def safe_relpath(name: str) -> str | None:
     return None
 
 
+def _check_pairs(numbered: Iterable[tuple[int, str, str]], source: str) -> None:
+    """Refuse a pair list that leaves the dataset or gives an image two twins (``numbered``: line, bright, dark)."""
+    first_line: dict[str, int] = {}
+    for n, bright, dark in numbered:
+        for raw in (bright, dark):
+            if not raw or any(c.isspace() for c in raw):
+                raise InputError(f"{source}:{n}: {raw!r}: a pair-list path is one word (no spaces)")
+            image = normalise_image_path(raw)
+            why = safe_relpath(image)
+            if why:
+                raise InputError(f"{source}:{n}: {raw!r}: {why} (pair-list paths are relative to the dataset root)")
+            if first_line.get(image) == n:
+                raise InputError(f"{source}:{n}: names {image} as its own twin")
+            if image in first_line:
+                raise InputError(f"{source}:{n}: {image} is already paired on line {first_line[image]}; "
+                                 "an image has exactly one twin (remove one of the two lines)")
+            first_line[image] = n
+
+
 def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Read a ``brightPath2darkPath.txt``: one ``<bright> <dark>`` per non-empty line."""
+    """Read a ``brightPath2darkPath.txt``: one ``<bright> <dark>`` per non-empty line.
+
+    Raises:
+        InputError: the file is missing or unreadable, a line is not two paths, a path leaves the dataset
+            (absolute, ``..``), or an image is named on two lines (one image with two twins, in either
+            direction, or a pair listed twice): the message names the file, both line numbers and the image.
+    """
     p = Path(path)
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise InputError(f"{p}: no such pair list") from None
-    pairs = []
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+        raise InputError(f"{p}: unreadable pair list ({exc.__class__.__name__})") from None
+    numbered = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2:
             raise InputError(f"{p}:{n}: expected '<bright path> <dark path>', got {line.strip()!r}")
-        pairs.append((parts[0], parts[1]))
-    return pairs
+        numbered.append((n, parts[0], parts[1]))
+    _check_pairs(numbered, str(p))
+    return [(b, d) for _, b, d in numbered]
 
 
 def write_pairs(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) -> Path:
-    """Write a pair list atomically, sorted by bright path."""
-    text = "".join(f"{b} {d}\n" for b, d in sorted(set(pairs)))
-    return write_text_atomic(path, text)
+    """Write a pair list atomically, sorted by bright path; refuses what :func:`read_pairs` would refuse."""
+    rows = sorted(set(pairs))
+    _check_pairs(((n, b, d) for n, (b, d) in enumerate(rows, start=1)), f"{path} (to be written)")
+    return write_text_atomic(path, "".join(f"{b} {d}\n" for b, d in rows))
 
 
 @contextlib.contextmanager

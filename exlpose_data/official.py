@@ -22,6 +22,7 @@ from typing import Any
 
 from .annotations import count_labelled
 from .errors import InputError, NameGrammarError
+from .jsonio import check_json_value
 from .naming import parse_name
 from .schema import AnnotationDocument
 
@@ -79,4 +80,6 @@ def trans_entries(doc: AnnotationDocument, *, source: str = "annotations") -> li
 
 def trans_json_text(doc: AnnotationDocument, *, source: str = "annotations") -> str:
     """The authors' ``_trans.json`` text of ``doc``, spelled as theirs (``json.dumps`` defaults, final newline)."""
-    return json.dumps(trans_entries(doc, source=source)) + "\n"
+    entries = trans_entries(doc, source=source)
+    check_json_value(entries, source)  # what the strict loader would refuse is never written
+    return json.dumps(entries, allow_nan=False) + "\n"

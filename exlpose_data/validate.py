@@ -5,7 +5,8 @@ is wrong with a file. It works on the raw JSON so that one bad field does not hi
 
 Problem codes: ``keypoints-length``, ``keypoints-type``, ``visibility``, ``outside-image``, ``bbox-shape``,
 ``bbox-empty``, ``bbox-outside``, ``duplicate-id``, ``id-zero``, ``missing-image``, ``num-keypoints``,
-``num-keypoints-range``, ``unknown-category``, ``unsafe-path``, ``file-missing``, ``image-size``,
+``num-keypoints-range``, ``unknown-category``, ``unsafe-path``, ``file-missing``, ``file-unreadable``,
+``file-size`` (an image file whose pixel size differs from its record's width and height), ``image-size``,
 ``iscrowd``, ``field-type``, ``category-keypoints``.
 
 Types and the category's joint names are the strict model's (:func:`exlpose_data.schema.document_errors`), the
@@ -15,7 +16,7 @@ reported here with its JSON location, so ``validate`` flags exactly what the oth
 
 from __future__ import annotations
 
-import json
+import copy
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from .annotations import count_labelled, crowdpose_area
 from .errors import InputError
+from .imageio import pixel_size
 from .jsonio import is_number as _is_num
 from .jsonio import load_json
 from .keypoints import crowdpose14
@@ -101,7 +103,8 @@ def validate_document(doc: Any, *, images_root: str | Path | None = None, source
             add(Problem(f"{loc}.id", "duplicate-id", f"image id {iid} is used more than once"))
         images.setdefault(iid, img)
         w, h = img.get("width"), img.get("height")
-        if not (_is_int(w) and _is_int(h) and w > 0 and h > 0):
+        sized = _is_int(w) and _is_int(h) and w > 0 and h > 0
+        if not sized:
             add(Problem(loc, "image-size", f"width/height must be positive integers, got {w!r} x {h!r}"))
         name = img.get("file_name")
         if not isinstance(name, str):
@@ -110,8 +113,14 @@ def validate_document(doc: Any, *, images_root: str | Path | None = None, source
         why = safe_relpath(name)
         if why:
             add(Problem(f"{loc}.file_name", "unsafe-path", f"{name!r}: {why}"))
-        elif images_root is not None and not (Path(images_root) / name).is_file():
-            add(Problem(f"{loc}.file_name", "file-missing", f"{name} not found under {images_root}"))
+        elif images_root is not None:
+            path = Path(images_root) / name
+            if not path.is_file():
+                add(Problem(f"{loc}.file_name", "file-missing", f"{name} not found under {images_root}"))
+            elif (size := pixel_size(path)) is None:
+                add(Problem(f"{loc}.file_name", "file-unreadable", f"{name}: not an image that can be read"))
+            elif sized and size != (w, h):
+                add(Problem(loc, "file-size", f"{name} is {size[0]}x{size[1]} pixels, its record says {w}x{h}"))
 
     seen_ann_ids: Counter = Counter()
     for n, ann in enumerate(doc["annotations"]):
@@ -195,7 +204,7 @@ def fix_document(doc: Any, *, source: str = "<document>") -> tuple[dict, list[st
     paths, empty boxes) are left for :func:`validate_document` to report.
     """
     _check_top(doc, source)
-    out = json.loads(json.dumps(doc))
+    out = copy.deepcopy(doc)
     changes: list[str] = []
     images = {img["id"]: img for img in out["images"] if isinstance(img, dict) and _is_int(img.get("id"))}
     kept = []

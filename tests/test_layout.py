@@ -65,7 +65,7 @@ def test_manifest_is_valid_json_with_hashes(tmp_path):
     ('{"files": {"a.txt": 1}}', "expected"),
     ('{"files": {"../../etc/hostname": {"sha256": "x", "size": 1}}}', "'..' in path"),
     ('["not", "a", "manifest"]', "no 'files' table"),
-    ("\udcff", "not valid JSON"),
+    ("\udcff", "not UTF-8"),
 ])
 def test_broken_manifests_are_clear_errors(tmp_path, manifest, needle):
     (tmp_path / "manifest.json").write_bytes(manifest.encode("utf-8", "surrogateescape"))

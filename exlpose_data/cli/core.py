@@ -12,6 +12,7 @@ from rich.table import Table
 from ..atomic import write_json_atomic
 from ..errors import InputError
 from ..layout import verify_dataset
+from ..outputs import check_output
 from ..provenance import incomplete_steps
 from ..schema import annotation_json_schema, load_document
 from ..stats import dataset_stats, document_stats
@@ -38,13 +39,23 @@ def validate(
     images: Annotated[Optional[Path], typer.Option(help="Image root: also check that every file_name exists under it.")] = None,
     fix: Annotated[Optional[Path], typer.Option("--fix", help="Write a corrected copy here (never edits FILE in place).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print problems as JSON lines.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing annotation file at --fix (nothing else is ever replaced).")] = False,
 ) -> None:
     """Check an annotation file and list every problem with its JSON location.
+
+    With --images, every image must exist under the root, be readable, and have the pixel size its record gives.
+    The file is read strictly (duplicate keys, NaN/Infinity, integers beyond 2^53, deep nesting are refused), so
+    --fix never "fixes" what a key given twice hid.
 
     Exit code 0: clean; 1: problems found; 2: unusable input (missing, not JSON, no images/annotations lists).
     """
     if images is not None and not images.is_dir():
         raise InputError(f"{images}: --images is not a folder")
+    if fix is not None:
+        if fix.resolve() == file.resolve():
+            raise InputError(f"{fix}: --fix must name a new file; the input is never edited in place")
+        check_output(fix, inputs=[file, images], writes="file", produces="annotation file", replaces=["annotation file"],
+                     overwrite=overwrite, option="--fix")
     raw = load_json(file)
     problems = validate_document(raw, images_root=images, source=str(file))
     for p in problems:
@@ -54,8 +65,6 @@ def validate(
         typer.echo(f"note: {len(on_edge)} labelled joint(s) lie exactly on x = width or y = height (accepted: bounds are "
                    f"inclusive), first {on_edge[0]}", err=True)
     if fix is not None:
-        if fix.resolve() == file.resolve():
-            raise InputError(f"{fix}: --fix must name a new file; the input is never edited in place")
         fixed, changes = fix_document(raw, source=str(file))
         write_json_atomic(fix, fixed)
         for c in changes:
@@ -76,9 +85,15 @@ def stats(
     max_images: Annotated[Optional[int], typer.Option(help="Read at most this many pairs for intensities.")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="Annotation folder, if not found automatically.")] = None,
 ) -> None:
-    """Dataset statistics: the columns of the paper's Table 1, counts per split and per ratio R."""
+    """Dataset statistics: the columns of the paper's Table 1, counts per split and per ratio R.
+
+    Every image that cannot be read (missing, unreadable, outside the image root, a pixel size unlike its
+    annotation record) and every record whose file_name leaves the image root is named on stderr, one line each,
+    and not counted; --json lists them under "skipped".
+    """
     if target.is_file():
-        result = {"file": str(target), **document_stats(load_document(target))}
+        result = {"file": str(target), **document_stats(load_document(target), source=str(target))}
+        _warn_skipped(result.get("skipped", []))
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return
@@ -87,6 +102,7 @@ def stats(
     if not target.is_dir():
         raise InputError(f"{target}: no such dataset folder or annotation file")
     result = dataset_stats(target, annotations=annotations, intensity=not no_intensity, max_images=max_images)
+    _warn_skipped(result["skipped"])
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -108,6 +124,14 @@ def stats(
     out_console.print("pairs per ratio R: " + ", ".join(f"{r}: {n}" for r, n in d["per_ratio"].items()))
     if d["missing_images"] or d["unpaired"]:
         out_console.print(f"missing images: {d['missing_images']}, unpaired files: {d['unpaired']}")
+
+
+def _warn_skipped(skipped: list[dict[str, str]]) -> None:
+    for s in skipped:
+        where = f" (record in {s['file']})" if "file" in s else ""
+        typer.echo(f"warning: skipped {s['path']}{where}: {s['why']}", err=True)
+    if skipped:
+        typer.echo(f"warning: {len(skipped)} image(s) or record(s) skipped and not counted", err=True)
 
 
 def _fmt(x: float | None) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -22,6 +21,7 @@ import numpy as np
 
 from ..annotations import category_record, crowdpose_area, normalise_document
 from ..errors import InputError, UsageError
+from ..jsonio import load_json
 from ..keypoints import crowdpose14
 from ..schema import AnnotationDocument, load_document
 from .predictions import load_predictions, validate_predictions
@@ -86,7 +86,7 @@ def _read_ground_truth(ground_truth: str | Path | dict[str, Any]) -> tuple[dict[
         return raw, doc, source
     path = Path(ground_truth)
     doc = load_document(path)
-    return json.loads(path.read_text(encoding="utf-8")), doc, str(path)
+    return load_json(path), doc, str(path)
 
 
 def prepare_ground_truth(ground_truth: str | Path | dict[str, Any], protocol: Protocol = "crowdpose") -> dict[str, Any]:

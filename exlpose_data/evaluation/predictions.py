@@ -22,9 +22,6 @@ def load_predictions(path: str | Path) -> list[dict[str, Any]]:
     return raw
 
 
-
-
-
 def validate_predictions(
     predictions: Iterable[Any], image_ids: set[int], *, source: str = "predictions", category_id: int = 1
 ) -> list[dict[str, Any]]:
@@ -54,12 +51,15 @@ def validate_predictions(
         if not isinstance(kps, list) or len(kps) != n_values or not all(is_number(v) for v in kps):
             got = len(kps) if isinstance(kps, list) else type(kps).__name__
             raise InputError(f"{where}: keypoints must be {n_values} finite numbers (14 x, y, score), got {got}")
+        cat = res.get("category_id", category_id)
+        if not (is_number(cat) and float(cat).is_integer()):
+            raise InputError(f"{where}: category_id must be an integer, got {cat!r}")
         if not is_number(res["score"]):
             raise InputError(f"{where}: score must be a finite number, got {res['score']!r}")
         clean.append(
             {
                 "image_id": image_id,
-                "category_id": int(res.get("category_id", category_id)),
+                "category_id": int(cat),
                 "keypoints": [float(v) for v in kps],
                 "score": float(res["score"]),
             }
