@@ -35,7 +35,7 @@ BUILDING_MARK = ".incomplete-"
 
 # The kinds what_is() names; commands list the ones their output may replace.
 OUTPUT_KINDS = (
-    "capture session", "dark-frame session", "pack", "HDF5 file", "annotation file", "alignment model",
+    "capture session", "capture session (in use)", "dark-frame session", "pack", "HDF5 file", "annotation file", "alignment model",
     "lens calibration", "manifest", "predictions file", "JSON file", "checkpoint", "release", "training run",
     "enhanced-image folder", "review folder", "feeds folder", "demo folder", "export folder", "folder", "file",
 )
@@ -57,12 +57,15 @@ def _h5_kind(path: Path) -> str:
             if f.attrs.get("format") == "exlpose-pack":
                 return "pack"
             scenes = f.get("scenes")
-            if scenes is not None and "darks" in scenes and scenes["darks"].attrs.get("kind") == "darks":
+            names = set(scenes) if scenes is not None else set()
+            if names == {"darks"} and scenes["darks"].attrs.get("kind") == "darks" and "reference" not in f:
                 return "dark-frame session"
             if "rig_config" in f.attrs or scenes is not None or "reference" in f:
                 return "capture session"
     except OSError:
-        pass
+        # Held open for writing by this or another process (HDF5 refuses a second open even without locking):
+        # the recorder is the toolkit's only long-lived HDF5 writer, so say what it most likely is.
+        return "capture session (in use)"
     return "HDF5 file"
 
 
@@ -80,7 +83,8 @@ def _json_kind(path: Path) -> str:
         return "file"
     if '"images"' in head and ('"annotations"' in head or '"categories"' in head):
         return "annotation file"
-    if '"matrix"' in head and '"crop"' in head:
+    compact = head.replace(" ", "")
+    if '"format":"exlpose-align/' in compact or ('"homography"' in head and '"crop"' in head):
         return "alignment model"
     if '"files"' in head and '"version"' in head and path.name == "manifest.json":
         return "manifest"

@@ -307,7 +307,7 @@ def test_psnr_ssim_identity_and_difference_plot(tmp_path) -> None:
 def test_align_model_load_errors(tmp_path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(InputError, match="not JSON"):
+    with pytest.raises(InputError, match="not valid JSON"):
         AlignModel.load(bad)
     p = render_pair(W, H, seed=3, ll_mean_8bit=20.0)
     model = build_alignment([ReferencePair("r", linear_gray(p.wl), linear_gray(p.ll))], "none", [])

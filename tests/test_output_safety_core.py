@@ -123,7 +123,7 @@ def _session(path: Path, *, darks: bool = False) -> Path:
 
 def test_what_is_names_by_content(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text('{"images": [], "annotations": [], "categories": []}')
-    (tmp_path / "ALIGN.json").write_text('{"version": 1, "matrix": [[1,0,0],[0,1,0],[0,0,1]], "crop": [0,0,4,4]}')
+    (tmp_path / "ALIGN.json").write_text('{"format": "exlpose-align/1", "homography": [[1,0,0],[0,1,0],[0,0,1]], "crop": [0,0,4,4]}')
     (tmp_path / "weird.txt").write_text('{"images": [], "annotations": []}')
     _session(tmp_path / "s.h5")
     _session(tmp_path / "d.h5", darks=True)

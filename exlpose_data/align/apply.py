@@ -1,14 +1,19 @@
 """Session -> release layout: develop, flip, warp WL into the LL frame, crop, write bright/ and dark/.
 
 Each pair's two images are encoded in memory, hashed and written atomically, so an interrupted run leaves no
-half-written image and a rerun skips every pair whose two images exist. The pair list and the manifest are
-updated at the end (also after an interruption, for the pairs finished so far).
+half-written image, and a pair whose second image fails is removed whole. Each session's export is one step of the
+release's provenance record (:mod:`exlpose_data.provenance`): a rerun with the same settings skips every pair
+whose two images exist, one with other settings is refused unless ``overwrite``, and an interrupted run stays
+marked incomplete. The pair list and the manifest are updated at the end (also after an interruption, for the pairs
+finished so far).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -20,16 +25,21 @@ import cv2
 
 from ..atomic import write_image_atomic
 from ..errors import ExlposeError, InputError, NameGrammarError, UsageError
-from ..layout import PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
+from ..layout import MANIFEST_FILE, PAIRS_FILE, load_manifest, read_pairs, update_manifest, write_pairs
 from ..naming import ImageName, check_date, check_site, check_video, parse_name
 from ..progress import ProgressCallback
 from ..progress import report as report_progress
+from ..provenance import RECORD_FILE, RecordedRun, read_record, recorded_run
 from ..session_format import SessionReader
 from .geometry import INTERPOLATION_MARGIN_PX, INTERPOLATIONS, crop_margin_violation, warp_maps
 from .model import AlignModel
 from .prepare import MirrorSide, develop, needs_flip, session_mirror
 
-__all__ = ["ApplyOptions", "ApplyReport", "PairJob", "select_frames", "plan_pairs", "run_apply", "default_workers", "check_crop_margin"]
+__all__ = ["ApplyOptions", "ApplyReport", "PairJob", "select_frames", "plan_pairs", "run_apply", "apply_step", "default_workers",
+           "check_crop_margin", "APPLY_COMMAND", "RELEASE_FILES"]
+
+# What an export writes at the top of the release (for exlpose_data.outputs.check_output's ``files``).
+RELEASE_FILES = ("bright", "dark", PAIRS_FILE, MANIFEST_FILE, RECORD_FILE)
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ class ApplyReport:
     written: int = 0
     skipped: int = 0
     pairs: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """Files the session's earlier export owned that this run no longer writes (removed, under --overwrite)."""
 
 
 def select_frames(n: int, spec: str) -> list[int]:
@@ -176,8 +188,16 @@ class _Worker:
         dark = ll[y0 : y0 + ch, x0 : x0 + cw]
         bright = cv2.remap(wl, *self.maps, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
         hashes = {}
-        for rel, img in ((job.dark, dark), (job.bright, bright)):
-            hashes[rel] = write_image_atomic(self.root / rel, img, rgb=True)
+        try:
+            for rel, img in ((job.dark, dark), (job.bright, bright)):
+                hashes[rel] = write_image_atomic(self.root / rel, img, rgb=True)
+        except BaseException:
+            # Half a pair is no pair: without its twin the image written first would be an orphan (and an older
+            # twin of it, under --overwrite, would pair with an image of another run). _finish drops both.
+            for rel in (job.dark, job.bright):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / rel).unlink()
+            raise
         return job.bright, job.dark, hashes
 
 
@@ -217,15 +237,46 @@ def check_crop_margin(model: AlignModel, interpolation: str, source: str = "ALIG
         )
 
 
-def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: ApplyOptions = ApplyOptions(), *, progress: ProgressCallback | None = None) -> ApplyReport:
-    """Export a session's pairs into the release layout under ``root``.
+APPLY_COMMAND = "exlpose-align apply"
+
+
+def apply_step(session: str | Path) -> str:
+    """The provenance step of one session's export: each session's pairs are one step of the release."""
+    return f"align apply {Path(session).name}"
+
+
+def run_apply(
+    session: str | Path,
+    model: AlignModel,
+    root: str | Path,
+    opts: ApplyOptions = ApplyOptions(),
+    *,
+    model_path: str | Path | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> ApplyReport:
+    """Export a session's pairs into the release layout under ``root``, under the release's provenance record.
+
+    The release's manifest, pair list and provenance record are read (strictly) before anything is written. A re-run
+    with the same settings and inputs skips the pairs already there; with others it is refused, naming each
+    difference, unless ``overwrite``, which rewrites this session's pairs and removes those this run no longer
+    writes. Every session exported into one release must share the bit depth and interpolation. An interrupted or
+    failed run leaves the step marked incomplete (``exlpose verify`` reports it); a pair whose second image failed
+    is removed whole.
 
     Args:
         session: the ``.h5`` capture session.
         model: the alignment (from this session's reference, or one made with the same mirroring).
-        root: dataset root (created); existing pairs are kept and skipped.
+        root: dataset root (created).
         opts: frame selection, bit depth, workers, interpolation.
+        model_path: the ``ALIGN.json`` ``model`` was read from, digested as an input; without it the model's
+            content is digested into the settings.
+        overwrite: replace this session's pairs written with other settings or inputs.
         progress: called with ``(pairs done, pairs)``, pairs already on disk counting as done.
+
+    Raises:
+        UsageError: bad options, a mirror unlike the model's, settings unlike the release's (see above).
+        InputError: the session's metadata, or the release's manifest, pair list or record, is broken.
     """
     if opts.out_bits not in (8, 16):
         raise UsageError(f"--bits {opts.out_bits}: expected 8 or 16")
@@ -237,25 +288,85 @@ def run_apply(session: str | Path, model: AlignModel, root: str | Path, opts: Ap
         jobs = plan_pairs(reader, opts.frames)
     _check_mirror(model, side, session)
     check_crop_margin(model, opts.interpolation)
+    old_pairs = _read_release(root)
+    step = apply_step(session)
+    _check_names_free(root, step, jobs)
+    settings: dict[str, Any] = {"frames": opts.frames, "bits": opts.out_bits, "interpolation": opts.interpolation, "mirror": side}
+    inputs: dict[str, str | Path] = {"session": session}
+    if model_path is not None:
+        inputs["alignment"] = Path(model_path)
+    else:
+        settings["alignment_sha256"] = hashlib.sha256(model.model_dump_json().encode()).hexdigest()
+    with recorded_run(root, step, command=APPLY_COMMAND, settings=settings, inputs=inputs, overwrite=overwrite,
+                      shared=["bits", "interpolation"]) as run:
+        return _export(session, model, root, opts, side, jobs, old_pairs, run, skip_existing=not overwrite, progress=progress)
+
+
+def _read_release(root: Path) -> list[tuple[str, str]]:
+    """Read what is already in ``root`` strictly (manifest, pair list, provenance record): a broken file is refused
+    now, before any pair is written. Returns the pair list."""
+    if not root.exists():
+        return []
+    load_manifest(root)
+    read_record(root)  # read again (and updated) by recorded_run, which writes it first
+    pairs_path = root / PAIRS_FILE
+    return read_pairs(pairs_path) if pairs_path.exists() else []
+
+
+def _check_names_free(root: Path, step: str, jobs: list[PairJob]) -> None:
+    """Refuse pairs whose names another session's export owns: the two sessions would overwrite each other."""
+    owners: dict[str, str] = {}
+    for other, entry in read_record(root)["steps"].items():
+        if other != step and entry.get("command") == APPLY_COMMAND:
+            owners.update(dict.fromkeys((str(f) for f in entry["files"]), other))
+    for job in jobs:
+        for rel in (job.bright, job.dark):
+            if rel in owners:
+                raise UsageError(f"--out {root}: {rel} was written by {owners[rel]}; this session gives the same release name "
+                                 "(same date, site, video_id): export it into another --out, or fix its scene metadata")
+
+
+def _export(
+    session: Path,
+    model: AlignModel,
+    root: Path,
+    opts: ApplyOptions,
+    side: MirrorSide,
+    jobs: list[PairJob],
+    old_pairs: list[tuple[str, str]],
+    run: RecordedRun,
+    *,
+    skip_existing: bool,
+    progress: ProgressCallback | None,
+) -> ApplyReport:
     report = ApplyReport()
     todo = []
     for job in jobs:
-        if (root / job.bright).is_file() and (root / job.dark).is_file():
+        if skip_existing and (root / job.bright).is_file() and (root / job.dark).is_file():
             report.skipped += 1
             report.pairs.append((job.bright, job.dark))
+            run.own(job.bright, job.dark)
         else:
             todo.append(job)
     report_progress(progress, report.skipped, len(jobs))
     hashes: dict[str, str] = {}
     args = (str(session), model.model_dump_json(), str(root), opts.out_bits, opts.interpolation, side)
+    finished = False
     try:
         for bright, dark, h in _execute(todo, args, opts.workers):
             report.written += 1
             report.pairs.append((bright, dark))
+            run.own(bright, dark)
             hashes.update(h)
             report_progress(progress, report.skipped + report.written, len(jobs))
+        finished = True
     finally:
-        _finish(root, report, hashes)
+        # Pairs this run set out to write and did not finish (interrupted, failed) are gone from the disk.
+        gone = {rel for job in todo for rel in (job.bright, job.dark) if not (root / rel).is_file()}
+        if finished:
+            report.removed = run.remove_stale()
+            gone.update(report.removed)
+        _finish(root, report, hashes, old_pairs, gone)
     return report
 
 
@@ -295,16 +406,15 @@ def _execute(jobs: list[PairJob], args: tuple, workers: int) -> Iterator[tuple[s
             raise
 
 
-def _finish(root: Path, report: ApplyReport, hashes: dict[str, str]) -> None:
-    """Merge the pair list and bring the manifest up to date with every finished pair."""
-    if not report.pairs:
+def _finish(root: Path, report: ApplyReport, hashes: Mapping[str, str], old_pairs: list[tuple[str, str]], gone: set[str]) -> None:
+    """Merge the pair list and bring the manifest up to date with every finished pair and every file gone."""
+    if not report.pairs and not gone:
         return
-    pairs_path = root / PAIRS_FILE
-    old = read_pairs(pairs_path) if pairs_path.is_file() else []
-    write_pairs(pairs_path, [*old, *report.pairs])
+    pairs = [p for p in old_pairs if p[0] not in gone and p[1] not in gone]
+    write_pairs(root / PAIRS_FILE, [*pairs, *report.pairs])
     listed = load_manifest(root)
-    rels = [PAIRS_FILE] + [rel for pair in report.pairs for rel in pair if rel in hashes or rel not in listed]
-    update_manifest(root, rels, known_hashes=hashes)
+    rels = [PAIRS_FILE] + [rel for pair in report.pairs for rel in pair if rel in hashes or rel not in listed] + sorted(gone)
+    update_manifest(root, rels, known_hashes=dict(hashes))
 
 
 def default_workers() -> int:

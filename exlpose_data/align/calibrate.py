@@ -9,7 +9,6 @@ at the corners (residual plots tell).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 
 from ..atomic import write_text_atomic
 from ..errors import InputError, UsageError
+from ..jsonio import dumps_json, load_json
 from .model import CameraCalibration
 
 __all__ = ["parse_pattern", "find_board", "calibrate_camera", "save_calibration", "load_calibration"]
@@ -77,18 +77,16 @@ def calibrate_camera(images: Sequence[np.ndarray], pattern: tuple[int, int], *, 
 
 def save_calibration(path: str | Path, calibration: dict[str, CameraCalibration]) -> Path:
     """Write ``{"ll": ..., "wl": ...}`` atomically."""
-    return write_text_atomic(path, json.dumps({k: v.model_dump(mode="json") for k, v in calibration.items()}, indent=2) + "\n")
+    doc = {k: v.model_dump(mode="json") for k, v in calibration.items()}
+    return write_text_atomic(path, dumps_json(doc, indent=2, source=str(path)) + "\n")
 
 
 def load_calibration(path: str | Path) -> dict[str, CameraCalibration]:
     """Read a ``CALIB.json``; both cameras are required."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such calibration file") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: not JSON ({exc})") from None
+    if not p.exists():
+        raise InputError(f"{p}: no such calibration file")
+    data = load_json(p)
     out = {}
     for cam in ("ll", "wl"):
         if not isinstance(data, dict) or cam not in data:

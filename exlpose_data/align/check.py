@@ -30,7 +30,9 @@ from .validate import (
     validation_positions,
 )
 
-__all__ = ["AlignmentReport", "check_alignment"]
+__all__ = ["AlignmentReport", "check_alignment", "PLOT_FILES"]
+
+PLOT_FILES = ("residuals.png", "difference.png")
 
 
 @dataclass
@@ -96,10 +98,10 @@ def check_alignment(
         model.heldout_matches = [tuple(row) for row in m.matches.tolist()]
         model.metrics.heldout_noise_px = float(np.median(m.noise_px)) if len(m.noise_px) else None
         if plots is not None:
-            plot_difference(Path(plots) / "difference.png", warped, ll_crop, smooth_sigma=1.0)
+            plot_difference(Path(plots) / PLOT_FILES[1], warped, ll_crop, smooth_sigma=1.0)
     residuals = heldout_residuals(model.matrix, model.heldout_matches)
     if plots is not None:
-        plot_residuals(Path(plots) / "residuals.png", model, background)
+        plot_residuals(Path(plots) / PLOT_FILES[0], model, background)
     median, p95 = residual_stats(residuals)
     return AlignmentReport(
         align=source,

@@ -9,17 +9,17 @@ composes both into one remap. ``crop`` = ``[x0, y0, w, h]`` in LL coordinates is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..atomic import write_text_atomic
+from ..atomic import write_json_atomic
 from ..errors import InputError
+from ..jsonio import load_json
 
-__all__ = ["ALIGN_FORMAT", "AlignMetrics", "CameraCalibration", "InputFile", "AlignModel"]
+__all__ = ["ALIGN_FORMAT", "AlignMetrics", "CameraCalibration", "InputFile", "AlignModel", "is_alignment_file"]
 
 ALIGN_FORMAT = "exlpose-align/1"
 
@@ -126,19 +126,16 @@ class AlignModel(BaseModel):
         return np.asarray(self.initial_homography, dtype=np.float64)
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically as indented JSON."""
-        return write_text_atomic(path, self.model_dump_json(indent=2) + "\n")
+        """Write atomically as indented JSON (refusing a non-finite number, which JSON cannot hold)."""
+        return write_json_atomic(path, self.model_dump(mode="json"), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> "AlignModel":
         """Read and validate an ``ALIGN.json``; errors name the file and the field."""
         p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{p}: no such alignment file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{p}: not JSON ({exc})") from None
+        if not p.exists():
+            raise InputError(f"{p}: no such alignment file")
+        data = load_json(p)  # strict: a duplicated key or a NaN is refused with its place, never half-read
         try:
             model = cls.model_validate(data)
         except ValidationError as exc:
@@ -149,3 +146,15 @@ class AlignModel(BaseModel):
         if x0 + w > model.frame_size[0] or y0 + h > model.frame_size[1]:
             raise InputError(f"{p}: field crop {list(model.crop)} exceeds the frame {model.frame_size[0]}x{model.frame_size[1]}")
         return model
+
+
+def is_alignment_file(path: str | Path) -> bool:
+    """Whether ``path`` is a readable JSON document of this format (an ``ALIGN.json`` that ``--overwrite`` may replace)."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    try:
+        data = load_json(p)
+    except InputError:
+        return False
+    return isinstance(data, dict) and data.get("format") == ALIGN_FORMAT

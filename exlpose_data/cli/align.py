@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from ..outputs import check_output
 from .common import err_console, handle_errors, new_app, progress_callback
 
 app = new_app("Align the well-lit camera to the low-light camera: estimate, check, apply, calibrate.")
@@ -58,6 +59,7 @@ def estimate(
     max_features: Annotated[int, typer.Option(help="SIFT keypoints kept per image")] = 3000,
     min_inliers: Annotated[int, typer.Option(help="fewer feature inliers than this counts as a failed feature estimate")] = 20,
     no_ecc_only: Annotated[bool, typer.Option("--no-ecc-only", help="start ECC only from the feature estimate, never from the identity (fail when features fail)")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "--force", help="replace an existing ALIGN.json at --out (any other file there is refused)")] = False,
 ) -> None:
     """Estimate the WL -> LL homography of reference pairs (SIFT + USAC_MAGSAC, then ECC coarse to fine)."""
     from ..align.calibrate import load_calibration
@@ -68,6 +70,8 @@ def estimate(
 
     if max_features < 100 or min_inliers < 8:
         raise UsageError("--max-features must be >= 100 and --min-inliers >= 8")
+    check_output(out, inputs=[session, *(wl or []), *(ll or []), calibration], writes="file", produces="alignment model",
+                 replaces=["alignment model"], overwrite=overwrite)
     pairs, side, inputs = _load_pairs(session, reference, wl, ll, mirror)
     calib = load_calibration(calibration) if calibration is not None else None
     if calibration is not None:
@@ -113,10 +117,14 @@ def check(
     this homography, PSNR/SSIM are recomputed (binned) and a difference image is plotted; otherwise the stored
     measurements are used.
     """
-    from ..align.check import check_alignment
+    from ..align.check import PLOT_FILES, check_alignment
     from ..align.model import AlignModel
     from ..align.validate import Thresholds
 
+    if plots is not None:
+        # Plots go into a plain folder (refreshed each run); never into a release, a training run, or over an input.
+        check_output(plots, inputs=[align_json, session, *(wl or []), *(ll or [])], writes="folder", produces="residual plots",
+                     replaces=["folder"], resumes=True, files=PLOT_FILES, option="--plots")
     model = AlignModel.load(align_json)
     pair = None
     if session is not None or wl or ll:
@@ -159,16 +167,24 @@ def apply(
     interpolation: Annotated[str, typer.Option(help="WL warp interpolation: cubic, linear or lanczos")] = "cubic",
     mirror: MirrorOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "--force", help="rewrite this session's pairs in a release they were written into with other settings or another ALIGN.json, removing those this run no longer writes (other sessions' pairs are kept; a folder that is not a release is never replaced)")] = False,
 ) -> None:
-    """Warp WL into the LL frame, crop both and write the release layout (reruns skip finished pairs)."""
-    from ..align.apply import ApplyOptions, default_workers, run_apply
+    """Warp WL into the LL frame, crop both and write the release layout.
+
+    A rerun with the same settings skips the finished pairs; with other settings (or another ALIGN.json or session
+    content) it is refused unless --overwrite. All sessions in one release share --bits and --interpolation.
+    """
+    from ..align.apply import RELEASE_FILES, ApplyOptions, default_workers, run_apply
     from ..align.model import AlignModel
 
+    check_output(out, inputs=[session, align_json], writes="folder", produces="release", replaces=["release"],
+                 overwrite=overwrite, resumes=True, files=RELEASE_FILES)
     model = AlignModel.load(align_json)
     opts = ApplyOptions(frames=frames, out_bits=bits, workers=workers or default_workers(), interpolation=interpolation, mirror=_mirror(mirror))  # type: ignore[arg-type]
     with progress_callback("aligning pairs", disable=quiet) as progress:
-        report = run_apply(session, model, out, opts, progress=progress)
-    typer.echo(f"{out}: {report.written} pairs written, {report.skipped} already there, crop {list(model.crop)}")
+        report = run_apply(session, model, out, opts, model_path=align_json, overwrite=overwrite, progress=progress)
+    removed = f", {len(report.removed)} files of the earlier run removed" if report.removed else ""
+    typer.echo(f"{out}: {report.written} pairs written, {report.skipped} already there{removed}, crop {list(model.crop)}")
 
 
 @app.command()
@@ -179,6 +195,7 @@ def calibrate(
     pattern: Annotated[str, typer.Option(help="inner corners COLSxROWS")] = "9x6",
     out: Annotated[Path, typer.Option("--out", "-o", help="CALIB.json to write")] = Path("CALIB.json"),
     mirror: Annotated[str, typer.Option(help="flip in software before detection: none, ll or wl (as for estimate)")] = "none",
+    overwrite: Annotated[bool, typer.Option("--overwrite", "--force", help="replace an existing CALIB.json at --out (any other file there is refused)")] = False,
 ) -> None:
     """Calibrate each camera's lens from checkerboard views; pass the result to 'estimate --calibration'."""
     import numpy as np
@@ -190,6 +207,7 @@ def calibrate(
 
     side = _mirror(mirror)
     size = parse_pattern(pattern)
+    check_output(out, inputs=[*ll, *wl], writes="file", produces="lens calibration", replaces=["lens calibration"], overwrite=overwrite)
     result = {}
     for cam, paths in (("ll", ll), ("wl", wl)):
         grays = []
