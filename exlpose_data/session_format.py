@@ -19,6 +19,7 @@ nominal_exposure_us, wl_gain_db, ll_gain_db (planned values; the values read bac
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .jsonio import loads_json
 from .packed12 import is_packed, unpack_12p
 
 __all__ = ["normalise_bayer_pattern", "FRAME_DTYPE", "SCENES", "REFERENCE", "STEPS", "SessionReader", "FrameAttrs", "step_path", "reference_path",
-           "summarise"]
+           "summarise", "is_lock_error", "in_use_by"]
 
 SCENES = "scenes"
 REFERENCE = "reference"
@@ -107,6 +109,74 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def is_lock_error(exc: OSError) -> bool:
+    """Whether h5py failed to open a file because another process holds its HDF5 file lock."""
+    return isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc)
+
+
+def _command_name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text(encoding="utf-8", errors="replace").strip() or None
+    except OSError:
+        return None
+
+
+def _pids_with_open(path: Path) -> list[int]:
+    """Processes whose open file descriptors point at ``path`` (those this user may look into)."""
+    target = os.path.realpath(path)
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:  # another user's process, or gone
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") == target:
+                    found.append(int(entry))
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def _pids_locking(path: Path) -> list[int]:
+    """Processes holding a lock on ``path`` according to ``/proc/locks`` (readable for every user's locks)."""
+    try:
+        st = os.stat(path)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = []
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 7025 fe:00:2149771 0 EOF" (a blocked waiter has "->" after the number)
+        fields = [f for f in fields if f != "->"]
+        if len(fields) >= 6 and fields[5] == where and fields[4].lstrip("-").isdigit() and int(fields[4]) > 0:
+            pids.append(int(fields[4]))
+    return pids
+
+
+def in_use_by(path: str | Path) -> str:
+    """Who holds a session file open: ``in use by process 1234 (python3)`` when it can be found, else
+    ``in use by another process``. For the message when h5py cannot lock the file (:func:`is_lock_error`)."""
+    p = Path(path)
+    own = os.getpid()
+    pids = _pids_with_open(p) or _pids_locking(p)
+    others = sorted({pid for pid in pids if pid != own}) or sorted(set(pids))
+    if not others:
+        return "in use by another process"
+    named = [f"{pid} ({name})" if (name := _command_name(pid)) else str(pid) for pid in others]
+    return f"in use by process{'es' if len(named) > 1 else ''} {', '.join(named)}"
+
+
 class SessionReader:
     """Read-only access to a session file. Use as a context manager.
 
@@ -123,6 +193,8 @@ class SessionReader:
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as exc:
+            if is_lock_error(exc):
+                raise InputError(f"{self.path}: {in_use_by(self.path)}; wait for it to finish or close it, then try again") from None
             raise InputError(f"{self.path}: not a readable HDF5 session file ({exc})") from None
 
     def __enter__(self) -> "SessionReader":
@@ -141,7 +213,7 @@ class SessionReader:
     @property
     def rig_config(self) -> dict[str, Any]:
         raw = self._f.attrs.get("rig_config")
-        return json.loads(_text(raw)) if raw is not None else {}
+        return loads_json(_text(raw), f"{self.path}: rig_config attribute") if raw is not None else {}
 
     def references(self) -> list[str]:
         return sorted(self._f[REFERENCE].keys()) if REFERENCE in self._f else []
@@ -160,7 +232,7 @@ class SessionReader:
         g = self._scene(scene)
         meta = {k: (_text(v) if isinstance(v, (bytes, str)) else (v.item() if hasattr(v, "item") else v)) for k, v in g.attrs.items()}
         if "k_list" in meta and isinstance(meta["k_list"], str):
-            meta["k_list"] = json.loads(meta["k_list"])
+            meta["k_list"] = loads_json(meta["k_list"], f"{self.path}: scene {scene!r} k_list attribute")
         return meta
 
     def steps(self, scene: str) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.exposure import LadderStep
+from exlpose_data.outputs import check_output, what_is
 from exlpose_data.session_format import SessionReader, reference_path, step_path
 
 from . import diskspace, emulate, usbfs
@@ -27,9 +28,15 @@ from .schedule import Plan, check_plan, make_plan, retrieve_timeout_ms
 from .sync import make_sync
 from .writer import SessionWriter, json_attr
 
-__all__ = ["SceneSpec", "CaptureSession", "next_video_id", "resume_specs", "scene_attrs", "step_attrs", "describe_outcomes"]
+__all__ = ["SceneSpec", "CaptureSession", "next_video_id", "resume_specs", "scene_attrs", "step_attrs", "describe_outcomes",
+           "check_session_out", "DARKS_SCENE", "DARKS_KIND"]
 
 log = logging.getLogger(__name__)
+
+# Dark frames are scene "darks" with attribute kind=darks, alone in a session file of their own
+# (exlpose_data.outputs.what_is calls such a file a "dark-frame session").
+DARKS_SCENE = "darks"
+DARKS_KIND = "darks"
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class SceneSpec:
     plan: Plan
     frame_rate_hz: float
     feeds: Path | None = None
+    kind: str = ""  # DARKS_KIND for lens-capped frames, "" for a data scene
 
     @property
     def frames(self) -> int:
@@ -64,6 +72,7 @@ def scene_attrs(spec: SceneSpec) -> dict[str, Any]:
         "frames_per_step": spec.frames,
         "frame_rate_hz": spec.frame_rate_hz,
         "feeds": str(spec.feeds) if spec.feeds is not None else "",
+        **({"kind": spec.kind} if spec.kind else {}),
     }
 
 
@@ -77,6 +86,46 @@ def step_attrs(step: LadderStep) -> dict[str, Any]:
         "wl_gain_db": step.wl_gain_db,
         "ll_gain_db": step.ll_gain_db,
     }
+
+
+def _listing(names: list[str], what: str) -> str:
+    return f"{what}{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)}"
+
+
+def check_session_out(out: str | Path, *, darks: bool = False, option: str = "--out") -> None:
+    """Refuse a session file that recording into would mix data with dark frames, or a file that is no session.
+
+    Sessions are appended to by design, so an existing session of the right kind is accepted: a data session
+    (scenes, references) for ``darks=False``; for ``darks=True`` a dark-frame session holding nothing but its darks
+    (or a session holding nothing yet). Darks added to a data session would be exported as release pairs by
+    ``exlpose-align apply``, and scenes added to a dark-frame session would mix into the dark statistics.
+
+    Raises:
+        UsageError: one line naming the file and what it holds; an HDF5 file that another process holds open is
+            reported as in use (by which process, when that can be found).
+    """
+    path = Path(out)
+    kind = what_is(path)  # read without the HDF5 lock: a locked session may read as a plain "HDF5 file"
+    scenes: list[str] = []
+    references: list[str] = []
+    dark_scene = False
+    if kind in ("capture session", "capture session (in use)", "dark-frame session", "HDF5 file"):
+        with SessionReader(path) as reader:  # reports a session another process holds open as in use
+            scenes, references = reader.scenes(), reader.references()
+            dark_scene = DARKS_SCENE in scenes and reader.scene_meta(DARKS_SCENE).get("kind") == DARKS_KIND
+    if darks:
+        check_output(path, writes="file", produces="dark-frame session", replaces=("dark-frame session", "capture session"),
+                     resumes=True, option=option)
+        data = [s for s in scenes if not (s == DARKS_SCENE and dark_scene)]
+        if data or references:
+            held = " and ".join(_listing(names, what) for names, what in ((data, "scene"), (references, "reference")) if names)
+            raise UsageError(f"{option} {out}: a data session holding {held}; dark frames go into a session file of their own "
+                             f"(choose another {option})")
+        return
+    if kind == "dark-frame session":
+        raise UsageError(f"{option} {out}: holds dark frames (a dark-frame session); scenes and references go into a session "
+                         f"file apart from the darks (choose another {option})")
+    check_output(path, writes="file", produces="capture session", replaces=("capture session",), resumes=True, option=option)
 
 
 def next_video_id(path: str | Path, date_mmdd: str, site: str) -> int:
@@ -119,6 +168,7 @@ class CaptureSession:
         self._on_flush = on_flush
         self.writer: SessionWriter | None = None
         self.recorder: Recorder | None = None
+        self._records: str | None = None  # "darks" or "data" once something was checked into ``out``
         self.rig = Rig(config, emulated=emulated)
         try:
             self.rig.configure()
@@ -194,6 +244,19 @@ class CaptureSession:
             self.recorder = Recorder(self.rig, self.sync, self.writer, progress=self._progress)
         return self.recorder
 
+    def _claim(self, *, darks: bool) -> None:
+        """Refuse mixing dark frames and data in ``out``: the file is checked until this session opens it for
+        writing (h5py cannot read it meanwhile), then what this session has recorded into it is."""
+        what = "darks" if darks else "data"
+        if self.out is None:
+            return
+        if self.writer is None:
+            check_session_out(self.out, darks=darks)
+        elif self._records not in (None, what):
+            raise UsageError(f"{self.out}: this session records {self._records} into it; dark frames and scenes or references "
+                             "go into separate session files")
+        self._records = what
+
     def _check_same_rig(self) -> None:
         if self.out is None or not self.out.is_file():
             return
@@ -208,6 +271,7 @@ class CaptureSession:
         Raises:
             UsageError: the scene exists already and ``resume`` is False, or a feed folder is missing.
         """
+        self._claim(darks=spec.kind == DARKS_KIND)
         if not resume and self.out is not None and self.out.is_file():
             with SessionReader(self.out) as reader:
                 if spec.scene in reader.scenes():
@@ -279,6 +343,7 @@ class CaptureSession:
             UsageError: both an LL exposure and auto, auto on the emulator (its pixels do not follow the exposure),
                 or exposures or gains outside the cameras' ranges.
         """
+        self._claim(darks=False)
         mode = "auto" if ll_exposure_auto else ("set" if ll_exposure_us is not None else "same")
         metered = None
         if ll_exposure_auto:
@@ -389,6 +454,7 @@ def resume_specs(path: str | Path) -> tuple[RigConfig, bool, list[SceneSpec]]:
                     plan=plan,
                     frame_rate_hz=float(meta.get("frame_rate_hz", config.frame_rate_hz)),
                     feeds=Path(meta["feeds"]) if meta.get("feeds") else None,
+                    kind=str(meta.get("kind", "")),
                 )
             )
     return config, emulated, specs

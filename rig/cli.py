@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,17 +36,52 @@ app.add_typer(config_app, name="config")
 # Frame size assumed by `plan` when no config gives one: the dart's default 1920x1200.
 DEFAULT_FRAME = (1920, 1200)
 
+
+
+class NotANumber(typer.BadParameter):
+    """A numeric option whose value is not a finite number; the message names the option (click would say only
+    "Invalid value", and float('nan') would reach the exposure arithmetic)."""
+
+    def format_message(self) -> str:
+        opts = list(getattr(self.param, "opts", None) or [])
+        return f"{max(opts, key=len) if opts else 'value'} {self.message}"
+
+
+def _finite(value: Any) -> float | None:
+    """Parser of every float option: a finite number, else :class:`NotANumber` (exit 2)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or isinstance(value, bool):
+        raise NotANumber(f"{value}: expected a finite number")
+    return number
+
+
+def _whole(value: Any) -> int | None:
+    """Parser of every integer option: a whole number, else :class:`NotANumber` (exit 2)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise NotANumber(f"{value}: expected a whole number") from None
+
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="rig config (YAML or JSON)")]
 EmulateOpt = Annotated[bool, typer.Option("--emulate", help="use pylon's emulated cameras (0815-0000 = LL, 0815-0001 = WL)")]
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="exposure ladder preset: outdoor (1,2,4,8,12) or indoor (1,2,3,4,6)")]
 KOpt = Annotated[str | None, typer.Option("--k", help="custom exposure divisors, comma-separated (e.g. 1,2,4,16)")]
-ExposureOpt = Annotated[float, typer.Option("--exposure-us", help="well-exposing WL exposure at k = 1, in us")]
-GainOpt = Annotated[float, typer.Option("--gain-db", help="WL gain at k = 1, in dB")]
-LLGainOpt = Annotated[float | None, typer.Option("--ll-gain-db", help="fixed LL gain (default: the base WL gain)")]
-FramesOpt = Annotated[int, typer.Option("--frames", help="pairs per step")]
-FpsOpt = Annotated[float | None, typer.Option("--fps", help="pairs per second (default: the config's frame_rate_hz)")]
+ExposureOpt = Annotated[float, typer.Option("--exposure-us", parser=_finite, help="well-exposing WL exposure at k = 1, in us")]
+GainOpt = Annotated[float, typer.Option("--gain-db", parser=_finite, help="WL gain at k = 1, in dB")]
+LLGainOpt = Annotated[float | None, typer.Option("--ll-gain-db", parser=_finite, help="fixed LL gain (default: the base WL gain)")]
+FramesOpt = Annotated[int, typer.Option("--frames", parser=_whole, help="pairs per step")]
+FpsOpt = Annotated[float | None, typer.Option("--fps", parser=_finite, help="pairs per second (default: the config's frame_rate_hz)")]
 RoiOpt = Annotated[str | None, typer.Option("--roi", help="WIDTHxHEIGHT, overriding the config (e.g. 640x400)")]
-OutOpt = Annotated[Path, typer.Option("--out", help="session file (.h5); created, or appended to")]
+OutOpt = Annotated[Path, typer.Option("--out", help="session file (.h5); created, or appended to (a data session: never a dark-frame session "
+                                     "or a file of another kind)")]
 FeedsOpt = Annotated[Path | None, typer.Option("--feeds", help="with --emulate: simulator feed folder DIR/<scene>/<k>/{ll,wl}/")]
 
 
@@ -60,9 +96,12 @@ def _ks(k: str | None) -> list[float] | None:
     if k is None:
         return None
     try:
-        return [float(x) for x in k.split(",") if x.strip()]
+        ks = [float(x) for x in k.split(",") if x.strip()]
     except ValueError:
-        raise UsageError(f"--k {k!r}: expected comma-separated numbers like 1,2,4,8,12") from None
+        ks = [math.nan]
+    if not all(math.isfinite(x) for x in ks):
+        raise UsageError(f"--k {k}: expected comma-separated finite numbers like 1,2,4,8,12")
+    return ks
 
 
 def _roi(text: str) -> dict[str, int]:
@@ -119,6 +158,13 @@ def _rig_config(config: Path | None, emulate: bool, *, roi: str | None = None, f
         if cfg.roi is not None and (cfg.roi.width > w or cfg.roi.height > h):
             raise UsageError(f"--roi {roi} is larger than the feed images ({w}x{h}); the emulator would shrink the frames")
     return cfg
+
+
+def _check_out(out: Path, *, darks: bool = False) -> None:
+    """Refuse --out before any camera is opened (``rig.capture.check_session_out``; imported late, as the recorder is)."""
+    from .capture import check_session_out
+
+    check_session_out(out, darks=darks)
 
 
 def _session(cfg: RigConfig, out: Path, emulate: bool, display: Any) -> Any:
@@ -268,8 +314,8 @@ def config_check(
 @handle_errors
 def sync_check(
     config: Annotated[Path, typer.Option("--config", help="rig config with trigger topology master-slave")],
-    frames: Annotated[int, typer.Option("--frames", help="frames to grab from each camera")] = 20,
-    exposure_us: Annotated[float, typer.Option("--exposure-us", help="exposure of both cameras during the check")] = 2000.0,
+    frames: Annotated[int, typer.Option("--frames", parser=_whole, help="frames to grab from each camera")] = 20,
+    exposure_us: Annotated[float, typer.Option("--exposure-us", parser=_finite, help="exposure of both cameras during the check")] = 2000.0,
 ) -> None:
     """Prove the master -> slave trigger wire before a scene: edge counts, frame counters, exposure offset."""
     from .capture import CaptureSession
@@ -296,7 +342,8 @@ def reference(
     ll_gain_db: LLGainOpt = None,
     ll_exposure_us: Annotated[
         float | None,
-        typer.Option("--ll-exposure-us", help="LL exposure (default: the feeds' reference LL exposure, else --exposure-us); longer makes up for the ND filter"),
+        typer.Option("--ll-exposure-us", parser=_finite,
+                     help="LL exposure (default: the feeds' reference LL exposure, else --exposure-us); longer makes up for the ND filter"),
     ] = None,
     ll_exposure: Annotated[
         str | None,
@@ -315,6 +362,7 @@ def reference(
     _setup_logging()
     if ll_exposure not in (None, "auto"):
         raise UsageError(f"--ll-exposure {ll_exposure!r}: only 'auto'; give a number with --ll-exposure-us")
+    _check_out(out)
     cfg = _rig_config(config, emulate, roi=roi, feeds=feeds)
     if feeds is not None and ll_exposure is None:
         from .feeds import described_scene
@@ -360,7 +408,7 @@ def record(
     emulate: EmulateOpt = False,
     feeds: FeedsOpt = None,
     site: Annotated[str | None, typer.Option("--site", help="site part of release names, may be empty (default: the feeds' site, else empty)")] = None,
-    video_id: Annotated[int | None, typer.Option("--video-id", help="video id (default: the feeds' video, else the next free one for date and site)")] = None,
+    video_id: Annotated[int | None, typer.Option("--video-id", parser=_whole, help="video id (default: the feeds' video, else the next free one for date and site)")] = None,
     date: Annotated[str | None, typer.Option("--date", help="MMDD (default: the feeds' date, else today)")] = None,
     fps: FpsOpt = None,
     roi: RoiOpt = None,
@@ -390,6 +438,7 @@ def record(
             raise UsageError(f"{option} {exc}") from None
     if not scene or "/" in scene:
         raise UsageError(f"--scene {scene!r}: a non-empty name without '/'")
+    _check_out(out)
     cfg = _rig_config(config, emulate, roi=roi, fps=fps, feeds=feeds)
     vid = video_id if video_id is not None else next_video_id(out, date_mmdd, site)
     try:
@@ -462,7 +511,7 @@ def preview(
     exposure_us: ExposureOpt,
     gain_db: GainOpt,
     ll_gain_db: LLGainOpt = None,
-    ll_exposure_us: Annotated[float | None, typer.Option("--ll-exposure-us", help="LL exposure (default: --exposure-us)")] = None,
+    ll_exposure_us: Annotated[float | None, typer.Option("--ll-exposure-us", parser=_finite, help="LL exposure (default: --exposure-us)")] = None,
     config: ConfigOpt = None,
     emulate: EmulateOpt = False,
     feeds: FeedsOpt = None,
@@ -470,7 +519,7 @@ def preview(
     feed_step: Annotated[str, typer.Option("--feed-step", help="with --feeds: the step folder to play (1, 2, ... or reference)")] = "reference",
     align: Annotated[Path | None, typer.Option("--align", help="ALIGN.json: add WL warped onto LL and their difference")] = None,
     host: Annotated[str, typer.Option("--host", help="address to listen on (default: this machine only)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="port of the page (0: any free one)")] = 8765,
+    port: Annotated[int, typer.Option("--port", parser=_whole, help="port of the page (0: any free one)")] = 8765,
     snapshot: Annotated[Path | None, typer.Option("--snapshot", help="write one composed frame to this PNG and exit")] = None,
     snapshot_dir: Annotated[Path, typer.Option("--snapshot-dir", help="folder the page's snapshot button writes into")] = Path("."),
     roi: RoiOpt = None,
@@ -533,7 +582,8 @@ def preview(
 def darks(
     exposure_us: ExposureOpt,
     gain_db: GainOpt,
-    out: OutOpt,
+    out: Annotated[Path, typer.Option("--out", help="dark-frame session file (.h5) to create; a session holding scenes or "
+                                                     "references, or any other file, is refused")],
     preset: PresetOpt = None,
     k: KOpt = None,
     ll_gain_db: LLGainOpt = None,
@@ -544,21 +594,22 @@ def darks(
 ) -> None:
     """Record lens-capped dark frames at every (exposure, gain) of a plan and report black level, hot pixels, row noise.
 
-    Darks are stored as scene ``darks`` (attribute kind=darks) of their own session file.
+    Darks are stored as scene ``darks`` (attribute kind=darks) of a session file of their own (an interrupted one is
+    completed with ``resume``); a session holding scenes or references, or a file of another kind, is refused.
     """
-    from .capture import SceneSpec
+    from .capture import DARKS_KIND, DARKS_SCENE, SceneSpec
     from .darkstats import dark_report
     from .display import LiveDisplay
 
     _setup_logging()
+    _check_out(out, darks=True)
     cfg = _rig_config(config, emulate, roi=roi)
     with LiveDisplay(err_console) as display:
         session = _session(cfg, out, emulate, display)
 
         def body() -> None:
             the_plan = session.plan(base_exposure_us=exposure_us, base_gain_db=gain_db, preset=preset, ks=_ks(k), ll_gain_db=ll_gain_db, frames=frames)
-            session.record_scene(SceneSpec("darks", _dt.date.today().strftime("%m%d"), "", 0, the_plan, cfg.frame_rate_hz))
-            session.writer.set_attrs("/scenes/darks", {"kind": "darks"})
+            session.record_scene(SceneSpec(DARKS_SCENE, _dt.date.today().strftime("%m%d"), "", 0, the_plan, cfg.frame_rate_hz, kind=DARKS_KIND))
 
         _finish(session, body)
     table = Table("k", "camera", "exposure_us", "gain dB", "mean DN", "temporal noise DN", "row noise DN", "hot pixels")

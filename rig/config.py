@@ -14,15 +14,14 @@ default. Example (YAML)::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exlpose_data.errors import InputError
 from exlpose_data.exposure import DEFAULT_ND_FACTOR
+from exlpose_data.jsonio import load_config_file
 
 from . import emulate
 
@@ -171,7 +170,7 @@ class RigConfig(_Strict):
 
 
 def load_config(path: str | Path) -> RigConfig:
-    """Read and validate a rig config (``.yaml``/``.yml`` or ``.json``).
+    """Read and validate a rig config (``.json``, else YAML) through the toolkit's strict loader.
 
     Raises:
         InputError: unreadable file or invalid content; the message names the file and field.
@@ -179,11 +178,9 @@ def load_config(path: str | Path) -> RigConfig:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such rig config file")
-    try:
-        text = p.read_text(encoding="utf-8")
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise InputError(f"{p}: cannot parse ({str(exc).splitlines()[0]})") from None
+    # The strict loader: a key given twice (the last would silently win), NaN/.inf or a huge integer is refused
+    # with its line and column.
+    data = load_config_file(p)
     if not isinstance(data, dict):
         raise InputError(f"{p}: expected a mapping at the top level")
     try:

@@ -25,7 +25,7 @@ import numpy as np
 
 from exlpose_data import __version__
 from exlpose_data.errors import ExlposeError, UsageError
-from exlpose_data.session_format import FRAME_DTYPE, FRAMES, LL, WL
+from exlpose_data.session_format import FRAME_DTYPE, FRAMES, LL, WL, in_use_by, is_lock_error
 
 from . import diskspace
 from .cameras import FrameFormat
@@ -103,6 +103,8 @@ class SessionWriter:
         try:
             self._f = h5py.File(self.path, "r+" if existing else "w-", rdcc_nbytes=0)
         except OSError as exc:
+            if is_lock_error(exc):
+                raise UsageError(f"{self.path}: {in_use_by(self.path)}; wait for it to finish or close it, then try again") from None
             raise UsageError(f"{self.path}: cannot open as a session file ({exc})") from None
         if not existing:
             self._f.attrs["software_version"] = __version__
