@@ -5,13 +5,20 @@ every person (a box inside the image, joints inside the image), then normalise (
 ``area`` = w*h*0.53, ``crowdIndex``; :func:`exlpose_data.annotations.normalise_document`) and write the WL
 file (naming the bright images) and the LL file (naming their dark twins). All problems are collected first;
 nothing is written while there is any. An input without images or people is refused, and existing annotation
-files are only replaced when the caller says so (``force``), so an empty or wrong export cannot wipe labels.
+files are only replaced when the caller says so (``overwrite``), so an empty or wrong export cannot wipe labels.
+
+The output folder (``ROOT/annotations`` by default) lies inside the dataset it labels, so the dataset root is not
+an input for :func:`exlpose_data.outputs.check_output` (the release is not rewritten: two files are added to its
+annotation folder); the tool's file is, so ``--out`` may not be that file nor receive a file of its name. Each
+import is recorded in the folder's provenance record (step ``annotate import <split>``: settings, the digest of
+the tool's file and of the pair list): a re-import with other settings or another file needs ``overwrite``.
+What is written is checked with the validator's rules first (:func:`annotation.checks.refuse_invalid`) and
+serialised by the strict writer (:func:`exlpose_data.jsonio.dumps_json`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +26,15 @@ from pathlib import Path
 from exlpose_data.annotations import normalise_document
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.imageio import image_size
-from exlpose_data.layout import MANIFEST_FILE, annotations_dir, update_manifest
+from exlpose_data.jsonio import dumps_json, load_json
+from exlpose_data.layout import MANIFEST_FILE, PAIRS_FILE, annotations_dir, update_manifest
 from exlpose_data.naming import annotation_file_name
+from exlpose_data.outputs import check_output
+from exlpose_data.provenance import recorded_run
 from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, ImageRecord, Info
 
+from .checks import refuse_invalid
 from .formats.coco import read_coco, read_crowdpose
 from .formats.cvat import read_cvat
 from .formats.label_studio import read_label_studio
@@ -58,7 +69,7 @@ _EDGE_TOL_PX = 1e-3
 
 @dataclass(frozen=True)
 class ReplacedFile:
-    """An annotation file an import replaced (``--force``), with what it held before.
+    """An annotation file an import replaced (``--overwrite``), with what it held before.
 
     ``images`` and ``people`` are None when the old file was not a readable annotation file.
     """
@@ -100,15 +111,17 @@ def _inside(v: float, hi: float) -> bool:
     return -_EDGE_TOL_PX <= v <= hi + _EDGE_TOL_PX
 
 
-def _check_person(person: PersonLabel, w: int, h: int, log: ProblemLog, box_from_keypoints: bool) -> tuple[list[float], bool] | None:
-    """(checked bbox, derived-from-joints flag), or None with problems logged."""
+def _check_person(person: PersonLabel, w: int, h: int, log: ProblemLog, box_from_keypoints: bool) -> tuple[list[float], bool, list[float]] | None:
+    """(checked bbox, derived-from-joints flag, keypoints snapped onto the image), or None with problems logged."""
     ok = True
-    kp = person.keypoints
+    kp = person.keypoints.copy()
     for j in range(len(kp)):
         x, y, v = kp[j]
         if v > 0 and not (_inside(x, w) and _inside(y, h)):
             log.add(person.place, f"keypoints[{3 * j}:{3 * j + 2}]", f"joint at ({x:g}, {y:g}) lies outside the {w}x{h} image")
             ok = False
+        elif v > 0:  # within the tolerance: onto the edge, as the validator's bounds are exact
+            kp[j, 0], kp[j, 1] = min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))
     derived = person.box_from_keypoints and person.bbox is not None
     bbox = person.bbox
     if bbox is None:
@@ -130,7 +143,7 @@ def _check_person(person: PersonLabel, w: int, h: int, log: ProblemLog, box_from
     # Within the tolerance: snap onto the image edges so the written box is exactly inside.
     x0, y0 = min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))
     x1, y1 = min(max(x + bw, 0.0), float(w)), min(max(y + bh, 0.0), float(h))
-    return ([x0, y0, x1 - x0, y1 - y0], derived) if ok else None
+    return ([x0, y0, x1 - x0, y1 - y0], derived, [round(float(v), 4) for v in kp.ravel()]) if ok else None
 
 
 def _image_size(image: ImageLabel, pair: Pair, release: Release, log: ProblemLog) -> tuple[int, int] | None:
@@ -181,14 +194,14 @@ def resolve_labels(
             checked = _check_person(person, w, h, log, box_from_keypoints)
             if checked is None:
                 continue
-            bbox, from_joints = checked
+            bbox, from_joints, keypoints = checked
             extra: dict = {"bbox_source": BOX_FROM_KEYPOINTS} if from_joints else {}
             if person.num_keypoints is not None:
                 extra["num_keypoints"] = person.num_keypoints
             derived += from_joints
             records.append(
                 AnnotationRecord(
-                    id=len(records) + 1, image_id=image_id, category_id=1, keypoints=[round(float(v), 4) for v in person.keypoints.ravel()],
+                    id=len(records) + 1, image_id=image_id, category_id=1, keypoints=keypoints,
                     bbox=[round(b, 4) for b in bbox], iscrowd=person.iscrowd, **extra,
                 )
             )
@@ -199,15 +212,18 @@ def resolve_labels(
     return wl, ll, derived
 
 
-def _json_text(doc: AnnotationDocument) -> str:
-    return json.dumps(doc.to_json_dict(), separators=(",", ":")) + "\n"
+def _json_text(doc: AnnotationDocument, path: Path) -> str:
+    """The file text of ``doc``, refused (naming ``path``) where the validator or a JSON reader would refuse it."""
+    raw = doc.to_json_dict()
+    refuse_invalid(raw, path)
+    return dumps_json(raw, source=str(path)) + "\n"
 
 
 def _held(path: Path) -> ReplacedFile:
     """What the annotation file at ``path`` holds (counts None when it is not a readable annotation file)."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raw = load_json(path)
+    except InputError:
         return ReplacedFile(path, None, None)
     if not isinstance(raw, dict) or not isinstance(raw.get("images"), list) or not isinstance(raw.get("annotations"), list):
         return ReplacedFile(path, None, None)
@@ -249,7 +265,7 @@ def _refuse_replacing(path: str | Path, targets: list[Path], wl: AnnotationDocum
         it = "it" if len(existing) == 1 else "them"
         raise UsageError(
             f"{held}; the import of {path} has {held_text(len(wl.images), len(wl.annotations))}; "
-            f"pass --force to replace {it}, nothing was written"
+            f"pass --overwrite to replace {it}, nothing was written"
         )
 
 
@@ -261,7 +277,7 @@ def import_annotations(
     *,
     split: str,
     box_from_keypoints: bool = False,
-    force: bool = False,
+    overwrite: bool = False,
     allow_empty: bool = False,
     layout: str = "release",
 ) -> ImportResult:
@@ -276,7 +292,8 @@ def import_annotations(
         split: ``all``, ``train``, ``val`` or ``test``: names the files as the release does.
         box_from_keypoints: give people without a box the extent of their joints (marked
             ``"bbox_source": "keypoints"`` in the files).
-        force: replace annotation files that already exist (the result lists what they held).
+        overwrite: replace annotation files that already exist (the result lists what they held), also when
+            the folder's provenance record says an import with other settings or another file wrote them.
         layout: ``release`` or ``mmpose``: the default output folder (ignored when ``out_dir`` is given).
         allow_empty: accept images without people from a tool that exports unlabelled frames too
             (:data:`EXPORTS_EVERY_FRAME`) as "nobody here" (the result lists them).
@@ -285,7 +302,10 @@ def import_annotations(
         AnnotationProblems: the input has problems (all of them listed); nothing was written.
         InputError: the input holds no images or no people, or (CVAT, without ``allow_empty``) images nobody
             labelled; nothing was written.
-        UsageError: an output file exists and ``force`` is False; nothing was written.
+        UsageError: ``out_dir`` is the tool's file or would receive a file of its name, is a file or something
+            other than a folder of annotation files (a release root, a training run), or an output file exists,
+            or an import with other settings wrote the folder's files, and ``overwrite`` is False; nothing was
+            written.
     """
     wl_name, ll_name = annotation_file_names(split)
     release = open_release(dataset)
@@ -296,14 +316,25 @@ def import_annotations(
     _refuse_empty(path, wl)
     empty = _empty_images(fmt, path, wl, allow_empty)
     out = Path(out_dir) if out_dir is not None else annotations_dir(release.image_root, layout)
+    check_output(out, inputs=[path], writes="folder", produces="annotation folder", replaces=["folder"], resumes=True,
+                 files=[wl_name, ll_name], overwrite=overwrite)
     wl_path, ll_path = out / wl_name, out / ll_name
-    if not force:
+    wl_text, ll_text = _json_text(wl, wl_path), _json_text(ll, ll_path)
+    if not overwrite:
         _refuse_replacing(path, [wl_path, ll_path], wl)
     replaced = tuple(_held(p) for p in (wl_path, ll_path) if p.exists())
-    write_pair(wl_path, _json_text(wl), ll_path, _json_text(ll))
-    root = release.image_root.resolve()
-    written = [wl_path.resolve(), ll_path.resolve()]
-    # Only a dataset that has a manifest gets one updated: a release copy without one stays as it was.
-    if (root / MANIFEST_FILE).is_file() and all(p.is_relative_to(root) for p in written):
-        update_manifest(root, [p.relative_to(root).as_posix() for p in written])
+    settings = {"format": fmt, "split": split, "box_from_keypoints": box_from_keypoints, "allow_empty": allow_empty}
+    inputs = {"labels": path}
+    if (release.image_root / PAIRS_FILE).is_file():
+        inputs["pairs"] = release.image_root / PAIRS_FILE
+    with recorded_run(out, f"annotate import {split}", command="exlpose annotate import", settings=settings, inputs=inputs,
+                      overwrite=overwrite) as run:
+        write_pair(wl_path, wl_text, ll_path, ll_text)
+        run.own(wl_name, ll_name)
+        root = release.image_root.resolve()
+        written = [wl_path.resolve(), ll_path.resolve()]
+        # Only a dataset that has a manifest gets one updated: a release copy without one stays as it was.
+        if (root / MANIFEST_FILE).is_file() and all(p.is_relative_to(root) for p in written):
+            gone = [(out / rel).resolve() for rel in run.remove_stale()]
+            update_manifest(root, [p.relative_to(root).as_posix() for p in written + [g for g in gone if g.is_relative_to(root)]])
     return ImportResult(wl_path, ll_path, len(wl.images), len(wl.annotations), derived, replaced, empty)

@@ -10,6 +10,14 @@ skeletons drawn on both, since one label serves both images. Flags point at labe
 - ``near_duplicate``: two people of one image with keypoint similarity (OKS, CrowdPose sigmas) or box IoU of
   at least 0.9: usually a person labelled twice.
 - ``ll_wl_mismatch``: the LL and the WL files give the pair different labels.
+
+An image record that names no pair of the dataset (a ``file_name`` that is absolute, climbs out with ``..``, or
+names an image the dataset does not have) is skipped, and each one is named with why: in the summary (the CLI
+warns once per record) and at the top of the review page.
+
+The review folder is written outside the dataset (the dataset root is an input of
+:func:`exlpose_data.outputs.check_output`); an existing review folder is replaced only with ``overwrite``,
+built beside it and swapped in when complete (:func:`exlpose_data.outputs.building_folder`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import numpy as np
 
 from exlpose_data.atomic import write_image_atomic, write_json_atomic, write_text_atomic
 from exlpose_data.keypoints import crowdpose14
+from exlpose_data.layout import safe_relpath
+from exlpose_data.outputs import building_folder, check_output
 from exlpose_data.progress import ProgressCallback, report
 from exlpose_data.naming import annotation_key
 from exlpose_data.release import Pair, Release, open_release
@@ -161,8 +171,21 @@ def _signature(anns: list[AnnotationRecord]) -> list[tuple]:
     return sorted((tuple(np.round(a.keypoints, 2)), tuple(np.round(a.bbox, 2))) for a in anns)
 
 
-def collect_items(release: Release, files: list[Path], settings: FlagSettings = FlagSettings()) -> list[ReviewItem]:
-    """The pairs named by ``files`` with their labels, tags and flags (all pairs, unlabelled, when no file)."""
+def _skip_reason(file_name: str, release: Release) -> str:
+    why = safe_relpath(file_name)
+    if why:
+        return f"{why}, and no image of the dataset has its file name"
+    return f"not an image of the dataset {release.image_root} (neither its bright nor its dark twin)"
+
+
+def collect_items(
+    release: Release, files: list[Path], settings: FlagSettings = FlagSettings(), skipped: list[str] | None = None
+) -> list[ReviewItem]:
+    """The pairs named by ``files`` with their labels, tags and flags (all pairs, unlabelled, when no file).
+
+    An image record naming no pair of the dataset is left out; when ``skipped`` is given, a line naming the
+    file, the record, its people and why is appended to it for each.
+    """
     items: dict[str, ReviewItem] = {}
     for path in sorted(files, key=_file_order):
         doc = load_document(path)
@@ -170,11 +193,14 @@ def collect_items(release: Release, files: list[Path], settings: FlagSettings = 
         by_image: dict[int, list[AnnotationRecord]] = defaultdict(list)
         for a in doc.annotations:
             by_image[a.image_id].append(a)
-        for img in doc.images:
+        for n, img in enumerate(doc.images):
             pair = release.pair_of(img.file_name)
-            if pair is None:
-                continue
             anns = by_image.get(img.id, [])
+            if pair is None:
+                if skipped is not None:
+                    people = f"{len(anns)} {'person' if len(anns) == 1 else 'people'}"
+                    skipped.append(f"{path}: images[{n}] (id {img.id}, {people}): file_name {img.file_name!r}: {_skip_reason(img.file_name, release)}")
+                continue
             item = items.get(pair.bright)
             if item is None:
                 item = items[pair.bright] = ReviewItem(pair, (img.width, img.height), anns)
@@ -227,6 +253,7 @@ class ReviewSummary:
     pairs: int
     sheets: int
     flags: dict[str, int]
+    skipped: tuple[str, ...] = ()
 
 
 _HTML_HEAD = """<!doctype html>
@@ -235,7 +262,7 @@ _HTML_HEAD = """<!doctype html>
 body{font-family:sans-serif;background:#111;color:#ddd;margin:1em}
 .card{display:inline-block;margin:6px;vertical-align:top;max-width:980px}
 .card img{max-width:100%;display:block}
-.flags{color:#fc6;font-size:90%}
+.flags,.skipped{color:#fc6;font-size:90%}
 select,label{margin-right:1em}
 a{color:#8cf}
 </style></head><body>
@@ -258,7 +285,14 @@ applyFilters();
 """
 
 
-def _index_html(items: list[ReviewItem], sheet_of: dict[str, str], flag_counts: dict[str, int]) -> str:
+def _skipped_html(skipped: list[str]) -> str:
+    if not skipped:
+        return ""
+    lines = "".join(f"<li>{html.escape(s)}</li>" for s in skipped)
+    return f'<div class="skipped"><p>{len(skipped)} image record(s) skipped, not shown below:</p><ul>{lines}</ul></div>\n'
+
+
+def _index_html(items: list[ReviewItem], sheet_of: dict[str, str], flag_counts: dict[str, int], skipped: list[str] = ()) -> str:
     splits = sorted({t for it in items for t in it.tags})
     ratios = sorted({it.pair.name.ratio for it in items})
     opts = lambda values: "".join(f'<option value="{html.escape(str(v))}">{html.escape(str(v))}</option>' for v in values)  # noqa: E731
@@ -269,6 +303,7 @@ def _index_html(items: list[ReviewItem], sheet_of: dict[str, str], flag_counts: 
         f'<p><label>split <select id="split"><option value="">all</option>{opts(splits)}</select></label>'
         f'<label>ratio <select id="ratio"><option value="">all</option>{opts(ratios)}</select></label>'
         '<label><input type="checkbox" id="flagged"> flagged only</label> shown: <span id="count"></span></p>',
+        _skipped_html(list(skipped)),
     ]
     for it in items:
         kinds = sorted({f.kind for f in it.flags})
@@ -295,6 +330,7 @@ def write_review(
     ll_gain: float | None = LL_GAIN,
     ll_target_mean: float | None = None,
     settings: FlagSettings = FlagSettings(),
+    overwrite: bool = False,
     progress: ProgressCallback | None = None,
 ) -> ReviewSummary:
     """Write pair tiles, contact sheets, ``flags.json`` and ``index.html`` under ``out``.
@@ -310,12 +346,31 @@ def write_review(
         ll_gain: brightening factor of the LL image (ignored when ``ll_target_mean`` is given).
         ll_target_mean: scale each LL image to this mean (0-255) instead.
         settings: flag thresholds.
+        overwrite: replace an existing review folder (built beside it, swapped in when complete).
         progress: called with ``(pairs done, pairs)`` as tiles are written.
+
+    Raises:
+        UsageError: ``out`` lies inside the dataset or is one of the annotation files, holds something other
+            than a review, or holds a review and ``overwrite`` is False; nothing was written.
     """
     release = open_release(root)
     files = annotation_files if annotation_files is not None else list(release.annotation_files().values())
-    items = collect_items(release, list(files), settings)
-    out_dir = Path(out)
+    _check_review_folder(out, [release.image_root, *files], overwrite)
+    skipped: list[str] = []
+    items = collect_items(release, list(files), settings, skipped)
+    with building_folder(out, overwrite=overwrite, new_beside=True) as out_dir:
+        sheets, counts = _write_pages(release, items, out_dir, skipped, thumb_width, per_sheet, columns, ll_gain, ll_target_mean, progress)
+    return ReviewSummary(Path(out) / "index.html", len(items), sheets, counts, tuple(skipped))
+
+
+def _check_review_folder(out: str | Path, inputs: list, overwrite: bool) -> None:
+    check_output(out, inputs=inputs, writes="folder", produces="review folder", replaces=["review folder"], overwrite=overwrite)
+
+
+def _write_pages(
+    release: Release, items: list[ReviewItem], out_dir: Path, skipped: list[str], thumb_width: int, per_sheet: int, columns: int,
+    ll_gain: float | None, ll_target_mean: float | None, progress: ProgressCallback | None,
+) -> tuple[int, dict[str, int]]:
     sheet_of: dict[str, str] = {}
     sheets = 0
     done = 0
@@ -339,5 +394,5 @@ def write_review(
         for f in it.flags:
             counts[f.kind] += 1
     write_json_atomic(out_dir / "flags.json", [f.to_dict() for it in items for f in it.flags], indent=1)
-    index = write_text_atomic(out_dir / "index.html", _index_html(items, sheet_of, {k: v for k, v in counts.items() if v}))
-    return ReviewSummary(index, len(items), sheets, counts)
+    write_text_atomic(out_dir / "index.html", _index_html(items, sheet_of, {k: v for k, v in counts.items() if v}, skipped))
+    return sheets, counts

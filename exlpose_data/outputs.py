@@ -37,7 +37,7 @@ BUILDING_MARK = ".incomplete-"
 OUTPUT_KINDS = (
     "capture session", "capture session (in use)", "dark-frame session", "pack", "HDF5 file", "annotation file", "alignment model",
     "lens calibration", "manifest", "predictions file", "JSON file", "checkpoint", "release", "training run",
-    "enhanced-image folder", "review folder", "feeds folder", "demo folder", "export folder", "folder", "file",
+    "enhanced-image folder", "review folder", "annotation task package", "feeds folder", "demo folder", "export folder", "folder", "file",
 )
 
 
@@ -128,11 +128,13 @@ def _folder_kind(path: Path) -> str | None:
         return "release"
     if "feeds.json" in names:
         return "feeds folder"
+    if "label_studio_tasks.json" in names:
+        return "annotation task package"
     if "commands.sh" in names and "report.html" in names:
         return "demo folder"
     if any(n.endswith(".pth") for n in names) or "metrics.json" in names or "config.yaml" in names and "tb" in names:
         return "training run"
-    if "index.html" in names and any(n.endswith(".html") and n != "index.html" for n in names):
+    if "index.html" in names and ("flags.json" in names or any(n.endswith(".html") and n != "index.html" for n in names)):
         return "review folder"
     return "folder"
 
@@ -242,24 +244,38 @@ def check_output(
 
 
 @contextlib.contextmanager
-def building_folder(out: str | os.PathLike, *, overwrite: bool) -> Iterator[Path]:
+def building_folder(out: str | os.PathLike, *, overwrite: bool, new_beside: bool = False) -> Iterator[Path]:
     """The folder to write a new ``out`` into.
 
-    Without ``overwrite`` the output is written in place (``out`` is new, empty, or resumed). With it, the new
-    output is built in a hidden sibling and swapped in only when the block succeeds; on failure the sibling is
-    removed and the old output is untouched.
+    With ``overwrite`` and an existing ``out``, the new output is built in a hidden sibling and swapped in only
+    when the block succeeds; on failure the sibling is removed and the old output is untouched. Otherwise the
+    output is written in place (``out`` is new, empty, or resumed), unless ``new_beside``: then a new output is
+    also built beside and renamed into place at the end, so a failed first run leaves nothing a second run would
+    have to refuse (for outputs that are cheap to remake: review pages, annotator packages; a training run, whose
+    checkpoints are worth keeping after a crash, is written in place).
     """
     target = _resolve(out)
-    if not overwrite or not target.exists():
+    exists = target.exists() and (not target.is_dir() or any(target.iterdir()))
+    if not (overwrite and exists) and not new_beside:
         target.mkdir(parents=True, exist_ok=True)
         yield target
         return
+    target.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{target.name}{BUILDING_MARK}", dir=target.parent))
     try:
         yield build
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
+    if not exists:
+        with contextlib.suppress(FileNotFoundError):
+            target.rmdir()  # an empty folder the user made for it
+        try:
+            os.replace(build, target)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
     old.rmdir()
     os.replace(target, old)

@@ -20,6 +20,7 @@ from annotation.importer import import_annotations
 from annotation.problems import AnnotationProblems
 from exlpose_data.layout import load_manifest, rebuild_manifest, verify_dataset, write_pairs
 from exlpose_data.naming import parse_name
+from exlpose_data.provenance import RECORD_FILE, read_record
 from exlpose_data.schema import AnnotationDocument, load_document
 
 OFFICIAL = Path(__file__).parent / "data" / "ExLPose_test_LL-All.json"
@@ -197,7 +198,7 @@ def _ls_no_size(tasks):
 
 # (format, mutation, expected text of the first problem): one crafted bad file per error class.
 CASES = {
-    "cvat-not-json": ("cvat", "{not json", "not a zip, XML or JSON file (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); --format cvat reads CVAT for images 1.1 XML"),
+    "cvat-not-json": ("cvat", "{not json", "not a zip, XML or JSON file (Expecting property name enclosed in double quotes: line 1 column 2); --format cvat reads CVAT for images 1.1 XML"),
     "cvat-not-coco": ("cvat", _set(["images"], None), "not a COCO keypoints file"),
     "cvat-unknown-joint": ("cvat", _set(["categories", 0, "keypoints", 12], "nose"), "categories[0] (id 1): keypoints[12]: 'nose' is not a CrowdPose joint"),
     "cvat-joint-twice": ("cvat", _set(["categories", 0, "keypoints", 13], "head_top"), "keypoints[13]: 'head_top' and 'head' both name head"),
@@ -295,7 +296,7 @@ def test_cli_import_and_export_round_trip(tmp_path, root, small):
         "error: --split-name is required: train, val or test writes the release's file names (ExLPose_train_WL.json, "
         "ExLPose_test_LL-A.json, ...); all writes ExLPose_all_{WL,LL}.json, to be split by scene with 'exlpose split by-scene'"
     ]
-    assert sorted(p.name for p in (root / "annotations").iterdir()) == ["ExLPose_val_LL.json", "ExLPose_val_WL.json"]
+    assert sorted(p.name for p in (root / "annotations").iterdir()) == [".exlpose-provenance.json", "ExLPose_val_LL.json", "ExLPose_val_WL.json"]
 
 
 @pytest.mark.parametrize(
@@ -340,7 +341,7 @@ def test_existing_annotation_files_are_replaced_only_with_force(tmp_path, root, 
     assert r.exit_code == 2
     assert r.stderr.splitlines() == [
         f"error: {ann / 'ExLPose_all_WL.json'} holds 3 images, {n_old} people and {ann / 'ExLPose_all_LL.json'} holds 3 images, "
-        f"{n_old} people; the import of {smaller} has 1 image, {n_new} people; pass --force to replace them, nothing was written"
+        f"{n_old} people; the import of {smaller} has 1 image, {n_new} people; pass --overwrite to replace them, nothing was written"
     ]
     assert {p.name: p.read_bytes() for p in ann.iterdir()} == before
     # Only one of the pair present (or unreadable): still refused, naming that file.
@@ -390,6 +391,8 @@ def _fail_second_replace(monkeypatch) -> list:
     real = os.replace
 
     def replace(src, dst, *args, **kwargs):
+        if Path(dst).name == RECORD_FILE:  # the provenance record's own atomic writes
+            return real(src, dst, *args, **kwargs)
         calls.append((Path(src).name, Path(dst).name))
         if len(calls) == 2:
             raise OSError(errno.EIO, "injected failure")
@@ -402,16 +405,17 @@ def _fail_second_replace(monkeypatch) -> list:
 def test_a_failing_second_rename_leaves_both_existing_files_unchanged(tmp_path, root, small, monkeypatch):
     ann = root / "annotations"
     import_annotations(_write(tmp_path, _cvat(small)), "cvat", root, split="all")
-    before = {p.name: (p.read_bytes(), p.stat().st_ino) for p in ann.iterdir()}
+    before = {p.name: (p.read_bytes(), p.stat().st_ino) for p in ann.iterdir() if p.name != RECORD_FILE}
     one = _cvat(small)
     one["annotations"] = one["annotations"][:1]
     calls = _fail_second_replace(monkeypatch)
     with pytest.raises(OSError, match="injected failure") as err:
-        import_annotations(_write(tmp_path, one, "one.json"), "cvat", root, force=True, allow_empty=True, split="all")
+        import_annotations(_write(tmp_path, one, "one.json"), "cvat", root, overwrite=True, allow_empty=True, split="all")
     assert err.value.filename == str(ann / "ExLPose_all_LL.json")
     # WL renamed into place, LL's rename failed, the old WL put back.
     assert [dst for _, dst in calls] == ["ExLPose_all_WL.json", "ExLPose_all_LL.json", "ExLPose_all_WL.json"]
-    assert {p.name: (p.read_bytes(), p.stat().st_ino) for p in ann.iterdir()} == before  # no leftovers either
+    assert {p.name: (p.read_bytes(), p.stat().st_ino) for p in ann.iterdir() if p.name != RECORD_FILE} == before  # no leftovers either
+    assert read_record(ann)["steps"]["annotate import all"]["state"] == "incomplete"  # exlpose verify reports it
 
 
 def test_a_failing_second_rename_leaves_no_new_file_where_there_was_none(tmp_path, root, small, monkeypatch):
@@ -420,7 +424,8 @@ def test_a_failing_second_rename_leaves_no_new_file_where_there_was_none(tmp_pat
     _fail_second_replace(monkeypatch)
     with pytest.raises(OSError, match="injected failure"):
         import_annotations(_write(tmp_path, _cvat(small)), "cvat", root, out, split="all")
-    assert list(out.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == [RECORD_FILE]
+    assert read_record(out)["steps"]["annotate import all"]["state"] == "incomplete"
 
 
 def test_when_putting_the_old_file_back_fails_too_its_copy_is_kept_and_named(tmp_path, monkeypatch):

@@ -324,3 +324,17 @@ def test_demo_refuses_a_folder_of_another_kind_and_an_unfinished_demo_without_ov
     assert what_is(run) == "demo folder"
     result = CliRunner().invoke(app, ["demo", "--out", str(run), "--quick"])
     assert result.exit_code == 2 and "already holds a demo folder; pass --overwrite" in result.output
+
+
+def test_new_beside_leaves_nothing_after_a_failed_first_run(tmp_path: Path) -> None:
+    out = tmp_path / "review"
+    with pytest.raises(RuntimeError):
+        with building_folder(out, overwrite=False, new_beside=True) as build:
+            (build / "index.html").write_text("half")
+            raise RuntimeError("crash")
+    assert list(tmp_path.iterdir()) == []
+    out.mkdir()  # an empty folder made by the user is taken over
+    with building_folder(out, overwrite=False, new_beside=True) as build:
+        assert build != out
+        (build / "index.html").write_text("done")
+    assert [p.name for p in tmp_path.iterdir()] == ["review"] and (out / "index.html").read_text() == "done"

@@ -13,7 +13,6 @@ box". Geometry alone cannot decide: a drawn box may well equal the joints' exten
 
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from exlpose_data.errors import InputError
+from exlpose_data.jsonio import loads_json
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.schema import AnnotationDocument
 
@@ -73,6 +73,18 @@ def _unreadable(path: Path, why: str) -> InputError:
     return InputError(f"{path}: {why}; --format cvat reads {READABLE}")
 
 
+def _parse_json(text: str, source: str, path: Path, what: str) -> Any:
+    """Parse by the strict loader (duplicate keys, NaN/Infinity, huge integers, deep nesting refused with their
+    place); text that is not JSON at all is named with the formats this reader takes."""
+    try:
+        return loads_json(text, source)
+    except InputError as exc:
+        syntax = f"{source}: not valid JSON ("
+        if str(exc).startswith(syntax):
+            raise _unreadable(path, f"{what} ({str(exc)[len(syntax):-1]})") from None
+        raise
+
+
 def _read_zip(path: Path, log: ProblemLog) -> LabelSet:
     with zipfile.ZipFile(path) as zf:
         names = [n for n in zf.namelist() if not n.endswith("/")]
@@ -86,9 +98,10 @@ def _read_zip(path: Path, log: ProblemLog) -> LabelSet:
     if xml:
         return parse_cvat_xml(data, log)
     try:
-        return parse_cvat_coco(json.loads(data.decode("utf-8")), log)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _unreadable(path, f"{member} in the zip is not valid JSON ({exc})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _unreadable(path, f"{member} in the zip is not UTF-8 text (byte {exc.start})") from None
+    return parse_cvat_coco(_parse_json(text, f"{path}: {member}", path, f"{member} in the zip is not valid JSON"), log)
 
 
 def read_cvat(path: str | Path, log: ProblemLog) -> LabelSet:
@@ -103,12 +116,16 @@ def read_cvat(path: str | Path, log: ProblemLog) -> LabelSet:
         except zipfile.BadZipFile as exc:
             raise _unreadable(p, f"a damaged zip ({exc})") from None
     data = p.read_bytes()
-    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+    stripped = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"<"):
         return parse_cvat_xml(data, log)
+    if not stripped.startswith((b"{", b"[")):
+        raise _unreadable(p, "not a zip, XML or JSON file")
     try:
-        return parse_cvat_coco(json.loads(data.decode("utf-8")), log)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _unreadable(p, f"not a zip, XML or JSON file ({exc})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _unreadable(p, f"not a zip, XML or JSON file (not UTF-8 text at byte {exc.start})") from None
+    return parse_cvat_coco(_parse_json(text, str(p), p, "not a zip, XML or JSON file"), log)
 
 
 def to_cvat_dict(doc: AnnotationDocument) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import math
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from exlpose_data.jsonio import MAX_SAFE_INTEGER
 from exlpose_data.keypoints import crowdpose14
 
 from ..aliases import joint_index
@@ -114,8 +115,10 @@ def _image(el: ET.Element, log: ProblemLog) -> ImageLabel | None:
     size = []
     for key in ("width", "height"):
         raw = el.get(key, "")
-        if not raw.isdigit() or int(raw) <= 0:
-            log.add(place, key, f"must be a positive integer, got {raw!r}")
+        # ASCII digits only (str.isdigit takes '²'), and no more than a JSON file of ours may hold (2^53)
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 16 and 0 < int(raw) <= MAX_SAFE_INTEGER):
+            shown = raw if len(raw) <= 20 else f"{raw[:8]}...({len(raw)} characters)"
+            log.add(place, key, f"must be a positive integer up to 2^53, got {shown!r}")
         else:
             size.append(int(raw))
     if not name or len(size) != 2:
