@@ -16,7 +16,7 @@ import typer
 from rich.logging import RichHandler
 from rich.table import Table
 
-from exlpose_data.cli.common import err_console, fail, handle_errors, new_app, out_console
+from exlpose_data.cli.common import err_console, fail, finite_number, handle_errors, new_app, out_console, whole_number
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.feeds_format import FEEDS_FILE
 from exlpose_data.jsonio import load_json
@@ -38,47 +38,15 @@ DEFAULT_FRAME = (1920, 1200)
 
 
 
-class NotANumber(typer.BadParameter):
-    """A numeric option whose value is not a finite number; the message names the option (click would say only
-    "Invalid value", and float('nan') would reach the exposure arithmetic)."""
-
-    def format_message(self) -> str:
-        opts = list(getattr(self.param, "opts", None) or [])
-        return f"{max(opts, key=len) if opts else 'value'} {self.message}"
-
-
-def _finite(value: Any) -> float | None:
-    """Parser of every float option: a finite number, else :class:`NotANumber` (exit 2)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or isinstance(value, bool):
-        raise NotANumber(f"{value}: expected a finite number")
-    return number
-
-
-def _whole(value: Any) -> int | None:
-    """Parser of every integer option: a whole number, else :class:`NotANumber` (exit 2)."""
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise NotANumber(f"{value}: expected a whole number") from None
-
-
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="rig config (YAML or JSON)")]
 EmulateOpt = Annotated[bool, typer.Option("--emulate", help="use pylon's emulated cameras (0815-0000 = LL, 0815-0001 = WL)")]
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="exposure ladder preset: outdoor (1,2,4,8,12) or indoor (1,2,3,4,6)")]
 KOpt = Annotated[str | None, typer.Option("--k", help="custom exposure divisors, comma-separated (e.g. 1,2,4,16)")]
-ExposureOpt = Annotated[float, typer.Option("--exposure-us", parser=_finite, help="well-exposing WL exposure at k = 1, in us")]
-GainOpt = Annotated[float, typer.Option("--gain-db", parser=_finite, help="WL gain at k = 1, in dB")]
-LLGainOpt = Annotated[float | None, typer.Option("--ll-gain-db", parser=_finite, help="fixed LL gain (default: the base WL gain)")]
-FramesOpt = Annotated[int, typer.Option("--frames", parser=_whole, help="pairs per step")]
-FpsOpt = Annotated[float | None, typer.Option("--fps", parser=_finite, help="pairs per second (default: the config's frame_rate_hz)")]
+ExposureOpt = Annotated[float, typer.Option("--exposure-us", parser=finite_number, help="well-exposing WL exposure at k = 1, in us")]
+GainOpt = Annotated[float, typer.Option("--gain-db", parser=finite_number, help="WL gain at k = 1, in dB")]
+LLGainOpt = Annotated[float | None, typer.Option("--ll-gain-db", parser=finite_number, help="fixed LL gain (default: the base WL gain)")]
+FramesOpt = Annotated[int, typer.Option("--frames", parser=whole_number, help="pairs per step")]
+FpsOpt = Annotated[float | None, typer.Option("--fps", parser=finite_number, help="pairs per second (default: the config's frame_rate_hz)")]
 RoiOpt = Annotated[str | None, typer.Option("--roi", help="WIDTHxHEIGHT, overriding the config (e.g. 640x400)")]
 OutOpt = Annotated[Path, typer.Option("--out", help="session file (.h5); created, or appended to (a data session: never a dark-frame session "
                                      "or a file of another kind)")]
@@ -314,8 +282,8 @@ def config_check(
 @handle_errors
 def sync_check(
     config: Annotated[Path, typer.Option("--config", help="rig config with trigger topology master-slave")],
-    frames: Annotated[int, typer.Option("--frames", parser=_whole, help="frames to grab from each camera")] = 20,
-    exposure_us: Annotated[float, typer.Option("--exposure-us", parser=_finite, help="exposure of both cameras during the check")] = 2000.0,
+    frames: Annotated[int, typer.Option("--frames", parser=whole_number, help="frames to grab from each camera")] = 20,
+    exposure_us: Annotated[float, typer.Option("--exposure-us", parser=finite_number, help="exposure of both cameras during the check")] = 2000.0,
 ) -> None:
     """Prove the master -> slave trigger wire before a scene: edge counts, frame counters, exposure offset."""
     from .capture import CaptureSession
@@ -342,7 +310,7 @@ def reference(
     ll_gain_db: LLGainOpt = None,
     ll_exposure_us: Annotated[
         float | None,
-        typer.Option("--ll-exposure-us", parser=_finite,
+        typer.Option("--ll-exposure-us", parser=finite_number,
                      help="LL exposure (default: the feeds' reference LL exposure, else --exposure-us); longer makes up for the ND filter"),
     ] = None,
     ll_exposure: Annotated[
@@ -408,7 +376,7 @@ def record(
     emulate: EmulateOpt = False,
     feeds: FeedsOpt = None,
     site: Annotated[str | None, typer.Option("--site", help="site part of release names, may be empty (default: the feeds' site, else empty)")] = None,
-    video_id: Annotated[int | None, typer.Option("--video-id", parser=_whole, help="video id (default: the feeds' video, else the next free one for date and site)")] = None,
+    video_id: Annotated[int | None, typer.Option("--video-id", parser=whole_number, help="video id (default: the feeds' video, else the next free one for date and site)")] = None,
     date: Annotated[str | None, typer.Option("--date", help="MMDD (default: the feeds' date, else today)")] = None,
     fps: FpsOpt = None,
     roi: RoiOpt = None,
@@ -511,7 +479,7 @@ def preview(
     exposure_us: ExposureOpt,
     gain_db: GainOpt,
     ll_gain_db: LLGainOpt = None,
-    ll_exposure_us: Annotated[float | None, typer.Option("--ll-exposure-us", parser=_finite, help="LL exposure (default: --exposure-us)")] = None,
+    ll_exposure_us: Annotated[float | None, typer.Option("--ll-exposure-us", parser=finite_number, help="LL exposure (default: --exposure-us)")] = None,
     config: ConfigOpt = None,
     emulate: EmulateOpt = False,
     feeds: FeedsOpt = None,
@@ -519,7 +487,7 @@ def preview(
     feed_step: Annotated[str, typer.Option("--feed-step", help="with --feeds: the step folder to play (1, 2, ... or reference)")] = "reference",
     align: Annotated[Path | None, typer.Option("--align", help="ALIGN.json: add WL warped onto LL and their difference")] = None,
     host: Annotated[str, typer.Option("--host", help="address to listen on (default: this machine only)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", parser=_whole, help="port of the page (0: any free one)")] = 8765,
+    port: Annotated[int, typer.Option("--port", parser=whole_number, help="port of the page (0: any free one)")] = 8765,
     snapshot: Annotated[Path | None, typer.Option("--snapshot", help="write one composed frame to this PNG and exit")] = None,
     snapshot_dir: Annotated[Path, typer.Option("--snapshot-dir", help="folder the page's snapshot button writes into")] = Path("."),
     roi: RoiOpt = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import math
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from ..errors import ExlposeError, UsageError
 from ..outputs import terminate_as_interrupt
 from ..progress import ProgressCallback
 
-__all__ = ["ToolApp", "choose", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "progress_callback", "fail", "warn",
+__all__ = ["NotANumber", "finite_number", "whole_number", "ToolApp", "choose", "handle_errors", "new_app", "err_console", "out_console", "progress_bar", "progress_callback", "fail", "warn",
            "EXTRA_OF", "missing_extra"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,6 +61,39 @@ class ToolApp(typer.Typer):
 def new_app(help_text: str, *, name: str | None = None) -> typer.Typer:
     """A typer app with the toolkit's settings (no shell-completion options, one-line usage errors)."""
     return ToolApp(name=name, help=help_text, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+class NotANumber(typer.BadParameter):
+    """A numeric option whose value is not a finite (or whole) number; the message names the option (click would
+    say only "Invalid value", and ``float('nan')`` would pass click's FLOAT type into the arithmetic)."""
+
+    def format_message(self) -> str:
+        opts = list(getattr(self.param, "opts", None) or [])
+        return f"{max(opts, key=len) if opts else 'value'} {self.message}"
+
+
+def finite_number(value: Any) -> float | None:
+    """Parser for float options (``typer.Option(parser=finite_number)``): a finite number, else
+    :class:`NotANumber` (exit 2): ``--exposure-us nan: expected a finite number``."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or isinstance(value, bool):
+        raise NotANumber(f"{value}: expected a finite number")
+    return number
+
+
+def whole_number(value: Any) -> int | None:
+    """Parser for integer options: a whole number, else :class:`NotANumber` (exit 2)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise NotANumber(f"{value}: expected a whole number") from None
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
