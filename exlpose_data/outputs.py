@@ -37,7 +37,8 @@ BUILDING_MARK = ".incomplete-"
 OUTPUT_KINDS = (
     "capture session", "capture session (in use)", "dark-frame session", "pack", "HDF5 file", "annotation file", "alignment model",
     "lens calibration", "manifest", "predictions file", "JSON file", "checkpoint", "release", "training run",
-    "enhanced-image folder", "review folder", "annotation task package", "feeds folder", "demo folder", "export folder", "folder", "file",
+    "enhanced-image folder", "review folder", "annotation task package", "evaluation folder", "comparison folder",
+    "table folder", "prediction folder", "feeds folder", "demo folder", "export folder", "folder", "file",
 )
 
 
@@ -94,23 +95,27 @@ def _json_kind(path: Path) -> str:
 
 
 # What a folder is, from the command that its provenance record says wrote it (an interrupted run has no
-# marker files yet, but it has its record).
-_KIND_OF_COMMAND = {"exlpose demo": "demo folder", "exlpose-align apply": "release", "exlpose-simulate release": "release",
-                    "exlpose-simulate feeds": "feeds folder", "exlpose-train": "training run", "exlpose enhance": "enhanced-image folder"}
+# marker files yet, but it has its record; an export has bright/ and dark/ but is not a release).
+_KIND_OF_COMMAND = {
+    "exlpose demo": "demo folder", "exlpose-align apply": "release", "exlpose-simulate release": "release",
+    "exlpose-simulate feeds": "feeds folder", "exlpose-export official": "export folder", "exlpose-train": "training run",
+    "exlpose enhance": "enhanced-image folder", "exlpose-eval model": "evaluation folder",
+    "exlpose-eval gaps": "comparison folder", "exlpose-eval table": "table folder", "exlpose-predict": "prediction folder",
+}
 
 
 def _recorded_kind(path: Path) -> str | None:
+    import json
+
     from .provenance import RECORD_FILE
 
     try:
-        with open(path / RECORD_FILE, "rb") as fh:
-            head = fh.read(1 << 16).decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    for command, kind in _KIND_OF_COMMAND.items():
-        if f'"command": "{command}' in head or f'"command":"{command}' in head:
-            return kind
-    return None
+        record = json.loads((path / RECORD_FILE).read_text(encoding="utf-8"))
+        commands = [step.get("command") for step in record["steps"].values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no record, or a broken one (the command that reads it refuses it)
+    kinds = [_KIND_OF_COMMAND[c] for c in commands if c in _KIND_OF_COMMAND]
+    return kinds[0] if kinds else None
 
 
 def _folder_kind(path: Path) -> str | None:

@@ -10,7 +10,8 @@ id is 0), ``num_keypoints`` recomputed and ``area`` added (:mod:`exlpose_data.an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +19,13 @@ import numpy as np
 
 from .annotations import normalise_document, placeholder_crowd_index
 from .atomic import write_json_atomic
-from .errors import InputError, NameGrammarError
+from .errors import InputError, NameGrammarError, UsageError
 from .exposure import wl_gain_from_ll
-from .layout import NameIndex, annotations_dir, normalise_image_path, update_manifest
+from .layout import NameIndex, annotations_dir, normalise_image_path, update_dataset_manifest, update_manifest
 from .lighting import Lighting
 from .naming import ANNOTATION_PREFIX, annotation_file_name, parse_name
+from .outputs import check_output, what_is
+from .provenance import read_record, recorded_run
 from .schema import AnnotationDocument
 from .validate import require_structure
 
@@ -30,7 +33,14 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "GAIN_SPLITS",
     "gain_split",
+    "gain_split_names",
     "PairMap",
+    "SPLIT_COMMAND",
+    "SplitWrite",
+    "check_split_output",
+    "scene_split_files",
+    "scene_split_names",
+    "write_split",
     "SplitResult",
     "split_by_gain",
     "split_by_scene",
@@ -43,6 +53,8 @@ __all__ = [
 
 DEFAULT_THRESHOLDS: tuple[float, float] = (15.0, 24.0)
 GAIN_SPLITS = ("LL-N", "LL-H", "LL-E")
+# The command recorded in a folder's provenance for every split step (``exlpose-split by-gain`` ...).
+SPLIT_COMMAND = "exlpose-split"
 
 
 def gain_split(gain_db: float, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS) -> str:
@@ -233,6 +245,40 @@ def split_by_scene(
     return SplitResult({p: normalise_document(_subset(doc, ids[p])) for p in parts})
 
 
+def gain_split_names(prefix: str = f"{ANNOTATION_PREFIX}_test") -> list[str]:
+    """The files a gain split writes: ``<prefix>_LL-{N,H,E,A}.json`` and ``<prefix>_WL.json``."""
+    return [annotation_file_name(None, key, prefix=prefix) for key in (*GAIN_SPLITS, "LL-A", "WL")]
+
+
+def scene_split_names(prefix: str = ANNOTATION_PREFIX, *, val: bool = False) -> list[str]:
+    """The files a scene split writes: ``<prefix>_<part>_{LL,WL}.json`` for train, test (and val)."""
+    parts = ["train", "test"] + (["val"] if val else [])
+    return [annotation_file_name(part, cond, prefix=prefix) for part in parts for cond in Lighting]
+
+
+def scene_split_files(
+    result: SplitResult, pairs: PairMap | None, *, prefix: str = ANNOTATION_PREFIX, skip: tuple[str, ...] = (),
+) -> tuple[dict[str, AnnotationDocument], dict[str, int]]:
+    """Each part of a scene split as ``<prefix>_<part>_LL.json`` and ``<prefix>_<part>_WL.json`` documents.
+
+    Each LL document names the dark twins and each WL document the bright ones, as far as ``pairs`` knows them.
+
+    Returns:
+        File name -> document, and per condition how many images kept their other-condition name
+        (see :func:`unpaired_warning`).
+    """
+    files: dict[str, AnnotationDocument] = {}
+    unpaired = {cond.value: 0 for cond in Lighting}
+    for part, part_doc in result.documents.items():
+        if part in skip:
+            continue
+        for cond in Lighting:
+            cdoc, kept = to_condition(part_doc, cond, pairs)
+            unpaired[cond.value] += kept
+            files[annotation_file_name(part, cond, prefix=prefix)] = cdoc
+    return files, unpaired
+
+
 def write_scene_split(
     result: SplitResult,
     out: str | Path,
@@ -241,31 +287,106 @@ def write_scene_split(
     prefix: str = ANNOTATION_PREFIX,
     skip: tuple[str, ...] = (),
 ) -> tuple[list[Path], dict[str, int]]:
-    """Write each part of a scene split as ``<prefix>_<part>_LL.json`` and ``<prefix>_<part>_WL.json`` under ``out``.
-
-    Each LL file names the dark twins and each WL file the bright ones, as far as ``pairs`` knows them.
-
-    Args:
-        result: the split (:func:`split_by_scene`).
-        out: folder to write into.
-        pairs: bright <-> dark lookup; None keeps every name as given.
-        prefix: file-name prefix.
-        skip: parts not to write.
+    """Write each part of a scene split (:func:`scene_split_files`) under ``out``, without a provenance record
+    (the release writers' building block; ``exlpose-split`` writes through :func:`write_split`).
 
     Returns:
-        The files written, and per condition how many images kept their other-condition name
-        (see :func:`unpaired_warning`).
+        The files written, and per condition how many images kept their other-condition name.
     """
-    written: list[Path] = []
-    unpaired = {cond.value: 0 for cond in Lighting}
-    for part, part_doc in result.documents.items():
-        if part in skip:
-            continue
-        for cond in Lighting:
-            cdoc, kept = to_condition(part_doc, cond, pairs)
-            unpaired[cond.value] += kept
-            written.append(write_json_atomic(Path(out) / annotation_file_name(part, cond, prefix=prefix), cdoc.to_json_dict()))
+    files, unpaired = scene_split_files(result, pairs, prefix=prefix, skip=skip)
+    written = [write_json_atomic(Path(out) / name, doc.to_json_dict()) for name, doc in files.items()]
     return written, unpaired
+
+
+def _split_owned(out: Path) -> set[str]:
+    """The files that split steps recorded in ``out``'s provenance own."""
+    owned: set[str] = set()
+    for entry in read_record(out)["steps"].values():
+        if str(entry.get("command", "")).startswith(SPLIT_COMMAND):
+            owned.update(str(f) for f in entry["files"])
+    return owned
+
+
+def check_split_output(
+    out: str | os.PathLike, names: Iterable[str], *, inputs: Iterable[str | os.PathLike | None], overwrite: bool,
+    option: str = "--out",
+) -> Path:
+    """Refuse a split's output folder that would lose what the user has.
+
+    A split adds its files to a folder (a dataset's ``annotations/``), so the folder itself may hold other
+    things. Refused: a file to write that is one of the inputs (always), a folder of another kind (a feeds
+    folder, a training run, ...), and an existing file of a name the split writes that no split step wrote
+    there (per the folder's provenance record) unless ``overwrite``. Files an earlier split wrote are
+    replaced; :func:`write_split`'s provenance record then decides whether the settings allow it.
+
+    Raises:
+        UsageError: one line naming the path and what is there.
+        InputError: the folder's provenance record is broken.
+    """
+    names = list(names)
+    target = check_output(out, inputs=inputs, writes="folder", produces="split", replaces=("folder", "release"),
+                          overwrite=overwrite, resumes=True, files=names, option=option)
+    if overwrite or not target.is_dir():
+        return target
+    owned = _split_owned(target)
+    for name in names:
+        path = target / name
+        if name not in owned and (path.exists() or path.is_symlink()):
+            kind = what_is(path) or "file"
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise UsageError(f"{option} {out}: {name} is already there ({article} {kind}) and no exlpose-split run wrote it; "
+                             f"pass --overwrite to replace it, or choose another {option}")
+    return target
+
+
+@dataclass(frozen=True)
+class SplitWrite:
+    """What :func:`write_split` did: files written, files of the step's previous run removed (folder-relative)."""
+
+    written: list[Path]
+    removed: list[str]
+    resumed: bool
+
+
+def write_split(
+    out: str | os.PathLike,
+    files: Mapping[str, AnnotationDocument],
+    *,
+    command: str,
+    step: str,
+    settings: Mapping[str, object],
+    inputs: Mapping[str, str | os.PathLike],
+    overwrite: bool = False,
+) -> SplitWrite:
+    """Write a split's files into ``out`` under the folder's provenance record, as step ``step``.
+
+    The output is checked first (:func:`check_split_output`). A re-run with the same settings and inputs
+    rewrites the step's files; with others it is refused naming each difference unless ``overwrite``. Files
+    the step's previous run wrote and this one does not (``val`` files after a split without a val part) are
+    removed, and the manifest of the dataset ``out`` lies in is updated for what was written and removed.
+
+    Args:
+        out: the output folder.
+        files: file name -> document.
+        command: the command, recorded (``exlpose-split by-scene``; it starts with :data:`SPLIT_COMMAND`).
+        step: the step's name in the record (``split by-scene ExLPose``).
+        settings: every option that changes what is written (JSON values).
+        inputs: role -> file read (the annotation file, the pair list).
+        overwrite: the user passed ``--overwrite``.
+    """
+    check_split_output(out, files, inputs=inputs.values(), overwrite=overwrite)
+    folder = Path(out)
+    with recorded_run(folder, step, command=command, settings=settings, inputs=inputs, overwrite=overwrite) as run:
+        written = []
+        for name, doc in files.items():
+            written.append(write_json_atomic(folder / name, doc.to_json_dict()))
+            run.own(name)
+        removed = list(run.remove_stale())
+    root = update_dataset_manifest(folder)
+    if root is not None and removed:
+        base = folder.resolve()
+        update_manifest(root, [(base / rel).relative_to(root).as_posix() for rel in removed])
+    return SplitWrite(written, removed, run.resumed)
 
 
 def write_release_annotations(

@@ -109,4 +109,4 @@ def test_export_official_lays_out_links_their_loaders_open(tmp_path):
     # the LL annotation file names bright images, as the authors' test files do
     assert all(im["file_name"].startswith("bright/") for im in json.loads((ann / "ExLPose_test_LL-All.json").read_text())["images"])
     r = CliRunner().invoke(umbrella, ["export", "official", str(root), "--out", str(out)])
-    assert r.exit_code == 2 and "exists and is not an empty folder" in r.stderr
+    assert r.exit_code == 2 and "pass --overwrite to replace it" in r.stderr

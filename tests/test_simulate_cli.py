@@ -63,7 +63,8 @@ def test_release_folder_has_plain_mkdir_permissions_and_no_lock_file(release):
     mask = os.umask(0)
     os.umask(mask)
     assert release.stat().st_mode & 0o777 == 0o777 & ~mask
-    assert not (release / ".manifest.lock").exists() and not [p for p in release.iterdir() if p.name.startswith(".")]
+    hidden = [p.name for p in release.iterdir() if p.name.startswith(".")]
+    assert not (release / ".manifest.lock").exists() and hidden == [".exlpose-provenance.json"]
 
 
 def test_staged_output_follows_the_umask(tmp_path):
@@ -121,7 +122,7 @@ def test_feeds_layout_holds_only_pngs_of_raw_values(tmp_path):
     for dirpath, dirs, files in os.walk(out):
         if not dirs and dirpath != str(out):
             assert files and all(f.endswith(".png") for f in files), dirpath
-    assert sorted(p.name for p in out.iterdir()) == sorted([s.scene for s in doc.scenes] + ["feeds.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([s.scene for s in doc.scenes] + ["feeds.json", ".exlpose-provenance.json"])
     scene = doc.scenes[0]
     assert scene.geometry.mirror == "ll" and np.asarray(scene.geometry.homography).shape == (3, 3)
     for step in scene.steps:
@@ -224,7 +225,7 @@ def test_an_impossible_scene_split_fails_before_rendering(tmp_path, monkeypatch,
 def test_refuses_a_non_empty_output_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     res = _run("feeds", "--out", str(tmp_path), "--scenes", "1", *TINY)
-    assert res.exit_code == 2 and "not an empty folder" in res.output
+    assert res.exit_code == 2 and "already holds a folder, not a feeds folder" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 

@@ -73,7 +73,7 @@ def test_by_scene_keeps_scenes_whole_and_is_seeded():
 def test_cli_by_gain_writes_the_five_files(tmp_path):
     res = runner.invoke(app, ["by-gain", str(OFFICIAL_LL_ALL), "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    counts = {p.name: len(json.loads(p.read_text())["images"]) for p in tmp_path.glob("*.json")}
+    counts = {p.name: len(json.loads(p.read_text())["images"]) for p in tmp_path.glob("[!.]*.json")}
     assert counts == {"ExLPose_test_LL-N.json": 167, "ExLPose_test_LL-H.json": 169, "ExLPose_test_LL-E.json": 155,
                       "ExLPose_test_LL-A.json": 491, "ExLPose_test_WL.json": 491}
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
@@ -105,7 +105,7 @@ def test_cli_by_scene_prints_counts(tmp_path):
     res = runner.invoke(app, ["by-scene", str(OFFICIAL_LL_ALL), "--out", str(tmp_path), "--test-fraction", "0.2", "--val-fraction", "0.1", "--seed", "3"])
     assert res.exit_code == 0, res.output
     assert "test: 10 scenes" in res.output and "val: 5 scenes" in res.output and "train: 35 scenes" in res.output
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(
+    assert sorted(p.name for p in tmp_path.glob("[!.]*.json")) == sorted(
         f"ExLPose_{p}_{c}.json" for p in ("train", "val", "test") for c in ("LL", "WL"))
 
 

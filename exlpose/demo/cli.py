@@ -128,7 +128,8 @@ def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
     def split() -> None:
         runner.command("split", ["split", "by-scene", str(ann / annotation_file_name("all", "WL")), "--out", str(ann),
                                  "--test-fraction", str(s.test_fraction), "--seed", str(s.seed), "--pairs", str(root)])
-        runner.command("split", ["split", "by-gain", str(ann / annotation_file_name("test", "WL")), "--out", str(ann),
+        # by-gain reads the LL test file: its WL output (<prefix>_WL.json) would otherwise be the very file it reads
+        runner.command("split", ["split", "by-gain", str(ann / annotation_file_name("test", "LL")), "--out", str(ann),
                                  "--prefix", f"{ANNOTATION_PREFIX}_test", "--pairs", str(root)])
 
     runner.stage("split", split)

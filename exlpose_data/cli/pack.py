@@ -7,56 +7,40 @@ from typing import Annotated
 
 import typer
 
-from ..datasets.pack import write_pack
-from ..datasets.records import CONDITIONS, build_index, needed_paths
-from ..errors import UsageError
-from ..release import open_release
-from .common import err_console, handle_errors, new_app, progress_bar
+from ..datasets.pack import pack_dataset
+from .common import err_console, handle_errors, new_app, progress_callback, warn
 
 __all__ = ["app", "main"]
 
 app = new_app("Decode a dataset's images into an HDF5 pack read by the torch datasets (pack=PATH).")
 
 
-def _all_images(root: Path) -> tuple[Path, list[str]]:
-    release = open_release(root)
-    paths = [p for pair in release.pairs for p in (pair.bright, pair.dark)] + list(release.unpaired)
-    return Path(release.image_root), paths
-
-
 @app.command()
 @handle_errors
 def pack(
     root: Annotated[Path, typer.Argument(help="Image root holding bright/ and dark/ (or an OC set's root with --ann).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The pack file to write (HDF5).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The pack file to write (HDF5), outside ROOT; an up-to-date pack there is left as it is.")],
     ann: Annotated[list[Path] | None, typer.Option("--ann", "-a", help="Pack only the images these annotation files use (repeatable).")] = None,
     condition: Annotated[str, typer.Option(help="With --ann: the images of LL, WL or pair (both).")] = "pair",
+    overwrite: Annotated[bool, typer.Option("--overwrite", "--force", help="Replace a pack at --out made from other images, settings or inputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Decode the images of ROOT (all pairs, or those --ann files use) into PACK.h5.
 
     Datasets given pack=PACK.h5 read crops from it and return samples bit-identical to decoding the files.
+    --out must not be an input or lie inside ROOT, and is never anything but a pack (an annotation file there is
+    refused). A pack there made from the same images and inputs is left as it is; one made otherwise is
+    replaced only with --overwrite. Annotation records whose file_name is absolute or leaves ROOT are skipped,
+    each named in a warning.
     """
-    if condition not in CONDITIONS:
-        raise UsageError(f"--condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
-    if out.exists() and out.is_dir():
-        raise UsageError(f"--out {out}: is a folder; give a file name such as {out / 'pack.h5'}")
-    if ann:
-        paths: dict[str, None] = {}
-        image_root = root
-        for a in ann:
-            index = build_index(root, a, condition)
-            image_root = index.image_root
-            paths.update(dict.fromkeys(needed_paths(index, condition)))
-        relpaths = list(paths)
+    with progress_callback("packing", disable=quiet) as progress:
+        result = pack_dataset(root, out, ann=ann or [], condition=condition, overwrite=overwrite, progress=progress, on_skip=warn)
+    skipped = f"; {len(result.skipped)} annotation record(s) skipped (named above)" if result.skipped else ""
+    if result.written:
+        err_console.print(f"packed {result.images} images into {out}{skipped}", markup=False, soft_wrap=True)
     else:
-        image_root, relpaths = _all_images(root)
-    if not relpaths:
-        raise UsageError(f"{root}: no images to pack (expected bright/ and dark/ PNGs, or give --ann)")
-    with progress_bar(disable=quiet) as bar:
-        task = bar.add_task("packing", total=len(relpaths))
-        write_pack(image_root, relpaths, out, on_image=lambda _: bar.advance(task))
-    err_console.print(f"packed {len(relpaths)} images into {out}", markup=False)
+        err_console.print(f"{out}: up to date ({result.images} images, same settings and inputs); nothing written{skipped}",
+                          markup=False, soft_wrap=True)
 
 
 def main() -> None:

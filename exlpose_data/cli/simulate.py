@@ -22,7 +22,8 @@ __all__ = ["app", "main"]
 
 app = new_app("Simulate paired low-light / well-lit captures (release datasets or camera-emulator feeds).")
 
-Out = Annotated[Path, typer.Option("--out", help="Output folder (must not exist or be empty).")]
+Out = Annotated[Path, typer.Option("--out", help="Output folder (must not exist or be empty, and lie outside --backgrounds).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", "--force", help="Replace an earlier output of this command at --out (built beside it, swapped in when complete).")]
 Scenes = Annotated[int, typer.Option(min=1, help="Number of scenes.")]
 Size = Annotated[Optional[str], typer.Option(help="Frame size WIDTHxHEIGHT (even numbers) [default: 1920x1200].")]
 Seed = Annotated[int, typer.Option(help="Master seed: the same seed gives the same files.")]
@@ -60,7 +61,7 @@ def release(out: Out, scenes: Scenes = 10, size: Size = None, seed: Seed = 0, po
             preset: Preset = None, distortion: Distortion = None, mirror: Mirror = None,
             test_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of scenes in the test split.")] = 0.2,
             val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of scenes in a validation split.")] = 0.0,
-            quiet: Quiet = False) -> None:
+            quiet: Quiet = False, overwrite: Overwrite = False) -> None:
     """Write a simulated dataset in the official release layout (bright/, dark/, pair list, annotations, manifest).
 
     Example: exlpose simulate release --out sim --scenes 20 --seed 1
@@ -70,7 +71,8 @@ def release(out: Out, scenes: Scenes = 10, size: Size = None, seed: Seed = 0, po
     cfg, sources, bg_files, n_workers = _prepare(config, size, frames, preset, distortion, mirror, poses_from, backgrounds, workers)
     with progress_callback("simulating scenes", disable=quiet) as progress:
         summary = simulate_release(cfg, out, scenes=scenes, seed=seed, workers=n_workers, sources=sources, backgrounds=bg_files,
-                                   test_fraction=test_fraction, val_fraction=val_fraction, progress=progress)
+                                   test_fraction=test_fraction, val_fraction=val_fraction, progress=progress,
+                                   inputs={"config": config, "poses_from": poses_from}, overwrite=overwrite)
     out_console.print(f"wrote {summary.pairs} pairs ({summary.people} people) of {summary.scenes} scenes to {summary.root}",
                       markup=False, soft_wrap=True)
 
@@ -79,7 +81,8 @@ def release(out: Out, scenes: Scenes = 10, size: Size = None, seed: Seed = 0, po
 @handle_errors
 def feeds(out: Out, scenes: Scenes = 2, size: Size = None, seed: Seed = 0, poses_from: PosesFrom = None,
           frames: Frames = None, workers: Workers = 0, config: Config = None, backgrounds: Backgrounds = None,
-          preset: Preset = None, distortion: Distortion = None, mirror: Mirror = None, quiet: Quiet = False) -> None:
+          preset: Preset = None, distortion: Distortion = None, mirror: Mirror = None, quiet: Quiet = False,
+          overwrite: Overwrite = False) -> None:
     """Write raw frames for the pylon camera emulator: OUT/<scene>/<k>/{ll,wl}/NNNNNN.png plus OUT/feeds.json.
 
     Example: exlpose simulate feeds --out feeds --scenes 2 --frames 3
@@ -87,7 +90,7 @@ def feeds(out: Out, scenes: Scenes = 2, size: Size = None, seed: Seed = 0, poses
     cfg, sources, bg_files, n_workers = _prepare(config, size, frames, preset, distortion, mirror, poses_from, backgrounds, workers)
     with progress_callback("simulating feeds", disable=quiet) as progress:
         doc = simulate_feeds(cfg, out, scenes=scenes, seed=seed, workers=n_workers, sources=sources, backgrounds=bg_files,
-                             progress=progress)
+                             progress=progress, inputs={"config": config, "poses_from": poses_from}, overwrite=overwrite)
     n_frames = sum(len(s.frames) * len(s.steps) for s in doc.scenes)
     out_console.print(f"wrote {n_frames} frame pairs of {len(doc.scenes)} scenes to {out} (described in {out / FEEDS_FILE})",
                       markup=False, soft_wrap=True)

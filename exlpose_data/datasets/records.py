@@ -89,11 +89,15 @@ class InstanceEntry:
 
 @dataclass
 class DatasetIndex:
-    """Images and instances of one annotation file, resolved against an image root."""
+    """Images and instances of one annotation file, resolved against an image root.
+
+    ``skipped`` says, one line each, which records were left out and why (``build_index(skip_unsafe=True)``).
+    """
 
     image_root: Path
     images: list[ImageEntry]
     instances: list[list[InstanceEntry]]
+    skipped: list[str] = field(default_factory=list)
 
     def image_position(self) -> dict[int, int]:
         """``image_id -> index`` into :attr:`images`."""
@@ -140,19 +144,26 @@ def _entry(record: ImageRecord, name: ImageName | None, release: Release | None)
     )
 
 
-def _check_paths(img: ImageEntry, ann_file: str | os.PathLike) -> None:
-    """Refuse an image whose files would lie outside the image root (absolute paths, ``..``)."""
+def _unsafe_path(record: ImageRecord, name: ImageName | None, release: Release | None, ann_file: str | os.PathLike) -> tuple[ImageEntry | None, str | None]:
+    """The record resolved to its files, or why its files would lie outside the image root (absolute, ``..``).
+
+    The record's own ``file_name`` is checked before it is resolved: ``../bright/x.png`` names a file outside
+    the root, and a bare-name lookup must not swap in the root's ``bright/x.png``.
+    """
+    why = safe_relpath(record.file_name)
+    if why is not None:
+        return None, f"{ann_file}: image {record.id}: file_name {record.file_name!r}: {why}"
+    img = _entry(record, name, release)
     for cond in Lighting:
         path = img.path(cond)
         why = safe_relpath(path) if path is not None else None
-        if why is None:
-            continue
-        if path == img.file_name:
-            raise InputError(f"{ann_file}: image {img.image_id}: file_name {path!r}: {why}; image paths must be relative to the image root")
-        raise InputError(f"{ann_file}: image {img.image_id} ({img.file_name!r}): its {cond} file {path!r}: {why}; image paths must be relative to the image root")
+        if why is not None:
+            return None, f"{ann_file}: image {img.image_id} ({img.file_name!r}): its {cond} file {path!r}: {why}"
+    return img, None
 
 
-def build_index(root: str | os.PathLike, ann_file: str | os.PathLike, condition: str, *, skip_unlabelled: bool = True) -> DatasetIndex:
+def build_index(root: str | os.PathLike, ann_file: str | os.PathLike, condition: str, *, skip_unlabelled: bool = True,
+                skip_unsafe: bool = False) -> DatasetIndex:
     """Resolve every image of ``ann_file`` under ``root`` for ``condition``.
 
     Args:
@@ -160,10 +171,12 @@ def build_index(root: str | os.PathLike, ann_file: str | os.PathLike, condition:
         ann_file: CrowdPose-style annotation file.
         condition: ``"LL"``, ``"WL"`` or ``"pair"``.
         skip_unlabelled: leave out instances without a labelled joint (and crowd regions).
+        skip_unsafe: leave out an image whose path is absolute or leaves the image root (with its instances),
+            saying why in :attr:`DatasetIndex.skipped`, instead of raising.
 
     Raises:
         UsageError: an image has no file for the condition (e.g. WL asked of an OC set).
-        InputError: an image path is absolute or leaves the image root (``..``).
+        InputError: an image path is absolute or leaves the image root (``..``), unless ``skip_unsafe``.
     """
     wanted = _conditions(condition)
     doc: AnnotationDocument = load_document(ann_file)
@@ -173,9 +186,18 @@ def build_index(root: str | os.PathLike, ann_file: str | os.PathLike, condition:
     if any(n is not None for n in names):
         release = open_release(root)
         image_root = Path(release.image_root)
-    images = [_entry(r, n, release) for r, n in zip(doc.images, names)]
-    for img in images:
-        _check_paths(img, ann_file)
+    images: list[ImageEntry] = []
+    skipped: list[str] = []
+    skipped_ids: set[int] = set()
+    for r, n in zip(doc.images, names):
+        img, why = _unsafe_path(r, n, release, ann_file)
+        if img is not None:
+            images.append(img)
+        elif skip_unsafe:
+            skipped.append(f"{why}: outside the image root, skipped")
+            skipped_ids.add(r.id)
+        else:
+            raise InputError(f"{why}; image paths must be relative to the image root")
     for cond in wanted:
         lacking = [img.file_name for img in images if img.path(cond) is None]
         if lacking:
@@ -187,6 +209,8 @@ def build_index(root: str | os.PathLike, ann_file: str | os.PathLike, condition:
     k = crowdpose14().num_keypoints
     instances: list[list[InstanceEntry]] = [[] for _ in images]
     for ann in doc.annotations:
+        if ann.image_id in skipped_ids:
+            continue
         if ann.image_id not in position:
             raise InputError(f"{ann_file}: annotation {ann.id} refers to image_id {ann.image_id}, which has no image record")
         kp = np.asarray(ann.keypoints, dtype=np.float64)
@@ -197,7 +221,7 @@ def build_index(root: str | os.PathLike, ann_file: str | os.PathLike, condition:
             continue
         i = position[ann.image_id]
         instances[i].append(InstanceEntry(image=i, ann_id=ann.id, bbox=tuple(float(v) for v in ann.bbox), keypoints=kp))  # type: ignore[arg-type]
-    return DatasetIndex(image_root=image_root, images=images, instances=instances)
+    return DatasetIndex(image_root=image_root, images=images, instances=instances, skipped=skipped)
 
 
 def needed_paths(index: DatasetIndex, condition: str) -> list[str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError, UsageError
 from ..isp import IspParams
+from ..jsonio import load_config_file
 from ..naming import check_date, check_site
 from .camera import SensorParams
 from .geometry import GeometryParams, check_distortion
@@ -126,16 +126,17 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> None:
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> SimulationConfig:
-    """Settings from a YAML/JSON file (or defaults) with command-line overrides applied on top."""
+    """Settings from a YAML/JSON file (or defaults) with command-line overrides applied on top.
+
+    The file is read by the toolkit's one strict loader (:func:`exlpose_data.jsonio.load_config_file`): a key
+    given twice, ``.nan``/``.inf`` or an integer beyond 2^53 is refused with its line and column or path.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise InputError(f"{p}: no such config file") from None
-        except yaml.YAMLError as exc:
-            raise InputError(f"{p}: not valid YAML/JSON ({exc})") from None
+        data = load_config_file(p)
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
             raise InputError(f"{p}: a config file must hold a mapping of settings")
     _merge(data, overrides)

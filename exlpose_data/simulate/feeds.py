@@ -7,6 +7,7 @@ The folder layout, the MSB alignment and ``feeds.json`` are the core's feeds for
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from ..progress import ProgressCallback
 from .config import SimulationConfig
 from .pipeline import SceneSimulator
 from .poses import SourceScene
-from .runner import run_scenes, staged_output
+from .release import simulation_inputs
+from .runner import run_scenes, simulation_output
 
 __all__ = ["isp_colour_settings", "simulate_feeds"]
 
@@ -58,9 +60,13 @@ def _feeds_scene(config: SimulationConfig, seed: int, index: int, root: Path, so
 
 def simulate_feeds(config: SimulationConfig, out: Path, *, scenes: int, seed: int, workers: int,
                    sources: list[SourceScene] | None = None, backgrounds: list[Path] | None = None,
-                   progress: ProgressCallback | None = None) -> FeedsDocument:
-    """Simulate ``scenes`` scenes as emulator feeds into a new folder ``out`` (arguments as ``simulate_release``)."""
-    with staged_output(out) as root:
+                   progress: ProgressCallback | None = None, inputs: Mapping[str, Path] | None = None,
+                   overwrite: bool = False) -> FeedsDocument:
+    """Simulate ``scenes`` scenes as emulator feeds into a new folder ``out`` (arguments as ``simulate_release``),
+    recording its provenance."""
+    settings = {"config": config.model_dump(mode="json"), "scenes": scenes, "seed": seed}
+    with simulation_output(out, produces="feeds folder", command="exlpose-simulate feeds", settings=settings,
+                           inputs=simulation_inputs(config, inputs), overwrite=overwrite) as (root, _):
         tasks = [functools.partial(_feeds_scene, config, seed, i, root,
                                    sources[i % len(sources)] if sources else None,
                                    backgrounds[i % len(backgrounds)] if backgrounds else None) for i in range(scenes)]

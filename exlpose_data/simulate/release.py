@@ -9,6 +9,7 @@ of every scene, ROOT/manifest.json the hashes.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,10 @@ from ..split import split_by_scene, write_release_annotations
 from .config import SimulationConfig
 from .pipeline import SceneSimulator
 from .poses import SourceScene
-from .runner import run_scenes, staged_output
+from .runner import run_scenes, simulation_output
 from .truth import SimulationDocument
 
-__all__ = ["SIMULATION_FILE", "ReleaseSummary", "check_scene_split", "simulate_release"]
+__all__ = ["SIMULATION_FILE", "ReleaseSummary", "check_scene_split", "simulate_release", "simulation_inputs"]
 
 SIMULATION_FILE = "simulation.json"
 # Noisy images gain nothing from zlib's string matching or adaptive filters: Huffman coding after the SUB filter is
@@ -85,6 +86,14 @@ def _annotation_document(results: list[_SceneResult]) -> tuple[AnnotationDocumen
     return AnnotationDocument(images=images, annotations=annotations), pairs
 
 
+def simulation_inputs(config: SimulationConfig, inputs: Mapping[str, Path | None] | None) -> dict[str, Path]:
+    """The files and folders a simulation reads: ``inputs`` given (None entries dropped) and the backgrounds."""
+    out = {role: Path(p) for role, p in (inputs or {}).items() if p is not None}
+    if config.backgrounds:
+        out["backgrounds"] = Path(config.backgrounds)
+    return out
+
+
 def check_scene_split(config: SimulationConfig, scenes: int, test_fraction: float, val_fraction: float) -> None:
     """Fail before any rendering when ``scenes`` scenes cannot be split by the fractions.
 
@@ -106,12 +115,15 @@ def check_scene_split(config: SimulationConfig, scenes: int, test_fraction: floa
 
 def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: int, workers: int,
                      sources: list[SourceScene] | None = None, backgrounds: list[Path] | None = None,
-                     test_fraction: float = 0.2, val_fraction: float = 0.0, progress: ProgressCallback | None = None) -> ReleaseSummary:
-    """Simulate ``scenes`` scenes into a new release folder ``out``.
+                     test_fraction: float = 0.2, val_fraction: float = 0.0, progress: ProgressCallback | None = None,
+                     inputs: Mapping[str, Path] | None = None, overwrite: bool = False) -> ReleaseSummary:
+    """Simulate ``scenes`` scenes into a new release folder ``out``, recording its provenance (the settings are
+    the simulation config, the scene count, seed and split fractions).
 
     Args:
         config: simulation settings.
-        out: dataset root (must not exist or be empty).
+        out: dataset root (must not exist or be empty; with ``overwrite`` an earlier release is replaced when
+            the new one is complete).
         scenes: number of scenes.
         seed: master seed.
         workers: processes.
@@ -120,12 +132,19 @@ def simulate_release(config: SimulationConfig, out: Path, *, scenes: int, seed: 
         test_fraction: share of scenes in the test split.
         val_fraction: share of scenes in a validation split.
         progress: called with ``(scenes done, scenes)`` as scenes finish.
+        inputs: role -> file the settings came from (``config``, ``poses_from``), recorded with their digests;
+            the backgrounds folder is added from the config.
+        overwrite: replace an earlier release at ``out``.
 
     Raises:
-        UsageError: the scenes cannot be split by the fractions (checked before rendering).
+        UsageError: the scenes cannot be split by the fractions (checked before rendering), or ``out`` is
+            refused (:func:`exlpose_data.outputs.check_output`).
     """
     check_scene_split(config, scenes, test_fraction, val_fraction)
-    with staged_output(out) as root:
+    settings = {"config": config.model_dump(mode="json"), "scenes": scenes, "seed": seed,
+                "test_fraction": test_fraction, "val_fraction": val_fraction}
+    with simulation_output(out, produces="release", command="exlpose-simulate release", settings=settings,
+                           inputs=simulation_inputs(config, inputs), overwrite=overwrite) as (root, _):
         tasks = [functools.partial(_release_scene, config, seed, i, root,
                                    sources[i % len(sources)] if sources else None,
                                    backgrounds[i % len(backgrounds)] if backgrounds else None) for i in range(scenes)]

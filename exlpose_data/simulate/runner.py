@@ -18,9 +18,11 @@ from ..atomic import TMP_MARK
 from ..atomic import current_umask
 from ..errors import UsageError
 from ..layout import MANIFEST_LOCK_FILE
+from ..outputs import building_folder, check_output
 from ..progress import ProgressCallback, report
+from ..provenance import RECORD_FILE, RecordedRun, recorded_run
 
-__all__ = ["staged_output", "run_scenes", "default_workers"]
+__all__ = ["staged_output", "simulation_output", "run_scenes", "default_workers"]
 
 T = TypeVar("T")
 
@@ -56,6 +58,30 @@ def staged_output(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def simulation_output(out: str | Path, *, produces: str, command: str, settings: dict, inputs: dict[str, Path],
+                      overwrite: bool = False) -> Iterator[tuple[Path, RecordedRun]]:
+    """The staging folder of a simulation's output folder ``out``, under a provenance record.
+
+    ``out`` is checked first (:func:`exlpose_data.outputs.check_output`): never inside one of ``inputs`` (a
+    backgrounds folder) nor one of them; new or empty, or with ``overwrite`` a folder of the kind ``produces``,
+    which is then replaced only when the new one is complete. Every file the run leaves in the folder is
+    recorded as its own.
+
+    Yields:
+        The staging folder, and the provenance run.
+    """
+    check_output(out, inputs=inputs.values(), writes="folder", produces=produces, replaces=(produces,), overwrite=overwrite)
+    target = Path(out)
+    replacing = overwrite and target.exists() and any(target.iterdir())
+    with building_folder(target, overwrite=True) if replacing else contextlib.nullcontext(target) as dest, \
+            staged_output(dest) as root, \
+            recorded_run(root, command.removeprefix("exlpose-"), command=command, settings=settings, inputs=inputs) as run:
+        yield root, run
+        run.own(*sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                        if p.is_file() and p.name not in (RECORD_FILE, MANIFEST_LOCK_FILE) and TMP_MARK not in p.name))
 
 
 def _single_threaded() -> None:
