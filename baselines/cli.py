@@ -22,6 +22,7 @@ from exlpose_data.cli.common import choose, err_console, fail, handle_errors, ne
 from exlpose_data.errors import UsageError
 from exlpose_data.evaluation import PROTOCOLS, evaluate_keypoints
 
+from .options import DEVICE_HELP, check_device, check_finite
 from .splits import SPLIT_HELP
 
 if TYPE_CHECKING:  # the train module imports torch; scoring predictions does not need it
@@ -92,7 +93,7 @@ def train(
     train_ann: Annotated[Path | None, typer.Option(help="training annotation file (default: the release's train_LL)")] = None,
     pack: Annotated[Path | None, typer.Option(help="training image pack from 'exlpose pack'")] = None,
     val_splits: Annotated[str | None, typer.Option(help="comma-separated test splits evaluated periodically, e.g. LL-A,WL ('' for none)")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="where checkpoint.pth, metrics.json and tensorboard/ go")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "--out", help="run folder for checkpoint.pth, metrics.json and tensorboard/: new or empty, or the folder of the --resume checkpoint; never the dataset or a folder holding an input")] = None,
     backbone: Annotated[str | None, typer.Option(help="resnet18 | resnet34 | resnet50 | resnet101")] = None,
     pretrained: Annotated[Path | None, typer.Option(help="local torchvision ImageNet checkpoint of the backbone")] = None,
     from_scratch: Annotated[bool | None, typer.Option("--from-scratch", help="train without ImageNet weights (otherwise --pretrained is required)")] = None,
@@ -115,7 +116,7 @@ def train(
     channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="channels_last memory format")] = None,
     workers: Annotated[int | None, typer.Option(help="data loader processes per training process (default 4)")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
+    device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
     deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help="deterministic algorithms")] = None,
     eval_every: Annotated[int | None, typer.Option(help="evaluate every N epochs (and after the last)")] = None,
     steps_per_epoch: Annotated[int | None, typer.Option(help="cap on steps per epoch (smoke runs)")] = None,
@@ -125,6 +126,7 @@ def train(
     adapt_weight: Annotated[float | None, typer.Option(help="dann: domain loss weight (default 1); advent: adversarial weight (default 1e-3)")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint (or evaluate it with --test-only)")] = None,
     test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate the --resume checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the training run in --output-dir: the new run is built beside it and swapped in when it completes")] = False,
     benchmark_steps: Annotated[int | None, typer.Option(help="measure data pipeline and model rates over N steps, print JSON, train nothing")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
 ) -> None:
@@ -134,6 +136,9 @@ def train(
 
     if ctx.invoked_subcommand is not None:
         return
+    check_finite(lr=lr, lupi_weight=lupi_weight, lupi_feat_weight=lupi_feat_weight, lime_downscale=lime_downscale, adapt_weight=adapt_weight)
+    if device is not None:
+        check_device(device)
     overrides: dict[str, Any] = {
         "variant": variant, "dataset": dataset, "annotations": annotations, "train_ann": train_ann, "pack": pack,
         "val_splits": None if val_splits is None else [s for s in val_splits.split(",") if s],
@@ -161,7 +166,8 @@ def train(
             return
         try:
             with _epoch_progress(cfg.epochs, disable=not progress) as on_step:
-                record = run(cfg, resume=resume, test_only=test_only, on_step=on_step)
+                record = run(cfg, resume=resume, test_only=test_only, on_step=on_step, overwrite=overwrite, config_file=config,
+                             notify=lambda line: err_console.print(line, markup=False, soft_wrap=True))
         except FloatingPointError as exc:  # a diverged run: one line (from every process alike), exit 1
             raise fail(str(exc), 1) from None
     if Distributed.from_env().is_main:
@@ -176,15 +182,16 @@ def import_official_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="the authors' checkpoint (pytorch-cpn's .pth.tar: {'state_dict': ...})")],
     out: Annotated[Path, typer.Option("--out", help="our checkpoint to write (exlpose-eval model reads it)")],
     input_size: Annotated[str, typer.Option(help="crop HEIGHTxWIDTH the model was trained at")] = "256x192",
-    force: Annotated[bool, typer.Option("--force", help="replace --out if it exists")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "--force", help="replace the checkpoint at --out (--force: the same)")] = False,
 ) -> None:
     """Convert the reference network's state_dict (its ResNet-LSBN or ResNet, globalNet, refineNet) to ours."""
+    from exlpose_data.outputs import check_output
+
     from .official import import_official
 
     size = _size(input_size, "--input-size")
     assert size is not None
-    if out.exists() and not force:
-        raise UsageError(f"{out}: exists; pass --force to replace it")
+    check_output(out, inputs=[checkpoint], writes="file", produces="checkpoint", replaces=["checkpoint"], overwrite=overwrite)
     info = import_official(checkpoint, out, input_size=size)
     err_console.print(
         f"{checkpoint.name}: {info['tensors']} tensors mapped onto a {info['variant']} {info['backbone']} CPN -> {out} "
@@ -221,9 +228,10 @@ def model(
     flip_test: Annotated[str | None, typer.Option(help="ours | official (the reference's, to compare with published numbers) | none; default: the checkpoint's")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="crops per batch")] = 32,
     workers: Annotated[int, typer.Option(min=0, help="data loader processes")] = 2,
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
-    save_predictions: Annotated[Path | None, typer.Option(help="folder to write predictions_<split>.json into")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    save_predictions: Annotated[Path | None, typer.Option(help="folder for predictions_<split>.json and evaluation.json (new or empty, or one this command wrote)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the table as JSON on stdout")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the --save-predictions folder of an earlier evaluation with other settings")] = False,
 ) -> None:
     """Evaluate a checkpoint per split: AP@0.5:0.95, parameter count and latency per person crop."""
     import torch
@@ -233,13 +241,13 @@ def model(
     from .checkpoint import load_model
     from .config import FLIP_TESTS
     from .engine import evaluate_split, measure_latency
+    from .results import result_folder
     from .splits import resolve_split, split_detections
 
     choose(protocol, PROTOCOLS, "--protocol")
     if flip_test is not None:
         choose(flip_test, FLIP_TESTS, "--flip-test")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    check_device(device)
     names = [s.strip() for s in splits.split(",") if s.strip()]
     if not names:
         raise UsageError("--splits is empty")
@@ -247,25 +255,35 @@ def model(
     dev = torch.device(device)
     net, cfg = load_model(checkpoint, dev)
     flip = flip_test if flip_test is not None else cfg.flip_test
-    rows: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp, progress_bar(transient=True, disable=as_json) as progress:
-        for split, ann, condition in plan:
-            dets = split_detections(boxes, ann, Path(tmp), split) if boxes is not None else None
-            task = progress.add_task(split, total=None)
-            metrics, results = evaluate_split(
-                net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers, flip_test=flip,
-                protocol=protocol, on_start=lambda n, t=task: progress.update(t, total=n),
-                on_batch=lambda n, t=task: progress.update(t, advance=n))
-            rows[split] = metrics.AP
-            if save_predictions is not None:
-                write_json_atomic(save_predictions / f"predictions_{split}.json", results)
-    latency = measure_latency(net, cfg.input_size, "ll", dev, flip_test=flip)
-    params = sum(p.numel() for p in net.parameters())
-    table = {"AP": rows, "params": params, "params_m": round(params / 1e6, 2), "latency_ms": round(1000 * latency, 2),
-             "variant": cfg.variant, "protocol": protocol, "boxes": "detections" if boxes else "ground truth", "flip_test": flip,
-             "heatmap_convention": cfg.heatmap_convention}
-    if save_predictions is not None:
-        write_json_atomic(save_predictions / "evaluation.json", table)
+    with contextlib.ExitStack() as stack:
+        folder = None
+        if save_predictions is not None:
+            settings = {"splits": names, "boxes": boxes is not None, "protocol": protocol, "flip_test": flip}
+            folder, recorded = stack.enter_context(result_folder(
+                save_predictions, command="exlpose-eval model", produces="evaluation folder", settings=settings,
+                inputs={"checkpoint": checkpoint, "dataset": dataset, "boxes": boxes}, read=[annotations, *(a for _, a, _ in plan)],
+                files=[*(f"predictions_{s}.json" for s in names), "evaluation.json"], overwrite=overwrite, option="--save-predictions"))
+        rows: dict[str, float] = {}
+        with tempfile.TemporaryDirectory() as tmp, progress_bar(transient=True, disable=as_json) as progress:
+            for split, ann, condition in plan:
+                dets = split_detections(boxes, ann, Path(tmp), split) if boxes is not None else None
+                task = progress.add_task(split, total=None)
+                metrics, results = evaluate_split(
+                    net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers, flip_test=flip,
+                    protocol=protocol, on_start=lambda n, t=task: progress.update(t, total=n),
+                    on_batch=lambda n, t=task: progress.update(t, advance=n))
+                rows[split] = metrics.AP
+                if folder is not None:
+                    write_json_atomic(folder / f"predictions_{split}.json", results)
+                    recorded.own(f"predictions_{split}.json")
+        latency = measure_latency(net, cfg.input_size, "ll", dev, flip_test=flip)
+        params = sum(p.numel() for p in net.parameters())
+        table = {"AP": rows, "params": params, "params_m": round(params / 1e6, 2), "latency_ms": round(1000 * latency, 2),
+                 "variant": cfg.variant, "protocol": protocol, "boxes": "detections" if boxes else "ground truth", "flip_test": flip,
+                 "heatmap_convention": cfg.heatmap_convention}
+        if folder is not None:
+            write_json_atomic(folder / "evaluation.json", table)
+            recorded.own("evaluation.json")
     if as_json:
         typer.echo(json.dumps(table))
         return
@@ -297,16 +315,21 @@ def predict(
     condition: Annotated[str, typer.Option(help="LL (low-light scaling, LL branch) or WL")] = "LL",
     flip_test: Annotated[str | None, typer.Option(help="ours | official | none; default: the checkpoint's")] = None,
     overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="write overlay PNGs")] = True,
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the --out folder of an earlier prediction with other settings or images")] = False,
 ) -> None:
-    """Predict keypoints of the people in IMAGES; write OUT/keypoints.json and overlay PNGs."""
+    """Predict keypoints of the people in IMAGES; write OUT/keypoints.json and overlay PNGs.
+
+    OUT is new or empty, or a folder this command wrote with the same settings and images (rewritten); never an
+    input's folder."""
     from .config import FLIP_TESTS
     from .predict import load_boxes, predict_to_folder
 
     if flip_test is not None:
         choose(flip_test, FLIP_TESTS, "--flip-test")
-    records = predict_to_folder(checkpoint, images, out, boxes=load_boxes(boxes) if boxes is not None else None,
-                                condition=condition, flip_test=flip_test, overlays=overlays, device=device)
+    check_device(device)
+    records = predict_to_folder(checkpoint, images, out, boxes=load_boxes(boxes) if boxes is not None else None, boxes_file=boxes,
+                                condition=condition, flip_test=flip_test, overlays=overlays, device=device, overwrite=overwrite)
     err_console.print(f"{len(records)} people in {len(images)} images -> {out / 'keypoints.json'}", markup=False)
 
 

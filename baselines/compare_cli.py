@@ -5,7 +5,7 @@ Registered on the ``exlpose-eval`` app by :func:`register`, so the evaluation CL
 
 from __future__ import annotations
 
-import os
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +14,7 @@ import typer
 from exlpose_data.cli.common import err_console, handle_errors, out_console, progress_bar
 from exlpose_data.errors import UsageError
 
+from .options import DEVICE_HELP, check_device
 from .splits import SPLIT_HELP, resolve_split
 
 __all__ = ["register", "gaps", "table", "checkpoint_labels", "enhancer_latency", "TABLE_SPLITS"]
@@ -31,9 +32,7 @@ def checkpoint_labels(paths: list[Path]) -> list[str]:
 def _device(device: str):  # noqa: ANN202 (torch imported lazily)
     import torch
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return torch.device(device)
+    return torch.device(check_device(device))
 
 
 def gaps(
@@ -44,34 +43,38 @@ def gaps(
     out: Annotated[Path, typer.Option(help="folder for gaps.json and gaps.png")] = Path("gaps"),
     max_crops: Annotated[int, typer.Option(min=1, help="crops compared, evenly spaced over the split (ours; default 100)")] = 100,
     batch_size: Annotated[int, typer.Option(min=1, help="crops per batch")] = 16,
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the --out folder of an earlier comparison with other settings")] = False,
 ) -> None:
     """Fig. 6: modified Hausdorff distances between LL and WL Gram matrices and features at R1-R4, per checkpoint."""
     from exlpose_data.atomic import write_json_atomic
 
     from .analysis import feature_gaps, plot_gaps
     from .checkpoint import load_model
+    from .results import result_folder
 
     if not split.startswith("LL-"):
         raise UsageError(f"--split {split!r}: gaps compare LL crops with their WL twins; use LL-N, LL-H, LL-E or LL-A ({SPLIT_HELP})")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
     ann, _ = resolve_split(dataset, annotations, split)
     dev = _device(device)
     labels = checkpoint_labels(checkpoints)
     models = [load_model(p, dev) for p in checkpoints]  # every file checked before the slow part
-    results = {}
-    with progress_bar(transient=True) as progress:
-        for label, (net, cfg) in zip(labels, models):
-            task = progress.add_task(label, total=None)
-            results[label] = feature_gaps(net, cfg, dataset, ann, dev, max_crops=max_crops, batch_size=batch_size,
-                                          on_batch=lambda n, t=task: progress.update(t, advance=n))
-    doc = {"split": split, "distance": "modified Hausdorff (Dubuisson and Jain)",
-           "checkpoints": {label: {"path": str(p), "variant": cfg.variant, **results[label].to_dict()}
-                           for label, p, (_, cfg) in zip(labels, checkpoints, models)}}
-    os.makedirs(out, exist_ok=True)
-    write_json_atomic(out / "gaps.json", doc, indent=1)
-    plot_gaps(results, out / "gaps.png", title=f"LL vs WL distances on {split}")
+    with result_folder(out, command="exlpose-eval gaps", produces="comparison folder",
+                       settings={"split": split, "max_crops": max_crops, "labels": labels},
+                       inputs={**{f"checkpoint {label}": p for label, p in zip(labels, checkpoints)}, "dataset": dataset, "annotations": ann},
+                       read=[annotations], files=["gaps.json", "gaps.png"], overwrite=overwrite) as (folder, recorded):
+        results = {}
+        with progress_bar(transient=True) as progress:
+            for label, (net, cfg) in zip(labels, models):
+                task = progress.add_task(label, total=None)
+                results[label] = feature_gaps(net, cfg, dataset, ann, dev, max_crops=max_crops, batch_size=batch_size,
+                                              on_batch=lambda n, t=task: progress.update(t, advance=n))
+        doc = {"split": split, "distance": "modified Hausdorff (Dubuisson and Jain)",
+               "checkpoints": {label: {"path": str(p), "variant": cfg.variant, **results[label].to_dict()}
+                               for label, p, (_, cfg) in zip(labels, checkpoints, models)}}
+        write_json_atomic(folder / "gaps.json", doc, indent=1)
+        plot_gaps(results, folder / "gaps.png", title=f"LL vs WL distances on {split}")
+        recorded.own("gaps.json", "gaps.png")
     out_console.print(f"{'checkpoint':<20} " + " ".join(f"style {l:<5}" for l in ("R1", "R2", "R3", "R4"))
                       + " " + " ".join(f"feat {l:<6}" for l in ("R1", "R2", "R3", "R4")))
     for label, res in results.items():
@@ -120,7 +123,8 @@ def table(
     out: Annotated[Path | None, typer.Option(help="folder for table.md and table.json")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="crops per batch")] = 32,
     workers: Annotated[int, typer.Option(min=0, help="data loader processes")] = 2,
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the --out folder of an earlier table with other settings")] = False,
 ) -> None:
     """Table 2 of the paper: AP@0.5:0.95 on LL-N/H/E/A and WL, parameters and latency, one row per checkpoint.
 
@@ -135,10 +139,9 @@ def table(
     from .checkpoint import load_model
     from .engine import evaluate_split, measure_latency
     from .enhance import config_enhancer
+    from .results import result_folder
     from .splits import split_detections
 
-    if out is not None and out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
     names = [s.strip() for s in splits.split(",") if s.strip()]
     if not names:
         raise UsageError("--splits is empty")
@@ -148,36 +151,43 @@ def table(
     labels = checkpoint_labels(checkpoints)
     models = [load_model(p, dev) for p in checkpoints]
     box_modes = [None] + ([boxes] if boxes is not None else [])
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp, progress_bar(transient=True) as progress:
-        for label, path, (net, cfg) in zip(labels, checkpoints, models):
-            enhancer = config_enhancer(cfg)
-            if enhancer is not None and ll_ann is None:
-                raise UsageError(f"{path}: trained with an enhancer; its latency is timed on an LL split, add one to --splits")
-            enhance_s = enhancer_latency(enhancer, dataset, ll_ann) if enhancer is not None else 0.0
-            crop_s = measure_latency(net, cfg.input_size, "ll", dev, flip_test=cfg.flip_test)
-            params = sum(p.numel() for p in net.parameters())
-            for mode in box_modes:
-                aps = {}
-                for split, ann, condition in plan:
-                    task = progress.add_task(f"{label} {split}", total=None)
-                    dets = split_detections(mode, ann, Path(tmp), split) if mode is not None else None
-                    metrics, _ = evaluate_split(net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers,
-                                                on_start=lambda n, t=task: progress.update(t, total=n),
-                                                on_batch=lambda n, t=task: progress.update(t, advance=n))
-                    aps[split] = metrics.AP
-                    progress.remove_task(task)
-                boxes_name = "ground truth" if mode is None else "detections"
-                rows.append({"method": label if len(box_modes) == 1 else f"{label} ({boxes_name} boxes)", "checkpoint": str(path),
-                             "variant": cfg.variant, "enhancer": cfg.enhancer or cfg.spec.enhancer, "boxes": boxes_name, "AP": aps,
-                             "params": params, "params_m": round(params / 1e6, 2), "latency_s": round(enhance_s + crop_s, 4),
-                             "latency_enhancer_s": round(enhance_s, 4), "latency_crop_s": round(crop_s, 4), "flip_test": cfg.flip_test})
-    text = _markdown(rows, names)
-    typer.echo(text, nl=False)
+    with contextlib.ExitStack() as stack:
+        if out is not None:  # checked before the slow part; marked incomplete until the table is written
+            folder, recorded = stack.enter_context(result_folder(
+                out, command="exlpose-eval table", produces="table folder", settings={"splits": names, "labels": labels},
+                inputs={**{f"checkpoint {label}": p for label, p in zip(labels, checkpoints)}, "dataset": dataset, "boxes": boxes},
+                read=[annotations, *(a for _, a, _ in plan)], files=["table.md", "table.json"], overwrite=overwrite))
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp, progress_bar(transient=True) as progress:
+            for label, path, (net, cfg) in zip(labels, checkpoints, models):
+                enhancer = config_enhancer(cfg)
+                if enhancer is not None and ll_ann is None:
+                    raise UsageError(f"{path}: trained with an enhancer; its latency is timed on an LL split, add one to --splits")
+                enhance_s = enhancer_latency(enhancer, dataset, ll_ann) if enhancer is not None else 0.0
+                crop_s = measure_latency(net, cfg.input_size, "ll", dev, flip_test=cfg.flip_test)
+                params = sum(p.numel() for p in net.parameters())
+                for mode in box_modes:
+                    aps = {}
+                    for split, ann, condition in plan:
+                        task = progress.add_task(f"{label} {split}", total=None)
+                        dets = split_detections(mode, ann, Path(tmp), split) if mode is not None else None
+                        metrics, _ = evaluate_split(net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers,
+                                                    on_start=lambda n, t=task: progress.update(t, total=n),
+                                                    on_batch=lambda n, t=task: progress.update(t, advance=n))
+                        aps[split] = metrics.AP
+                        progress.remove_task(task)
+                    boxes_name = "ground truth" if mode is None else "detections"
+                    rows.append({"method": label if len(box_modes) == 1 else f"{label} ({boxes_name} boxes)", "checkpoint": str(path),
+                                 "variant": cfg.variant, "enhancer": cfg.enhancer or cfg.spec.enhancer, "boxes": boxes_name, "AP": aps,
+                                 "params": params, "params_m": round(params / 1e6, 2), "latency_s": round(enhance_s + crop_s, 4),
+                                 "latency_enhancer_s": round(enhance_s, 4), "latency_crop_s": round(crop_s, 4), "flip_test": cfg.flip_test})
+        text = _markdown(rows, names)
+        typer.echo(text, nl=False)
+        if out is not None:
+            write_text_atomic(folder / "table.md", text)
+            write_json_atomic(folder / "table.json", {"splits": names, "rows": rows}, indent=1)
+            recorded.own("table.md", "table.json")
     if out is not None:
-        os.makedirs(out, exist_ok=True)
-        write_text_atomic(out / "table.md", text)
-        write_json_atomic(out / "table.json", {"splits": names, "rows": rows}, indent=1)
         err_console.print(f"wrote {out / 'table.md'} and {out / 'table.json'}", markup=False)
 
 

@@ -26,15 +26,14 @@ settings that deviate on request are named (``wl_normalisation``, ``padding``, `
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exlpose_data.errors import InputError
+from exlpose_data.jsonio import load_config_file
 from exlpose_data.lighting import Lighting
 
 from .losses import LupiKind
@@ -83,7 +82,7 @@ VARIANTS: dict[str, VariantSpec] = {
 class TrainConfig(BaseModel):
     """Everything a training run needs; defaults are the reference's (ExLPose, CVPR 2023)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     variant: Variant = "lsbn-lupi"
     dataset: Path | None = Field(None, description="image root holding bright/ and dark/")
@@ -184,20 +183,17 @@ class TrainConfig(BaseModel):
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The raw settings of a YAML or JSON config file (validated later by :func:`make_config`).
+    """The raw settings of a YAML or JSON config file (validated later by :func:`make_config`), read by the
+    toolkit's strict loader (:func:`exlpose_data.jsonio.load_config_file`).
 
     Raises:
-        InputError: the file is unreadable or not a mapping.
+        InputError: the file is unreadable, not a mapping, or breaks the strict loader's rules (a duplicate key,
+            a non-finite number, ...), named with its line and column.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such config file") from None
-    try:
-        raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'} ({exc})") from None
+    if not p.exists():
+        raise InputError(f"{p}: no such config file")
+    raw = load_config_file(p)  # the strict door: duplicate keys, NaN/Infinity... refused with line and column
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -68,6 +68,13 @@ def draw_pose(img_bgr: np.ndarray, keypoints: np.ndarray, *, min_score: float = 
     return out
 
 
+def _condition(condition: str) -> Lighting:
+    try:
+        return Lighting.parse(condition)
+    except ValueError:
+        raise UsageError(f"--condition must be LL or WL, got {condition!r}") from None
+
+
 def predict(
     checkpoint: Path,
     images: list[Path],
@@ -89,11 +96,10 @@ def predict(
     from .engine import predict_heatmaps
     from .enhance import config_enhancer, enhance_bgr
     from .inputs import dataset_options
+    from .options import check_device
 
-    try:
-        cond = Lighting.parse(condition)
-    except ValueError:
-        raise UsageError(f"--condition must be LL or WL, got {condition!r}") from None
+    cond = _condition(condition)
+    check_device(device)
     net, cfg = load_model(checkpoint, device)
     options = dataset_options(cfg)
     flip = cfg.flip_test if flip_test is None else flip_test
@@ -133,30 +139,45 @@ def predict_to_folder(
     out: Path,
     *,
     boxes: dict[str, list[list[float]]] | None = None,
+    boxes_file: Path | None = None,
     condition: str = "LL",
     flip_test: str | None = None,
     overlays: bool = True,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """:func:`predict`, written to ``out``: ``keypoints.json`` (the records), ``settings.json`` (checkpoint,
-    variant, condition, flip test, heatmap convention) and, with ``overlays``, ``<image>_pose.png`` per image."""
+    variant, condition, flip test, heatmap convention) and, with ``overlays``, ``<image>_pose.png`` per image.
+
+    ``out`` follows :func:`baselines.results.result_folder`: new or empty, or an earlier prediction folder with the
+    same settings and images (rewritten), or replaced with ``overwrite``; never an input or an input's folder.
+    ``boxes_file`` is the file ``boxes`` came from (digested into the folder's record)."""
     from exlpose_data.datasets.sources import decode_image
 
     from .checkpoint import checkpoint_config, load_checkpoint
     from .config import make_config
+    from .results import result_folder
 
-    records = predict(checkpoint, images, boxes=boxes, condition=condition, flip_test=flip_test, device=device)
-    write_json_atomic(out / "keypoints.json", records, indent=1)
-    cfg = make_config(checkpoint_config(load_checkpoint(checkpoint)), source=str(checkpoint))
-    lighting = Lighting.parse(condition)
-    write_json_atomic(out / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": lighting.value,
-                                               "flip_test": flip_test or cfg.flip_test, "heatmap_convention": cfg.heatmap_convention}, indent=1)
-    if overlays:
-        for path in images:
-            people = [np.asarray(r["keypoints"]).reshape(-1, 3) for r in records if r["image"] == str(path)]
-            img = decode_image(path)
-            if lighting is Lighting.LL:
-                # Brighten the dark image the way the network sees it, so the overlay is visible.
-                img = np.clip(img.astype(np.float32) * (0.4 * 255.0 / max(float(img.mean()), 1e-3)), 0, 255).astype(np.uint8)
-            write_image_atomic(out / f"{path.stem}_pose.png", draw_pose(img, np.asarray(people).reshape(-1, 14, 3)))
+    lighting = _condition(condition)  # before anything is written
+    stems = [f"{path.stem}_pose.png" for path in images] if overlays else []
+    settings = {"images": [str(p) for p in images], "condition": condition, "flip_test": flip_test, "overlays": overlays,
+                "boxes": boxes_file is not None or boxes is not None}
+    with result_folder(out, command="exlpose-predict", produces="prediction folder", settings=settings,
+                       inputs={"checkpoint": checkpoint, "boxes": boxes_file}, read=images,
+                       files=["keypoints.json", "settings.json", *stems], overwrite=overwrite) as (folder, recorded):
+        records = predict(checkpoint, images, boxes=boxes, condition=condition, flip_test=flip_test, device=device)
+        write_json_atomic(folder / "keypoints.json", records, indent=1)
+        cfg = make_config(checkpoint_config(load_checkpoint(checkpoint)), source=str(checkpoint))
+        write_json_atomic(folder / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": lighting.value,
+                                                       "flip_test": flip_test or cfg.flip_test, "heatmap_convention": cfg.heatmap_convention}, indent=1)
+        recorded.own("keypoints.json", "settings.json")
+        if overlays:
+            for path in images:
+                people = [np.asarray(r["keypoints"]).reshape(-1, 3) for r in records if r["image"] == str(path)]
+                img = decode_image(path)
+                if lighting is Lighting.LL:
+                    # Brighten the dark image the way the network sees it, so the overlay is visible.
+                    img = np.clip(img.astype(np.float32) * (0.4 * 255.0 / max(float(img.mean()), 1e-3)), 0, 255).astype(np.uint8)
+                write_image_atomic(folder / f"{path.stem}_pose.png", draw_pose(img, np.asarray(people).reshape(-1, 14, 3)))
+                recorded.own(f"{path.stem}_pose.png")
     return records

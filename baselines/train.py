@@ -12,13 +12,17 @@ rate; ``exlpose-train import-official CKPT --out OURS.pth`` converts the authors
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import os
 import random
+import shutil
 import time
 import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +33,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from exlpose_data.atomic import write_json_atomic
 from exlpose_data.errors import InputError, UsageError
+from exlpose_data.outputs import building_folder, check_output, what_is
+from exlpose_data.provenance import RecordedRun, differences, digest, read_record, recorded_run
 
 from .adaptation import optimised_modules, variant_adaptation
 from .checkpoint import checkpoint_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -37,9 +43,23 @@ from .engine import PairModel, autocast, compute_losses, cpu_bf16_flags, evaluat
 from .inputs import dataset_options
 from .models import build_cpn
 from .models.cpn import CPN, init_output_scale
+from .options import check_device
+from .results import owned_files
 from .splits import resolve_split
 
-__all__ = ["run", "StepCallback", "benchmark", "resume_config", "build_optimizer", "split_annotation", "evaluate_splits", "Distributed", "PRETRAINED_HINT"]
+__all__ = ["run", "StepCallback", "benchmark", "resume_config", "build_optimizer", "apply_optimizer_settings", "split_annotation",
+           "evaluate_splits", "Distributed", "PRETRAINED_HINT", "RUN_IDENTITY", "TRAIN_COMMAND"]
+
+# The provenance record's command for a run folder (exlpose_data.outputs names such a folder a "training run").
+TRAIN_COMMAND = "exlpose-train"
+# What a run *is*: the network, its inputs and what it learns. A resumed run into the same folder keeps these (and
+# the training data: the dataset's manifest, the training annotation file, the pack, the ImageNet weights);
+# the schedule, loss weights, batch size, evaluation and runtime settings may change on resume.
+RUN_IDENTITY = ("variant", "backbone", "from_scratch", "input_size", "heatmap_size", "heatmap_convention", "wl_normalisation",
+                "padding", "global_mask", "head_init", "lupi_gram", "enhancer", "lime_downscale")
+_DATA_INPUTS = ("dataset", "train_ann", "pack", "pretrained")
+# Optimiser and schedule settings of the config that a resumed run applies to the restored optimiser.
+_OPTIMISER_SETTINGS = ("lr", "weight_decay", "lr_milestones", "lr_gamma")
 
 # What a user without ImageNet weights on the machine is told (nothing is downloaded at run time).
 PRETRAINED_HINT = (
@@ -90,6 +110,30 @@ def build_optimizer(net: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optim
     return optimizer, scheduler
 
 
+def apply_optimizer_settings(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.MultiStepLR, cfg: TrainConfig,
+                             saved: dict[str, Any]) -> list[str]:
+    """Give a restored optimiser and schedule the optimiser settings of ``cfg`` that differ from ``saved`` (the
+    checkpoint's config); returns ``name old -> new`` for each one applied (empty when none differ).
+
+    The schedule restarts from ``cfg.lr`` as if it had been the learning rate from the start: the epoch's lr is
+    ``lr x gamma^(milestones passed)``; weight decay goes to the decayed group (biases keep none).
+    """
+    changed = differences({k: saved.get(k) for k in _OPTIMISER_SETTINGS}, {k: getattr(cfg, k) for k in _OPTIMISER_SETTINGS})
+    if not changed:
+        return []
+    groups = optimizer.param_groups
+    if len(groups) != 2:
+        raise InputError(f"the restored optimiser has {len(groups)} parameter groups, this trainer builds 2: its settings cannot be changed on resume")
+    lr_now = cfg.lr * cfg.lr_gamma ** bisect.bisect_right(sorted(cfg.lr_milestones), scheduler.last_epoch)
+    for group, decay in zip(groups, (cfg.weight_decay, 0.0)):
+        group.update(lr=lr_now, initial_lr=cfg.lr, weight_decay=decay)
+    scheduler.base_lrs = [cfg.lr] * len(groups)
+    scheduler.milestones = Counter(cfg.lr_milestones)
+    scheduler.gamma = cfg.lr_gamma
+    scheduler._last_lr = [lr_now] * len(groups)  # what get_last_lr() reports until the next step
+    return changed
+
+
 def split_annotation(cfg: TrainConfig, split: str) -> tuple[Path, str]:
     """The annotation file and dataset condition of a test split of ``cfg.dataset`` (see :mod:`.splits`)."""
     if cfg.dataset is None:
@@ -133,8 +177,7 @@ def check_precision(cfg: TrainConfig, device: torch.device, flags: list[str] | N
 
 
 def _setup(cfg: TrainConfig, env: Distributed) -> torch.device:
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {cfg.device!r} requested but CUDA is not available; use --device cpu")
+    check_device(cfg.device)
     device = torch.device(f"cuda:{env.local_rank}" if cfg.device == "cuda" and env.enabled else cfg.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -226,19 +269,37 @@ def _train_dataset(cfg: TrainConfig) -> Any:
     return attach_enhancer(dataset, cfg, fill=True)
 
 
-def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False, on_step: StepCallback | None = None) -> dict[str, Any]:
+def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False, on_step: StepCallback | None = None,
+        overwrite: bool = False, config_file: Path | None = None, notify: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train (or with ``test_only`` evaluate) as ``cfg`` says; return the last epoch's record.
 
     The record holds ``epoch``, ``lr``, the mean losses and, on evaluation epochs, ``AP/<split>``. Rank 0
     writes ``checkpoint.pth`` after every epoch, ``metrics.json`` (one record per epoch) and, when tensorboard is
     installed, scalars under ``tensorboard/``. ``on_step`` (progress) is called on rank 0 only.
+
+    ``cfg.output_dir`` must be new or empty, or the run folder ``resume``'s checkpoint lies in (a resumed run keeps
+    its :data:`RUN_IDENTITY` settings and training data), or be replaced with ``overwrite`` (the new run is built
+    beside the old one and swapped in when it completes). It never is, holds or sits inside an input. The folder's
+    provenance record (:mod:`exlpose_data.provenance`) holds the settings and the digests of the dataset's
+    manifest, the training annotation file, the pack, the ImageNet weights and ``config_file``; it stays marked
+    incomplete until the run completes. ``notify`` receives one-line notices (optimiser settings applied on resume).
     """
     env = Distributed.from_env()
     if cfg.batch_size % env.world_size:
         raise UsageError(f"batch size {cfg.batch_size} is not divisible by the {env.world_size} processes")
+    check_device(cfg.device)
+    for split in cfg.val_splits:  # fail before anything is written or trained
+        split_annotation(cfg, split)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
-        return _run(cfg, env, resume=resume, test_only=test_only, on_step=on_step if env.is_main else None)
+        if test_only or not env.is_main:  # only rank 0 writes
+            return _run(cfg, env, resume=resume, test_only=test_only, on_step=None if not env.is_main else on_step, folder=cfg.output_dir,
+                        notify=notify if env.is_main else None)
+        with _run_folder(cfg, env, resume=resume, overwrite=overwrite, config_file=config_file) as (folder, recorded):
+            try:
+                return _run(cfg, env, resume=resume, test_only=False, on_step=on_step, folder=folder, notify=notify)
+            finally:
+                recorded.own(*owned_files(folder))
     finally:
         # A library caller (a notebook, the tests) gets its global switch back.
         torch.use_deterministic_algorithms(deterministic_before)
@@ -246,7 +307,91 @@ def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False
             dist.destroy_process_group()
 
 
-def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: bool, on_step: StepCallback | None) -> dict[str, Any]:
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _data_inputs(cfg: TrainConfig) -> dict[str, Path]:
+    train_ann = _train_annotation(cfg) if cfg.dataset is not None or cfg.train_ann is not None else None
+    found = {"dataset": cfg.dataset, "train_ann": train_ann, "pack": cfg.pack, "pretrained": cfg.pretrained}
+    return {role: Path(p) for role, p in found.items() if p is not None}
+
+
+@contextlib.contextmanager
+def _run_folder(cfg: TrainConfig, env: Distributed, *, resume: Path | None, overwrite: bool,
+                config_file: Path | None) -> Iterator[tuple[Path, RecordedRun]]:
+    """The folder a run writes into (``cfg.output_dir``, or a sibling it replaces with ``overwrite``) and its record."""
+    out = Path(cfg.output_dir)
+    option = "--output-dir"
+    in_place = resume is not None and _same_path(Path(resume).parent, out)
+    data = _data_inputs(cfg)
+    inputs: dict[str, Path] = {**data, **({"config": Path(config_file)} if config_file is not None else {})}
+    if resume is not None and not in_place:
+        inputs["resume"] = Path(resume)
+    read = [*inputs.values(), cfg.annotations]
+    kind = what_is(out)
+    if kind == "training run" and not (overwrite or in_place):
+        raise UsageError(f"{option} {out}: already holds a training run; pass --resume {out / 'checkpoint.pth'} to continue it, "
+                         f"or --overwrite to replace it (or choose another {option})")
+    check_output(out, inputs=read, writes="folder", produces="training run", replaces=["training run"], overwrite=overwrite,
+                 resumes=in_place, files=["checkpoint.pth", "metrics.json", "tensorboard", "enhanced"], option=option)
+    if cfg.enhance_cache is not None and (cfg.enhancer or cfg.spec.enhancer):
+        check_output(cfg.enhance_cache, inputs=read, writes="folder", produces="enhanced-image cache",
+                     replaces=["folder", "enhanced-image folder", "training run"], resumes=True, option="--enhance-cache")
+    if overwrite and env.enabled and kind is not None:
+        raise UsageError(f"{option} {out}: --overwrite under torchrun is not supported; remove or rename the old run first")
+    if in_place and not overwrite:
+        _check_resumable(out, cfg, data, option)
+    settings = cfg.to_dict()
+    existed, was_empty = out.exists(), kind is None
+    try:
+        with building_folder(out, overwrite=overwrite) as folder, recorded_run(
+            folder, "train", command=TRAIN_COMMAND, settings=settings, inputs=inputs,
+            # A resumed run may change its schedule (checked above); the record then holds the new settings.
+            overwrite=overwrite or in_place, out_option=option,
+        ) as recorded:
+            yield folder, recorded
+    except BaseException:
+        # A new run that failed before its first checkpoint leaves nothing to resume: remove what it made, so
+        # the same command runs again once the cause is fixed.
+        if was_empty and not (out / "checkpoint.pth").exists():
+            for child in list(out.iterdir()) if existed and out.is_dir() else [out]:
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+
+
+def _check_resumable(out: Path, cfg: TrainConfig, data: dict[str, Path], option: str) -> None:
+    """Refuse resuming the run in ``out`` with another identity or other training data than it was started with."""
+    previous = read_record(out)["steps"].get("train")
+    if previous is None:  # a run written before runs had records
+        return
+    old = previous["settings"]
+    diffs = differences({k: old.get(k, "unset") for k in RUN_IDENTITY}, {k: cfg.to_dict()[k] for k in RUN_IDENTITY})
+    recorded_inputs = previous.get("inputs", {})
+    for role in _DATA_INPUTS:
+        before, now = recorded_inputs.get(role), data.get(role)
+        if before is None and now is None:
+            continue
+        if before is None or now is None:
+            diffs.append(f"input {role} {'added' if before is None else 'removed'}")
+        elif {k: v for k, v in before.items() if k != "path"} != digest(now):
+            diffs.append(f"input {role} changed ({before.get('path', '?')} -> {now}, other content)")
+    if diffs:
+        raise UsageError(f"{option} {out}: the run there was started with other settings or training data ({'; '.join(diffs)}); "
+                         f"a resumed run keeps them: pass --overwrite to train a new run in its place, or choose another {option}")
+
+
+def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: bool, on_step: StepCallback | None, folder: Path,
+         notify: Callable[[str], None] | None) -> dict[str, Any]:
+    saved_cfg = cfg
+    if not _same_path(folder, Path(cfg.output_dir)):  # an --overwrite run is built beside the old one
+        cfg = cfg.model_copy(update={"output_dir": folder})
     if resume is None:
         _check_start(cfg)
     device = _setup(cfg, env)
@@ -261,16 +406,21 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
             net.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise InputError(f"{resume}: does not fit a {cfg.backbone} {cfg.variant} model ({str(exc).splitlines()[0]})") from None
+        start_epoch = int(ckpt.get("epoch", 0))
         if "optimizer" in ckpt and not test_only:
-            optimizer.load_state_dict(ckpt["optimizer"])
+            try:
+                optimizer.load_state_dict(ckpt["optimizer"])
+            except ValueError as exc:
+                raise InputError(f"{resume}: its optimiser state does not fit this {cfg.variant} run ({exc})") from None
             scheduler.load_state_dict(ckpt["scheduler"])
             set_rng_state(ckpt["rng"])
+            applied = apply_optimizer_settings(optimizer, scheduler, cfg, checkpoint_config(ckpt))
+            if applied and notify is not None:
+                notify(f"{Path(resume).name}: applied to the restored optimiser and schedule: {', '.join(applied)} "
+                       f"(epoch {start_epoch + 1} trains at lr {optimizer.param_groups[0]['lr']:g})")
         if adaptation is not None and "adaptation" in ckpt:
             adaptation.load_state_dict(ckpt["adaptation"])
-        start_epoch = int(ckpt.get("epoch", 0))
         history = list(ckpt.get("history", []))
-    for split in cfg.val_splits:  # fail before training, not after the first epoch
-        split_annotation(cfg, split)
     if test_only:
         return {"epoch": start_epoch, **(evaluate_splits(net, cfg, device) if env.is_main else {}), "flip_test": cfg.flip_test}
 
@@ -284,7 +434,7 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
     model: nn.Module = PairModel(net)
     if env.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    writer = _tensorboard(cfg.output_dir) if env.is_main else None
+    writer = _tensorboard(folder) if env.is_main else None
     scaler = _scaler(cfg, device)
     record: dict[str, Any] = {}
     for epoch in range(start_epoch, cfg.epochs):
@@ -313,14 +463,14 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
             record["flip_test"] = cfg.flip_test
         history.append(record)
         if env.is_main:
-            cfg.output_dir.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             save_checkpoint(
-                cfg.output_dir / "checkpoint.pth",
+                folder / "checkpoint.pth",
                 model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                epoch=epoch + 1, config=cfg.to_dict(), rng=rng_state(), history=history,
+                epoch=epoch + 1, config=saved_cfg.to_dict(), rng=rng_state(), history=history,
                 **({"adaptation": adaptation.state_dict()} if adaptation is not None else {}),
             )
-            write_json_atomic(cfg.output_dir / "metrics.json", history, indent=1)
+            write_json_atomic(folder / "metrics.json", history, indent=1)
             if writer is not None:
                 for key, value in record.items():
                     if key != "epoch" and isinstance(value, (int, float)):

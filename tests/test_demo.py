@@ -55,7 +55,7 @@ def test_report_numbers_are_plausible(demo):
 def test_demo_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "x").write_text("keep me")
     res = subprocess.run([sys.executable, "-m", "exlpose", "demo", "--out", str(tmp_path), "--quick"], capture_output=True, text=True)
-    assert res.returncode == 2 and "not empty" in res.stderr
+    assert res.returncode == 2 and "already holds a folder, not a demo folder; refusing to replace it" in res.stderr
     assert (tmp_path / "x").read_text() == "keep me"
 
 

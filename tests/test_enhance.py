@@ -107,7 +107,9 @@ def test_enhance_lime_cli(tmp_path):
     t = (40 / 255) ** GAMMA
     assert got.dtype == np.uint8 and np.abs(got.astype(float) - np.array([10, 20, 40]) / 255 / t * 255).max() <= 1
     r = runner.invoke(enhance_app, ["lime", str(tmp_path / "night.png"), "--out", str(tmp_path / "out")])
-    assert r.exit_code == 2 and "exists; pass --force" in r.output
+    assert r.exit_code == 0 and "already enhanced with these settings" in r.output  # a re-run skips done images
+    r = runner.invoke(enhance_app, ["lime", str(tmp_path / "night.png"), "--out", str(tmp_path / "out"), "--gamma", "0.5"])
+    assert r.exit_code == 2 and "pass --overwrite" in r.output
     r = runner.invoke(enhance_app, ["lime", str(tmp_path / "none.png"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "none.png: no such image or folder" in r.output
     r = runner.invoke(enhance_app, ["lime", str(tmp_path / "night.png"), "--out", str(tmp_path / "o"), "--strategy", "5"])

@@ -221,4 +221,4 @@ def test_leftover_or_missing_keys_are_refused_with_their_names(tmp_path: Path) -
     (tmp_path / "o.pth").write_bytes(b"keep")
     torch.save({"state_dict": state}, tmp_path / "good.pth")
     r = CliRunner().invoke(train_app, ["import-official", str(tmp_path / "good.pth"), "--out", str(tmp_path / "o.pth"), "--input-size", "128x96"])
-    assert r.exit_code == 2 and "exists; pass --force" in r.output and (tmp_path / "o.pth").read_bytes() == b"keep"
+    assert r.exit_code == 2 and "already holds a checkpoint; pass --overwrite" in r.output and (tmp_path / "o.pth").read_bytes() == b"keep"

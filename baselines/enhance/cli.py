@@ -1,4 +1,9 @@
-"""``exlpose enhance``: enhance low-light images with LIME or an ONNX enhancer, one output PNG per input."""
+"""``exlpose enhance``: enhance low-light images with LIME or an ONNX enhancer, one output PNG per input.
+
+The output folder records the enhancer's settings, the bit depth and the images (:mod:`baselines.results`): a
+re-run with the same ones skips the images already enhanced; one with another method, gamma, depth or image list is
+refused unless ``--overwrite``, which replaces the whole folder, so no image of the old settings stays beside the
+new ones."""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 Inputs = Annotated[list[Path], typer.Argument(help="images, or folders whose images (png/jpg/bmp/tif) are all enhanced")]
 Out = Annotated[Path, typer.Option("--out", help="output folder: <input stem>.png per image")]
 Bits = Annotated[int, typer.Option(help="output depth: 8 (viewable) or 16 (what the training cache keeps)")]
-Force = Annotated[bool, typer.Option("--force", help="replace existing outputs")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", "--force", help="replace an --out folder enhanced with other settings or images (the new folder is built beside it and swapped in; --force: the same)")]
+COMMAND = "exlpose enhance"
 
 
 def _expand(inputs: list[Path]) -> list[Path]:
@@ -42,41 +48,55 @@ def _expand(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def enhance_files(enhancer: Enhancer, inputs: list[Path], out: Path, *, bits: int = 8, force: bool = False) -> list[float]:
+def enhance_files(enhancer: Enhancer, inputs: list[Path], out: Path, *, bits: int = 8, overwrite: bool = False,
+                  inputs_digest: dict[str, Path] | None = None) -> list[float]:
     """Enhance each image of ``inputs`` into ``out/<stem>.png``; return the seconds each enhancement took.
 
+    ``out`` is new or empty, or a folder this command enhanced with the same settings and images (the images
+    already there are skipped), or replaced with ``overwrite``; never an input folder or inside one.
+    ``inputs_digest`` (role -> file: an ONNX model) is recorded with the folder's settings.
+
     Raises:
-        UsageError: no inputs, two inputs with one stem, an output that exists (without ``force``), bad ``bits``.
+        UsageError: no inputs, two inputs with one stem, bad ``bits``, an ``out`` that holds or is an input, or one
+            enhanced with other settings (without ``overwrite``).
         InputError: an unreadable image.
     """
+    from ..results import result_folder
+
     if bits not in (8, 16):
         raise UsageError(f"--bits {bits}: use 8 or 16")
     files = _expand(inputs)
     if not files:
         raise UsageError("no input images")
-    targets = [out / f"{f.stem}.png" for f in files]
-    seen: dict[Path, Path] = {}
-    for f, t in zip(files, targets):
-        if t in seen:
-            raise UsageError(f"{f} and {seen[t]} would both be written to {t}; enhance them into different --out folders")
-        seen[t] = f
-        if t.exists() and not force:
-            raise UsageError(f"{t}: exists; pass --force to replace it")
+    names = [f"{f.stem}.png" for f in files]
+    seen: dict[str, Path] = {}
+    for f, name in zip(files, names):
+        if name in seen:
+            raise UsageError(f"{f} and {seen[name]} would both be written to {out / name}; enhance them into different --out folders")
+        seen[name] = f
+    settings = {"enhancer": enhancer.identity(), "bits": bits, "images": [str(f.resolve()) for f in files]}
     seconds = []
-    with progress_bar(transient=True) as progress:
+    with result_folder(out, command=COMMAND, produces="enhanced-image folder", settings=settings, inputs=inputs_digest or {},
+                       read=[*inputs, *files], files=names, overwrite=overwrite) as (folder, recorded), progress_bar(transient=True) as progress:
         task = progress.add_task(f"enhancing ({enhancer.name})", total=len(files))
-        for f, t in zip(files, targets):
-            img = decode_image(f)
-            start = time.perf_counter()
-            enhanced = enhance_bgr(enhancer, img)
-            seconds.append(time.perf_counter() - start)
-            pixels = enhanced if bits == 16 else ((enhanced.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-            write_image_atomic(t, pixels)
+        for f, name in zip(files, names):
+            target = folder / name
+            if not (recorded.resumed and name in recorded.previous_files and target.is_file()):
+                img = decode_image(f)
+                start = time.perf_counter()
+                enhanced = enhance_bgr(enhancer, img)
+                seconds.append(time.perf_counter() - start)
+                pixels = enhanced if bits == 16 else ((enhanced.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+                write_image_atomic(target, pixels)
+            recorded.own(name)
             progress.update(task, advance=1)
     return seconds
 
 
 def _report(seconds: list[float], out: Path) -> None:
+    if not seconds:
+        err_console.print(f"{out}: every image was already enhanced with these settings; nothing to do", markup=False)
+        return
     err_console.print(f"wrote {len(seconds)} image(s) to {out}; {np.mean(seconds):.3f} s per image (median {np.median(seconds):.3f} s)", markup=False)
 
 
@@ -91,16 +111,18 @@ def lime(
     strategy: Annotated[int, typer.Option(help="weight strategy of the paper: 1, 2 or 3")] = 3,
     downscale: Annotated[float, typer.Option(help="solve the illumination at this scale (ours; 1 = full resolution)")] = 1.0,
     bits: Bits = 8,
-    force: Force = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """LIME (Guo et al., TIP 2017): illumination = max over channels, refined, gamma-corrected; output = input / illumination."""
+    from ..options import check_finite
     from .lime import Lime, LimeSettings
 
+    check_finite(alpha=alpha, sigma=sigma, gamma=gamma, downscale=downscale)
     try:
         settings = LimeSettings(alpha=alpha, sigma=sigma, gamma=gamma, strategy=strategy, downscale=downscale)  # type: ignore[arg-type]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    _report(enhance_files(Lime(settings), inputs, out, bits=bits, force=force), out)
+    _report(enhance_files(Lime(settings), inputs, out, bits=bits, overwrite=overwrite), out)
 
 
 @app.command("onnx")
@@ -110,9 +132,9 @@ def onnx(
     inputs: Inputs,
     out: Out,
     bits: Bits = 8,
-    force: Force = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Run an enhancement network exported to ONNX (e.g. LLFlow) on each image."""
     from .onnx import OnnxEnhancer
 
-    _report(enhance_files(OnnxEnhancer(model), inputs, out, bits=bits, force=force), out)
+    _report(enhance_files(OnnxEnhancer(model), inputs, out, bits=bits, overwrite=overwrite, inputs_digest={"model": model}), out)
