@@ -338,3 +338,22 @@ def test_new_beside_leaves_nothing_after_a_failed_first_run(tmp_path: Path) -> N
         assert build != out
         (build / "index.html").write_text("done")
     assert [p.name for p in tmp_path.iterdir()] == ["review"] and (out / "index.html").read_text() == "done"
+
+
+WRITING_COMMANDS = [
+    "align estimate", "align calibrate", "align apply", "annotate import", "annotate export", "annotate tasks",
+    "annotate review", "split by-scene", "split by-gain", "pack", "export official", "simulate release",
+    "simulate feeds", "train", "train import-official", "predict", "eval model", "eval gaps", "eval table",
+    "enhance lime", "enhance onnx", "validate", "demo",
+]
+
+
+@pytest.mark.parametrize("command", WRITING_COMMANDS)
+def test_every_command_that_can_replace_an_output_says_so_in_its_help(command: str) -> None:
+    from typer.testing import CliRunner
+
+    from exlpose.cli import app
+
+    result = CliRunner().invoke(app, [*command.split(), "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "--overwrite" in result.output
