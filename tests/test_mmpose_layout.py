@@ -74,7 +74,7 @@ def test_import_writes_the_mmpose_layout_and_mmpose_reads_it(tmp_path):
     r = CliRunner().invoke(app, ["import", str(export), "--format", "cvat", "--dataset", str(root), "--split-name", "test", "--layout", "mmpose"])
     assert r.exit_code == 0, r.output
     ann_dir = root / "annotations" / "ExLPose"
-    assert sorted(p.name for p in ann_dir.iterdir()) == ["ExLPose_test_LL-A.json", "ExLPose_test_WL.json"]
+    assert sorted(p.name for p in ann_dir.iterdir()) == [".exlpose-provenance.json", "ExLPose_test_LL-A.json", "ExLPose_test_WL.json"]
 
     ll = mmpose_topdown_instances(root, "annotations/ExLPose/ExLPose_test_LL-A.json")
     expected = [a for a in small.annotations if a.iscrowd == 0 and any(v > 0 for v in a.keypoints[2::3])]

@@ -20,34 +20,16 @@ from typer.testing import CliRunner
 
 from exlpose_data.align import apply as apply_module
 from exlpose_data.align.model import AlignModel
-from exlpose_data.align.synthetic import random_homography
 from exlpose_data.cli.align import app
 from exlpose_data.cli.core import app as core_app
 from exlpose_data.layout import MANIFEST_FILE, PAIRS_FILE, read_pairs, sha256_file, verify_dataset
 from exlpose_data.outputs import Interrupted
 from exlpose_data.provenance import RECORD_FILE, read_record
 
-from .test_align_cli import H, W, make_session
+# The session, its true homography and its ALIGN.json are the align CLI tests' own fixtures (module-scoped here too).
+from .test_align_cli import align_json, make_session, session, truth  # noqa: F401
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def truth() -> np.ndarray:
-    return random_homography(W, H, np.random.default_rng(3))
-
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory, truth) -> Path:
-    return make_session(tmp_path_factory.mktemp("s") / "session.h5", h_true=truth)
-
-
-@pytest.fixture(scope="module")
-def align_json(tmp_path_factory, session) -> Path:
-    out = tmp_path_factory.mktemp("a") / "ALIGN.json"
-    r = runner.invoke(app, ["estimate", str(session), "--out", str(out)])
-    assert r.exit_code == 0, r.output
-    return out
 
 
 @pytest.fixture(scope="module")
