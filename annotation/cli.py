@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from exlpose_data.cli.common import choose, err_console, handle_errors, new_app, out_console, progress_callback
+from exlpose_data.cli.common import choose, err_console, finite_number, handle_errors, new_app, out_console, progress_callback
 from exlpose_data.errors import UsageError
 from exlpose_data.layout import ANNOTATION_LAYOUTS
 
@@ -26,8 +26,8 @@ def tasks_cmd(
     ll_preview: Annotated[bool, typer.Option("--ll-preview", help="Also write each pair's LL image brightened.")] = False,
     link: Annotated[bool, typer.Option("--link", help="Hard-link the images instead of copying them.")] = False,
     url_prefix: Annotated[Optional[str], typer.Option("--url-prefix", help="Prefix of data.image in the Label Studio tasks.")] = None,
-    ll_gain: Annotated[float, typer.Option("--ll-gain", help="Brightening factor of LL previews.")] = 30.0,
-    ll_target_mean: Annotated[Optional[float], typer.Option("--ll-target-mean", help="Brighten LL previews to this mean (0-255) instead.")] = None,
+    ll_gain: Annotated[float, typer.Option("--ll-gain", help="Brightening factor of LL previews.", parser=finite_number)] = 30.0,
+    ll_target_mean: Annotated[Optional[float], typer.Option("--ll-target-mean", help="Brighten LL previews to this mean (0-255) instead.", parser=finite_number)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing task folder (built beside it, swapped in when complete).")] = False,
 ) -> None:
     """Write the well-lit images to label plus CVAT and Label Studio label configurations."""
@@ -93,8 +93,8 @@ def review_cmd(
     annotations: Annotated[Optional[list[Path]], typer.Option("--annotations", help="Annotation file(s) to review (default: the dataset's).")] = None,
     thumb_width: Annotated[int, typer.Option("--thumb-width", min=64, help="Width of each image in a tile, pixels.")] = 480,
     per_sheet: Annotated[int, typer.Option("--per-sheet", min=1, help="Pairs per contact sheet.")] = 8,
-    ll_gain: Annotated[float, typer.Option("--ll-gain", help="Brightening factor of the LL images.")] = 30.0,
-    ll_target_mean: Annotated[Optional[float], typer.Option("--ll-target-mean", help="Brighten each LL image to this mean (0-255) instead.")] = None,
+    ll_gain: Annotated[float, typer.Option("--ll-gain", help="Brightening factor of the LL images.", parser=finite_number)] = 30.0,
+    ll_target_mean: Annotated[Optional[float], typer.Option("--ll-target-mean", help="Brighten each LL image to this mean (0-255) instead.", parser=finite_number)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing review folder (built beside it, swapped in when complete).")] = False,
 ) -> None:
     """Contact sheets and an HTML index of every pair (WL | LL brightened, skeletons on both) with label flags."""

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from exlpose_data.cli.common import choose, err_console, fail, handle_errors, new_app, out_console, progress_bar, warn
+from exlpose_data.cli.common import choose, err_console, fail, finite_number, handle_errors, new_app, out_console, progress_bar, warn
 from exlpose_data.errors import UsageError
 from exlpose_data.evaluation import PROTOCOLS, evaluate_keypoints
 
-from .options import DEVICE_HELP, check_device, check_finite
+from .options import DEVICE_HELP, check_device
 from .splits import SPLIT_HELP
 
 if TYPE_CHECKING:  # the train module imports torch; scoring predictions does not need it
@@ -101,10 +101,10 @@ def train(
     heatmap_size: Annotated[str | None, typer.Option(help="heatmap HEIGHTxWIDTH (default 64x48)")] = None,
     epochs: Annotated[int | None, typer.Option(help="epochs (default 32)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="pairs per step over all processes (default 32)")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 5e-4)")] = None,
-    lupi_weight: Annotated[float | None, typer.Option(help="multiplier of the Gram LUPI term (default 1)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 5e-4)", parser=finite_number)] = None,
+    lupi_weight: Annotated[float | None, typer.Option(help="multiplier of the Gram LUPI term (default 1)", parser=finite_number)] = None,
     lupi_gram: Annotated[str | None, typer.Option(help="gram-reference (the reference's 1e-4 x 0.2, summed over the batch; default) | gram (Eq. 3 averaged)")] = None,
-    lupi_feat_weight: Annotated[float | None, typer.Option(help="multiplier of LUPI-feat's term (default 1)")] = None,
+    lupi_feat_weight: Annotated[float | None, typer.Option(help="multiplier of LUPI-feat's term (default 1)", parser=finite_number)] = None,
     wl_normalisation: Annotated[str | None, typer.Option(help="reference (the dataset's statistics; default) | imagenet")] = None,
     padding: Annotated[str | None, typer.Option(help="mean (the reference's pixel means; default) | zero")] = None,
     heatmap_convention: Annotated[str | None, typer.Option(help="ours (default) | reference (floor(x/4) targets, 4j+2 decoding)")] = None,
@@ -122,8 +122,8 @@ def train(
     steps_per_epoch: Annotated[int | None, typer.Option(help="cap on steps per epoch (smoke runs)")] = None,
     enhancer: Annotated[str | None, typer.Option(help="enhance LL images (training and test): lime | onnx:MODEL.onnx")] = None,
     enhance_cache: Annotated[Path | None, typer.Option(help="folder caching enhanced images (default <output-dir>/enhanced)")] = None,
-    lime_downscale: Annotated[float | None, typer.Option(help="LIME solves the illumination at this scale (default 1: full resolution)")] = None,
-    adapt_weight: Annotated[float | None, typer.Option(help="dann: domain loss weight (default 1); advent: adversarial weight (default 1e-3)")] = None,
+    lime_downscale: Annotated[float | None, typer.Option(help="LIME solves the illumination at this scale (default 1: full resolution)", parser=finite_number)] = None,
+    adapt_weight: Annotated[float | None, typer.Option(help="dann: domain loss weight (default 1); advent: adversarial weight (default 1e-3)", parser=finite_number)] = None,
     resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint (or evaluate it with --test-only)")] = None,
     test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate the --resume checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the training run in --output-dir: the new run is built beside it and swapped in when it completes")] = False,
@@ -136,7 +136,6 @@ def train(
 
     if ctx.invoked_subcommand is not None:
         return
-    check_finite(lr=lr, lupi_weight=lupi_weight, lupi_feat_weight=lupi_feat_weight, lime_downscale=lime_downscale, adapt_weight=adapt_weight)
     if device is not None:
         check_device(device)
     overrides: dict[str, Any] = {

@@ -5,18 +5,17 @@ torch accepts or rejects device strings in its own words, deep inside the first 
 ``RuntimeError`` about backends, ``''`` an index error, ``cuda:7`` on a one-GPU machine an "invalid device
 ordinal" in the middle of a run). Every baselines command with ``--device`` (train, eval model/gaps/table,
 predict) passes its value through :func:`check_device` first, so a wrong one ends in one line naming the
-option and the accepted forms. A number option given as ``nan`` or ``inf`` (which Python's float parsing accepts)
-is refused by :func:`check_finite` naming the option.
+option and the accepted forms. (Number options given as ``nan`` or ``inf`` are refused by their parser,
+``exlpose_data.cli.common.finite_number``, naming the option.)
 """
 
 from __future__ import annotations
 
-import math
 import re
 
 from exlpose_data.errors import UsageError
 
-__all__ = ["check_device", "check_finite", "DEVICE_HELP"]
+__all__ = ["check_device", "DEVICE_HELP"]
 
 DEVICE_HELP = "cpu | cuda | cuda:N (mps on Apple silicon)"
 
@@ -58,10 +57,3 @@ def check_device(device: str, option: str = "--device") -> str:
         raise UsageError(f"{option} {device!r}: this machine has {count} CUDA device{'s' if count != 1 else ''} (cuda:0"
                          f"{f' to cuda:{count - 1}' if count > 1 else ''})")
     return text
-
-
-def check_finite(**options: float | None) -> None:
-    """Refuse a non-finite value of any ``option_name=value`` given (None: not given); ``lr`` is named ``--lr``."""
-    for name, value in options.items():
-        if value is not None and not math.isfinite(value):
-            raise UsageError(f"--{name.replace('_', '-')} {value}: expected a finite number")

@@ -357,3 +357,22 @@ def test_every_command_that_can_replace_an_output_says_so_in_its_help(command: s
     result = CliRunner().invoke(app, [*command.split(), "--help"], env={"COLUMNS": "200"}, terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "--overwrite" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["align", "check", "ALIGN.json", "--max-median-px", "nan"], "--max-median-px"),
+        (["split", "by-gain", "a.json", "--out", "o", "--thresholds", "15", "inf"], "--thresholds"),
+        (["annotate", "tasks", "ROOT", "--out", "o", "--ll-gain", "nan"], "--ll-gain"),
+        (["capture", "plan", "--preset", "outdoor", "--exposure-us", "nan", "--gain-db", "4"], "--exposure-us"),
+    ],
+)
+def test_number_options_of_every_tool_name_themselves(tmp_path: Path, capsys, args: list[str], option: str) -> None:
+    from exlpose.cli import app
+
+    with pytest.raises(SystemExit) as exc:
+        app(args, prog_name="exlpose")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert err.startswith(f"error: {option} ") and "expected a finite number" in err and len(err.splitlines()) == 1, err

@@ -15,7 +15,7 @@ import numpy as np
 import typer
 
 from exlpose_data.atomic import write_image_atomic
-from exlpose_data.cli.common import err_console, handle_errors, new_app, progress_bar
+from exlpose_data.cli.common import err_console, finite_number, handle_errors, new_app, progress_bar
 from exlpose_data.datasets.sources import decode_image
 from exlpose_data.errors import InputError, UsageError
 
@@ -105,19 +105,17 @@ def _report(seconds: list[float], out: Path) -> None:
 def lime(
     inputs: Inputs,
     out: Out,
-    alpha: Annotated[float, typer.Option(help="weight of the structure-aware smoothness term")] = 0.15,
-    sigma: Annotated[float, typer.Option(help="Gaussian window of weight strategy 3 (pixels)")] = 2.0,
-    gamma: Annotated[float, typer.Option(help="gamma applied to the illumination map")] = 0.8,
+    alpha: Annotated[float, typer.Option(help="weight of the structure-aware smoothness term", parser=finite_number)] = 0.15,
+    sigma: Annotated[float, typer.Option(help="Gaussian window of weight strategy 3 (pixels)", parser=finite_number)] = 2.0,
+    gamma: Annotated[float, typer.Option(help="gamma applied to the illumination map", parser=finite_number)] = 0.8,
     strategy: Annotated[int, typer.Option(help="weight strategy of the paper: 1, 2 or 3")] = 3,
-    downscale: Annotated[float, typer.Option(help="solve the illumination at this scale (ours; 1 = full resolution)")] = 1.0,
+    downscale: Annotated[float, typer.Option(help="solve the illumination at this scale (ours; 1 = full resolution)", parser=finite_number)] = 1.0,
     bits: Bits = 8,
     overwrite: Overwrite = False,
 ) -> None:
     """LIME (Guo et al., TIP 2017): illumination = max over channels, refined, gamma-corrected; output = input / illumination."""
-    from ..options import check_finite
     from .lime import Lime, LimeSettings
 
-    check_finite(alpha=alpha, sigma=sigma, gamma=gamma, downscale=downscale)
     try:
         settings = LimeSettings(alpha=alpha, sigma=sigma, gamma=gamma, strategy=strategy, downscale=downscale)  # type: ignore[arg-type]
     except ValueError as exc:

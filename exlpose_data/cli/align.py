@@ -10,7 +10,7 @@ import typer
 
 from ..errors import UsageError
 from ..outputs import check_output
-from .common import err_console, handle_errors, new_app, progress_callback
+from .common import err_console, finite_number, handle_errors, new_app, progress_callback
 
 app = new_app("Align the well-lit camera to the low-light camera: estimate, check, apply, calibrate.")
 
@@ -104,11 +104,11 @@ def check(
     ll: LlOpt = None,
     mirror: MirrorOpt = None,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="folder for residuals.png (and difference.png with a reference pair)")] = None,
-    max_median_px: Annotated[float, typer.Option(help="limit on the held-out residual median (px), raised to 2x the measurement noise; <= 0 disables")] = 0.5,
-    max_p95_px: Annotated[float, typer.Option(help="limit on the held-out residual 95th percentile (px), raised to 4x the measurement noise; <= 0 disables")] = 1.5,
-    max_corner_px: Annotated[float, typer.Option(help="limit on the initial/refined corner disagreement (px); <= 0 disables (default: reported only)")] = 0.0,
-    min_psnr_db: Annotated[Optional[float], typer.Option(help="lower limit on the masked PSNR of the aligned reference")] = None,
-    min_ssim: Annotated[Optional[float], typer.Option(help="lower limit on the masked SSIM of the aligned reference")] = None,
+    max_median_px: Annotated[float, typer.Option(help="limit on the held-out residual median (px), raised to 2x the measurement noise; <= 0 disables", parser=finite_number)] = 0.5,
+    max_p95_px: Annotated[float, typer.Option(help="limit on the held-out residual 95th percentile (px), raised to 4x the measurement noise; <= 0 disables", parser=finite_number)] = 1.5,
+    max_corner_px: Annotated[float, typer.Option(help="limit on the initial/refined corner disagreement (px); <= 0 disables (default: reported only)", parser=finite_number)] = 0.0,
+    min_psnr_db: Annotated[Optional[float], typer.Option(help="lower limit on the masked PSNR of the aligned reference", parser=finite_number)] = None,
+    min_ssim: Annotated[Optional[float], typer.Option(help="lower limit on the masked SSIM of the aligned reference", parser=finite_number)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON line")] = False,
 ) -> None:
     """Report held-out residuals, corner disagreement and masked PSNR/SSIM; exit 1 when a limit is exceeded.

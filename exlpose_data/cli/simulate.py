@@ -16,7 +16,7 @@ from ..simulate.feeds import simulate_feeds
 from ..simulate.poses import SourceScene, poses_from_document
 from ..simulate.release import simulate_release
 from ..simulate.runner import default_workers
-from .common import handle_errors, new_app, out_console, progress_callback
+from .common import finite_number, handle_errors, new_app, out_console, progress_callback
 
 __all__ = ["app", "main"]
 
@@ -33,7 +33,7 @@ Workers = Annotated[int, typer.Option(min=0, help="Processes (0 = all cores).")]
 Config = Annotated[Optional[Path], typer.Option(help="YAML/JSON file of SimulationConfig settings (docs/simulate.md).")]
 Backgrounds = Annotated[Optional[Path], typer.Option(help="Folder of background photographs [default: procedural].")]
 Preset = Annotated[Optional[str], typer.Option(help="Exposure ladder: auto, outdoor (k=1,2,4,8,12) or indoor (k=1,2,3,4,6).")]
-Distortion = Annotated[Optional[float], typer.Option(help="Residual radial distortion k1 of the WL path [default: 0].")]
+Distortion = Annotated[Optional[float], typer.Option(help="Residual radial distortion k1 of the WL path [default: 0].", parser=finite_number)]
 Mirror = Annotated[Optional[str], typer.Option(help="Camera mirrored by the beam splitter: none, ll or wl [default: none].")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
@@ -59,8 +59,8 @@ def _prepare(config_file: Path | None, size: str | None, frames: int | None, pre
 def release(out: Out, scenes: Scenes = 10, size: Size = None, seed: Seed = 0, poses_from: PosesFrom = None,
             frames: Frames = None, workers: Workers = 0, config: Config = None, backgrounds: Backgrounds = None,
             preset: Preset = None, distortion: Distortion = None, mirror: Mirror = None,
-            test_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of scenes in the test split.")] = 0.2,
-            val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of scenes in a validation split.")] = 0.0,
+            test_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of scenes in the test split.", parser=finite_number)] = 0.2,
+            val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of scenes in a validation split.", parser=finite_number)] = 0.0,
             quiet: Quiet = False, overwrite: Overwrite = False) -> None:
     """Write a simulated dataset in the official release layout (bright/, dark/, pair list, annotations, manifest).
 

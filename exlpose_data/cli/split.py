@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..layout import PAIRS_FILE, read_pairs
 from ..naming import ANNOTATION_PREFIX, annotation_file_name
 from ..release import open_release
 from ..schema import load_document
 from ..split import (DEFAULT_THRESHOLDS, PairMap, SplitWrite, check_split_output, gain_split_names, scene_split_files,
                      scene_split_names, split_by_gain, split_by_scene, unpaired_warning, write_split)
-from .common import handle_errors, new_app, warn
+from .common import finite_number, handle_errors, new_app, warn
 
 app = new_app("Split annotation files: by-gain (LL-N/H/E) or by-scene (train/val/test).")
 
@@ -75,6 +76,8 @@ def by_gain(
     num_keypoints recomputed (not a crowd region's) and area (w*h*0.53) added; crowdIndex kept as the file gives it
     (computed where absent); keypoints, boxes and images are kept.
     """
+    if not all(math.isfinite(t) for t in thresholds):  # a tuple option takes no parser: the same rule here
+        raise UsageError(f"--thresholds {thresholds[0]} {thresholds[1]}: expected a finite number for each")
     if thresholds[0] >= thresholds[1]:
         raise InputError(f"--thresholds must increase, got {thresholds[0]} {thresholds[1]}")
     inputs = _inputs(annotations, pairs)
@@ -97,9 +100,9 @@ def by_gain(
 def by_scene(
     annotations: Annotated[Path, typer.Argument(help="Annotation file covering all scenes.")],
     out: OutOpt,
-    test_fraction: Annotated[float, typer.Option(help="Fraction of scenes for test.")],
+    test_fraction: Annotated[float, typer.Option(help="Fraction of scenes for test.", parser=finite_number)],
     seed: Annotated[int, typer.Option(help="Seed of the scene shuffle.")],
-    val_fraction: Annotated[float, typer.Option(help="Fraction of scenes for validation.")] = 0.0,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of scenes for validation.", parser=finite_number)] = 0.0,
     prefix: Annotated[str, typer.Option(help="File name prefix.")] = ANNOTATION_PREFIX,
     pairs: PairsOpt = None,
     overwrite: OverwriteOpt = False,
