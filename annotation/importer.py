@@ -27,7 +27,7 @@ from exlpose_data.annotations import normalise_document
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.imageio import image_size
 from exlpose_data.jsonio import dumps_json, load_json
-from exlpose_data.layout import MANIFEST_FILE, PAIRS_FILE, annotations_dir, update_manifest
+from exlpose_data.layout import MANIFEST_FILE, PAIRS_FILE, annotations_dir, load_manifest, update_manifest
 from exlpose_data.naming import annotation_file_name
 from exlpose_data.outputs import check_output
 from exlpose_data.provenance import recorded_run
@@ -327,6 +327,8 @@ def import_annotations(
     inputs = {"labels": path}
     if (release.image_root / PAIRS_FILE).is_file():
         inputs["pairs"] = release.image_root / PAIRS_FILE
+    if (release.image_root / MANIFEST_FILE).is_file():
+        load_manifest(release.image_root)  # refused now if broken, not after the files it should list are written
     with recorded_run(out, f"annotate import {split}", command="exlpose annotate import", settings=settings, inputs=inputs,
                       overwrite=overwrite) as run:
         write_pair(wl_path, wl_text, ll_path, ll_text)

@@ -48,6 +48,7 @@ __all__ = [
     "safe_relpath",
     "find_dataset_root",
     "update_dataset_manifest",
+    "check_dataset_manifest",
     "normalise_image_path",
     "NameIndex",
 ]
@@ -220,6 +221,18 @@ def find_dataset_root(path: str | os.PathLike, levels: int = 2) -> Path | None:
         if (cand / MANIFEST_FILE).is_file():
             return cand
     return None
+
+
+def check_dataset_manifest(folder: str | os.PathLike) -> Path | None:
+    """Read the manifest of the dataset ``folder`` lies in (if any) strictly, before a command writes there.
+
+    A broken manifest is refused (:class:`InputError`) before anything is written, rather than found after the
+    files that it should list were written. Returns the dataset root, or None outside any dataset.
+    """
+    root = find_dataset_root(folder) if Path(folder).exists() else find_dataset_root(Path(folder).parent)
+    if root is not None:
+        load_manifest(root)
+    return root
 
 
 def update_dataset_manifest(written_dir: str | os.PathLike) -> Path | None:

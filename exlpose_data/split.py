@@ -21,7 +21,7 @@ from .annotations import normalise_document, placeholder_crowd_index
 from .atomic import write_json_atomic
 from .errors import InputError, NameGrammarError, UsageError
 from .exposure import wl_gain_from_ll
-from .layout import NameIndex, annotations_dir, normalise_image_path, update_dataset_manifest, update_manifest
+from .layout import NameIndex, annotations_dir, check_dataset_manifest, load_manifest, normalise_image_path, update_dataset_manifest, update_manifest
 from .lighting import Lighting
 from .naming import ANNOTATION_PREFIX, annotation_file_name, parse_name
 from .outputs import check_output, what_is
@@ -376,6 +376,7 @@ def write_split(
     """
     check_split_output(out, files, inputs=inputs.values(), overwrite=overwrite)
     folder = Path(out)
+    check_dataset_manifest(folder)
     with recorded_run(folder, step, command=command, settings=settings, inputs=inputs, overwrite=overwrite) as run:
         written = []
         for name, doc in files.items():
@@ -413,6 +414,7 @@ def write_release_annotations(
         pairs: bright path -> dark path.
     """
     out_dir = annotations_dir(root, layout)
+    load_manifest(root)  # a broken manifest is refused before the files it should list are written
     pmap = PairMap(pairs)
     scene_split = split_by_scene(doc, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
     # The test part is written by gain below; the split's documents are normalised already.

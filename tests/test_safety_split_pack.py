@@ -264,3 +264,13 @@ def test_a_simulation_config_with_a_duplicate_key_is_refused(tmp_path):
     assert res.exit_code == 2, res.output
     assert res.output.startswith(f"error: {cfg}: line 4 column 1: key 'frames_per_scene' given more than once")
     assert not (tmp_path / "f").exists()
+
+
+def test_a_broken_manifest_is_refused_before_a_split_writes_into_the_dataset(dataset):
+    root, _ = dataset
+    ann = root / "annotations"
+    (root / "manifest.json").write_text('{"version": 1, "files": {}, "files": {}}')
+    before = sorted(p.name for p in ann.iterdir())
+    res = _by_scene(ann / "ExLPose_all_WL.json", ann)
+    assert res.exit_code == 2 and "manifest.json: (top level): key 'files' given more than once" in res.output, res.output
+    assert sorted(p.name for p in ann.iterdir()) == before  # no split file, no provenance record
