@@ -167,6 +167,9 @@ def test_lime_baseline_all_trains_and_evaluates(sim, tmp_path):  # noqa: F811
     assert len(key_dirs) == 1 and key_dirs[0].name.startswith("lime-")
     train_ll = {Path(p).name for p in (sim / "brightPath2darkPath.txt").read_text().split() if p.startswith("dark/")}
     assert {p.name[: -len(".png")] for p in key_dirs[0].rglob("*.png")} == train_ll  # train and test LL images, once each
+    # the cache records what made it, and that the fill finished
+    entry = json.loads((key_dirs[0] / ".exlpose-provenance.json").read_text())["steps"]["enhancement cache"]
+    assert entry["state"] == "complete" and entry["settings"]["enhancer"]["enhancer"] == "lime"
 
 
 def test_predict_enhances_ll_images_of_an_enhancer_checkpoint(tmp_path):

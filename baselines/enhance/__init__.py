@@ -42,5 +42,12 @@ def attach_enhancer(dataset: Any, cfg: Any, *, fill: bool = False) -> Any:
     cache = Path(cfg.enhance_cache) if cfg.enhance_cache is not None else Path(cfg.output_dir) / "enhanced"
     enhance_dataset(dataset, enhancer, cache)
     if fill:
-        fill_cache(dataset)
+        from exlpose_data.provenance import recorded_run
+
+        # The cache folder is keyed by the enhancer's identity, so settings can never mix in it; the record says
+        # what made it, and stays "incomplete" when a fill is interrupted. It owns no files: images cached for
+        # another dataset sharing the folder are never removed by this fill.
+        with recorded_run(dataset.source.folder, "enhancement cache", command="exlpose-train enhancement cache",
+                          settings={"enhancer": enhancer.identity()}, inputs={}):
+            fill_cache(dataset)
     return dataset
