@@ -60,7 +60,8 @@ class ToolApp(typer.Typer):
 
 def new_app(help_text: str, *, name: str | None = None) -> typer.Typer:
     """A typer app with the toolkit's settings (no shell-completion options, one-line usage errors)."""
-    return ToolApp(name=name, help=help_text, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+    return ToolApp(name=name, help=help_text, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                   rich_markup_mode=None)
 
 
 class NotANumber(typer.BadParameter):
