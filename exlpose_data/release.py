@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import InputError, NameGrammarError
 from .layout import BRIGHT_DIR, DARK_DIR, PAIRS_FILE, NameIndex, annotations_dir, normalise_image_path, read_pairs
-from .naming import LONG_SPLIT_NAMES, ImageName, annotation_key, parse_name
+from .naming import ANNOTATION_PREFIX, LONG_SPLIT_NAMES, ImageName, annotation_key, parse_name
 
 __all__ = ["Pair", "Release", "open_release", "pair_by_grammar", "find_annotation_dir"]
 
@@ -112,7 +112,14 @@ class Release:
             short = short.replace(f"-{long}", f"-{s}")
         files = self.annotation_files()
         if short not in files:
-            raise InputError(f"{self.annotation_dir or self.image_root}: no annotation file for {key!r}; have {sorted(files) or 'none'}")
+            where = self.annotation_dir or self.image_root
+            hint = ""
+            part, _, condition = short.partition("_")
+            if condition.startswith("LL-") and f"{part}_LL" in files:
+                # by-scene writes <part>_LL/_WL; the per-gain files are by-gain's
+                hint = (f"; 'exlpose-split by-gain {files[part + '_LL']} --out {where} --prefix {ANNOTATION_PREFIX}_{part} "
+                        f"--pairs {self.image_root}' writes the {part} LL-N/H/E/A files")
+            raise InputError(f"{where}: no annotation file for {key!r}; have {sorted(files) or 'none'}{hint}")
         return files[short]
 
 

@@ -39,9 +39,13 @@ def validate_predictions(
         where = f"{source}: result {i}"
         if not isinstance(res, dict):
             raise InputError(f"{where}: expected an object, got {type(res).__name__}")
+        if "image_id" not in res and "image" in res:
+            raise InputError(f"{where}: names its image by path ('image'), as exlpose-predict's keypoints.json does; "
+                             "this needs COCO keypoint results, which name the ground-truth image by 'image_id' "
+                             "(exlpose-eval model CKPT --dataset ROOT scores a checkpoint on a split directly)")
         for key in ("image_id", "keypoints", "score"):
             if key not in res:
-                raise InputError(f"{where}: missing field '{key}'")
+                raise InputError(f"{where}: missing field '{key}' (COCO keypoint results: image_id, category_id, keypoints, score)")
         image_id = res["image_id"]
         if not isinstance(image_id, int) or isinstance(image_id, bool):
             raise InputError(f"{where}: image_id must be an integer, got {image_id!r}")
