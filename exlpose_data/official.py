@@ -47,7 +47,9 @@ def internal_name(bright_path: str) -> str:
         raise InputError(f"{bright_path}: {exc}") from None
     if name.site and name.site not in OFFICIAL_SITES:
         known = ", ".join(sorted(OFFICIAL_SITES))
-        raise InputError(f"{bright_path}: site {name.site!r}: the authors' loaders only spell sites {known} or none; their test.py cannot open this image")
+        raise InputError(f"{bright_path}: site {name.site!r}: the authors' loaders only spell sites {known} or none; their test.py "
+                         "cannot open this image (record such scenes with --site '' or one of those; a simulated release: "
+                         "exlpose simulate release --site '')")
     site = name.site if OFFICIAL_SITES.get(name.site) else ""
     return f"imgs_{name.date}{site}_vid{name.video:06d}_exp{name.ratio}_img_{name.frame:06d}__exposure_{name.exposure_us}.{name.ext}"
 

@@ -58,3 +58,21 @@ def test_the_main_jobs_default_outputs_are_not_left_untracked() -> None:
     for path in ("demo-run/report.html", "runs/exlpose/checkpoint.pth", "predictions/keypoints.json"):
         res = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
         assert res.returncode == 0, f"{path} is not ignored"
+
+
+@pytest.mark.slow
+def test_a_simulated_release_the_authors_loaders_can_read_is_one_option_away(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from exlpose.cli import app
+
+    runner = CliRunner()
+    common = ["--scenes", "2", "--size", "160x100", "--frames", "1", "--quiet", "--workers", "1"]
+    assert runner.invoke(app, ["simulate", "release", "--out", str(tmp_path / "sim"), *common]).exit_code == 0
+    res = runner.invoke(app, ["export", "official", str(tmp_path / "sim"), "--out", str(tmp_path / "exp")])
+    assert res.exit_code == 2 and "a simulated release: exlpose simulate release --site ''" in res.output
+    assert runner.invoke(app, ["simulate", "release", "--out", str(tmp_path / "plain"), "--site", "", *common]).exit_code == 0
+    assert all("_sim_" not in p.name for p in (tmp_path / "plain" / "bright").iterdir())
+    res = runner.invoke(app, ["export", "official", str(tmp_path / "plain"), "--out", str(tmp_path / "exp")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "exp" / "Annotations" / "ExLPose" / "ExLPose_test_LL-All_trans.json").is_file()

@@ -36,12 +36,13 @@ Preset = Annotated[Optional[str], typer.Option(help="Exposure ladder: auto, outd
 Distortion = Annotated[Optional[float], typer.Option(help="Residual radial distortion k1 of the WL path [default: 0].", parser=finite_number)]
 Mirror = Annotated[Optional[str], typer.Option(help="Camera mirrored by the beam splitter: none, ll or wl [default: none].")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Site = Annotated[Optional[str], typer.Option(help="Site word in the release names; '' for none (the authors' loaders spell only none, 3, bulguksa, hwangridan, manridang) [default: sim].")]
 
 
 def _prepare(config_file: Path | None, size: str | None, frames: int | None, preset: str | None, distortion: float | None,
-             mirror: str | None, poses_from: Path | None, backgrounds: Path | None, workers: int,
+             mirror: str | None, poses_from: Path | None, backgrounds: Path | None, workers: int, site: str | None = None,
              ) -> tuple[SimulationConfig, list[SourceScene] | None, list[Path] | None, int]:
-    overrides: dict[str, Any] = {"frames_per_scene": frames, "protocol": {"preset": preset},
+    overrides: dict[str, Any] = {"frames_per_scene": frames, "protocol": {"preset": preset}, "site": site,
                                  "geometry": {"k1": distortion, "mirror": mirror},
                                  "backgrounds": str(backgrounds) if backgrounds else None}
     if size is not None:
@@ -61,14 +62,14 @@ def release(out: Out, scenes: Scenes = 10, size: Size = None, seed: Seed = 0, po
             preset: Preset = None, distortion: Distortion = None, mirror: Mirror = None,
             test_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of scenes in the test split.", parser=finite_number)] = 0.2,
             val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of scenes in a validation split.", parser=finite_number)] = 0.0,
-            quiet: Quiet = False, overwrite: Overwrite = False) -> None:
+            site: Site = None, quiet: Quiet = False, overwrite: Overwrite = False) -> None:
     """Write a simulated dataset in the official release layout (bright/, dark/, pair list, annotations, manifest).
 
     Example: exlpose simulate release --out sim --scenes 20 --seed 1
     """
     if test_fraction + val_fraction >= 1.0:
         raise UsageError("--test-fraction plus --val-fraction must leave scenes for training (sum < 1)")
-    cfg, sources, bg_files, n_workers = _prepare(config, size, frames, preset, distortion, mirror, poses_from, backgrounds, workers)
+    cfg, sources, bg_files, n_workers = _prepare(config, size, frames, preset, distortion, mirror, poses_from, backgrounds, workers, site)
     with progress_callback("simulating scenes", disable=quiet) as progress:
         summary = simulate_release(cfg, out, scenes=scenes, seed=seed, workers=n_workers, sources=sources, backgrounds=bg_files,
                                    test_fraction=test_fraction, val_fraction=val_fraction, progress=progress,
@@ -81,13 +82,13 @@ def release(out: Out, scenes: Scenes = 10, size: Size = None, seed: Seed = 0, po
 @handle_errors
 def feeds(out: Out, scenes: Scenes = 2, size: Size = None, seed: Seed = 0, poses_from: PosesFrom = None,
           frames: Frames = None, workers: Workers = 0, config: Config = None, backgrounds: Backgrounds = None,
-          preset: Preset = None, distortion: Distortion = None, mirror: Mirror = None, quiet: Quiet = False,
+          preset: Preset = None, distortion: Distortion = None, mirror: Mirror = None, site: Site = None, quiet: Quiet = False,
           overwrite: Overwrite = False) -> None:
     """Write raw frames for the pylon camera emulator: OUT/<scene>/<k>/{ll,wl}/NNNNNN.png plus OUT/feeds.json.
 
     Example: exlpose simulate feeds --out feeds --scenes 2 --frames 3
     """
-    cfg, sources, bg_files, n_workers = _prepare(config, size, frames, preset, distortion, mirror, poses_from, backgrounds, workers)
+    cfg, sources, bg_files, n_workers = _prepare(config, size, frames, preset, distortion, mirror, poses_from, backgrounds, workers, site)
     with progress_callback("simulating feeds", disable=quiet) as progress:
         doc = simulate_feeds(cfg, out, scenes=scenes, seed=seed, workers=n_workers, sources=sources, backgrounds=bg_files,
                              progress=progress, inputs={"config": config, "poses_from": poses_from}, overwrite=overwrite)
