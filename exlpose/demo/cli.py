@@ -4,6 +4,7 @@ stats -> pack -> train two models -> evaluate -> report."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +24,7 @@ app = new_app("Run the whole pipeline end to end on the emulated rig and write a
 EMULATOR_ENV = {"PYLON_CAMEMU": "2"}
 MODELS = ("baseline-all", "lsbn-lupi")
 SPLITS = ("LL-N", "LL-H", "LL-E", "LL-A", "WL")
+NO_TEST_IMAGES = "no test images"
 
 
 @app.command()
@@ -233,7 +235,7 @@ def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, hist
     for variant, table in ap.items():
         row: dict[str, Any] = {"model": variant}
         for split in SPLITS:
-            row[split] = table["AP"].get(split)
+            row[split] = table["AP"].get(split, NO_TEST_IMAGES)
         ap_rows.append(row)
     steps = s.epochs * s.steps_per_epoch
     text = (f"A smoke run: {steps} training steps from scratch on a handful of tiny synthetic images, to show that every stage "
@@ -242,11 +244,19 @@ def _report(out: Path, truth: dict, crops: dict, checks: dict, stats: dict, hist
             + (f"{s.train_scenes} further scenes the simulator wrote straight into the release layout (training-scenes/); evaluated on "
                "the captured, aligned and imported held-out scenes. " if s.train_scenes else "the captured training scenes; evaluated on the held-out scenes. ")
             + "A short run on synthetic data: it shows that the trainer learns, not how well the method does on ExLPose.")
+    if any(v == NO_TEST_IMAGES for r in ap_rows for v in r.values()):
+        text += (f" '{NO_TEST_IMAGES}': none of the held-out images falls in that split's gain range in this run "
+                 "(the simulator draws each scene's gains at random), so it has no AP.")
     sections.append({"title": "AP@0.5:0.95 per split (CrowdPose protocol, GT boxes)", "table": ap_rows, "text": text})
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     sections.append({"title": "Models", "table": [
-        {"model": v, "parameters (M)": t["params_m"], "latency per crop (ms)": t["latency_ms"], "protocol": t["protocol"]} for v, t in ap.items()]})
+        {"model": v, "parameters (M)": t["params_m"], "latency per crop (ms)": t["latency_ms"], "protocol": t["protocol"]} for v, t in ap.items()],
+        "text": "Latency: one person crop, batch 1, on this machine's CPU while the demo ran"
+                + (f" (load average {load:.1f} when the report was written)" if load is not None else "")
+                + ": other stages and processes shared the cores, so it is an upper bound, not a benchmark "
+                  "(benchmarks/ measures speed on an idle machine, against a baseline in the same run)."})
     results = {"title": f"exlpose demo ({'quick' if quick else 'full'})", "sections": sections, "stages": runner.stages,
-               "ap": {r["model"]: {k: v for k, v in r.items() if k != "model"} for r in ap_rows}}
+               "ap": {r["model"]: {k: (None if v == NO_TEST_IMAGES else v) for k, v in r.items() if k != "model"} for r in ap_rows}}
     write_report(out, results)
     return results
 
@@ -267,8 +277,23 @@ def _sample_pairs(out: Path, root: Path, runner: Runner, count: int = 3) -> list
     runner.command("report", ["annotate", "review", str(root), "--out", str(review)])
     tiles = sorted((review / "pairs").glob("*.png"))
     picked = [tiles[int(i)] for i in np.linspace(0, len(tiles) - 1, min(count, len(tiles)))] if tiles else []
-    names = []
+    names: list[dict[str, str]] = []
     for t in picked:
-        shutil.copyfile(t, out / f"sample_{len(names)}.png")
-        names.append(f"sample_{len(names)}.png")
+        path = f"sample_{len(names)}.png"
+        shutil.copyfile(t, out / path)
+        names.append({"path": path, "caption": sample_caption(t.stem)})
     return names
+
+
+def sample_caption(stem: str) -> str:
+    """What a review tile shows, from the release name of its well-lit image."""
+    from exlpose_data.naming import parse_name
+
+    try:
+        n = parse_name(f"bright/{stem}.png")
+    except ValueError:
+        return f"{stem}: well-lit image (left), low-light twin brightened for display (right), ground-truth skeletons"
+    site = f" {n.site}" if n.site else ""
+    return (f"scene {n.date}{site} video {n.video}, frame {n.frame}: R = {n.ratio} (exposure cut k = {n.ratio / 100:g} behind "
+            f"the 1% ND filter), exposure {n.exposure_us} us, WL gain {n.gain_db:.2f} dB. Left: the well-lit image; right: its "
+            "low-light twin, brightened for display only; ground-truth skeletons on both")

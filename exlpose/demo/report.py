@@ -43,6 +43,8 @@ def plot_curves(series: dict[str, list[float]], path: str | Path, *, title: str 
         cv2.putText(img, f"{lo + frac * (hi - lo):.3g}", (4, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, f"{x_label} (1..{n})", (w // 2 - 40, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, title, (left, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    # Curves that run on top of each other (two models from one seed, early in training) must all stay visible:
+    # the first is drawn thick and solid, each later one thinner, dashed and with its own marker on every point.
     for i, (name, vals) in enumerate(series.items()):
         colour = _COLOURS[i % len(_COLOURS)]
         pts = [
@@ -51,10 +53,39 @@ def plot_curves(series: dict[str, list[float]], path: str | Path, *, title: str 
             if np.isfinite(v)
         ]
         if len(pts) > 1:
-            cv2.polylines(img, [np.array(pts, np.int32)], False, colour, 2, cv2.LINE_AA)
-        cv2.putText(img, name, (w - right - 170, top + 18 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+            if i == 0:
+                cv2.polylines(img, [np.array(pts, np.int32)], False, colour, 4, cv2.LINE_AA)
+            else:
+                _dashed(img, pts, colour)
+        for p in pts:
+            _marker(img, p, i, colour)
+        last = next((v for v in reversed(vals) if np.isfinite(v)), None)
+        label = name if last is None else f"{name} (last {last:.4g})"
+        y = top + 18 + 16 * i
+        _marker(img, (w - right - 230, y - 4), i, colour)
+        cv2.putText(img, label, (w - right - 220, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
     write_image_atomic(path, img)
     return Path(path)
+
+
+def _dashed(img: np.ndarray, pts: list[tuple[int, int]], colour: tuple[int, int, int], dash: int = 8) -> None:
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        length = max(1.0, float(np.hypot(x1 - x0, y1 - y0)))
+        for start in np.arange(0.0, length, 2 * dash):
+            a, b = start / length, min(start + dash, length) / length
+            cv2.line(img, (int(x0 + a * (x1 - x0)), int(y0 + a * (y1 - y0))), (int(x0 + b * (x1 - x0)), int(y0 + b * (y1 - y0))),
+                     colour, 2, cv2.LINE_AA)
+
+
+def _marker(img: np.ndarray, p: tuple[int, int], index: int, colour: tuple[int, int, int]) -> None:
+    x, y = p
+    shape = index % 3
+    if shape == 0:
+        cv2.circle(img, (x, y), 4, colour, -1, cv2.LINE_AA)
+    elif shape == 1:
+        cv2.rectangle(img, (x - 4, y - 4), (x + 4, y + 4), colour, 2)
+    else:
+        cv2.drawMarker(img, (x, y), colour, cv2.MARKER_TILTED_CROSS, 10, 2)
 
 
 def _md_table(rows: list[dict[str, Any]]) -> str:
@@ -87,7 +118,7 @@ def write_report(out: str | Path, results: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and ``report.json`` into ``out``.
 
     ``results`` holds ``sections``: a list of ``{"title", "text"?, "table"?: [row dicts], "images"?: [relative
-    PNG paths]}`` in reading order, plus ``title`` and ``stages`` (name, seconds, status).
+    PNG paths, or {"path", "caption"}]}`` in reading order, plus ``title`` and ``stages`` (name, seconds, status).
     """
     out = Path(out)
     title = results.get("title", "exlpose demo")
@@ -102,9 +133,11 @@ def write_report(out: str | Path, results: dict[str, Any]) -> tuple[Path, Path]:
         if "table" in sec:
             md.append(_md_table(sec["table"]))
             body.append(_html_table(sec["table"]))
-        for img in sec.get("images", []):
-            md.append(f"\n![{img}]({img})\n")
-            body.append(f"<figure><img src='{html.escape(img)}' alt='{html.escape(img)}'><figcaption>{html.escape(img)}</figcaption></figure>")
+        for item in sec.get("images", []):
+            # an image is a path, or {"path", "caption"}: what the reader is looking at, not only its file name
+            img, caption = (item, item) if isinstance(item, str) else (item["path"], item.get("caption") or item["path"])
+            md.append(f"\n![{caption}]({img})\n\n_{caption}_\n")
+            body.append(f"<figure><img src='{html.escape(img)}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
     stages = results.get("stages", [])
     md.append("\n## Stages\n")
     md.append(_md_table(stages))
