@@ -16,6 +16,7 @@ __all__ = ["app", "main"]
 app = new_app("Annotation: tasks for annotators, import of CVAT/Label Studio/COCO/CrowdPose labels, review sheets, export.")
 
 _FORMATS = ("cvat", "label-studio", "coco", "crowdpose")
+_LISTED = 10  # names printed before "..."
 
 
 @app.command("tasks")
@@ -54,6 +55,7 @@ def import_cmd(
     box_from_keypoints: Annotated[bool, typer.Option("--box-from-keypoints", help="Give people without a box their joints' extent (marked in the output).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", "--force", help="Replace annotation files that already exist, also when an earlier import wrote them with other settings (--force: old name).")] = False,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="CVAT: accept frames nobody labelled as images with nobody in them.")] = False,
+    skip_unlabelled: Annotated[bool, typer.Option("--skip-unlabelled", help="Label Studio: import the labelled tasks and leave out those skipped or not labelled yet (listed; their pairs get no labels).")] = False,
     layout: Annotated[str, typer.Option("--layout", help="release (ROOT/annotations) or mmpose (ROOT/annotations/ExLPose): the default --out.")] = "release",
 ) -> None:
     """Import labels into the dataset's WL and LL annotation files (nothing is written if any problem is found)."""
@@ -69,18 +71,33 @@ def import_cmd(
         )
     choose(layout, tuple(ANNOTATION_LAYOUTS), "--layout")
     try:
-        result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints, overwrite=overwrite, allow_empty=allow_empty, layout=layout)
+        result = import_annotations(file, fmt, dataset, out, split=split_name, box_from_keypoints=box_from_keypoints, overwrite=overwrite, allow_empty=allow_empty, skip_unlabelled=skip_unlabelled, layout=layout)
     except AnnotationProblems as exc:
         for problem in exc.problems:
             err_console.print(str(problem), markup=False, soft_wrap=True)
         raise UsageError(f"{file}: {len(exc.problems)} problem(s); nothing was written") from None
     out_console.print(f"{result.images} images, {result.people} people -> {result.wl_path} and {result.ll_path}", markup=False)
+    if result.pairs_without_labels:  # part of the summary: which pairs these files leave without labels
+        few = ", ".join(result.pairs_without_labels[:_LISTED]) + (", ..." if len(result.pairs_without_labels) > _LISTED else "")
+        out_console.print(
+            f"{len(result.pairs_without_labels)} of {result.total_pairs} pairs of the dataset have no labels in this import: {few}", markup=False, soft_wrap=True
+        )
     for old in result.replaced:
         err_console.print(
             f"replaced {old.path}: it held {held_text(old.images, old.people)}, now {held_text(result.images, result.people)}", markup=False, soft_wrap=True
         )
     if result.empty_images:
         err_console.print(f"note: {len(result.empty_images)} image(s) recorded with nobody in them: {', '.join(result.empty_images)}", markup=False, soft_wrap=True)
+    if result.unlabelled:
+        listed = ", ".join(str(u) for u in result.unlabelled)
+        err_console.print(f"note: {len(result.unlabelled)} task(s) without a usable annotation left out: {listed}", markup=False, soft_wrap=True)
+    if result.joints_by_geometry:
+        err_console.print(
+            f"note: {result.joints_by_geometry} joint(s) given to a person only because they lie in its box alone (no parentID, no relation); "
+            "marked \"joints_by_geometry\" in the files and flagged by 'exlpose annotate review'", markup=False, soft_wrap=True,
+        )
+    for warning in result.warnings:
+        err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)
     if result.boxes_from_keypoints:
         err_console.print(f"note: {result.boxes_from_keypoints} box(es) derived from joints (marked \"bbox_source\": \"keypoints\")", markup=False)
 

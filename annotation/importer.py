@@ -27,6 +27,7 @@ from exlpose_data.annotations import normalise_document
 from exlpose_data.errors import InputError, UsageError
 from exlpose_data.imageio import image_size
 from exlpose_data.jsonio import dumps_json, load_json
+from exlpose_data.keypoints import crowdpose14
 from exlpose_data.layout import MANIFEST_FILE, PAIRS_FILE, annotations_dir, load_manifest, update_manifest
 from exlpose_data.naming import annotation_file_name
 from exlpose_data.outputs import check_output
@@ -38,7 +39,7 @@ from .checks import refuse_invalid
 from .formats.coco import read_coco, read_crowdpose
 from .formats.cvat import read_cvat
 from .formats.label_studio import read_label_studio
-from .labels import BOX_FROM_KEYPOINTS, ImageLabel, LabelSet, PersonLabel, keypoints_extent
+from .labels import BOX_FROM_KEYPOINTS, JOINTS_BY_GEOMETRY, ImageLabel, LabelSet, PersonLabel, UnlabelledImage, keypoints_extent
 from .pairwrite import write_pair
 from .problems import ProblemLog
 
@@ -81,7 +82,13 @@ class ReplacedFile:
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What an import wrote."""
+    """What an import wrote.
+
+    ``unlabelled``: images of the input left out because it gives no usable labels for them (``skip_unlabelled``);
+    ``pairs_without_labels``: bright names of the dataset's pairs the written files do not cover (of
+    ``total_pairs``); ``joints_by_geometry``: joints given to a person only because they lie in its box alone;
+    ``warnings``: what the reader read as written but may not be what the labeller meant.
+    """
 
     wl_path: Path
     ll_path: Path
@@ -90,6 +97,11 @@ class ImportResult:
     boxes_from_keypoints: int
     replaced: tuple[ReplacedFile, ...] = ()
     empty_images: tuple[str, ...] = ()
+    unlabelled: tuple[UnlabelledImage, ...] = ()
+    pairs_without_labels: tuple[str, ...] = ()
+    total_pairs: int = 0
+    joints_by_geometry: int = 0
+    warnings: tuple[str, ...] = ()
 
 
 def annotation_file_names(split: str) -> tuple[str, str]:
@@ -163,6 +175,9 @@ def resolve_labels(
 ) -> tuple[AnnotationDocument, AnnotationDocument, int]:
     """Resolve labels against a dataset: (WL document, LL document, number of boxes derived from joints).
 
+    A person's joints that the input linked to it only by geometry are named in its extra
+    ``joints_by_geometry`` field (the review flags them).
+
     Problems are logged; the documents are only meaningful when ``log`` stays empty.
     """
     taken: dict[str, str] = {}
@@ -198,6 +213,8 @@ def resolve_labels(
             extra: dict = {"bbox_source": BOX_FROM_KEYPOINTS} if from_joints else {}
             if person.num_keypoints is not None:
                 extra["num_keypoints"] = person.num_keypoints
+            if person.joints_by_geometry:
+                extra[JOINTS_BY_GEOMETRY] = [crowdpose14().keypoints[j] for j in person.joints_by_geometry]
             derived += from_joints
             records.append(
                 AnnotationRecord(
@@ -258,6 +275,19 @@ def _empty_images(fmt: str, path: str | Path, wl: AnnotationDocument, allow_empt
     return empty
 
 
+def _refuse_unlabelled(path: str | Path, labels: LabelSet, skip_unlabelled: bool) -> None:
+    # A skipped or never-labelled task is not "nobody here": written as an empty image, its people would later
+    # score as false positives; so it is left out, and only when the caller says so.
+    if labels.unlabelled and not skip_unlabelled:
+        few = ", ".join(str(u) for u in labels.unlabelled[:_FIRST_FEW]) + (", ..." if len(labels.unlabelled) > _FIRST_FEW else "")
+        total = len(labels.unlabelled) + len(labels.images)
+        raise InputError(
+            f"{path}: {len(labels.unlabelled)} of {total} tasks have no usable annotation ({few}); a skipped or unlabelled "
+            "task is not a label: label them, or pass --skip-unlabelled to import the labelled tasks and leave these "
+            "pairs without labels; nothing was written"
+        )
+
+
 def _refuse_replacing(path: str | Path, targets: list[Path], wl: AnnotationDocument) -> None:
     existing = [_held(t) for t in targets if t.exists()]
     if existing:
@@ -279,6 +309,7 @@ def import_annotations(
     box_from_keypoints: bool = False,
     overwrite: bool = False,
     allow_empty: bool = False,
+    skip_unlabelled: bool = False,
     layout: str = "release",
 ) -> ImportResult:
     """Import a tool's export into the dataset's WL and LL annotation files.
@@ -297,11 +328,13 @@ def import_annotations(
         layout: ``release`` or ``mmpose``: the default output folder (ignored when ``out_dir`` is given).
         allow_empty: accept images without people from a tool that exports unlabelled frames too
             (:data:`EXPORTS_EVERY_FRAME`) as "nobody here" (the result lists them).
+        skip_unlabelled: leave out images the input names without usable labels (Label Studio tasks that were
+            skipped or never labelled); they are not written at all, not even as "nobody here" (the result lists them).
 
     Raises:
         AnnotationProblems: the input has problems (all of them listed); nothing was written.
         InputError: the input holds no images or no people, or (CVAT, without ``allow_empty``) images nobody
-            labelled; nothing was written.
+            labelled, or (without ``skip_unlabelled``) tasks without a usable annotation; nothing was written.
         UsageError: ``out_dir`` is the tool's file or would receive a file of its name, is a file or something
             other than a folder of annotation files (a release root, a training run), or an output file exists,
             or an import with other settings wrote the folder's files, and ``overwrite`` is False; nothing was
@@ -313,6 +346,7 @@ def import_annotations(
     labels = read_labels(path, fmt, log)
     wl, ll, derived = resolve_labels(labels, release, log, box_from_keypoints=box_from_keypoints, source=f"{fmt} file {Path(path).name}")
     log.raise_if_any()
+    _refuse_unlabelled(path, labels, skip_unlabelled)
     _refuse_empty(path, wl)
     empty = _empty_images(fmt, path, wl, allow_empty)
     out = Path(out_dir) if out_dir is not None else annotations_dir(release.image_root, layout)
@@ -324,6 +358,8 @@ def import_annotations(
         _refuse_replacing(path, [wl_path, ll_path], wl)
     replaced = tuple(_held(p) for p in (wl_path, ll_path) if p.exists())
     settings = {"format": fmt, "split": split, "box_from_keypoints": box_from_keypoints, "allow_empty": allow_empty}
+    if labels.unlabelled:  # only then does the option change what is written
+        settings["skip_unlabelled"] = skip_unlabelled
     inputs = {"labels": path}
     if (release.image_root / PAIRS_FILE).is_file():
         inputs["pairs"] = release.image_root / PAIRS_FILE
@@ -339,4 +375,8 @@ def import_annotations(
         if (root / MANIFEST_FILE).is_file() and all(p.is_relative_to(root) for p in written):
             gone = [(out / rel).resolve() for rel in run.remove_stale()]
             update_manifest(root, [p.relative_to(root).as_posix() for p in written + [g for g in gone if g.is_relative_to(root)]])
-    return ImportResult(wl_path, ll_path, len(wl.images), len(wl.annotations), derived, replaced, empty)
+    covered = {im.file_name for im in wl.images}
+    without = tuple(p.bright for p in release.pairs if p.bright not in covered)
+    by_geometry = sum(len(p.joints_by_geometry) for im in labels.images for p in im.people)
+    return ImportResult(wl_path, ll_path, len(wl.images), len(wl.annotations), derived, replaced, empty, tuple(labels.unlabelled),
+                        without, len(release.pairs), by_geometry, tuple(labels.warnings))

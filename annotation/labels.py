@@ -12,10 +12,15 @@ import numpy as np
 
 from exlpose_data.keypoints import NUM_KEYPOINTS
 
-__all__ = ["PersonLabel", "ImageLabel", "LabelSet", "empty_keypoints", "keypoints_extent", "BOX_FROM_KEYPOINTS"]
+__all__ = [
+    "PersonLabel", "ImageLabel", "UnlabelledImage", "LabelSet", "empty_keypoints", "keypoints_extent", "BOX_FROM_KEYPOINTS",
+    "JOINTS_BY_GEOMETRY",
+]
 
 # Value of the extra ``bbox_source`` field on people whose box was derived from their joints.
 BOX_FROM_KEYPOINTS = "keypoints"
+# Extra annotation field: names of the joints a person was given only because they lie in its box alone.
+JOINTS_BY_GEOMETRY = "joints_by_geometry"
 
 
 def empty_keypoints() -> np.ndarray:
@@ -45,6 +50,8 @@ class PersonLabel:
         box_from_keypoints: the input marks the box as derived from the joints by an earlier import
             (``"bbox_source": "keypoints"``); the mark is kept.
         num_keypoints: the input's ``num_keypoints`` of a crowd region (kept, never recomputed), else None.
+        joints_by_geometry: indices of the joints the input did not link to this person (no ``parentID``, no
+            relation) and that were given to it because its box is the only one containing them.
     """
 
     keypoints: np.ndarray
@@ -53,6 +60,7 @@ class PersonLabel:
     iscrowd: int = 0
     box_from_keypoints: bool = False
     num_keypoints: int | None = None
+    joints_by_geometry: tuple[int, ...] = ()
 
 
 @dataclass
@@ -78,12 +86,39 @@ class ImageLabel:
     crowd_index: float | None = None
 
 
+@dataclass(frozen=True)
+class UnlabelledImage:
+    """An image the input names but gives no usable labels for (a task nobody labelled, or one that was skipped).
+
+    Attributes:
+        place: where it is in the input (``task 19``).
+        file_name: the image as the tool named it.
+        why: ``skipped`` (every annotation was cancelled) or ``not labelled`` (no annotation).
+    """
+
+    place: str
+    file_name: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.place} ({self.file_name}): {self.why}"
+
+
 @dataclass
 class LabelSet:
-    """Everything read from one input file."""
+    """Everything read from one input file.
+
+    Attributes:
+        source: the input file.
+        images: the labelled images.
+        unlabelled: images the input names without usable labels (not labels: never written as "nobody here").
+        warnings: things read as the input says that may not be what the labeller meant (one line each).
+    """
 
     source: str
     images: list[ImageLabel] = field(default_factory=list)
+    unlabelled: list[UnlabelledImage] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def num_people(self) -> int:

@@ -10,6 +10,9 @@ skeletons drawn on both, since one label serves both images. Flags point at labe
 - ``near_duplicate``: two people of one image with keypoint similarity (OKS, CrowdPose sigmas) or box IoU of
   at least 0.9: usually a person labelled twice.
 - ``ll_wl_mismatch``: the LL and the WL files give the pair different labels.
+- ``joint_owner_by_geometry``: joints the import gave this person only because they lie in its box alone (the
+  tool's file linked them to no person: Label Studio without ``parentID`` or relation); a joint of someone
+  else that strayed into this box would look the same (the annotation's ``joints_by_geometry`` names them).
 
 An image record that names no pair of the dataset (a ``file_name`` that is absolute, climbs out with ``..``, or
 names an image the dataset does not have) is skipped, and each one is named with why: in the summary (the CLI
@@ -39,11 +42,12 @@ from exlpose_data.naming import annotation_key
 from exlpose_data.release import Pair, Release, open_release
 from exlpose_data.schema import AnnotationDocument, AnnotationRecord, load_document
 
+from .labels import JOINTS_BY_GEOMETRY
 from .visual import LL_GAIN, brighten, caption, draw_person, read_fitted
 
 __all__ = ["FlagSettings", "Flag", "person_flags", "image_flags", "flag_document", "ReviewItem", "collect_items", "render_pair", "write_review", "ReviewSummary"]
 
-FLAG_KINDS = ("joint_outside_box", "left_right_crossing", "near_duplicate", "ll_wl_mismatch")
+FLAG_KINDS = ("joint_outside_box", "left_right_crossing", "near_duplicate", "ll_wl_mismatch", "joint_owner_by_geometry")
 _L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = 0, 1, 6, 7
 
 
@@ -91,6 +95,9 @@ def person_flags(ann: AnnotationRecord, settings: FlagSettings = FlagSettings())
         least = settings.crossing_fraction * w
         if shoulders * hips < 0 and abs(shoulders) > least and abs(hips) > least:
             out.append(("left_right_crossing", "shoulders and hips face opposite ways (left/right swapped?)"))
+    guessed = (ann.model_extra or {}).get(JOINTS_BY_GEOMETRY)
+    if isinstance(guessed, list) and guessed:
+        out.append(("joint_owner_by_geometry", "given to this person by geometry only (no parentID or relation): " + ", ".join(map(str, guessed))))
     return out
 
 

@@ -225,7 +225,7 @@ CASES = {
     "ls-joint-related-twice": ("label-studio", _ls_related_to_two, "is related to 2 person boxes"),
     "ls-same-joint-twice": ("label-studio", _ls_same_joint_twice, "result 'dup1': value.keypointlabels: person 'i38p1' already has right_shoulder"),
     "ls-two-annotations": ("label-studio", _ls_two_annotations, "task 1: annotations: 2 annotations (1, 99); keep exactly one"),
-    "ls-not-labelled": ("label-studio", _set([0, "annotations", 0, "was_cancelled"], True), "task 1: annotations: not labelled yet"),
+    "ls-not-labelled": ("label-studio", _set([0, "annotations", 0, "was_cancelled"], True), "tasks have no usable annotation (task 1 (bright/"),
     "ls-other-region": ("label-studio", _ls_polygon, "result 'poly': type: 'polygonlabels' is not a person box"),
     "ls-unknown-joint": ("label-studio", _ls_label, "value.keypointlabels: 'nose' is not a CrowdPose joint"),
     "ls-rotated-box": ("label-studio", _ls_rotated, "value.rotation: person boxes must not be rotated"),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from exlpose_data.annotations import count_labelled
+from exlpose_data.errors import InputError
 from exlpose_data.keypoints import NUM_KEYPOINTS, crowdpose14
 from exlpose_data.schema import AnnotationDocument
 
@@ -247,14 +248,30 @@ def parse_coco(
     return labels
 
 
+def _refuse_label_studio_coco(raw: Any, path: str | Path) -> None:
+    # Label Studio's COCO export puts every joint of an image into one annotation: read as COCO it would be one
+    # person per image with everyone's joints, plus people without joints.
+    info = raw.get("info") if isinstance(raw, dict) else None
+    if isinstance(info, dict) and info.get("contributor") == "Label Studio":
+        raise InputError(
+            f"{path}: Label Studio's COCO export: it puts all joints of an image into one annotation (its people are "
+            "lost), rounds them to whole pixels and drops occlusion; export the project as JSON (Export > JSON) and "
+            "import that file with --format label-studio"
+        )
+
+
 def read_coco(path: str | Path, log: ProblemLog) -> LabelSet:
-    """Read a COCO keypoints file whose categories name their joints."""
-    return parse_coco(load_json(path), log, names_required=True)
+    """Read a COCO keypoints file whose categories name their joints (Label Studio's COCO export is refused)."""
+    raw = load_json(path)
+    _refuse_label_studio_coco(raw, path)
+    return parse_coco(raw, log, names_required=True)
 
 
 def read_crowdpose(path: str | Path, log: ProblemLog) -> LabelSet:
     """Read a CrowdPose file (joint names optional: 14 joints in CrowdPose order)."""
-    return parse_coco(load_json(path), log, names_required=False)
+    raw = load_json(path)
+    _refuse_label_studio_coco(raw, path)
+    return parse_coco(raw, log, names_required=False)
 
 
 def to_coco_dict(doc: AnnotationDocument) -> dict[str, Any]:

@@ -14,24 +14,32 @@ A joint's owner is decided by what the file says, strongest first (as Label Stud
 
 A ``parentID`` and a relation that name different rectangles are a conflict, reported with the task id and the
 region ids; so are several related rectangles, and a joint without either that lies in no rectangle or in
-several.
+several. Joints owned by geometry are recorded on their person (``joints_by_geometry``): a joint that strayed
+into someone else's box looks the same, so the import counts them and the review flags them.
+
+A task whose annotations were all skipped (``was_cancelled``), or that has none, is no label: it is listed in
+``LabelSet.unlabelled`` for the importer to refuse or leave out. A file where no joint is marked occluded gets one
+warning (a config without the occluded choice reads every hidden joint as visible). Label Studio's other export
+formats (JSON-MIN, CSV, TSV, COCO, the zips) lose the joint-to-person links and are refused in one line that says
+to export JSON.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
-from exlpose_data.errors import NameGrammarError
+from exlpose_data.errors import InputError, NameGrammarError
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.naming import parse_name
 from exlpose_data.schema import AnnotationDocument
 
 from ..aliases import joint_index
-from ..labels import ImageLabel, LabelSet, PersonLabel, empty_keypoints
+from ..labels import ImageLabel, LabelSet, PersonLabel, UnlabelledImage, empty_keypoints
 from ..problems import ProblemLog
 from . import is_number, load_json
 
@@ -53,6 +61,8 @@ BOX_TAG = "person"
 JOINT_TAG = "joints"
 OCCLUSION_TAG = "occlusion"
 OCCLUDED = "occluded"
+SKIPPED = "skipped"
+NOT_LABELLED = "not labelled"
 DEFAULT_URL_PREFIX = "/data/local-files/?d="
 # Label Studio prefixes uploaded files with 8 hex digits and a dash.
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(?P<name>.+)$")
@@ -93,15 +103,15 @@ def _value(item: dict[str, Any], keys: tuple[str, ...], place: str, log: Problem
     return value
 
 
-def _chosen_annotation(task: dict[str, Any], place: str, log: ProblemLog) -> dict[str, Any] | None:
+def _chosen_annotation(task: dict[str, Any], place: str, log: ProblemLog) -> dict[str, Any] | str | None:
+    """The task's one annotation that was not skipped; ``"skipped"`` or ``"not labelled"`` when it has none."""
     anns = task.get("annotations", task.get("completions"))
     if not isinstance(anns, list):
         log.add(place, "annotations", "missing (export the project with its annotations)")
         return None
     live = [a for a in anns if isinstance(a, dict) and not a.get("was_cancelled", False)]
     if not live:
-        log.add(place, "annotations", "not labelled yet (no annotation that was not skipped)")
-        return None
+        return SKIPPED if anns else NOT_LABELLED
     if len(live) > 1:
         ids = ", ".join(str(a.get("id")) for a in live)
         log.add(place, "annotations", f"{len(live)} annotations ({ids}); keep exactly one per task")
@@ -118,8 +128,9 @@ def _contains(box: list[float], x: float, y: float) -> bool:
 
 def _owner(
     rid: str, idx: int, x: float, y: float, place: str, boxes: dict[str, list[float]], parent: str | None, related: set[str], log: ProblemLog
-) -> str | None:
-    """The rectangle joint ``rid`` belongs to: its parentID, else its one related box, else the one box containing it."""
+) -> tuple[str, bool] | None:
+    """(the rectangle joint ``rid`` belongs to, whether only geometry says so): its parentID, else its one related
+    box, else the one box containing it."""
     rplace = f"{place}, result {rid!r}"
     joint = crowdpose14().keypoints[idx]
     if parent is not None:
@@ -130,21 +141,21 @@ def _owner(
         if others:
             log.add(rplace, "parentID", f"conflict: {joint} has parentID {parent!r} but is related to person box(es) {', '.join(repr(o) for o in others)}; fix one of them")
             return None
-        return parent
+        return parent, False
     if len(related) > 1:
         log.add(rplace, "relation", f"{joint} is related to {len(related)} person boxes ({', '.join(sorted(related))})")
         return None
     if related:
-        return next(iter(related))
+        return next(iter(related)), False
     inside = sorted(b for b, box in boxes.items() if _contains(box, x, y))
     if len(inside) != 1:
         where = "no person box" if not inside else f"{len(inside)} person boxes ({', '.join(inside)})"
         log.add(rplace, "relation", f"{joint} has no parentID, lies in {where} and is related to none; relate it to its person's box")
         return None
-    return inside[0]
+    return inside[0], True
 
 
-def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
+def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | UnlabelledImage | None:
     if not isinstance(task, dict):
         log.add(f"tasks[{i}]", "", "must be an object")
         return None
@@ -157,6 +168,8 @@ def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
     if ann is None:
         return None
     file_name = image_name_from_url(data[IMAGE_TAG])
+    if isinstance(ann, str):
+        return UnlabelledImage(place, file_name, ann)
     size: tuple[int, int] | None = None
     boxes: dict[str, list[float]] = {}
     joints: dict[str, tuple[int, float, float]] = {}
@@ -247,12 +260,14 @@ def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
             log.add(rplace, "from_id/to_id", f"relates {a!r} and {b!r}, not both regions of this annotation")
             ok = False
     people = {rid: empty_keypoints() for rid in boxes}
+    by_geometry: dict[str, list[int]] = {rid: [] for rid in boxes}
     joint_ids: dict[tuple[str, int], str] = {}
     for rid, (idx, x, y) in joints.items():
-        box_id = _owner(rid, idx, x, y, place, boxes, parents.get(rid), owner.get(rid, set()), log)
-        if box_id is None:
+        found = _owner(rid, idx, x, y, place, boxes, parents.get(rid), owner.get(rid, set()), log)
+        if found is None:
             ok = False
             continue
+        box_id, guessed = found
         rplace = f"{place}, result {rid!r}"
         if (box_id, idx) in joint_ids:
             log.add(rplace, "value.keypointlabels", f"person {box_id!r} already has {crowdpose14().keypoints[idx]} (result {joint_ids[(box_id, idx)]!r})")
@@ -260,11 +275,13 @@ def _task(task: Any, i: int, log: ProblemLog) -> ImageLabel | None:
             continue
         joint_ids[(box_id, idx)] = rid
         people[box_id][idx] = (x, y, 1 if rid in occluded else 2)
+        if guessed:
+            by_geometry[box_id].append(idx)
     if not ok:
         return None
     image_id = data.get("image_id") if isinstance(data.get("image_id"), int) else None
     image = ImageLabel(file_name, size[0] if size else None, size[1] if size else None, place, image_id=image_id)
-    image.people = [PersonLabel(people[b], boxes[b], f"{place}, result {b!r}") for b in boxes]
+    image.people = [PersonLabel(people[b], boxes[b], f"{place}, result {b!r}", joints_by_geometry=tuple(sorted(by_geometry[b]))) for b in boxes]
     return image
 
 
@@ -277,14 +294,73 @@ def parse_label_studio(raw: Any, log: ProblemLog) -> LabelSet:
         return labels
     for i, task in enumerate(tasks):
         image = _task(task, i, log)
-        if image is not None:
+        if isinstance(image, UnlabelledImage):
+            labels.unlabelled.append(image)
+        elif image is not None:
             labels.images.append(image)
+    joints = [int(v) for im in labels.images for p in im.people for v in p.keypoints[:, 2] if v > 0]
+    if joints and 1 not in joints:
+        labels.warnings.append(
+            f"{log.file}: none of its {len(joints)} joints is marked occluded, so all {len(joints)} read as visible (v = 2): "
+            f"if the labelling config has no per-region <Choices name=\"{OCCLUSION_TAG}\"> with <Choice value=\"{OCCLUDED}\"/> "
+            "(as 'exlpose annotate tasks' writes it), hidden joints could not be marked"
+        )
     return labels
 
 
+_EXPORT_JSON = "export the project as JSON (Export > JSON) and import that file"
+
+
+def _other_export(path: Path) -> str | None:
+    """What another Label Studio export format ``path`` is and why it cannot be read, or None."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"PK"):
+        return (f"{path}: a zip: Label Studio's COCO, YOLO and VOC exports come as zips and do not keep each person's "
+                f"joints with their box and occlusion; {_EXPORT_JSON}")
+    first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if first in (b"[", b"{") or not first:
+        return None
+    line = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    sep = "\t" if "\t" in line else ","
+    columns = next(csv.reader([line], delimiter=sep), [])
+    if "annotation_id" in columns or IMAGE_TAG in columns:
+        kind = "TSV" if sep == "\t" else "CSV"
+        return (f"{path}: a Label Studio {kind} export: it keeps no region ids, parentIDs or relations, so no joint can be "
+                f"linked to its person, and no occlusion; {_EXPORT_JSON}")
+    return None
+
+
+def _other_json(raw: Any, path: Path) -> str | None:
+    """What another Label Studio JSON export ``raw`` is and why it cannot be read, or None."""
+    if isinstance(raw, dict) and isinstance(raw.get("images"), list) and isinstance(raw.get("annotations"), list):
+        return (f"{path}: a COCO file, not Label Studio's JSON export; Label Studio's own COCO export puts all joints of an "
+                f"image into one annotation (its people are lost) and drops occlusion: {_EXPORT_JSON}")
+    tasks = raw if isinstance(raw, list) else []
+    first = next((t for t in tasks if isinstance(t, dict)), None)
+    if first is not None and "annotations" not in first and "completions" not in first and "annotation_id" in first:
+        return (f"{path}: a Label Studio JSON-MIN export: it keeps no region ids, parentIDs or relations, so no joint can be "
+                f"linked to its person, and no occlusion; {_EXPORT_JSON}")
+    return None
+
+
 def read_label_studio(path: str | Path, log: ProblemLog) -> LabelSet:
-    """Read a Label Studio JSON export."""
-    return parse_label_studio(load_json(path), log)
+    """Read a Label Studio JSON export.
+
+    Raises:
+        InputError: ``path`` is another of Label Studio's export formats (JSON-MIN, CSV, TSV, COCO, a zip), which
+            lose the joint-to-person links; the message says what to export instead.
+    """
+    p = Path(path)
+    if p.is_file():
+        other = _other_export(p)
+        if other:
+            raise InputError(other)
+    raw = load_json(p)
+    other = _other_json(raw, p)
+    if other:
+        raise InputError(other)
+    return parse_label_studio(raw, log)
 
 
 def _result(rid: str, kind: str, from_name: str, value: dict[str, Any], w: int, h: int) -> dict[str, Any]:
@@ -330,8 +406,11 @@ def label_studio_config() -> str:
     """The labelling configuration (Settings > Labeling Interface > Code) for persons with 14 CrowdPose joints."""
     spec = crowdpose14()
     colours = {"left": "#1f77b4", "right": "#d62728"}
+    # model_index: the joint's place in CrowdPose order; Label Studio's COCO and YOLO exporters need it (without it
+    # its COCO export fails: "No keypoint order found").
     labels = "\n".join(
-        f"    <Label value={quoteattr(n)} background={quoteattr(colours.get(n.split('_')[0], '#2ca02c'))}/>" for n in spec.keypoints
+        f"    <Label value={quoteattr(n)} model_index=\"{j}\" background={quoteattr(colours.get(n.split('_')[0], '#2ca02c'))}/>"
+        for j, n in enumerate(spec.keypoints)
     )
     return f"""<View>
   <Header value="Per person: draw its box (person), place its joints, relate every joint to the box (select the joint, Alt+R, click the box). Mark hidden joints occluded."/>
