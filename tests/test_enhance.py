@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from baselines.enhance import EnhancedSource, enhance_bgr, enhance_dataset, fill_cache, parse_enhancer
 from baselines.enhance.cli import app as enhance_app
-from baselines.enhance.lime import Lime, LimeSettings, initial_illumination, lime_enhance, refine_illumination, smoothness_weights
+from baselines.enhance.base import identity_key
+from baselines.enhance.lime import (AMG_TOLERANCE, Lime, LimeSettings, _Multigrid, initial_illumination, lime_enhance, refine_illumination,
+                                    smoothness_weights, system_matrix)
 from exlpose_data.datasets import ExLPoseTopDown
 from exlpose_data.errors import UsageError
 
@@ -139,7 +141,7 @@ def test_dataset_transform_enhances_ll_only_and_caches(sim, tmp_path):  # noqa: 
     ds = enhance_dataset(ExLPoseTopDown(sim, ann, condition="pair", train=False, input_size=(64, 48), heatmap_size=(16, 12),
                                         ll_scaling=None, wl_normalisation=None), counting, tmp_path / "cache")
     assert isinstance(ds.source, EnhancedSource)
-    computed = fill_cache(ds)
+    computed = fill_cache(ds, workers=1)  # in this process, where the calls are counted
     n_ll = len({img.ll_path for img in ds.index.images})
     assert computed == counting.calls == n_ll and fill_cache(ds) == 0  # the second pass finds everything cached
     a, b = plain[0], ds[0]
@@ -187,3 +189,98 @@ def test_predict_enhances_ll_images_of_an_enhancer_checkpoint(tmp_path):
     by_hand = predict(plain_ckpt, [tmp_path / "enhanced.png"])
     raw = predict(plain_ckpt, [tmp_path / "night.png"])
     assert with_enhancer[0]["keypoints"] == by_hand[0]["keypoints"] != raw[0]["keypoints"]
+
+
+def dark_image(h: int, w: int, seed: int) -> np.ndarray:
+    """An LL-like RGB image on [0, 1]: a smooth scene of mean about 2 / 255 with shot noise, quantised to 8 bits."""
+    rng = np.random.default_rng(seed)
+    scene = cv2.resize(rng.uniform(0, 1, (max(2, h // 8), max(2, w // 8), 3)), (w, h), interpolation=cv2.INTER_CUBIC)
+    scene = np.clip(scene, 0, None) * (2.0 / scene.mean())
+    return np.clip(np.round(rng.poisson(scene * 4) / 4), 0, 255) / 255.0
+
+
+@pytest.mark.parametrize("strategy", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(48, 64), (37, 101), (1, 900)])
+def test_multigrid_solve_matches_the_direct_solve(strategy, shape):
+    img = dark_image(*shape, seed=strategy)
+    settings = LimeSettings(strategy=strategy)
+    t0 = initial_illumination(img)
+    weights = smoothness_weights(t0, settings)
+    # big enough for a real hierarchy (the coarsest level is solved densely), so the multigrid cycle is what is tested
+    assert len(_Multigrid(system_matrix(*weights, settings.alpha, t0.shape)).prolongators) >= 1
+    direct = refine_illumination(t0, *weights, settings.alpha, "direct")
+    amg = refine_illumination(t0, *weights, settings.alpha, "amg")
+    residual = system_matrix(*weights, settings.alpha, t0.shape) @ amg.ravel() - t0.ravel()
+    assert np.linalg.norm(residual) <= AMG_TOLERANCE * np.linalg.norm(t0)
+    assert np.abs(amg - direct).max() < 1e-4 * t0.max()
+    enhanced_direct = lime_enhance(img, LimeSettings(strategy=strategy, solver="direct"))
+    enhanced = lime_enhance(img, settings)
+    difference = np.abs(enhanced.astype(np.float64) - enhanced_direct)
+    # the target is a mean difference of 0.01 on [0, 1]; measured: about 1e-8, far inside one 16-bit step
+    assert difference.mean() < 1e-6 and difference.max() < 1 / 65535
+    assert settings.solver == "amg"  # the default
+
+
+def test_solver_setting_and_cache_identity():
+    with pytest.raises(ValueError, match="solver must be amg or direct"):
+        LimeSettings(solver="lu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="solver must be amg or direct"):
+        refine_illumination(np.zeros((2, 2)), np.ones((2, 1)), np.ones((1, 2)), ALPHA, "lu")  # type: ignore[arg-type]
+    # alpha 0 is the identity system: t = t0 by either solver
+    t0 = np.arange(6.0).reshape(2, 3)
+    assert np.array_equal(refine_illumination(t0, np.ones((2, 2)), np.ones((1, 3)), 0.0), t0)
+    # The solver is not part of the cache key: both give the same image within 16-bit rounding, so caches filled by
+    # the direct solve (before the solver was a setting) stay valid: the identity is the one they were keyed by.
+    expected = {"enhancer": "lime", "alpha": 0.15, "sigma": 2.0, "gamma": 0.8, "eps": 1e-3, "strategy": 3,
+                "illumination_floor": 1e-3, "downscale": 1.0}
+    assert Lime().identity() == Lime(LimeSettings(solver="direct")).identity() == expected
+    assert identity_key(Lime()) == identity_key(Lime(LimeSettings(solver="direct")))
+
+
+def test_enhance_lime_cli_solver_option(tmp_path):
+    img = (dark_image(40, 56, seed=7) * 255).round().astype(np.uint8)[:, :, ::-1]
+    cv2.imwrite(str(tmp_path / "night.png"), img)
+    runner = CliRunner()
+    outputs = {}
+    for solver in ("direct", "amg"):
+        r = runner.invoke(enhance_app, ["lime", str(tmp_path / "night.png"), "--out", str(tmp_path / solver), "--bits", "16", "--solver", solver, "--workers", "1"])
+        assert r.exit_code == 0, r.output
+        outputs[solver] = cv2.imread(str(tmp_path / solver / "night.png"), cv2.IMREAD_UNCHANGED).astype(int)
+    assert outputs["direct"].max() > 10000  # a real enhancement, not a black image
+    assert np.abs(outputs["amg"] - outputs["direct"]).max() <= 1  # one 16-bit step at most
+    r = runner.invoke(enhance_app, ["lime", str(tmp_path / "night.png"), "--out", str(tmp_path / "o"), "--solver", "cholesky"])
+    assert r.exit_code == 2 and "solver must be amg or direct" in r.output
+    r = runner.invoke(enhance_app, ["lime", str(tmp_path / "night.png"), "--out", str(tmp_path / "o"), "--workers", "0"])
+    assert r.exit_code == 2 and "--workers" in r.output
+
+
+def test_default_workers_follow_the_affinity(monkeypatch):
+    from baselines.enhance.transform import default_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 3, 5})
+    assert default_workers() == 3
+
+
+@pytest.mark.slow
+def test_workers_fill_and_cli_write_the_same_files_as_one_worker(sim, tmp_path):  # noqa: F811
+    ann = sim / "annotations" / "ExLPose_test_LL-A.json"
+
+    def dataset(cache: Path) -> ExLPoseTopDown:
+        ds = ExLPoseTopDown(sim, ann, condition="pair", train=False, input_size=(64, 48), heatmap_size=(16, 12), ll_scaling=None, wl_normalisation=None)
+        return enhance_dataset(ds, Lime(), cache)
+
+    seen: list[str] = []
+    one, two = dataset(tmp_path / "one"), dataset(tmp_path / "two")
+    n = fill_cache(one, workers=1)
+    assert n >= 2 and fill_cache(two, on_image=seen.append, workers=2) == n and sorted(seen) == sorted(two.source.paths)
+    files_one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    files_two = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.png"))
+    assert len(files_one) == n and files_one == files_two
+    assert all((tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes() for f in files_one)
+    # the command: three images in two worker processes, the same files as in one
+    images = sorted((sim / "dark").rglob("*.png"))[:3]
+    assert len(images) == 3
+    for workers in (1, 2):
+        r = CliRunner().invoke(enhance_app, ["lime", *map(str, images), "--out", str(tmp_path / f"cli{workers}"), "--workers", str(workers)])
+        assert r.exit_code == 0, r.output
+    assert all((tmp_path / "cli1" / f"{p.stem}.png").read_bytes() == (tmp_path / "cli2" / f"{p.stem}.png").read_bytes() for p in images)

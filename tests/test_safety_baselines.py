@@ -168,22 +168,22 @@ def test_enhance_folder_refuses_other_settings_and_overwrite_leaves_only_the_new
     a, b = _image(tmp_path / "in" / "a.png", 10), _image(tmp_path / "in" / "b.png", 20)
     out = tmp_path / "out"
     runner = CliRunner()
-    r = runner.invoke(enhance_app, ["lime", str(a), str(b), "--out", str(out)])
+    r = runner.invoke(enhance_app, ["lime", "--workers", "1", str(a), str(b), "--out", str(out)])
     assert r.exit_code == 0, r.output
     first = (out / "a.png").read_bytes()
     assert read_record(out)["steps"]["exlpose enhance"]["settings"]["enhancer"]["gamma"] == 0.8
 
-    r = runner.invoke(enhance_app, ["lime", str(a), "--out", str(out), "--gamma", "0.5"])
+    r = runner.invoke(enhance_app, ["lime", "--workers", "1", str(a), "--out", str(out), "--gamma", "0.5"])
     assert r.exit_code == 2 and "with other settings or inputs" in r.output and "pass --overwrite" in r.output, r.output
     assert (out / "a.png").read_bytes() == first and (out / "b.png").exists()
 
-    r = runner.invoke(enhance_app, ["lime", str(a), "--out", str(out), "--gamma", "0.5", "--overwrite"])
+    r = runner.invoke(enhance_app, ["lime", "--workers", "1", str(a), "--out", str(out), "--gamma", "0.5", "--overwrite"])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == [RECORD_FILE, "a.png"]  # b.png belonged to the old settings
     assert (out / "a.png").read_bytes() != first
     step = read_record(out)["steps"]["exlpose enhance"]
     assert step["settings"]["enhancer"]["gamma"] == 0.5 and step["files"] == ["a.png"] and step["state"] == "complete"
-    r = runner.invoke(enhance_app, ["lime", str(a), "--out", str(out), "--gamma", "0.8", "--force"])  # the old name
+    r = runner.invoke(enhance_app, ["lime", "--workers", "1", str(a), "--out", str(out), "--gamma", "0.8", "--force"])  # the old name
     assert r.exit_code == 0 and read_record(out)["steps"]["exlpose enhance"]["settings"]["enhancer"]["gamma"] == 0.8
 
 

@@ -6,14 +6,21 @@ computed once and stored as ``<cache>/<enhancer key>/<image path>.png`` (16-bit 
 training epochs, DataLoader workers and later evaluations read it instead of recomputing; :func:`fill_cache`
 computes them up front with progress. A cached image is used when it is not older than its source file (a
 re-aligned source image is enhanced again); the key changes with any enhancer setting.
+
+:func:`run_parallel` runs the enhancement of many images in worker processes (``spawn``, each with one thread for
+OpenCV, OpenMP and BLAS, so ``workers`` processes never start ``workers x cores`` threads); :func:`fill_cache` and
+``exlpose enhance`` use it, by default on every core this process may use (:func:`default_workers`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,7 +30,78 @@ from exlpose_data.datasets.sources import decode_image
 
 from .base import Enhancer, enhance_bgr, identity_key
 
-__all__ = ["EnhancedSource", "enhance_dataset", "fill_cache", "ll_paths"]
+__all__ = ["EnhancedSource", "enhance_dataset", "fill_cache", "ll_paths", "default_workers", "run_parallel"]
+
+S = TypeVar("S")
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Read by OpenMP and the BLAS libraries when they load: set while the worker processes start.
+_ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_shared: Any = None
+
+
+def default_workers() -> int:
+    """Processes to use by default: the cores this process may run on (``os.sched_getaffinity``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _one_thread_env() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
+    os.environ.update(_ONE_THREAD_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _start_worker(shared: Any) -> None:
+    import cv2
+
+    global _shared
+    _shared = shared
+    cv2.setNumThreads(1)
+
+
+def _call_worker(fn: Callable[[Any, T], R], item: T) -> R:
+    return fn(_shared, item)
+
+
+def run_parallel(fn: Callable[[S, T], R], shared: S, items: Sequence[T], workers: int) -> Iterator[tuple[T, R]]:
+    """``(item, fn(shared, item))`` for each item, as they finish: in this process when ``workers <= 1`` (in
+    order), else in ``workers`` spawned processes that each receive ``shared`` once.
+
+    ``fn`` is a module-level function. The first error of a worker is raised here, after cancelling the items not
+    started yet (those running finish).
+    """
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield item, fn(shared, item)
+        return
+    # spawn, not fork: a process that imported torch or OpenCV holds threads and locks a fork does not copy safely.
+    with _one_thread_env():
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=get_context("spawn"),
+                                   initializer=_start_worker, initargs=(shared,))
+    with pool:
+        with _one_thread_env():  # the processes start as the items are submitted
+            pending = {pool.submit(_call_worker, fn, item): item for item in items}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = pending.pop(future)
+                    yield item, future.result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 class EnhancedSource:
@@ -104,18 +182,29 @@ def enhance_dataset(dataset: Any, enhancer: Enhancer, cache: str | os.PathLike |
     return dataset
 
 
-def fill_cache(dataset: Any, on_image: Callable[[str], None] | None = None) -> int:
-    """Compute every enhanced image of an :func:`enhance_dataset`-wrapped dataset that its cache lacks; returns
-    how many were computed."""
+def _fill_one(source: EnhancedSource, relpath: str) -> None:
+    source.enhanced(relpath)
+
+
+def fill_cache(dataset: Any, on_image: Callable[[str], None] | None = None, *, workers: int | None = None) -> int:
+    """Compute every enhanced image of an :func:`enhance_dataset`-wrapped dataset that its cache lacks, in
+    ``workers`` processes (:func:`run_parallel`; None: :func:`default_workers`; 1: in this process); returns how
+    many were computed.
+
+    ``on_image`` is called with each image path, the cached ones first, the computed ones as they finish.
+    """
     source = dataset.source
     if not isinstance(source, EnhancedSource) or source.folder is None:
         raise ValueError("fill_cache needs a dataset wrapped by enhance_dataset with a cache folder")
-    done = 0
+    missing = []
     for rel in sorted(source.paths):
         cached = source.cached_file(rel)
         if cached is not None and not source._fresh(cached, rel):
-            source.enhanced(rel)
-            done += 1
+            missing.append(rel)
+        elif on_image is not None:
+            on_image(rel)
+    # The source goes to each worker process once (without its last image, see EnhancedSource.__getstate__).
+    for rel, _ in run_parallel(_fill_one, source, missing, default_workers() if workers is None else workers):
         if on_image is not None:
             on_image(rel)
-    return done
+    return len(missing)

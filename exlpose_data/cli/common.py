@@ -24,7 +24,7 @@ __all__ = ["NotANumber", "finite_number", "whole_number", "ToolApp", "choose", "
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Packages only some commands need -> the extra installing them (pyproject.toml [project.optional-dependencies]).
-EXTRA_OF = {"torch": "train", "tensorboard": "train", "pypylon": "rig"}
+EXTRA_OF = {"torch": "train", "tensorboard": "train", "pyamg": "train", "pypylon": "rig"}
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
