@@ -47,6 +47,9 @@ class ToolApp(typer.Typer):
             if type(exc).__name__ == "Abort":
                 err_console.print("aborted", markup=False)
                 sys.exit(1)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a group or command called bare: its help, on stdout
+                out_console.print(exc.format_message(), markup=False, highlight=False, soft_wrap=True)
+                sys.exit(exc.exit_code)
             if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
                 if not exc.format_message().strip():  # no arguments: click printed the help already
                     sys.exit(exc.exit_code)
