@@ -150,7 +150,7 @@ def feature_gaps(
     from torch.utils.data import DataLoader, Subset
 
     from exlpose_data.datasets import ExLPoseTopDown
-
+    
     from .inputs import dataset_options
 
     if max_crops < 1:

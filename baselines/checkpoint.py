@@ -4,6 +4,12 @@ A checkpoint holds ``format``, ``version``, ``model`` (the CPN's state_dict), ``
 JSON-safe dict), ``epoch`` (epochs completed), and for resuming ``optimizer``, ``scheduler`` and ``rng``. RNG
 states are stored as tensors and ints (numpy's state as its key array, position and Gaussian cache), because a
 pickled numpy state does not load under ``weights_only``.
+
+``origin`` says where the weights come from: ``"official"`` for the authors' released model converted by
+``exlpose-train import-official`` (which also records ``imported_from``, the file it read; checkpoints imported
+before ``origin`` existed are recognised by that key), ``"trained"`` otherwise (absent in older files). An official
+checkpoint is evaluated with the authors' crop, flip test, decoding and input scale by default
+(:mod:`baselines.inputs`).
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ import torch
 from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import InputError
 
-__all__ = ["CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "checkpoint_config", "load_model"]
+__all__ = ["CHECKPOINT_FORMAT", "ORIGINS", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "checkpoint_config",
+           "checkpoint_origin", "load_model", "load_model_and_origin"]
 
 CHECKPOINT_FORMAT = "exlpose-cpn"
 # 2: the input settings follow the reference by default (WL statistics, mean padding, visible-only GlobalNet
 # mask); version-1 checkpoints were trained with ImageNet statistics, zero padding and every labelled joint.
 _VERSION = 2
 _VERSION_1_INPUTS = {"wl_normalisation": "imagenet", "padding": "zero", "global_mask": "labelled"}
+ORIGINS: tuple[str, ...] = ("trained", "official")
 
 
 def rng_state() -> dict[str, Any]:
@@ -91,8 +99,25 @@ def checkpoint_config(ckpt: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def checkpoint_origin(ckpt: dict[str, Any]) -> str:
+    """``"official"`` for an imported authors' checkpoint (its ``origin``, or ``imported_from`` in files written
+    before ``origin`` existed), ``"trained"`` otherwise."""
+    origin = ckpt.get("origin")
+    if origin is None:
+        return "official" if "imported_from" in ckpt else "trained"
+    if origin not in ORIGINS:
+        raise InputError(f"checkpoint origin {origin!r}: expected one of {', '.join(ORIGINS)}")
+    return str(origin)
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, Any]:
     """The CPN of a training checkpoint (in eval mode) and its :class:`~baselines.config.TrainConfig`."""
+    net, cfg, _ = load_model_and_origin(path, device)
+    return net, cfg
+
+
+def load_model_and_origin(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, Any, str]:
+    """:func:`load_model` and the checkpoint's origin (:func:`checkpoint_origin`)."""
     from .config import make_config
     from .models import build_cpn
 
@@ -103,4 +128,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         net.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise InputError(f"{path}: weights do not fit its own config ({str(exc).splitlines()[0]})") from None
-    return net.to(device).eval(), cfg
+    try:
+        origin = checkpoint_origin(ckpt)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    return net.to(device).eval(), cfg, origin

@@ -21,6 +21,7 @@ import typer
 from exlpose_data.cli.common import choose, err_console, fail, finite_number, handle_errors, new_app, out_console, progress_bar, warn
 from exlpose_data.errors import UsageError
 from exlpose_data.evaluation import PROTOCOLS, evaluate_keypoints
+from exlpose_data.threads import THREADS_HELP, use_threads
 
 from .options import DEVICE_HELP, check_device
 from .splits import SPLIT_HELP
@@ -82,6 +83,22 @@ def _size(text: str | None, option: str) -> tuple[int, int] | None:
     return h, w
 
 
+CROP_HELP = "ours (the float box warped with one affine) | official (the authors' integer box, cut and resized); default: official for an imported authors' checkpoint, else ours"
+DECODE_HELP = "ours | official (a heatmap with no positive value divided by its negative maximum, as the authors); default as --crop"
+INPUT_SCALE_HELP = "ours (crops divided by 255) | official (only when the crop's maximum exceeds 1, as the authors); default as --crop"
+
+
+def _check_test_settings(crop: str | None, decode: str | None, input_scale: str | None) -> None:
+    """Refuse a --crop, --decode or --input-scale value outside its choices before anything is loaded."""
+    from exlpose_data.datasets.transforms import CROP_MODES, INPUT_SCALES
+
+    from .decode import DECODES
+
+    for value, choices, option in ((crop, CROP_MODES, "--crop"), (decode, DECODES, "--decode"), (input_scale, INPUT_SCALES, "--input-scale")):
+        if value is not None:
+            choose(value, choices, option)
+
+
 @train_app.callback(invoke_without_command=True)
 @handle_errors
 def train(
@@ -117,6 +134,7 @@ def train(
     workers: Annotated[int | None, typer.Option(help="data loader processes per training process (default 4)")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
     device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help="deterministic algorithms")] = None,
     eval_every: Annotated[int | None, typer.Option(help="evaluate every N epochs (and after the last)")] = None,
     steps_per_epoch: Annotated[int | None, typer.Option(help="cap on steps per epoch (smoke runs)")] = None,
@@ -131,11 +149,12 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
 ) -> None:
     """Train one variant of the reference method; prints the last epoch's record as JSON on stdout."""
+    if ctx.invoked_subcommand is not None:
+        return
+    torch_threads = use_threads(threads)  # before torch is imported: OpenMP reads its wait policy then
     from .config import load_config, make_config
     from .train import Distributed, benchmark, resume_config, run
 
-    if ctx.invoked_subcommand is not None:
-        return
     if device is not None:
         check_device(device)
     overrides: dict[str, Any] = {
@@ -159,6 +178,7 @@ def train(
         cfg = load_config(config, overrides)
     else:
         cfg = make_config({k: v for k, v in overrides.items() if v is not None}, source="options")
+    err_console.out(torch_threads.describe())  # once the options are checked: a refused one stays one line
     with _train_warnings():
         if benchmark_steps is not None:
             typer.echo(json.dumps(benchmark(cfg, benchmark_steps)))
@@ -194,7 +214,8 @@ def import_official_cmd(
     info = import_official(checkpoint, out, input_size=size)
     err_console.print(
         f"{checkpoint.name}: {info['tensors']} tensors mapped onto a {info['variant']} {info['backbone']} CPN -> {out} "
-        f"(heatmap convention 'reference', inputs as the reference)", markup=False)
+        f"(heatmap convention 'reference', inputs as the reference; evaluated with the authors' crop, flip test, decoding and input scale "
+        f"unless told otherwise)", markup=False)
 
 
 @eval_app.command("predictions")
@@ -224,40 +245,49 @@ def model(
     splits: Annotated[str, typer.Option(help=f"comma-separated test splits: {SPLIT_HELP}")] = DEFAULT_SPLITS,
     boxes: Annotated[Path | None, typer.Option(help="person detections (COCO results JSON) instead of ground-truth boxes")] = None,
     protocol: Annotated[str, typer.Option(help="crowdpose or fixed")] = "crowdpose",
-    flip_test: Annotated[str | None, typer.Option(help="ours | official (the reference's, to compare with published numbers) | none; default: the checkpoint's")] = None,
+    flip_test: Annotated[str | None, typer.Option(help="ours | official (the reference's, to compare with published numbers) | none; default: the checkpoint's (official for an imported authors' checkpoint)")] = None,
+    crop: Annotated[str | None, typer.Option(help=CROP_HELP)] = None,
+    decode: Annotated[str | None, typer.Option(help=DECODE_HELP)] = None,
+    input_scale: Annotated[str | None, typer.Option(help=INPUT_SCALE_HELP)] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="crops per batch")] = 32,
     workers: Annotated[int, typer.Option(min=0, help="data loader processes")] = 2,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     save_predictions: Annotated[Path | None, typer.Option(help="folder for predictions_<split>.json and evaluation.json (new or empty, or one this command wrote)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the table as JSON on stdout")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the --save-predictions folder of an earlier evaluation with other settings")] = False,
 ) -> None:
     """Evaluate a checkpoint per split: AP@0.5:0.95, parameter count and latency per person crop."""
+    torch_threads = use_threads(threads)  # before torch is imported
     import torch
 
     from exlpose_data.atomic import write_json_atomic
 
-    from .checkpoint import load_model
+    from .checkpoint import load_model_and_origin
     from .config import FLIP_TESTS
     from .engine import evaluate_split, measure_latency
+    from .inputs import inference_settings
     from .results import result_folder
     from .splits import resolve_split, split_detections
 
     choose(protocol, PROTOCOLS, "--protocol")
     if flip_test is not None:
         choose(flip_test, FLIP_TESTS, "--flip-test")
+    _check_test_settings(crop, decode, input_scale)
     check_device(device)
     names = [s.strip() for s in splits.split(",") if s.strip()]
     if not names:
         raise UsageError("--splits is empty")
     plan = [(split, *resolve_split(dataset, annotations, split)) for split in names]  # every file before any inference
+    err_console.out(torch_threads.describe())
     dev = torch.device(device)
-    net, cfg = load_model(checkpoint, dev)
-    flip = flip_test if flip_test is not None else cfg.flip_test
+    net, cfg, origin = load_model_and_origin(checkpoint, dev)
+    chosen = inference_settings(cfg, origin, crop=crop, flip_test=flip_test, decode=decode, input_scale=input_scale)
+    flip = chosen.flip_test
     with contextlib.ExitStack() as stack:
         folder = None
         if save_predictions is not None:
-            settings = {"splits": names, "boxes": boxes is not None, "protocol": protocol, "flip_test": flip}
+            settings = {"splits": names, "boxes": boxes is not None, "protocol": protocol, **chosen.as_dict()}
             folder, recorded = stack.enter_context(result_folder(
                 save_predictions, command="exlpose-eval model", produces="evaluation folder", settings=settings,
                 inputs={"checkpoint": checkpoint, "dataset": dataset, "boxes": boxes}, read=[annotations, *(a for _, a, _ in plan)],
@@ -269,7 +299,7 @@ def model(
                 task = progress.add_task(split, total=None)
                 metrics, results = evaluate_split(
                     net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers, flip_test=flip,
-                    protocol=protocol, on_start=lambda n, t=task: progress.update(t, total=n),
+                    protocol=protocol, settings=chosen, on_start=lambda n, t=task: progress.update(t, total=n),
                     on_batch=lambda n, t=task: progress.update(t, advance=n))
                 rows[split] = metrics.AP
                 if folder is not None:
@@ -278,7 +308,7 @@ def model(
         latency = measure_latency(net, cfg.input_size, "ll", dev, flip_test=flip)
         params = sum(p.numel() for p in net.parameters())
         table = {"AP": rows, "params": params, "params_m": round(params / 1e6, 2), "latency_ms": round(1000 * latency, 2),
-                 "variant": cfg.variant, "protocol": protocol, "boxes": "detections" if boxes else "ground truth", "flip_test": flip,
+                 "variant": cfg.variant, "protocol": protocol, "boxes": "detections" if boxes else "ground truth", **chosen.as_dict(),
                  "heatmap_convention": cfg.heatmap_convention}
         if folder is not None:
             write_json_atomic(folder / "evaluation.json", table)
@@ -288,7 +318,7 @@ def model(
         return
     header = " | ".join(f"{s:>6}" for s in rows) + " | params | ms/crop"
     values = " | ".join(f"{100 * v:6.1f}" for v in rows.values()) + f" | {params / 1e6:5.2f}M | {1000 * latency:7.1f}"
-    out_console.print(f"{checkpoint.name} ({cfg.variant}, {protocol} protocol, {table['boxes']} boxes, flip test {flip}, AP@0.5:0.95)")
+    out_console.print(f"{checkpoint.name} ({cfg.variant}, {chosen.origin} checkpoint, {protocol} protocol, {table['boxes']} boxes, {chosen.describe()}, AP@0.5:0.95)")
     out_console.print(header)
     out_console.print(values)
     err_console.print(f"latency: batch 1 on {device}{', with flip test' if flip != 'none' else ''}", markup=False)
@@ -312,23 +342,31 @@ def predict(
     boxes: Annotated[Path | None, typer.Option(help='JSON {"image.png": [[x, y, w, h(, score)], ...]}; default: whole image')] = None,
     out: Annotated[Path, typer.Option(help="folder for keypoints.json and <image>_pose.png overlays")] = Path("predictions"),
     condition: Annotated[str, typer.Option(help="LL (low-light scaling, LL branch) or WL")] = "LL",
-    flip_test: Annotated[str | None, typer.Option(help="ours | official | none; default: the checkpoint's")] = None,
+    flip_test: Annotated[str | None, typer.Option(help="ours | official | none; default: the checkpoint's (official for an imported authors' checkpoint)")] = None,
+    crop: Annotated[str | None, typer.Option(help=CROP_HELP)] = None,
+    decode: Annotated[str | None, typer.Option(help=DECODE_HELP)] = None,
+    input_scale: Annotated[str | None, typer.Option(help=INPUT_SCALE_HELP)] = None,
     overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="write overlay PNGs")] = True,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the --out folder of an earlier prediction with other settings or images")] = False,
 ) -> None:
     """Predict keypoints of the people in IMAGES; write OUT/keypoints.json and overlay PNGs.
 
     OUT is new or empty, or a folder this command wrote with the same settings and images (rewritten); never an
     input's folder."""
+    torch_threads = use_threads(threads)  # before torch is imported
     from .config import FLIP_TESTS
     from .predict import load_boxes, predict_to_folder
 
     if flip_test is not None:
         choose(flip_test, FLIP_TESTS, "--flip-test")
+    _check_test_settings(crop, decode, input_scale)
     check_device(device)
+    err_console.out(torch_threads.describe())
     records = predict_to_folder(checkpoint, images, out, boxes=load_boxes(boxes) if boxes is not None else None, boxes_file=boxes,
-                                condition=condition, flip_test=flip_test, overlays=overlays, device=device, overwrite=overwrite)
+                                condition=condition, flip_test=flip_test, crop=crop, decode=decode, input_scale=input_scale, overlays=overlays,
+                                device=device, overwrite=overwrite, notify=lambda line: err_console.print(line, markup=False, soft_wrap=True))
     err_console.print(f"{len(records)} people in {len(images)} images -> {out / 'keypoints.json'}", markup=False)
 
 

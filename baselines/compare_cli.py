@@ -13,6 +13,7 @@ import typer
 
 from exlpose_data.cli.common import err_console, handle_errors, out_console, progress_bar
 from exlpose_data.errors import UsageError
+from exlpose_data.threads import THREADS_HELP, use_threads
 
 from .options import DEVICE_HELP, check_device
 from .splits import SPLIT_HELP, resolve_split
@@ -44,9 +45,11 @@ def gaps(
     max_crops: Annotated[int, typer.Option(min=1, help="crops compared, evenly spaced over the split (ours; default 100)")] = 100,
     batch_size: Annotated[int, typer.Option(min=1, help="crops per batch")] = 16,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the --out folder of an earlier comparison with other settings")] = False,
 ) -> None:
     """Fig. 6: modified Hausdorff distances between LL and WL Gram matrices and features at R1-R4, per checkpoint."""
+    torch_threads = use_threads(threads)  # before torch is imported
     from exlpose_data.atomic import write_json_atomic
 
     from .analysis import feature_gaps, plot_gaps
@@ -57,6 +60,7 @@ def gaps(
         raise UsageError(f"--split {split!r}: gaps compare LL crops with their WL twins; use LL-N, LL-H, LL-E or LL-A ({SPLIT_HELP})")
     ann, _ = resolve_split(dataset, annotations, split)
     dev = _device(device)
+    err_console.out(torch_threads.describe())
     labels = checkpoint_labels(checkpoints)
     models = [load_model(p, dev) for p in checkpoints]  # every file checked before the slow part
     with result_folder(out, command="exlpose-eval gaps", produces="comparison folder",
@@ -124,6 +128,7 @@ def table(
     batch_size: Annotated[int, typer.Option(min=1, help="crops per batch")] = 32,
     workers: Annotated[int, typer.Option(min=0, help="data loader processes")] = 2,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the --out folder of an earlier table with other settings")] = False,
 ) -> None:
     """Table 2 of the paper: AP@0.5:0.95 on LL-N/H/E/A and WL, parameters and latency, one row per checkpoint.
@@ -132,6 +137,7 @@ def table(
     its flip test) plus, for a checkpoint trained with an enhancer, the enhancement of one test image (the first
     LL-A image, at its size).
     """
+    torch_threads = use_threads(threads)  # before torch is imported
     import tempfile
 
     from exlpose_data.atomic import write_json_atomic, write_text_atomic
@@ -148,6 +154,7 @@ def table(
     plan = [(split, *resolve_split(dataset, annotations, split)) for split in names]
     ll_ann = next((ann for split, ann, condition in plan if condition == "LL"), None)
     dev = _device(device)
+    err_console.out(torch_threads.describe())
     labels = checkpoint_labels(checkpoints)
     models = [load_model(p, dev) for p in checkpoints]
     box_modes = [None] + ([boxes] if boxes is not None else [])

@@ -17,6 +17,12 @@ be compared: the heatmaps are mirrored back without a shift and with COCO's 17-j
 ``(1, 2), (3, 4), ..., (11, 12)`` applied to the 14 CrowdPose joints (it swaps right shoulder with left elbow,
 right ankle with head, ...), and the mirrored input is divided by 255 once more whenever its maximum exceeds 1
 (its ``im_to_torch`` runs twice on that path).
+
+Decoding a heatmap with no positive value (``decode``): ``"ours"`` blurs it unnormalised; ``"official"`` divides
+it by its maximum as the reference does whatever its sign (and, as the reference, normalises and scores in the
+maps' own precision, float32 from the network), so a negative maximum flips the map and the decoded
+joint lands on its most negative region (a maximum of 0 gives NaN and infinities, decoded as the reference's
+argmax of them does).
 """
 
 from __future__ import annotations
@@ -30,7 +36,11 @@ import torch
 from exlpose_data.datasets.transforms import HeatmapConvention, crop_to_heatmap, heatmap_to_image
 from exlpose_data.keypoints import crowdpose14
 
-__all__ = ["flip_back", "official_flip_index", "official_flip_input", "decode_heatmaps", "predictions_from_heatmaps", "HEATMAP_PEAK", "REFERENCE_FLIP_PAIRS"]
+__all__ = ["flip_back", "official_flip_index", "official_flip_input", "decode_heatmaps", "predictions_from_heatmaps", "HEATMAP_PEAK",
+           "REFERENCE_FLIP_PAIRS", "DECODES"]
+
+# How a heatmap with no positive value is decoded (module docstring).
+DECODES: tuple[str, ...] = ("ours", "official")
 
 # The swap pairs of the reference code's test configs: COCO-17's (eyes, ears, shoulders, ...) on 14 joints.
 REFERENCE_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12))
@@ -96,15 +106,19 @@ def flip_back(
     return out
 
 
-def decode_heatmaps(heatmaps: np.ndarray | torch.Tensor, peak: float = HEATMAP_PEAK) -> tuple[np.ndarray, np.ndarray]:
+def decode_heatmaps(heatmaps: np.ndarray | torch.Tensor, peak: float = HEATMAP_PEAK, *, decode: str = "ours") -> tuple[np.ndarray, np.ndarray]:
     """Joint positions ``(B, K, 2)`` in heatmap pixels and scores ``(B, K)`` (``value / peak + 0.5``).
 
     Args:
         heatmaps: ``(B, K, h, w)``.
         peak: target peak the network was trained with (255 for CPN targets).
+        decode: ``"ours"`` or ``"official"``: how a map with no positive value is normalised (module docstring).
     """
-    maps = heatmaps.detach().cpu().numpy() if isinstance(heatmaps, torch.Tensor) else np.asarray(heatmaps)
-    maps = maps.astype(np.float64, copy=False)
+    if decode not in DECODES:
+        raise ValueError(f"unknown decode {decode!r}; choose {' or '.join(DECODES)}")
+    native = heatmaps.detach().cpu().numpy() if isinstance(heatmaps, torch.Tensor) else np.asarray(heatmaps)
+    maps = native.astype(np.float64, copy=False)
+    official = decode == "official"
     b, k, h, w = maps.shape
     coords = np.zeros((b, k, 2))
     scores = np.zeros((b, k))
@@ -114,8 +128,13 @@ def decode_heatmaps(heatmaps: np.ndarray | torch.Tensor, peak: float = HEATMAP_P
             hm = maps[i, j]
             top = hm.max()
             padded[:] = 0.0
-            # A map that is nowhere positive has no peak to normalise; blur it unnormalised (argmax still defined).
-            padded[_BORDER:-_BORDER, _BORDER:-_BORDER] = hm / top if top > 0 else hm
+            if official:  # the reference's arithmetic: in the maps' own precision, whatever the maximum's sign
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    padded[_BORDER:-_BORDER, _BORDER:-_BORDER] = native[i, j] / native[i, j].max()
+            elif top > 0:
+                padded[_BORDER:-_BORDER, _BORDER:-_BORDER] = hm / top
+            else:  # nowhere positive: no peak to normalise; blurred unnormalised (argmax still defined)
+                padded[_BORDER:-_BORDER, _BORDER:-_BORDER] = hm
             blurred = cv2.GaussianBlur(padded, _BLUR, 0)
             y, x = np.unravel_index(int(blurred.argmax()), blurred.shape)
             blurred[y, x] = 0.0
@@ -129,7 +148,10 @@ def decode_heatmaps(heatmaps: np.ndarray | torch.Tensor, peak: float = HEATMAP_P
             fx = min(max(fx, 0.0), w - 1.0)
             fy = min(max(fy, 0.0), h - 1.0)
             coords[i, j] = fx, fy
-            scores[i, j] = hm[int(round(fy)), int(round(fx))] / peak + 0.5
+            at = (int(round(fy)), int(round(fx)))
+            # the reference scores in the maps' own precision too
+            one = native.dtype.type if official and native.dtype.kind == "f" else np.float64
+            scores[i, j] = float(one(native[i, j][at]) / one(peak) + one(0.5))
     return coords, scores
 
 
@@ -141,10 +163,12 @@ def predictions_from_heatmaps(
     peak: float = HEATMAP_PEAK,
     category_id: int = 1,
     convention: HeatmapConvention = "ours",
+    decode: str = "ours",
 ) -> list[dict]:
     """COCO keypoint results for a batch of crops (``meta`` as collated by the dataset: image_id, affine, score);
-    heatmap positions map to the crop by ``convention`` (the one the model was trained with)."""
-    coords, scores = decode_heatmaps(heatmaps, peak)
+    heatmap positions map to the crop by ``convention`` (the one the model was trained with), maps with no
+    positive value are decoded as ``decode`` says."""
+    coords, scores = decode_heatmaps(heatmaps, peak, decode=decode)
     heatmap_size = tuple(heatmaps.shape[-2:])
     affines = meta["affine"].numpy() if isinstance(meta["affine"], torch.Tensor) else np.asarray(meta["affine"])
     xy = np.stack([heatmap_to_image(c, a, input_size, heatmap_size, convention) for c, a in zip(coords, affines)])  # type: ignore[arg-type]

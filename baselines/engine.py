@@ -247,6 +247,7 @@ def run_inference(
     *,
     flip_test: bool | str = "ours",
     convention: str = "ours",
+    decode: str = "ours",
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[list[dict], float]:
     """COCO keypoint results for every crop of ``loader`` and the mean forward time per crop (seconds).
@@ -258,6 +259,7 @@ def run_inference(
         device: where the crops go.
         flip_test: ``"ours"``, ``"official"`` or ``"none"`` (see :func:`predict_heatmaps`).
         convention: the heatmap convention the model was trained with.
+        decode: ``"ours"`` or ``"official"`` (:func:`baselines.decode.decode_heatmaps`).
         on_batch: called with each batch's size (progress).
     """
     net.eval()
@@ -270,7 +272,7 @@ def run_inference(
         seconds += time.perf_counter() - start
         crops += images.shape[0]
         input_size = (images.shape[-2], images.shape[-1])
-        results.extend(predictions_from_heatmaps(heatmaps, batch["meta"], input_size, convention=convention))  # type: ignore[arg-type]
+        results.extend(predictions_from_heatmaps(heatmaps, batch["meta"], input_size, convention=convention, decode=decode))  # type: ignore[arg-type]
         if on_batch is not None:
             on_batch(images.shape[0])
     return results, (seconds / crops if crops else math.nan)
@@ -289,6 +291,7 @@ def evaluate_split(
     workers: int | None = None,
     flip_test: bool | str | None = None,
     protocol: str | None = None,
+    settings: Any = None,
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[KeypointMetrics, list[dict]]:
@@ -305,8 +308,10 @@ def evaluate_split(
         detections: COCO detection results to crop instead of the ground-truth boxes.
         batch_size: crops per batch (default half the training batch).
         workers: data loader processes (default the training's).
-        flip_test: ``"ours"``, ``"official"`` or ``"none"`` (default ``cfg.flip_test``).
+        flip_test: ``"ours"``, ``"official"`` or ``"none"`` (default ``settings.flip_test``, else ``cfg.flip_test``).
         protocol: ``"crowdpose"`` or ``"fixed"`` (default ``cfg.eval_protocol``).
+        settings: a :class:`baselines.inputs.InferenceSettings` (crop, flip test, decoding, input scale); default
+            ours with ``cfg.flip_test``.
         on_start: called with the number of crops before inference (progress).
         on_batch: called with each batch's size (progress).
     """
@@ -318,14 +323,16 @@ def evaluate_split(
 
     from .enhance import attach_enhancer
 
-    ds = ExLPoseTopDown(root, ann_file, condition=condition, train=False, detections=detections, **dataset_options(cfg))  # type: ignore[arg-type]
+    ds = ExLPoseTopDown(root, ann_file, condition=condition, train=False, detections=detections, **dataset_options(cfg, settings))  # type: ignore[arg-type]
     attach_enhancer(ds, cfg)
     if on_start is not None:
         on_start(len(ds))
     loader = DataLoader(ds, batch_size=batch_size or max(1, cfg.batch_size // 2), shuffle=False,
                         num_workers=cfg.workers if workers is None else workers, pin_memory=device.type == "cuda")
-    results, _ = run_inference(net, loader, Lighting.parse(condition).key, device, flip_test=cfg.flip_test if flip_test is None else flip_test,
-                               convention=cfg.heatmap_convention, on_batch=on_batch)
+    if flip_test is None:
+        flip_test = cfg.flip_test if settings is None else settings.flip_test
+    results, _ = run_inference(net, loader, Lighting.parse(condition).key, device, flip_test=flip_test, convention=cfg.heatmap_convention,
+                               decode="ours" if settings is None else settings.decode, on_batch=on_batch)
     return evaluate_keypoints(ann_file, results, protocol=protocol or cfg.eval_protocol), results  # type: ignore[arg-type]
 
 

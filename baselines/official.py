@@ -20,7 +20,9 @@ reference                                        ours
 
 Anything left over on either side is refused with the list of unmatched keys; nothing is half-loaded. The
 written checkpoint records the reference's input settings and its heatmap convention (targets at
-``floor(x/4)``, decoded at ``4j + 2``), so ``exlpose-eval model`` decodes it as it was trained.
+``floor(x/4)``, decoded at ``4j + 2``) and is marked ``origin: "official"``, so ``exlpose-eval model`` and
+``exlpose-predict`` run it with the authors' crop, flip test, decoding and input scale by default
+(:mod:`baselines.inputs`).
 """
 
 from __future__ import annotations
@@ -154,5 +156,6 @@ def import_official(path: str | os.PathLike, out: str | os.PathLike, *, input_si
         "wl_normalisation": "reference", "padding": "mean", "global_mask": "visible",
     }, source=str(p))
     epoch = ckpt.get("epoch", 0) if isinstance(ckpt, dict) else 0
-    save_checkpoint(out, model=mapped, config=cfg.to_dict(), epoch=int(epoch) if isinstance(epoch, int) else 0, imported_from=str(p))
+    save_checkpoint(out, model=mapped, config=cfg.to_dict(), epoch=int(epoch) if isinstance(epoch, int) else 0,
+                    imported_from=str(p), origin="official")
     return info

@@ -9,6 +9,7 @@ was trained on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,23 @@ def load_boxes(path: Path) -> dict[str, list[list[float]]]:
 
 def _crop(img_bgr: np.ndarray, means: np.ndarray, box: list[float], condition: str, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     from exlpose_data.datasets.lowlight import LowLightScaling, bgr_to_input, input_affine, padding_value
+    from exlpose_data.datasets.official_crop import official_crop, undivided_input
     from exlpose_data.datasets.transforms import CropSettings, crop_affine, crop_box, crop_roi, read_roi, warp_roi
 
     input_size = options["input_size"]
+    if options.get("crop_mode") == "official":
+        affine, crop = official_crop(img_bgr, img_bgr.shape[:2], means, box[:4], condition, input_size=input_size, ll_scaling=LowLightScaling(),
+                                     wl_normalisation=options["wl_normalisation"], pad_rgb_255=options["pad"], divide=options["input_scale"])
+        return np.ascontiguousarray(crop.transpose(2, 0, 1)), affine
     center, size = crop_box(box[:4], CropSettings(input_size=input_size), train=False)
     affine = crop_affine(center, size, input_size)
     roi = crop_roi(affine, input_size, img_bgr.shape[:2])
     gain, offset = input_affine(condition, means, LowLightScaling(), options["wl_normalisation"])
     border = padding_value(condition, options["pad"], gain, offset)
-    crop = bgr_to_input(warp_roi(read_roi(img_bgr, roi), roi, affine, input_size, border), gain, offset)
+    raw = warp_roi(read_roi(img_bgr, roi), roi, affine, input_size, border)
+    crop = bgr_to_input(raw, gain, offset)
+    if options.get("input_scale") == "official":
+        crop = undivided_input(crop, raw, gain * 255.0 if condition == "LL" else np.ones(3), offset)
     return np.ascontiguousarray(crop.transpose(2, 0, 1)), affine
 
 
@@ -82,27 +91,38 @@ def predict(
     boxes: dict[str, list[list[float]]] | None = None,
     condition: str = "LL",
     flip_test: bool | str | None = None,
+    crop: str | None = None,
+    decode: str | None = None,
+    input_scale: str | None = None,
+    settings: Any = None,
     device: str = "cpu",
 ) -> list[dict[str, Any]]:
-    """One record per person: ``image``, ``bbox``, ``keypoints`` (14 x [x, y, score] flattened), ``score``."""
+    """One record per person: ``image``, ``bbox``, ``keypoints`` (14 x [x, y, score] flattened), ``score``.
+
+    The test settings are ``settings`` (a :class:`baselines.inputs.InferenceSettings`) when given, otherwise the
+    checkpoint's defaults (:func:`baselines.inputs.inference_settings`) changed by ``flip_test``, ``crop``,
+    ``decode`` and ``input_scale``."""
     import torch
 
     from exlpose_data.datasets.lowlight import rgb_means
     from exlpose_data.datasets.sources import decode_image
     from exlpose_data.datasets.transforms import heatmap_to_image
 
-    from .checkpoint import load_model
+    from .checkpoint import load_model_and_origin
     from .decode import decode_heatmaps
     from .engine import predict_heatmaps
     from .enhance import config_enhancer, enhance_bgr
-    from .inputs import dataset_options
+    from .inputs import dataset_options, inference_settings
     from .options import check_device
 
     cond = _condition(condition)
     check_device(device)
-    net, cfg = load_model(checkpoint, device)
-    options = dataset_options(cfg)
-    flip = cfg.flip_test if flip_test is None else flip_test
+    net, cfg, origin = load_model_and_origin(checkpoint, device)
+    if settings is None:
+        flip_mode = ("ours" if flip_test else "none") if isinstance(flip_test, bool) else flip_test
+        settings = inference_settings(cfg, origin, crop=crop, flip_test=flip_mode, decode=decode, input_scale=input_scale)
+    options = dataset_options(cfg, settings)
+    flip = settings.flip_test
     enhancer = config_enhancer(cfg) if cond == "LL" else None  # a model trained on enhanced LL images sees them
     records = []
     for path in images:
@@ -121,7 +141,7 @@ def predict(
         crops, affines = zip(*(_crop(img, means, b, cond, options) for b in person_boxes))
         x = torch.from_numpy(np.stack(crops)).to(device)
         heatmaps = predict_heatmaps(net, x, cond.key, flip_test=flip, convention=cfg.heatmap_convention)
-        coords, scores = decode_heatmaps(heatmaps)
+        coords, scores = decode_heatmaps(heatmaps, decode=settings.decode)
         for box, affine, c, s in zip(person_boxes, affines, coords, scores):
             xy = heatmap_to_image(c, affine, cfg.input_size, cfg.heatmap_size, cfg.heatmap_convention)
             box_score = float(box[4]) if len(box) == 5 else 1.0
@@ -142,34 +162,46 @@ def predict_to_folder(
     boxes_file: Path | None = None,
     condition: str = "LL",
     flip_test: str | None = None,
+    crop: str | None = None,
+    decode: str | None = None,
+    input_scale: str | None = None,
     overlays: bool = True,
     device: str = "cpu",
     overwrite: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`predict`, written to ``out``: ``keypoints.json`` (the records), ``settings.json`` (checkpoint,
-    variant, condition, flip test, heatmap convention) and, with ``overlays``, ``<image>_pose.png`` per image.
+    variant, condition, heatmap convention and the test settings: crop, flip test, decode, input scale, the
+    checkpoint's origin) and, with ``overlays``, ``<image>_pose.png`` per image. ``notify`` gets one line naming
+    the test settings before the run.
 
     ``out`` follows :func:`baselines.results.result_folder`: new or empty, or an earlier prediction folder with the
     same settings and images (rewritten), or replaced with ``overwrite``; never an input or an input's folder.
     ``boxes_file`` is the file ``boxes`` came from (digested into the folder's record)."""
     from exlpose_data.datasets.sources import decode_image
 
-    from .checkpoint import checkpoint_config, load_checkpoint
+    from .checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint
     from .config import make_config
+    from .inputs import inference_settings
     from .results import result_folder
 
     lighting = _condition(condition)  # before anything is written
+    ckpt = load_checkpoint(checkpoint)
+    cfg = make_config(checkpoint_config(ckpt), source=str(checkpoint))
+    chosen = inference_settings(cfg, checkpoint_origin(ckpt), crop=crop, flip_test=flip_test, decode=decode, input_scale=input_scale)
+    del ckpt
+    if notify is not None:
+        notify(f"{checkpoint.name} ({chosen.origin} checkpoint): {chosen.describe()}")
     stems = [f"{path.stem}_pose.png" for path in images] if overlays else []
-    settings = {"images": [str(p) for p in images], "condition": condition, "flip_test": flip_test, "overlays": overlays,
+    settings = {"images": [str(p) for p in images], "condition": condition, **chosen.as_dict(), "overlays": overlays,
                 "boxes": boxes_file is not None or boxes is not None}
     with result_folder(out, command="exlpose-predict", produces="prediction folder", settings=settings,
                        inputs={"checkpoint": checkpoint, "boxes": boxes_file}, read=images,
                        files=["keypoints.json", "settings.json", *stems], overwrite=overwrite) as (folder, recorded):
-        records = predict(checkpoint, images, boxes=boxes, condition=condition, flip_test=flip_test, device=device)
+        records = predict(checkpoint, images, boxes=boxes, condition=condition, settings=chosen, device=device)
         write_json_atomic(folder / "keypoints.json", records, indent=1)
-        cfg = make_config(checkpoint_config(load_checkpoint(checkpoint)), source=str(checkpoint))
         write_json_atomic(folder / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": lighting.value,
-                                                       "flip_test": flip_test or cfg.flip_test, "heatmap_convention": cfg.heatmap_convention}, indent=1)
+                                                       **chosen.as_dict(), "heatmap_convention": cfg.heatmap_convention}, indent=1)
         recorded.own("keypoints.json", "settings.json")
         if overlays:
             for path in images:

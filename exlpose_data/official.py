@@ -26,7 +26,7 @@ from .jsonio import check_json_value
 from .naming import parse_name
 from .schema import AnnotationDocument
 
-__all__ = ["trans_entries", "trans_json_text", "internal_name", "OFFICIAL_SITES", "OFFICIAL_SPLIT_NAMES"]
+__all__ = ["gt_bbox", "trans_entries", "trans_json_text", "internal_name", "OFFICIAL_SITES", "OFFICIAL_SPLIT_NAMES"]
 
 # Sites the authors' loaders know: glued to the date, or (site "3") dropped.
 OFFICIAL_SITES = {"manridang": True, "hwangridan": True, "bulguksa": True, "3": False}
@@ -54,7 +54,7 @@ def internal_name(bright_path: str) -> str:
     return f"imgs_{name.date}{site}_vid{name.video:06d}_exp{name.ratio}_img_{name.frame:06d}__exposure_{name.exposure_us}.{name.ext}"
 
 
-def _gt_bbox(bbox: list[int | float]) -> list[int]:
+def gt_bbox(bbox: list[int | float]) -> list[int]:
     x, y, w, h = bbox
     return [int(x), int(y), int(x + w), int(y + h)]
 
@@ -75,7 +75,7 @@ def trans_entries(doc: AnnotationDocument, *, source: str = "annotations") -> li
         # the file's own count, as theirs keep it (some official counts disagree with the flags); computed if absent
         count = a.num_keypoints if "num_keypoints" in a.model_fields_set else count_labelled(a.keypoints)
         if count > 0 and not a.iscrowd:
-            entries.append({"unit": {"num_keypoints": count, "keypoints": list(a.keypoints), "GT_bbox": _gt_bbox(a.bbox)},
+            entries.append({"unit": {"num_keypoints": count, "keypoints": list(a.keypoints), "GT_bbox": gt_bbox(a.bbox)},
                             "imgInfo": {"imgID": a.image_id, "img_paths": names[a.image_id]}, "score": 1})
     return entries
 

@@ -15,6 +15,7 @@ import typer
 from exlpose_data.cli.common import err_console, handle_errors, new_app
 from exlpose_data.outputs import building_folder, check_output
 from exlpose_data.provenance import recorded_run
+from exlpose_data.threads import check_threads
 from exlpose_data.naming import ANNOTATION_PREFIX, annotation_file_name
 
 from .pipeline import FULL, QUICK, DemoSettings, Runner, read_json
@@ -34,10 +35,13 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A smoke run: small frames, two scenes, 12 training steps (under a minute).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the simulation and the training.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier demo folder at --out: the new run is built beside it and swapped in when it succeeds.")] = False,
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads of the training and evaluation commands, passed on to each (0 or absent: each chooses from the CPUs allowed and the load)")] = None,
 ) -> None:
     """The whole toolkit on realistic synthetic data: simulated scenes recorded on pylon's camera emulator,
     aligned, annotated through the CVAT importer, split, packed, used to train baseline-all and lsbn-lupi, and
     evaluated per split. Leaves report.html / report.md with PNGs in OUT."""
+    requested = check_threads(threads)
+    torch_threads = [] if requested is None else ["--threads", str(requested)]
     check_output(out, writes="folder", produces="demo folder", replaces=["demo folder"], overwrite=overwrite)
     settings = QUICK if quick else FULL
     settings = DemoSettings(**{**settings.__dict__, "seed": seed})
@@ -46,7 +50,7 @@ def demo(
     ):
         runner = Runner(build, echo=lambda m: err_console.print(m, markup=False))
         try:
-            results = _run(runner, settings, quick)
+            results = _run(runner, settings, quick, torch_threads)
         finally:
             _write_partial_stages(runner)
     err_console.print(f"report: {out / 'report.html'} (and report.md)", markup=False)
@@ -59,7 +63,8 @@ def _write_partial_stages(runner: Runner) -> None:
     write_json_atomic(runner.out / "stages.json", runner.stages, indent=1)
 
 
-def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
+def _run(runner: Runner, s: DemoSettings, quick: bool, torch_threads: list[str]) -> dict[str, Any]:
+    """Every stage; ``torch_threads`` (``--threads N`` or nothing) goes to each command that runs torch."""
     out = runner.out
     feeds = out / "feeds"
     sessions = out / "sessions"
@@ -153,7 +158,7 @@ def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
                 "--output-dir", str(out / "train" / variant), "--backbone", s.backbone, "--input-size", s.input_size,
                 "--heatmap-size", s.heatmap_size, "--epochs", str(s.epochs), "--steps-per-epoch", str(s.steps_per_epoch),
                 "--batch-size", str(s.batch_size), "--lr", str(s.lr), "--workers", "0", "--seed", str(s.seed), "--val-splits", "",
-                "--deterministic", "--from-scratch", *(["--channels-last"] if s.channels_last else [])])
+                "--deterministic", "--from-scratch", *(["--channels-last"] if s.channels_last else []), *torch_threads])
             records[variant] = read_json(out / "train" / variant / "metrics.json")
         return records
 
@@ -165,7 +170,7 @@ def _run(runner: Runner, s: DemoSettings, quick: bool) -> dict[str, Any]:
         for variant in MODELS:
             table[variant] = json.loads(runner.command("eval", [
                 "eval", "model", str(out / "train" / variant / "checkpoint.pth"), "--dataset", str(root),
-                "--splits", ",".join(splits), "--workers", "0", "--json"], capture=True))
+                "--splits", ",".join(splits), "--workers", "0", "--json", *torch_threads], capture=True))
         return table
 
     ap = runner.stage("evaluate", evaluate)

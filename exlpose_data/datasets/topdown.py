@@ -15,13 +15,18 @@ from ..lighting import Lighting
 from .detections import detection_instances, load_detections
 from .lowlight import PIXEL_MEANS, LowLightScaling, Normalisation, bgr_to_input, input_affine, padding_value
 from .records import InstanceEntry, build_index, needed_paths, record_sizes
+from .official_crop import official_crop, undivided_input
 from .open_source import open_source
 from .targets import CPN_KERNELS, cpn_heatmaps, gaussian_heatmaps
 from .transforms import (
+    CROP_MODES,
     HEATMAP_CONVENTIONS,
+    INPUT_SCALES,
     Augmentation,
+    CropMode,
     CropSettings,
     HeatmapConvention,
+    InputScale,
     apply_affine,
     crop_affine,
     crop_box,
@@ -95,6 +100,10 @@ class ExLPoseTopDown(Dataset):
             ``x / 255``.
         pad: padding value outside the image, RGB on the 0-255 scale as the reference sees the image before
             cropping (after LL brightening); default the reference's pixel means, None for zeros.
+        crop_mode: ``"ours"`` (the float box warped with one affine) or ``"official"`` (test only: the authors'
+            integer rectangle cut and resized, :mod:`.official_crop`; ``meta["affine"]`` is then their joint map).
+        input_scale: ``"ours"`` (crops divided by 255) or ``"official"`` (only when the crop's maximum on the
+            0-255 scale exceeds 1, as the authors' ``im_to_torch``).
         detections: COCO detection results to crop instead of the ground-truth boxes.
         min_score: detections scoring below this are dropped.
         pack: a pack written by ``exlpose pack``; samples are bit-identical to those from the image files.
@@ -122,6 +131,8 @@ class ExLPoseTopDown(Dataset):
         ll_scaling: LowLightScaling | None = _DEFAULT_LL,
         wl_normalisation: Normalisation | None = _DEFAULT_WL,
         pad: tuple[float, float, float] | None = PIXEL_MEANS,
+        crop_mode: CropMode = "ours",
+        input_scale: InputScale = "ours",
         detections: str | os.PathLike | None = None,
         min_score: float = 0.0,
         pack: str | os.PathLike | None = None,
@@ -134,6 +145,10 @@ class ExLPoseTopDown(Dataset):
             raise UsageError(f"kernels must be positive odd sizes and sigma positive, got kernels={kernels} sigma={sigma}")
         if heatmap_convention not in HEATMAP_CONVENTIONS:
             raise UsageError(f"heatmap_convention must be one of {', '.join(HEATMAP_CONVENTIONS)}, got {heatmap_convention!r}")
+        if crop_mode not in CROP_MODES or input_scale not in INPUT_SCALES:
+            raise UsageError(f"crop_mode and input_scale must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}, {input_scale!r}")
+        if crop_mode == "official" and train:
+            raise UsageError("crop_mode 'official' is the authors' test crop; training crops are cut with crop_mode 'ours'")
         if pad is not None and len(tuple(pad)) != 3:
             raise UsageError(f"pad must be three values (RGB, 0-255 scale) or None, got {pad!r}")
         self.condition = condition
@@ -150,6 +165,8 @@ class ExLPoseTopDown(Dataset):
         self.ll_scaling = ll_scaling
         self.wl_normalisation = wl_normalisation
         self.pad = None if pad is None else tuple(float(v) for v in pad)
+        self.crop_mode = crop_mode
+        self.input_scale = input_scale
         self.with_targets = detections is None
         self.index = build_index(root, ann_file, condition)
         per_image = self.index.instances if detections is None else detection_instances(self.index, load_detections(detections, min_score=min_score), str(detections))
@@ -206,10 +223,17 @@ class ExLPoseTopDown(Dataset):
         sample: dict[str, Any] = {}
         for cond in self.conditions:
             pixels, hw, means = self.source.get(img.path(cond))  # type: ignore[arg-type]
-            roi = crop_roi(affine, input_size, hw)
-            gain, offset = input_affine(cond, means, self.ll_scaling, self.wl_normalisation)
-            border = padding_value(cond, self.pad, gain, offset)
-            crop = bgr_to_input(warp_roi(read_roi(pixels, roi), roi, affine, input_size, border), gain, offset)
+            if self.crop_mode == "official":
+                affine, crop = official_crop(pixels, hw, means, inst.bbox, cond, input_size=input_size, widen=self.crop.widen, ll_scaling=self.ll_scaling,
+                                             wl_normalisation=self.wl_normalisation, pad_rgb_255=self.pad, divide=self.input_scale)
+            else:
+                roi = crop_roi(affine, input_size, hw)
+                gain, offset = input_affine(cond, means, self.ll_scaling, self.wl_normalisation)
+                border = padding_value(cond, self.pad, gain, offset)
+                raw = warp_roi(read_roi(pixels, roi), roi, affine, input_size, border)
+                crop = bgr_to_input(raw, gain, offset)
+                if self.input_scale == "official":
+                    crop = undivided_input(crop, raw, gain * 255.0 if cond == "LL" else np.ones(3), offset)
             sample[Lighting(cond).key] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
         if self.with_targets:
             kp = inst.keypoints[self.flip_index] if flip else inst.keypoints

@@ -28,10 +28,22 @@ from .lowlight import value_scale
 
 HeatmapConvention = Literal["ours", "reference"]
 HEATMAP_CONVENTIONS: tuple[str, ...] = ("ours", "reference")
+# How a test crop is cut: "ours" warps the float box with one affine (above); "official" is the authors' test
+# loader's integer rectangle, cut and resized (:mod:`.official_crop`).
+CropMode = Literal["ours", "official"]
+CROP_MODES: tuple[str, ...] = ("ours", "official")
+# How a crop's 0-255 values become input: "ours" always divides by 255; "official" divides only when the crop's
+# maximum exceeds 1, as the authors' im_to_torch does.
+InputScale = Literal["ours", "official"]
+INPUT_SCALES: tuple[str, ...] = ("ours", "official")
 
 __all__ = [
     "Augmentation",
     "CropSettings",
+    "CROP_MODES",
+    "CropMode",
+    "INPUT_SCALES",
+    "InputScale",
     "HEATMAP_CONVENTIONS",
     "HeatmapConvention",
     "train_crop_factor",
