@@ -50,7 +50,7 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["Machine", "ThreadChoice", "probe_machine", "choose_threads", "apply_threads", "use_threads", "check_threads",
+__all__ = ["default_workers", "Machine", "ThreadChoice", "probe_machine", "choose_threads", "apply_threads", "use_threads", "check_threads",
            "THREADS_HELP", "WAIT_ENV", "BUSY_LOAD"]
 
 THREADS_HELP = "torch intra-op threads (0 or absent: chosen from the CPUs allowed and the load; one line on stderr says what)"
@@ -137,6 +137,11 @@ def _affinity() -> int | None:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return None
+
+
+def default_workers() -> int:
+    """Worker processes to use by default (aligning, simulating, enhancing): the CPUs this process may run on."""
+    return max(1, _affinity() or os.cpu_count() or 1)
 
 
 def _cgroup_quota(path: Path | None = None) -> float | None:

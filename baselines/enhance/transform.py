@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from exlpose_data.atomic import write_image_atomic
+from exlpose_data.threads import default_workers
 from exlpose_data.datasets.lowlight import rgb_means
 from exlpose_data.datasets.sources import decode_image
 
@@ -39,14 +40,6 @@ R = TypeVar("R")
 # Read by OpenMP and the BLAS libraries when they load: set while the worker processes start.
 _ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _shared: Any = None
-
-
-def default_workers() -> int:
-    """Processes to use by default: the cores this process may run on (``os.sched_getaffinity``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +30,7 @@ from ..progress import ProgressCallback
 from ..progress import report as report_progress
 from ..provenance import RECORD_FILE, RecordedRun, read_record, recorded_run
 from ..session_format import SessionReader
+from ..threads import default_workers
 from .geometry import INTERPOLATION_MARGIN_PX, INTERPOLATIONS, crop_margin_violation, warp_maps
 from .model import AlignModel
 from .prepare import MirrorSide, develop, needs_flip, session_mirror
@@ -415,8 +415,3 @@ def _finish(root: Path, report: ApplyReport, hashes: Mapping[str, str], old_pair
     listed = load_manifest(root)
     rels = [PAIRS_FILE] + [rel for pair in report.pairs for rel in pair if rel in hashes or rel not in listed] + sorted(gone)
     update_manifest(root, rels, known_hashes=dict(hashes))
-
-
-def default_workers() -> int:
-    """Processes to use: the cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

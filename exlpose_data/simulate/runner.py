@@ -19,20 +19,13 @@ from ..atomic import current_umask
 from ..errors import UsageError
 from ..layout import MANIFEST_LOCK_FILE
 from ..outputs import building_folder, check_output
+from ..threads import default_workers
 from ..progress import ProgressCallback, report
 from ..provenance import RECORD_FILE, RecordedRun, recorded_run
 
 __all__ = ["staged_output", "simulation_output", "run_scenes", "default_workers"]
 
 T = TypeVar("T")
-
-
-def default_workers() -> int:
-    """All cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
