@@ -142,9 +142,10 @@ def table(
 
     from exlpose_data.atomic import write_json_atomic, write_text_atomic
 
-    from .checkpoint import load_model
+    from .checkpoint import load_model_and_origin
     from .engine import evaluate_split, measure_latency
     from .enhance import config_enhancer
+    from .inputs import inference_settings
     from .results import result_folder
     from .splits import split_detections
 
@@ -156,7 +157,8 @@ def table(
     dev = _device(device)
     err_console.out(torch_threads.describe())
     labels = checkpoint_labels(checkpoints)
-    models = [load_model(p, dev) for p in checkpoints]
+    # an imported official checkpoint runs with the authors' crop, flip, decode and input scale (as in eval model)
+    models = [(net, cfg, inference_settings(cfg, origin)) for net, cfg, origin in (load_model_and_origin(p, dev) for p in checkpoints)]
     box_modes = [None] + ([boxes] if boxes is not None else [])
     with contextlib.ExitStack() as stack:
         if out is not None:  # checked before the slow part; marked incomplete until the table is written
@@ -166,19 +168,19 @@ def table(
                 read=[annotations, *(a for _, a, _ in plan)], files=["table.md", "table.json"], overwrite=overwrite))
         rows = []
         with tempfile.TemporaryDirectory() as tmp, progress_bar(transient=True) as progress:
-            for label, path, (net, cfg) in zip(labels, checkpoints, models):
+            for label, path, (net, cfg, chosen) in zip(labels, checkpoints, models):
                 enhancer = config_enhancer(cfg)
                 if enhancer is not None and ll_ann is None:
                     raise UsageError(f"{path}: trained with an enhancer; its latency is timed on an LL split, add one to --splits")
                 enhance_s = enhancer_latency(enhancer, dataset, ll_ann) if enhancer is not None else 0.0
-                crop_s = measure_latency(net, cfg.input_size, "ll", dev, flip_test=cfg.flip_test)
+                crop_s = measure_latency(net, cfg.input_size, "ll", dev, flip_test=chosen.flip_test)
                 params = sum(p.numel() for p in net.parameters())
                 for mode in box_modes:
                     aps = {}
                     for split, ann, condition in plan:
                         task = progress.add_task(f"{label} {split}", total=None)
                         dets = split_detections(mode, ann, Path(tmp), split) if mode is not None else None
-                        metrics, _ = evaluate_split(net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers,
+                        metrics, _ = evaluate_split(net, cfg, dataset, ann, condition, dev, detections=dets, batch_size=batch_size, workers=workers, settings=chosen,
                                                     on_start=lambda n, t=task: progress.update(t, total=n),
                                                     on_batch=lambda n, t=task: progress.update(t, advance=n))
                         aps[split] = metrics.AP
@@ -187,7 +189,8 @@ def table(
                     rows.append({"method": label if len(box_modes) == 1 else f"{label} ({boxes_name} boxes)", "checkpoint": str(path),
                                  "variant": cfg.variant, "enhancer": cfg.enhancer or cfg.spec.enhancer, "boxes": boxes_name, "AP": aps,
                                  "params": params, "params_m": round(params / 1e6, 2), "latency_s": round(enhance_s + crop_s, 4),
-                                 "latency_enhancer_s": round(enhance_s, 4), "latency_crop_s": round(crop_s, 4), "flip_test": cfg.flip_test})
+                                 "latency_enhancer_s": round(enhance_s, 4), "latency_crop_s": round(crop_s, 4), "flip_test": chosen.flip_test,
+                                 "crop": chosen.crop, "decode": chosen.decode, "input_scale": chosen.input_scale, "origin": chosen.origin})
         text = _markdown(rows, names)
         typer.echo(text, nl=False)
         if out is not None:

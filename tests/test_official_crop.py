@@ -205,6 +205,14 @@ def test_imported_checkpoint_evaluates_and_predicts_the_authors_way(tmp_path):
     table = json.loads((tmp_path / "p" / "evaluation.json").read_text())
     assert (table["crop"], table["flip_test"], table["decode"], table["input_scale"], table["origin"]) == ("official",) * 5
     official_preds = json.loads((tmp_path / "p" / "predictions_LL-A.json").read_text())
+    official_ap = table["AP"]["LL-A"]
+    # exlpose-eval table runs it the same way
+    r = runner.invoke(eval_app, ["table", str(ours_ckpt), "--dataset", str(root), "--splits", "LL-A", "--workers", "0",
+                                 "--batch-size", "2", "--out", str(tmp_path / "t")])
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads((tmp_path / "t" / "table.json").read_text())["rows"]
+    assert (row["crop"], row["flip_test"], row["decode"], row["input_scale"], row["origin"]) == ("official",) * 5
+    assert row["AP"]["LL-A"] == official_ap
     r = runner.invoke(eval_app, [*args, "--crop", "ours", "--json", "--save-predictions", str(tmp_path / "q")])
     assert r.exit_code == 0, r.output
     table = json.loads(r.stdout)
