@@ -37,10 +37,10 @@ from exlpose_data.outputs import building_folder, check_output, what_is
 from exlpose_data.provenance import RecordedRun, differences, digest, read_record, recorded_run
 
 from .adaptation import optimised_modules, variant_adaptation
-from .checkpoint import checkpoint_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, make_config, read_config_file
 from .engine import PairModel, autocast, compute_losses, cpu_bf16_flags, evaluate_split, train_one_epoch
-from .inputs import dataset_options
+from .inputs import dataset_options, inference_settings
 from .models import build_cpn
 from .models.cpn import CPN, init_output_scale
 from .options import check_device
@@ -200,12 +200,14 @@ def _tensorboard(output_dir: Path) -> Any:
     return SummaryWriter(log_dir=str(output_dir / "tensorboard"))
 
 
-def evaluate_splits(net: CPN, cfg: TrainConfig, device: torch.device, splits: list[str] | None = None) -> dict[str, float]:
-    """AP@0.5:0.95 of ``net`` on each test split (GT boxes), as ``{"AP/LL-A": ..., ...}``."""
+def evaluate_splits(net: CPN, cfg: TrainConfig, device: torch.device, splits: list[str] | None = None,
+                    settings: Any = None) -> dict[str, float]:
+    """AP@0.5:0.95 of ``net`` on each test split (GT boxes), as ``{"AP/LL-A": ..., ...}``; ``settings``: the
+    :class:`baselines.inputs.InferenceSettings` to run with (default ours with ``cfg.flip_test``)."""
     out = {}
     for split in splits if splits is not None else cfg.val_splits:
         ann, condition = split_annotation(cfg, split)
-        metrics, _ = evaluate_split(net, cfg, cfg.dataset, ann, condition, device)
+        metrics, _ = evaluate_split(net, cfg, cfg.dataset, ann, condition, device, settings=settings)
         out[f"AP/{split}"] = metrics.AP
     return out
 
@@ -422,7 +424,10 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
             adaptation.load_state_dict(ckpt["adaptation"])
         history = list(ckpt.get("history", []))
     if test_only:
-        return {"epoch": start_epoch, **(evaluate_splits(net, cfg, device) if env.is_main else {}), "flip_test": cfg.flip_test}
+        # an imported official checkpoint is tested the authors' way, as exlpose-eval model does by default
+        chosen = inference_settings(cfg, checkpoint_origin(ckpt) if resume is not None else "trained")
+        return {"epoch": start_epoch, **(evaluate_splits(net, cfg, device, settings=chosen) if env.is_main else {}),
+                "flip_test": chosen.flip_test, "crop": chosen.crop, "decode": chosen.decode, "input_scale": chosen.input_scale}
 
     dataset = _train_dataset(cfg)
     per_process = cfg.batch_size // env.world_size

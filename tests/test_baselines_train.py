@@ -204,7 +204,7 @@ def test_lsbn_lupi_run_with_evaluation_then_test_only(release, tmp_path):
     result = CliRunner().invoke(train_app, ["--resume", str(tmp_path / "r" / "checkpoint.pth"), "--test-only", "--val-splits", "WL", "--no-progress"])
     assert result.exit_code == 0, result.output
     again = json.loads(result.stdout.strip().splitlines()[-1])
-    assert again == {"epoch": 1, "AP/WL": record["AP/WL"], "flip_test": "ours"}
+    assert again == {"epoch": 1, "AP/WL": record["AP/WL"], "flip_test": "ours", "crop": "ours", "decode": "ours", "input_scale": "ours"}
 
 
 def test_cli_errors_exit_2(release, tmp_path):

@@ -213,6 +213,13 @@ def test_imported_checkpoint_evaluates_and_predicts_the_authors_way(tmp_path):
     (row,) = json.loads((tmp_path / "t" / "table.json").read_text())["rows"]
     assert (row["crop"], row["flip_test"], row["decode"], row["input_scale"], row["origin"]) == ("official",) * 5
     assert row["AP"]["LL-A"] == official_ap
+    # and so does the trainer's --test-only
+    r = runner.invoke(train_app, ["--resume", str(ours_ckpt), "--test-only", "--dataset", str(root), "--val-splits", "LL-A",
+                                  "--workers", "0", "--batch-size", "4", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    record = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (record["crop"], record["flip_test"], record["decode"], record["input_scale"]) == ("official",) * 4
+    assert record["AP/LL-A"] == official_ap
     r = runner.invoke(eval_app, [*args, "--crop", "ours", "--json", "--save-predictions", str(tmp_path / "q")])
     assert r.exit_code == 0, r.output
     table = json.loads(r.stdout)
