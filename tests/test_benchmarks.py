@@ -66,3 +66,19 @@ def test_bench_learning_starts_from_local_imagenet_weights(tmp_path: Path) -> No
     assert summary["settings"]["pretrained"] == str(weights) and "from_scratch" not in summary["settings"]
     saved = torch.load(tmp_path / "runs" / "lsbn-lupi-seed0" / "checkpoint.pth", map_location="cpu", weights_only=False)
     assert saved["config"]["pretrained"] == str(weights) and saved["config"]["from_scratch"] is False
+
+
+def test_gpu_check_runs_every_check_on_a_cpu_at_tiny_size() -> None:
+    """What a lent GPU runs, at CI size: simulate, pipeline vs model rate, three variants trained and evaluated,
+    one torchrun step; one JSON line per check."""
+    rows = _run("gpu_check.py", "--device", "cpu", "--tiny")
+    checks = [r["check"] for r in rows]
+    assert checks == ["simulate", "pipeline", "train", "train", "train", "torchrun", "detector", "summary"]
+    pipeline = rows[1]
+    assert pipeline["data_samples_per_s"] > 0 and pipeline["model_samples_per_s"] > 0 and pipeline["bound"] in ("data", "model")
+    trained = {r["variant"]: r for r in rows if r["check"] == "train"}
+    assert list(trained) == ["baseline-all", "lsbn", "lsbn-lupi"] and all(r["ok"] and r["steps"] == 2 for r in trained.values())
+    summary = rows[-1]
+    assert summary["failures"] == 0 and set(trained["lsbn"]["AP"]) == set(summary["splits"]) and summary["splits"]
+    assert all(0.0 <= ap <= 1.0 for r in trained.values() for ap in r["AP"].values())
+    assert rows[5]["ok"] is True
