@@ -272,8 +272,14 @@ def config_check(
         for d in differences:
             out_console.print(("  " if d.expected else "  DIFFERENT ") + d.describe(), markup=False)
         if save_pfs is not None:
+            from exlpose_data.outputs import check_output
+
+            names = {role: f"{role}_{cam.serial}.pfs" for role, cam in session.rig.cameras.items()}
+            # never over the config or the .pfs files it loads (a config may name a file this command saved before)
+            check_output(save_pfs, inputs=[config_file, cfg.ll.pfs, cfg.wl.pfs], writes="folder", produces="camera settings",
+                         replaces=("folder",), resumes=True, files=list(names.values()), option="--save-pfs")
             for role, cam in session.rig.cameras.items():
-                saved = cam.save_pfs(save_pfs / f"{role}_{cam.serial}.pfs")
+                saved = cam.save_pfs(save_pfs / names[role])
                 out_console.print(f"saved {saved}", markup=False)
     out_console.print(f"{config_file}: ok", markup=False)
 

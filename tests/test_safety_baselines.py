@@ -218,3 +218,12 @@ def test_predict_and_eval_outputs_refuse_foreign_folders_and_inputs(release, tmp
     assert r.exit_code == 2 and "condition LL -> WL" in r.output, r.output
     r = CliRunner().invoke(eval_app, ["model", str(ckpt), "--dataset", str(release), "--splits", "WL", "--save-predictions", str(release)])
     assert r.exit_code == 2 and "--save-predictions" in r.output and "is also an input" in r.output, r.output
+
+
+def test_enhancement_cache_never_lies_in_the_images_it_enhances(release, tmp_path):
+    before = _listing(release)
+    args = ["--dataset", str(release), "--out", str(tmp_path / "run"), *SMALL, "--steps-per-epoch", "1", "--val-splits", "",
+            "--variant", "lime-baseline-all", "--workers", "0"]
+    r = CliRunner().invoke(train_app, [*args, "--enhance-cache", str(release / "dark" / "enhanced")])
+    assert r.exit_code == 2 and f"--enhance-cache {release / 'dark' / 'enhanced'}: lies inside the input" in r.output, r.output
+    assert _listing(release) == before and not (tmp_path / "run").exists()

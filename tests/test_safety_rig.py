@@ -297,3 +297,20 @@ def test_duplicate_yaml_key_in_a_rig_config_is_refused_with_line_and_column(tmp_
     nan.write_text("ll: {serial: '0815-0000'}\nwl: {serial: '0815-0001'}\nframe_rate_hz: .nan\n")
     with pytest.raises(InputError, match=r"nan.yaml: frame_rate_hz: nan is not a finite number"):
         load_config(nan)
+
+
+@pytest.mark.slow
+def test_save_pfs_never_writes_over_a_pfs_the_config_loads(tmp_path: Path) -> None:
+    cfg = tmp_path / "rig.yaml"
+    cfg.write_text("ll: {serial: '0815-0000'}\nwl: {serial: '0815-0001'}\nroi: {width: 64, height: 48}\n")
+    first = invoke("config", "check", str(cfg), "--emulate", "--save-pfs", str(tmp_path / "pfs"))
+    assert first.exit_code == 0, first.output
+    # the saved LL settings become the config's own .pfs: saving again into that folder would replace an input
+    cfg.write_text("ll: {serial: '0815-0000', pfs: pfs/ll_0815-0000.pfs}\nwl: {serial: '0815-0001'}\nroi: {width: 64, height: 48}\n")
+    before = digest(tmp_path / "pfs" / "ll_0815-0000.pfs")
+    again = invoke("config", "check", str(cfg), "--emulate", "--save-pfs", str(tmp_path / "pfs"))
+    assert again.exit_code == 2, again.output
+    assert "--save-pfs" in again.output and "would replace its input" in flat(again.output)
+    assert digest(tmp_path / "pfs" / "ll_0815-0000.pfs") == before
+    elsewhere = invoke("config", "check", str(cfg), "--emulate", "--save-pfs", str(tmp_path / "pfs2"))
+    assert elsewhere.exit_code == 0 and (tmp_path / "pfs2" / "ll_0815-0000.pfs").is_file()

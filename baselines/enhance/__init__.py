@@ -40,6 +40,11 @@ def attach_enhancer(dataset: Any, cfg: Any, *, fill: bool = False) -> Any:
     if enhancer is None:
         return dataset
     cache = Path(cfg.enhance_cache) if cfg.enhance_cache is not None else Path(cfg.output_dir) / "enhanced"
+    from exlpose_data.outputs import check_output
+
+    # the cache never lies in (or is) the image folder it enhances: its PNGs would mix with the release's
+    check_output(cache, inputs=[dataset.index.image_root], writes="folder", produces="enhancement cache", replaces=("folder",),
+                 resumes=True, option="--enhance-cache")
     enhance_dataset(dataset, enhancer, cache)
     if fill:
         from exlpose_data.provenance import recorded_run
