@@ -16,17 +16,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from exlpose_data.outputs import building_folder, check_output, what_is
-from exlpose_data.provenance import RECORD_FILE, RecordedRun, read_record, recorded_run
+from exlpose_data.outputs import building_folder, check_output
+from exlpose_data.provenance import RECORD_FILE, RecordedRun, recorded_run
 
-__all__ = ["written_by", "result_folder", "owned_files"]
-
-
-def written_by(folder: str | os.PathLike, command: str) -> bool:
-    """Whether ``folder``'s provenance record names ``command`` as a writer (a broken record is refused)."""
-    if not (Path(folder) / RECORD_FILE).is_file():
-        return False
-    return any(entry.get("command") == command for entry in read_record(folder)["steps"].values())
+__all__ = ["result_folder", "owned_files"]
 
 
 def owned_files(folder: Path) -> list[str]:
@@ -71,11 +64,10 @@ def result_folder(
             earlier run with other settings (without ``overwrite``).
     """
     digested = {role: p for role, p in (inputs or {}).items() if p is not None}
-    ours = Path(out).is_dir() and written_by(out, command)
-    kind = what_is(out)
-    check_output(out, inputs=[*digested.values(), *read], writes="folder", produces=produces,
-                 replaces=[kind] if ours and kind is not None else [], overwrite=overwrite, resumes=ours, files=files,
-                 option=option)
+    # what_is() names a folder by the command its provenance record names: only this command's own folder
+    # is continued (its settings then decide, in recorded_run) or, with --overwrite, replaced
+    check_output(out, inputs=[*digested.values(), *read], writes="folder", produces=produces, replaces=[produces],
+                 overwrite=overwrite, resumes=True, files=files, option=option)
     with building_folder(out, overwrite=overwrite) as build, recorded_run(
         build, command, command=command, settings=settings, inputs=digested, overwrite=overwrite, out_option=option,
     ) as run:

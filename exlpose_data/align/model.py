@@ -19,7 +19,7 @@ from ..atomic import write_json_atomic
 from ..errors import InputError
 from ..jsonio import load_json
 
-__all__ = ["ALIGN_FORMAT", "AlignMetrics", "CameraCalibration", "InputFile", "AlignModel", "is_alignment_file"]
+__all__ = ["ALIGN_FORMAT", "AlignMetrics", "CameraCalibration", "InputFile", "AlignModel"]
 
 ALIGN_FORMAT = "exlpose-align/1"
 
@@ -146,15 +146,3 @@ class AlignModel(BaseModel):
         if x0 + w > model.frame_size[0] or y0 + h > model.frame_size[1]:
             raise InputError(f"{p}: field crop {list(model.crop)} exceeds the frame {model.frame_size[0]}x{model.frame_size[1]}")
         return model
-
-
-def is_alignment_file(path: str | Path) -> bool:
-    """Whether ``path`` is a readable JSON document of this format (an ``ALIGN.json`` that ``--overwrite`` may replace)."""
-    p = Path(path)
-    if not p.is_file():
-        return False
-    try:
-        data = load_json(p)
-    except InputError:
-        return False
-    return isinstance(data, dict) and data.get("format") == ALIGN_FORMAT
