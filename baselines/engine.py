@@ -7,7 +7,6 @@ own BatchNorm batch statistics).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +22,8 @@ from exlpose_data.lighting import Lighting
 from .config import TrainConfig
 from .decode import flip_back, official_flip_index, official_flip_input, predictions_from_heatmaps
 from .losses import cpn_pose_loss, lupi_loss
+from .loop import fit_epoch
+from .precision import autocast, cpu_bf16_flags
 from .models.cpn import CPN, CPNOutput
 
 __all__ = [
@@ -35,33 +36,13 @@ __all__ = [
     "evaluate_split",
     "measure_latency",
     "world_size",
+    "cpu_bf16_flags",
 ]
 
 
 def world_size() -> int:
     """Processes of the running ``torchrun`` job (1 outside one)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def cpu_bf16_flags() -> list[str] | None:
-    """The processor's bfloat16 / AMX feature flags (from /proc/cpuinfo), [] when it has none, None when unknown.
-
-    Without any, bfloat16 autocast on the CPU converts operands at every layer and a training step gets slower
-    than in float32 (2-3x on this project's Xeon, benchmarks/bench_precision.py).
-    """
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
-    except OSError:
-        return None
-    return None if flags is None else sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
-
-
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """Mixed precision for the forward pass: float16 on CUDA, bfloat16 on CPU; a no-op when not ``enabled``."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
 class PairModel(nn.Module):
@@ -117,30 +98,8 @@ def compute_losses(outputs: dict[str, CPNOutput], batch: dict[str, Any], cfg: Tr
     return losses
 
 
-def _inputs(batch: dict[str, Any], conditions: Iterable[str], device: torch.device, channels_last: bool = False) -> dict[str, torch.Tensor]:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return {c: batch[c].to(device, non_blocking=True).contiguous(memory_format=fmt) for c in conditions}
-
-
-def _check_finite(total: torch.Tensor, step: int) -> None:
-    """Raise FloatingPointError on every process when the loss of any process is NaN or infinite.
-
-    Under DDP a process that raised alone would leave the others waiting in the next collective (the gradient
-    all-reduce) for ever, so every process's loss is gathered first (one small all-reduce per step) and all
-    raise together with the same message.
-    """
-    loss = total.detach().reshape(1)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        losses = loss.new_zeros(dist.get_world_size())
-        losses[dist.get_rank()] = loss[0]
-        dist.all_reduce(losses)  # NaN or inf on one process stays NaN or inf in its slot
-    else:
-        losses = loss
-    values = losses.tolist()
-    bad = [rank for rank, v in enumerate(values) if not math.isfinite(v)]
-    if bad:
-        where = f" on process {', '.join(map(str, bad))} of {len(values)}" if len(values) > 1 else ""
-        raise FloatingPointError(f"loss is {values[bad[0]]} at step {step}{where}: lower the learning rate or check the inputs")
+_TARGET_KEYS = ("heatmaps", "target_weight", "visible_weight")
+_TARGET_KEYS += tuple(f"{key}_wl" for key in _TARGET_KEYS)  # unpaired samples' own WL targets
 
 
 def train_one_epoch(
@@ -155,7 +114,11 @@ def train_one_epoch(
     scaler: Any = None,
     adaptation: Any = None,
 ) -> dict[str, float]:
-    """Train for one pass over ``loader`` (at most ``steps`` batches); return the mean of each loss.
+    """Train the pose network for one pass over ``loader`` (at most ``steps`` batches); return the mean of each loss.
+
+    The step itself (autocast, loss scaling, the NaN check on every process) is the shared one,
+    :func:`baselines.loop.fit_epoch`; this gives it the pose variant's inputs, targets and
+    :func:`compute_losses`.
 
     Args:
         model: a :class:`PairModel` (possibly inside DistributedDataParallel).
@@ -172,42 +135,9 @@ def train_one_epoch(
         FloatingPointError: the loss became NaN or infinite, on any process of a distributed run (the step is
             not applied; every process raises, with the same message).
     """
-    model.train()
-    sums: dict[str, float] = {}
-    n = 0
-    targets_keys = ("heatmaps", "target_weight", "visible_weight")
-    targets_keys += tuple(f"{key}_wl" for key in targets_keys)
-    for i, batch in enumerate(loader):
-        if steps is not None and i >= steps:
-            break
-        for key in targets_keys:
-            if key in batch:
-                batch[key] = batch[key].to(device, non_blocking=True)
-        with autocast(device, cfg.amp):
-            outputs = model(_inputs(batch, cfg.spec.conditions, device, cfg.channels_last))
-        losses = compute_losses(outputs, batch, cfg)
-        if adaptation is not None:
-            extra = adaptation.losses(outputs)
-            losses.update(extra)
-            losses["total"] = losses["total"] + sum(extra.values())
-        _check_finite(losses["total"], i)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(losses["total"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            losses["total"].backward()
-            optimizer.step()
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        if adaptation is not None:
-            values.update(adaptation.after_step(outputs))
-        for k, v in values.items():
-            sums[k] = sums.get(k, 0.0) + v
-        n += 1
-        if on_step is not None:
-            on_step(i, values)
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    return fit_epoch(model, loader, optimizer, device, conditions=cfg.spec.conditions, target_keys=_TARGET_KEYS,
+                     loss_fn=lambda outputs, batch: compute_losses(outputs, batch, cfg), amp=cfg.amp, channels_last=cfg.channels_last,
+                     steps=steps, on_step=on_step, scaler=scaler, adaptation=adaptation)
 
 
 def _flip_mode(flip_test: bool | str) -> str:
