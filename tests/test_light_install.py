@@ -35,7 +35,7 @@ main()
 """
 
 # The only modules of the core and the annotation layer that need torch (the [train] extra).
-TORCH_MODULES = {"exlpose_data.datasets.images", "exlpose_data.datasets.topdown", "exlpose_data.datasets.ocn"}
+TORCH_MODULES = {"exlpose_data.datasets.images", "exlpose_data.datasets.topdown", "exlpose_data.datasets.ocn", "exlpose_data.datasets.detection"}
 
 IMPORT_ALL = BLOCK + """
 import importlib, pkgutil, json

@@ -3,6 +3,7 @@
 - :class:`ExLPoseTopDown`: person crops with CPN heatmap targets (the reference's crop and input settings).
 - :class:`ExLPoseImages`: whole images with their annotations.
 - :class:`ExLPoseOCN`: the same crops of ExLPose-OCN's two extra cameras (low-light only).
+- :class:`ExLPoseDetection`: whole letterboxed images with CenterNet targets of every person box.
 - :func:`write_pack`: decoded images in one HDF5 file for the fast path (``exlpose pack``).
 
 The dataset classes need torch (the ``[train]`` extra); they are imported on first use, so that packing,
@@ -14,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .centre_targets import DetectionAugmentation, prepare_image
 from .lowlight import LowLightScaling, Normalisation
 from .pack import PackSource, write_pack
 from .transforms import Augmentation, apply_affine, heatmap_to_image, invert_affine
@@ -22,6 +24,9 @@ __all__ = [
     "ExLPoseTopDown",
     "ExLPoseImages",
     "ExLPoseOCN",
+    "ExLPoseDetection",
+    "DetectionAugmentation",
+    "prepare_image",
     "collate_images",
     "Augmentation",
     "LowLightScaling",
@@ -34,7 +39,13 @@ __all__ = [
 ]
 
 # name -> submodule, for the names that import torch.
-_TORCH_NAMES = {"ExLPoseTopDown": ".topdown", "ExLPoseImages": ".images", "collate_images": ".images", "ExLPoseOCN": ".ocn"}
+_TORCH_NAMES = {
+    "ExLPoseTopDown": ".topdown",
+    "ExLPoseImages": ".images",
+    "collate_images": ".images",
+    "ExLPoseOCN": ".ocn",
+    "ExLPoseDetection": ".detection",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""Scoring keypoint predictions the way the ExLPose paper's numbers were scored.
+"""Scoring keypoint predictions the way the ExLPose paper's numbers were scored (and person detections by COCO box AP,
+:func:`evaluate_boxes`).
 
 COCO-format keypoint results are scored with pycocotools configured for CrowdPose (14 OKS sigmas, object
 scale ``bbox_w * bbox_h * 0.53``, at most 20 detections per image). Two protocols:
@@ -10,10 +11,13 @@ scale ``bbox_w * bbox_h * 0.53``, at most 20 detections per image). Two protocol
   actual labelled joints.
 """
 
+from .bbox_eval import BoxMetrics, evaluate_boxes
 from .keypoint_eval import PROTOCOLS, KeypointMetrics, Protocol, evaluate_keypoints, prepare_ground_truth
 from .predictions import load_predictions, validate_predictions
 
 __all__ = [
+    "BoxMetrics",
+    "evaluate_boxes",
     "PROTOCOLS",
     "KeypointMetrics",
     "Protocol",
