@@ -25,10 +25,13 @@ import torch
 from exlpose_data.atomic import atomic_path
 from exlpose_data.errors import InputError
 
-__all__ = ["CHECKPOINT_FORMAT", "ORIGINS", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "checkpoint_config",
+__all__ = ["CHECKPOINT_FORMAT", "DETECTOR_FORMAT", "ORIGINS", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "checkpoint_config",
            "checkpoint_origin", "load_model", "load_model_and_origin"]
 
 CHECKPOINT_FORMAT = "exlpose-cpn"
+# The person detector's checkpoints (baselines.detect): the same layout, their own tag.
+DETECTOR_FORMAT = "exlpose-detector"
+_FORMAT_NAMES = {CHECKPOINT_FORMAT: "a pose checkpoint (exlpose-train)", DETECTOR_FORMAT: "a person-detector checkpoint (exlpose-detect train)"}
 # 2: the input settings follow the reference by default (WL statistics, mean padding, visible-only GlobalNet
 # mask); version-1 checkpoints were trained with ImageNet statistics, zero padding and every labelled joint.
 _VERSION = 2
@@ -73,8 +76,9 @@ def save_checkpoint(path: str | os.PathLike, **content: Any) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; raise :class:`InputError` naming the file when it is not one."""
+def load_checkpoint(path: str | os.PathLike, format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; raise :class:`InputError` naming the file when it is not one
+    of ``format`` (:data:`CHECKPOINT_FORMAT`, the pose network's, or :data:`DETECTOR_FORMAT`)."""
     p = Path(path)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
@@ -84,8 +88,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{p}: is a directory, expected a checkpoint file") from None
     except Exception as exc:  # unpickling errors of files that are not our checkpoints
         raise InputError(f"{p}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
-        raise InputError(f"{p}: not an exlpose-train checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
+    found = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if found in _FORMAT_NAMES and found != format:
+        raise InputError(f"{p}: is {_FORMAT_NAMES[found]}, expected {_FORMAT_NAMES.get(format, format)}")
+    if not isinstance(ckpt, dict) or found != format or "model" not in ckpt:
+        tool = "exlpose-train" if format == CHECKPOINT_FORMAT else "exlpose-detect"
+        raise InputError(f"{p}: not an {tool} checkpoint (no '{format}' format tag)")
     return ckpt
 
 

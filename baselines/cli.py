@@ -12,9 +12,8 @@ import contextlib
 import json
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -23,11 +22,9 @@ from exlpose_data.errors import UsageError
 from exlpose_data.evaluation import PROTOCOLS, evaluate_keypoints
 from exlpose_data.threads import THREADS_HELP, use_threads
 
+from .cli_kit import DEFAULT_SPLITS, _epoch_progress, _size, _train_warnings
 from .options import DEVICE_HELP, check_device
 from .splits import SPLIT_HELP
-
-if TYPE_CHECKING:  # the train module imports torch; scoring predictions does not need it
-    from .train import StepCallback
 
 __all__ = ["train_app", "eval_app", "predict_app", "train_main", "eval_main", "predict_main", "DEFAULT_SPLITS", "TOOLS"]
 
@@ -35,52 +32,6 @@ train_app = new_app("Train the ExLPose reference method (CPN on ResNet, with LSB
 eval_app = new_app("Score keypoint predictions (CrowdPose protocol) or a trained model on the ExLPose test splits.")
 predict_app = new_app("Predict keypoints in images with a trained checkpoint; write keypoints JSON and overlay PNGs.")
 
-DEFAULT_SPLITS = "LL-N,LL-H,LL-E,LL-A,WL"
-
-
-@contextlib.contextmanager
-def _train_warnings() -> Iterator[None]:
-    """Show the trainer's warnings (``baselines.train.TrainWarning``) as the command's one-line warnings."""
-    import warnings
-
-    from .train import TrainWarning
-
-    with warnings.catch_warnings():
-        previous = warnings.showwarning
-
-        def show(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
-            if issubclass(category, TrainWarning):
-                warn(str(message))
-            else:
-                previous(message, category, *args, **kwargs)
-
-        warnings.showwarning = show
-        warnings.simplefilter("always", TrainWarning)
-        yield
-
-
-@contextlib.contextmanager
-def _epoch_progress(epochs: int, *, disable: bool) -> Iterator[StepCallback]:
-    """A progress bar per epoch, showing the loss, as :func:`baselines.train.run`'s step callback."""
-    with progress_bar(disable=disable) as bar:
-        tasks: dict[int, Any] = {}
-
-        def on_step(epoch: int, step: int, steps: int, losses: dict[str, float]) -> None:
-            if epoch not in tasks:
-                tasks[epoch] = bar.add_task(f"epoch {epoch}/{epochs}", total=steps)
-            bar.update(tasks[epoch], completed=step, description=f"epoch {epoch}/{epochs} loss {losses['total']:.2f}")
-
-        yield on_step
-
-
-def _size(text: str | None, option: str) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"{option} must be HEIGHTxWIDTH, e.g. 256x192; got {text!r}") from None
-    return h, w
 
 
 CROP_HELP = "ours (the float box warped with one affine) | official (the authors' integer box, cut and resized); default: official for an imported authors' checkpoint, else ours"
@@ -337,9 +288,11 @@ _register_comparisons()
 @predict_app.command()
 @handle_errors
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pth written by exlpose-train")],
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pth written by exlpose-train, or MODEL.onnx written by `exlpose export onnx`")],
     images: Annotated[list[Path], typer.Argument(help="images to run on")],
     boxes: Annotated[Path | None, typer.Option(help='JSON {"image.png": [[x, y, w, h(, score)], ...]}; default: whole image')] = None,
+    detector: Annotated[str | None, typer.Option(help="find the people with a person detector instead of --boxes: DET.pth (exlpose-detect train) or onnx:MODEL.onnx")] = None,
+    min_box_score: Annotated[float | None, typer.Option(help="with --detector: keep boxes scoring at least this (default 0.3)", parser=finite_number)] = None,
     out: Annotated[Path, typer.Option(help="folder for keypoints.json and <image>_pose.png overlays")] = Path("predictions"),
     condition: Annotated[str, typer.Option(help="LL (low-light scaling, LL branch) or WL")] = "LL",
     flip_test: Annotated[str | None, typer.Option(help="ours | official | none; default: the checkpoint's (official for an imported authors' checkpoint)")] = None,
@@ -351,7 +304,8 @@ def predict(
     threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the --out folder of an earlier prediction with other settings or images")] = False,
 ) -> None:
-    """Predict keypoints of the people in IMAGES; write OUT/keypoints.json and overlay PNGs.
+    """Predict keypoints of the people in IMAGES (in --boxes, in the boxes of --detector, or each whole image) with
+    a checkpoint or an ONNX pose model; write OUT/keypoints.json and overlay PNGs.
 
     OUT is new or empty, or a folder this command wrote with the same settings and images (rewritten); never an
     input's folder."""
@@ -363,10 +317,13 @@ def predict(
         choose(flip_test, FLIP_TESTS, "--flip-test")
     _check_test_settings(crop, decode, input_scale)
     check_device(device)
+    if detector is not None and boxes is not None:
+        raise UsageError("--detector and --boxes exclude each other: give one")
     err_console.out(torch_threads.describe())
     records = predict_to_folder(checkpoint, images, out, boxes=load_boxes(boxes) if boxes is not None else None, boxes_file=boxes,
                                 condition=condition, flip_test=flip_test, crop=crop, decode=decode, input_scale=input_scale, overlays=overlays,
-                                device=device, overwrite=overwrite, notify=lambda line: err_console.print(line, markup=False, soft_wrap=True))
+                                device=device, overwrite=overwrite, notify=lambda line: err_console.print(line, markup=False, soft_wrap=True),
+                                detector=detector, min_box_score=min_box_score)
     err_console.print(f"{len(records)} people in {len(images)} images -> {out / 'keypoints.json'}", markup=False)
 
 

@@ -1,10 +1,12 @@
 """Keypoints of people in arbitrary images with a trained checkpoint, plus overlays (``exlpose predict``,
 ``exlpose-predict``: :mod:`baselines.cli`).
 
-Boxes come from a JSON file mapping an image (its path as given, or its file name) to person boxes
-``[[x, y, w, h], ...]`` or ``[[x, y, w, h, score], ...]``; without it each image is one person box. Crops are
-cut and scaled exactly as the test-time dataset cuts them (same functions), so a checkpoint sees the input it
-was trained on.
+The pose model is a checkpoint or a ``.onnx`` model written by ``exlpose export onnx`` (run by onnxruntime with
+the settings its embedded configuration and origin give, exactly as the checkpoint runs). Boxes come from a JSON
+file mapping an image (its path as given, or its file name) to person boxes ``[[x, y, w, h], ...]`` or
+``[[x, y, w, h, score], ...]``, or from a person detector (``--detector``, :func:`baselines.detect.api.detect_images`,
+used exactly as such a file); without either each image is one person box. Crops are cut and scaled exactly as the
+test-time dataset cuts them (same functions), so a model sees the input it was trained on.
 """
 
 from __future__ import annotations
@@ -21,7 +23,29 @@ from exlpose_data.jsonio import load_json
 from exlpose_data.keypoints import crowdpose14
 from exlpose_data.lighting import Lighting
 
-__all__ = ["predict", "predict_to_folder", "load_boxes", "draw_pose"]
+__all__ = ["predict", "predict_to_folder", "load_boxes", "draw_pose", "is_onnx_model", "DEFAULT_MIN_BOX_SCORE"]
+
+DEFAULT_MIN_BOX_SCORE = 0.3  # detections scoring less are not people to pose (exlpose-predict --detector)
+
+
+def is_onnx_model(path: Path) -> bool:
+    """Whether the pose model ``path`` is an ONNX export (by its ``.onnx`` suffix) rather than a checkpoint."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def _pose_model(checkpoint: Path, condition: Lighting, device: str) -> tuple[Any, Any, str, str | None]:
+    """``(model, TrainConfig, origin, exported lighting or None)`` of a checkpoint or an ONNX pose model; an ONNX
+    model whose LSBN branch is not ``condition``'s is refused."""
+    if is_onnx_model(checkpoint):
+        from .onnx_export import load_pose_onnx
+
+        runner, cfg, origin, exported = load_pose_onnx(checkpoint, device)
+        runner.check_condition(condition.key)
+        return runner, cfg, origin, exported
+    from .checkpoint import load_model_and_origin
+
+    net, cfg, origin = load_model_and_origin(checkpoint, device)
+    return net, cfg, origin, None
 
 
 def load_boxes(path: Path) -> dict[str, list[list[float]]]:
@@ -99,16 +123,15 @@ def predict(
 ) -> list[dict[str, Any]]:
     """One record per person: ``image``, ``bbox``, ``keypoints`` (14 x [x, y, score] flattened), ``score``.
 
-    The test settings are ``settings`` (a :class:`baselines.inputs.InferenceSettings`) when given, otherwise the
-    checkpoint's defaults (:func:`baselines.inputs.inference_settings`) changed by ``flip_test``, ``crop``,
-    ``decode`` and ``input_scale``."""
+    ``checkpoint`` is a training checkpoint or an ONNX pose model (:func:`is_onnx_model`). The test settings are
+    ``settings`` (a :class:`baselines.inputs.InferenceSettings`) when given, otherwise the checkpoint's defaults
+    (:func:`baselines.inputs.inference_settings`) changed by ``flip_test``, ``crop``, ``decode`` and ``input_scale``."""
     import torch
 
     from exlpose_data.datasets.lowlight import rgb_means
     from exlpose_data.datasets.sources import decode_image
     from exlpose_data.datasets.transforms import heatmap_to_image
 
-    from .checkpoint import load_model_and_origin
     from .decode import decode_heatmaps
     from .engine import predict_heatmaps
     from .enhance import config_enhancer, enhance_bgr
@@ -117,7 +140,7 @@ def predict(
 
     cond = _condition(condition)
     check_device(device)
-    net, cfg, origin = load_model_and_origin(checkpoint, device)
+    net, cfg, origin, _ = _pose_model(checkpoint, cond, device)
     if settings is None:
         flip_mode = ("ours" if flip_test else "none") if isinstance(flip_test, bool) else flip_test
         settings = inference_settings(cfg, origin, crop=crop, flip_test=flip_mode, decode=decode, input_scale=input_scale)
@@ -153,6 +176,30 @@ def predict(
     return records
 
 
+def _detector_settings(detector: str | None, min_box_score: float | None, *, has_boxes: bool) -> tuple[Path | None, dict[str, Any]]:
+    """The detector's file and its recorded settings (``detector``, ``min_box_score``); none without a detector.
+
+    Raises:
+        UsageError: a detector with boxes, ``min_box_score`` without a detector or outside [0, 1].
+        InputError: the detector's file does not exist.
+    """
+    if detector is None:
+        if min_box_score is not None:
+            raise UsageError("--min-box-score applies to --detector's boxes only")
+        return None, {}
+    if has_boxes:
+        raise UsageError("--detector and --boxes exclude each other: give one")
+    score = DEFAULT_MIN_BOX_SCORE if min_box_score is None else min_box_score
+    if not 0.0 <= score <= 1.0:
+        raise UsageError(f"--min-box-score {score:g}: must lie in [0, 1]")
+    from .detect.api import detector_file
+
+    path = detector_file(detector)
+    if not path.is_file():
+        raise InputError(f"--detector {detector}: no such file {path}")
+    return path, {"detector": detector, "min_box_score": score}
+
+
 def predict_to_folder(
     checkpoint: Path,
     images: list[Path],
@@ -169,6 +216,8 @@ def predict_to_folder(
     device: str = "cpu",
     overwrite: bool = False,
     notify: Callable[[str], None] | None = None,
+    detector: str | None = None,
+    min_box_score: float | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`predict`, written to ``out``: ``keypoints.json`` (the records), ``settings.json`` (checkpoint,
     variant, condition, heatmap convention and the test settings: crop, flip test, decode, input scale, the
@@ -177,7 +226,12 @@ def predict_to_folder(
 
     ``out`` follows :func:`baselines.results.result_folder`: new or empty, or an earlier prediction folder with the
     same settings and images (rewritten), or replaced with ``overwrite``; never an input or an input's folder.
-    ``boxes_file`` is the file ``boxes`` came from (digested into the folder's record)."""
+    ``boxes_file`` is the file ``boxes`` came from (digested into the folder's record).
+
+    ``detector`` (``DET.pth`` or ``onnx:MODEL.onnx``, not with ``boxes``) finds the person boxes instead:
+    :func:`baselines.detect.api.detect_images` keeping boxes scoring at least ``min_box_score`` (default
+    :data:`DEFAULT_MIN_BOX_SCORE`); its boxes are used exactly as a boxes file's
+    (the box score folds into each person's score). The detector's file and settings are recorded."""
     from exlpose_data.datasets.sources import decode_image
 
     from .checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint
@@ -186,22 +240,35 @@ def predict_to_folder(
     from .results import result_folder
 
     lighting = _condition(condition)  # before anything is written
-    ckpt = load_checkpoint(checkpoint)
-    cfg = make_config(checkpoint_config(ckpt), source=str(checkpoint))
-    chosen = inference_settings(cfg, checkpoint_origin(ckpt), crop=crop, flip_test=flip_test, decode=decode, input_scale=input_scale)
-    del ckpt
+    detector_path, found_by = _detector_settings(detector, min_box_score, has_boxes=boxes is not None or boxes_file is not None)
+    exported = None
+    if is_onnx_model(checkpoint):
+        _, cfg, origin, exported = _pose_model(checkpoint, lighting, "cpu")
+    else:
+        ckpt = load_checkpoint(checkpoint)
+        cfg, origin = make_config(checkpoint_config(ckpt), source=str(checkpoint)), checkpoint_origin(ckpt)
+        del ckpt
+    chosen = inference_settings(cfg, origin, crop=crop, flip_test=flip_test, decode=decode, input_scale=input_scale)
     if notify is not None:
-        notify(f"{checkpoint.name} ({chosen.origin} checkpoint): {chosen.describe()}")
+        model = f"ONNX model, {exported.upper()} branch" if exported is not None else "checkpoint"
+        found = f"; boxes from {detector} (score >= {found_by['min_box_score']:g})" if found_by else ""
+        notify(f"{checkpoint.name} ({chosen.origin} {model}): {chosen.describe()}{found}")
     stems = [f"{path.stem}_pose.png" for path in images] if overlays else []
     settings = {"images": [str(p) for p in images], "condition": condition, **chosen.as_dict(), "overlays": overlays,
-                "boxes": boxes_file is not None or boxes is not None}
+                "boxes": boxes_file is not None or boxes is not None, **found_by}
     with result_folder(out, command="exlpose-predict", produces="prediction folder", settings=settings,
-                       inputs={"checkpoint": checkpoint, "boxes": boxes_file}, read=images,
+                       inputs={"checkpoint": checkpoint, "boxes": boxes_file, "detector": detector_path}, read=images,
                        files=["keypoints.json", "settings.json", *stems], overwrite=overwrite) as (folder, recorded):
+        if detector is not None:
+            from .detect.api import detect_images
+
+            boxes = detect_images(detector, images, condition=lighting.value, device=device, min_score=found_by["min_box_score"])
         records = predict(checkpoint, images, boxes=boxes, condition=condition, settings=chosen, device=device)
         write_json_atomic(folder / "keypoints.json", records, indent=1)
+        onnx = {"onnx_lighting": exported} if exported is not None else {}
         write_json_atomic(folder / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": lighting.value,
-                                                       **chosen.as_dict(), "heatmap_convention": cfg.heatmap_convention}, indent=1)
+                                                       **chosen.as_dict(), "heatmap_convention": cfg.heatmap_convention, **onnx,
+                                                       **found_by}, indent=1)
         recorded.own("keypoints.json", "settings.json")
         if overlays:
             for path in images:

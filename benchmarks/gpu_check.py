@@ -9,8 +9,10 @@ beside the model's (``exlpose-train --benchmark-steps``: the accelerator must no
 heatmaps, 32 pairs per step, AMP, channels-last) for ``--minutes`` each (the step count is fixed from the measured
 model rate before training, the same for every variant), evaluates each on LL-N/H/E/A and WL (the splits the
 simulated test scenes fill), and runs one training step under ``torchrun`` with one process. Every result is one
-JSON line on stdout (``"check"`` names it); the last line sums up. The person detector of Table 6 does not exist
-yet (issue 25): its line says so.
+JSON line on stdout (``"check"`` names it); the last line sums up. Then the person detector of Table 6: an
+``lsbn-lupi`` detector trained ``--detector-steps`` steps (300 by default; ResNet-50, 512x800 input, 32 pairs per
+step, AMP), its box AP on LL-A and WL, its boxes feeding the ``lsbn-lupi`` pose network (``exlpose-eval model
+--boxes``), and both models exported to ONNX with their parity checks.
 
 Each check runs the toolkit's own commands in subprocesses, exactly as a user would, so the figures include process
 start-up; a failing command ends the check with its exit code and the tail of its error output.
@@ -31,6 +33,8 @@ VARIANTS = ("baseline-all", "lsbn", "lsbn-lupi")
 SPLITS = ("LL-N", "LL-H", "LL-E", "LL-A", "WL")
 REFERENCE = {"backbone": "resnet50", "input_size": "256x192", "heatmap_size": "64x48", "batch_size": 32}
 TINY = {"backbone": "resnet18", "input_size": "64x48", "heatmap_size": "16x12", "batch_size": 4}
+DETECTOR = {"backbone": "resnet50", "input_size": "512x800", "batch_size": 32}
+TINY_DETECTOR = {"backbone": "resnet18", "input_size": "64x96", "batch_size": 4}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=None, help="simulated scenes (default 200; 4 with --tiny)")
     parser.add_argument("--workers", type=int, default=None, help="data loader processes (default min(8, CPUs); 0 with --tiny)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per variant, instead of the --minutes budget")
+    parser.add_argument("--detector-steps", type=int, default=None, help="person-detector training steps (default 300; 2 with --tiny)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for the release and runs (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -133,9 +138,53 @@ def main(argv: list[str] | None = None) -> int:
         failures += not ok
         emit({"check": "torchrun", "processes": 1, "steps": 1, "ok": ok, "seconds": round(time.perf_counter() - start, 1),
               **({} if ok else {"error": proc.stderr.strip()[-600:]})})
-        emit({"check": "detector", "ok": None, "note": "no person detector in the toolkit yet (issue 25): nothing to train"})
+        failures += detector_checks(args, release, work, splits)
         emit({"check": "summary", "device": args.device, "tiny": args.tiny, "size": size, "splits": splits, "failures": failures})
     return 1 if failures else 0
+
+
+def detector_checks(args: argparse.Namespace, release: Path, work: Path, splits: list[str]) -> int:
+    """Train, evaluate and export the person detector; feed its boxes to the lsbn-lupi pose run. Returns failures."""
+    size = TINY_DETECTOR if args.tiny else DETECTOR
+    steps = args.detector_steps or (2 if args.tiny else 300)
+    run = work / "runs" / "detector"
+    gpu = args.device.startswith("cuda")
+    failures = 0
+    try:
+        _, train_s = exlpose(["detect", "train", "--variant", "lsbn-lupi", "--dataset", str(release), "--output-dir", str(run),
+                              "--backbone", size["backbone"], "--input-size", size["input_size"], "--batch-size", str(size["batch_size"]),
+                              "--device", args.device, "--workers", str(args.workers), "--from-scratch", "--val-splits", "", "--no-progress",
+                              "--epochs", "1", "--steps-per-epoch", str(steps), "--seed", str(args.seed),
+                              *(["--amp", "--channels-last"] if gpu else []), *(["--overwrite"] if run.exists() else [])])
+        box_splits = [s for s in ("LL-A", "WL") if s in splits]
+        out, eval_s = exlpose(["detect", "eval", str(run / "checkpoint.pth"), "--dataset", str(release), "--splits", ",".join(box_splits),
+                               "--device", args.device, "--workers", str(args.workers), "--json"])
+        table = last_json(out)
+        emit({"check": "detector", "variant": "lsbn-lupi", "steps": steps, "pairs_per_step": size["batch_size"], "input_size": size["input_size"],
+              "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1), "box_AP": {k: round(v, 4) for k, v in table["AP"].items()},
+              "box_AP50": {k: round(v, 4) for k, v in table["AP50"].items()}, "ok": True})
+    except CheckFailed as exc:
+        emit({"check": "detector", "ok": False, "error": str(exc)})
+        return 1
+    pose = work / "runs" / "lsbn-lupi" / "checkpoint.pth"
+    try:
+        boxes = work / "boxes_LL.json"
+        exlpose(["detect", "predict", str(run / "checkpoint.pth"), "--dataset", str(release), "--split", "LL-A", "--out", str(boxes),
+                 "--device", args.device, "--overwrite"])
+        out, seconds = exlpose(["eval", "model", str(pose), "--dataset", str(release), "--splits", "LL-A", "--boxes", str(boxes),
+                                "--device", args.device, "--workers", str(args.workers), "--json"])
+        emit({"check": "table6-chain", "pose": "lsbn-lupi", "boxes": "detections", "AP": last_json(out)["AP"], "seconds": round(seconds, 1), "ok": True})
+    except CheckFailed as exc:
+        failures += 1
+        emit({"check": "table6-chain", "ok": False, "error": str(exc)})
+    for name, ckpt in (("pose", pose), ("detector", run / "checkpoint.pth")):
+        try:
+            out, seconds = exlpose(["export", "onnx", str(ckpt), "--out", str(work / f"{name}.onnx"), "--overwrite"])
+            emit({"check": "onnx", "model": name, "ok": True, "seconds": round(seconds, 1)})
+        except CheckFailed as exc:
+            failures += 1
+            emit({"check": "onnx", "model": name, "ok": False, "error": str(exc)})
+    return failures
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 from exlpose_data import __version__
 from exlpose_data.cli.common import ToolApp
 
-__all__ = ["app", "main", "SUBCOMMANDS"]
+__all__ = ["app", "main", "SUBCOMMANDS", "EXTENSIONS"]
 
 # name -> ("module:attribute", help). The module is imported only when the command runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -30,12 +30,17 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("baselines.cli:train_app", "Train the ExLPose reference (CPN + LSBN + LUPI) (exlpose-train)."),
     "eval": ("baselines.cli:eval_app", "Score keypoint predictions or a checkpoint on the test splits (exlpose-eval)."),
     "enhance": ("baselines.enhance.cli:app", "Enhance low-light images with LIME or an ONNX enhancer (Table 2's enhancement rows)."),
+    "detect": ("baselines.detect.cli:app", "Train, evaluate and run the low-light person detector; boxes for Table 6 (exlpose-detect)."),
     "predict": ("baselines.cli:predict_app", "Predict keypoints in images with a checkpoint; JSON and overlay PNGs (exlpose-predict)."),
-    "export": ("exlpose_data.cli.export:app", "Lay a dataset out for other code: official (the authors' test.py), links and _trans.json."),
+    "export": ("exlpose_data.cli.export:app", "Lay a dataset out for other code (official: the authors' test.py); export models to ONNX (onnx)."),
     "annotate": ("annotation.cli:app", "Annotation: tasks for annotators, import CVAT/Label Studio/COCO/CrowdPose labels, review sheets, export."),
 }
 
 _CORE = "exlpose_data.cli.core:app"
+
+# name -> "module:attribute" of a layer's typer group whose commands join the core's group ``name`` (the core may
+# not import the layers): ``exlpose export onnx`` comes from the baselines.
+EXTENSIONS: dict[str, str] = {"export": "baselines.export_cli:app"}
 
 
 def _load(target: str) -> Any:
@@ -56,6 +61,11 @@ class _LazyGroup(TyperGroup):
     def get_command(self, ctx: Any, name: str) -> Any:
         if name in SUBCOMMANDS and _available(SUBCOMMANDS[name][0]):
             cmd = _load(SUBCOMMANDS[name][0])
+            if name in EXTENSIONS and _available(EXTENSIONS[name]):
+                extension = _load(EXTENSIONS[name])
+                for sub_name, sub in extension.commands.items():
+                    cmd.add_command(sub, sub_name)
+                cmd.help = f"{cmd.help} {extension.help}"
             if not cmd.help:
                 cmd.help = SUBCOMMANDS[name][1]
             return cmd

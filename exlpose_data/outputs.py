@@ -36,8 +36,8 @@ BUILDING_MARK = ".incomplete-"
 # The kinds what_is() names; commands list the ones their output may replace.
 OUTPUT_KINDS = (
     "capture session", "capture session (in use)", "dark-frame session", "pack", "HDF5 file", "annotation file", "alignment model",
-    "lens calibration", "manifest", "predictions file", "JSON file", "checkpoint", "release", "training run",
-    "enhanced-image folder", "review folder", "annotation task package", "evaluation folder", "comparison folder",
+    "lens calibration", "manifest", "predictions file", "JSON file", "checkpoint", "ONNX model", "release", "training run", "detector run",
+    "enhanced-image folder", "review folder", "annotation task package", "evaluation folder", "detector evaluation folder", "comparison folder",
     "table folder", "prediction folder", "feeds folder", "demo folder", "export folder", "folder", "file",
 )
 
@@ -98,7 +98,8 @@ def _json_kind(path: Path) -> str:
 # marker files yet, but it has its record; an export has bright/ and dark/ but is not a release).
 _KIND_OF_COMMAND = {
     "exlpose demo": "demo folder", "exlpose-align apply": "release", "exlpose-simulate release": "release",
-    "exlpose-simulate feeds": "feeds folder", "exlpose-export official": "export folder", "exlpose-train": "training run",
+    "exlpose-simulate feeds": "feeds folder", "exlpose-export official": "export folder", "exlpose-train": "training run", "exlpose-detect train": "detector run",
+    "exlpose-detect eval": "detector evaluation folder",
     "exlpose enhance": "enhanced-image folder", "exlpose-eval model": "evaluation folder",
     "exlpose-eval gaps": "comparison folder", "exlpose-eval table": "table folder", "exlpose-predict": "prediction folder",
 }
@@ -158,6 +159,8 @@ def what_is(path: str | os.PathLike) -> str | None:
         return "file"
     if magic == b"\x89HDF\r\n\x1a\n":
         return _h5_kind(p)
+    if p.suffix.lower() == ".onnx" and len(magic) > 1 and magic[0] == 0x08 and 0 < magic[1] < 0x80:
+        return "ONNX model"  # a serialised ModelProto starts with its ir_version field (tag 0x08, a small varint)
     if magic[:2] == b"PK" and p.suffix in (".pth", ".pt"):
         return "checkpoint"
     if p.suffix.lower() == ".json" or magic.lstrip()[:1] in (b"{", b"["):

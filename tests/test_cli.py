@@ -75,12 +75,17 @@ def test_console_scripts_print_usage_errors_on_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_baselines_console_scripts_share_one_module():
-    """exlpose-train, exlpose-eval and exlpose-predict are the apps of baselines.cli, also under the umbrella."""
+    """exlpose-train, exlpose-eval and exlpose-predict are the apps of baselines.cli (exlpose-detect of baselines.detect.cli),
+    also under the umbrella."""
     import tomllib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert {k: v for k, v in scripts.items() if v.startswith("baselines.")} == {
-        "exlpose-train": "baselines.cli:train_main", "exlpose-eval": "baselines.cli:eval_main", "exlpose-predict": "baselines.cli:predict_main"}
+        "exlpose-train": "baselines.cli:train_main", "exlpose-eval": "baselines.cli:eval_main", "exlpose-predict": "baselines.cli:predict_main",
+        "exlpose-detect": "baselines.detect.cli:main"}
+    # the detector's trainer runs as a module under torchrun too
+    res = subprocess.run([sys.executable, "-m", "baselines.detect.cli", "train", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and "exlpose-detect train" in res.stdout and "--resume" in res.stdout, res.stderr
     for tool in ("train", "eval", "predict"):
         res = subprocess.run([sys.executable, "-m", "baselines.cli", tool, "--help"], capture_output=True, text=True, cwd=ROOT)
         assert res.returncode == 0 and f"exlpose-{tool}" in res.stdout, res.stderr

@@ -344,7 +344,7 @@ WRITING_COMMANDS = [
     "align estimate", "align calibrate", "align apply", "annotate import", "annotate export", "annotate tasks",
     "annotate review", "split by-scene", "split by-gain", "pack", "export official", "simulate release",
     "simulate feeds", "train", "train import-official", "predict", "eval model", "eval gaps", "eval table",
-    "enhance lime", "enhance onnx", "validate", "demo",
+    "enhance lime", "enhance onnx", "validate", "demo", "export onnx", "detect train", "detect eval", "detect predict",
 ]
 
 
