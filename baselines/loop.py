@@ -45,7 +45,7 @@ from .options import check_device
 
 __all__ = ["Distributed", "TrainWarning", "StepCallback", "build_optimizer", "apply_optimizer_settings", "setup", "scaler_for",
            "tensorboard", "epoch_loader", "train_annotation", "data_inputs", "run_folder", "restore", "check_finite", "fit_epoch",
-           "fit", "FitTask", "check_precision", "same_path"]
+           "fit", "FitTask", "check_precision", "same_path", "place_net"]
 
 StepCallback = Callable[[int, int, int, dict[str, float]], None]
 """Called after each training step with ``(epoch, step, steps in the epoch, losses)``, epoch and step from 1."""
@@ -157,6 +157,21 @@ def setup(cfg: Any, env: Distributed) -> torch.device:
     if env.is_main:
         check_precision(cfg, device)
     return device
+
+
+def place_net(net: nn.Module, cfg: Any, device: torch.device, env: Distributed) -> nn.Module:
+    """``net`` ready to train: BatchNorm over the global batch under torchrun with ``cfg.sync_bn`` (a warning
+    with one process), on ``device``, channels-last with ``cfg.channels_last``."""
+    if cfg.sync_bn and env.enabled:
+        from .syncbn import convert_global_bn
+
+        convert_global_bn(net)
+    elif cfg.sync_bn and env.is_main:
+        warn("--sync-bn: one process, so BatchNorm statistics are the batch's anyway (it matters under torchrun)")
+    net = net.to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
 
 
 def tensorboard(output_dir: Path) -> Any:

@@ -40,13 +40,13 @@ from .loop import (
     check_precision,
     epoch_loader,
     fit,
+    place_net,
     restore,
     run_folder,
     same_path,
     scaler_for,
     setup,
     train_annotation,
-    warn as _warn,
 )
 from .inputs import dataset_options, inference_settings
 from .models import build_cpn
@@ -110,16 +110,7 @@ def _build_net(cfg: TrainConfig, device: torch.device, env: Distributed) -> CPN:
     net = build_cpn(cfg.backbone, lsbn=cfg.spec.lsbn, pretrained=cfg.pretrained, heatmap_size=cfg.heatmap_size)
     if cfg.head_init == "target-scale":
         init_output_scale(net)
-    if cfg.sync_bn and env.enabled:
-        from .syncbn import convert_global_bn
-
-        convert_global_bn(net)
-    elif cfg.sync_bn and env.is_main:
-        _warn("--sync-bn: one process, so BatchNorm statistics are the batch's anyway (it matters under torchrun)")
-    net = net.to(device)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    return net
+    return place_net(net, cfg, device, env)  # type: ignore[return-value]
 
 
 def _train_dataset(cfg: TrainConfig) -> Any:

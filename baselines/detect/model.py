@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..lsbn import convert_lsbn, lighting
-from ..models.cpn import BACKBONES
-from ..models.resnet import ResNet, load_pretrained
+from ..lsbn import lighting
+from ..models.cpn import build_backbone
+from ..models.resnet import ResNet
 
 __all__ = ["DetectorOutput", "CentreNet", "build_detector", "HEATMAP_PRIOR"]
 
@@ -89,13 +89,4 @@ def build_detector(backbone: str = "resnet50", lsbn: bool = False, pretrained: s
                    neck_channels: int = 128, head_channels: int = 64) -> CentreNet:
     """A :class:`CentreNet` on ``backbone``; with ``lsbn`` the backbone's BatchNorms become LSBN layers (after loading
     ``pretrained``, a local torchvision ImageNet checkpoint, so both branches start from it), as :func:`build_cpn`."""
-    from exlpose_data.errors import UsageError
-
-    if backbone not in BACKBONES:
-        raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    net = ResNet(BACKBONES[backbone])
-    if pretrained is not None:
-        load_pretrained(net, pretrained)
-    if lsbn:
-        convert_lsbn(net)
-    return CentreNet(net, neck_channels, head_channels)
+    return CentreNet(build_backbone(backbone, lsbn, pretrained), neck_channels, head_channels)

@@ -19,7 +19,7 @@ from exlpose_data.errors import UsageError
 
 from ..checkpoint import DETECTOR_FORMAT, checkpoint_config, load_checkpoint
 from ..engine import PairModel
-from ..loop import Distributed, FitTask, build_optimizer, fit, restore, run_folder, same_path, setup, train_annotation, warn
+from ..loop import Distributed, FitTask, build_optimizer, fit, place_net, restore, run_folder, same_path, setup, train_annotation
 from ..options import check_device
 from ..results import owned_files
 from ..splits import resolve_split
@@ -44,17 +44,7 @@ def build_from_config(cfg: DetectConfig, *, pretrained: bool = True) -> CentreNe
 
 
 def _build_net(cfg: DetectConfig, device: torch.device, env: Distributed) -> CentreNet:
-    net = build_from_config(cfg)
-    if cfg.sync_bn and env.enabled:
-        from ..syncbn import convert_global_bn
-
-        convert_global_bn(net)
-    elif cfg.sync_bn and env.is_main:
-        warn("--sync-bn: one process, so BatchNorm statistics are the batch's anyway (it matters under torchrun)")
-    net = net.to(device)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    return net
+    return place_net(build_from_config(cfg), cfg, device, env)  # type: ignore[return-value]
 
 
 def train_dataset(cfg: DetectConfig, *, train: bool = True) -> Any:

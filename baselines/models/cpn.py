@@ -20,7 +20,7 @@ from exlpose_data.keypoints import NUM_KEYPOINTS
 from ..lsbn import convert_lsbn, lighting
 from .resnet import ResNet, load_pretrained
 
-__all__ = ["CPNOutput", "GlobalNet", "RefineNet", "CPN", "build_cpn", "BACKBONES", "init_output_scale", "target_statistics"]
+__all__ = ["CPNOutput", "GlobalNet", "RefineNet", "CPN", "build_cpn", "build_backbone", "BACKBONES", "init_output_scale", "target_statistics"]
 
 BACKBONES: dict[str, int] = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
 
@@ -181,6 +181,13 @@ def build_cpn(
         heatmap_size: ``(h, w)``; the input is 4x larger.
         num_keypoints: joints.
     """
+    return CPN(build_backbone(backbone, lsbn, pretrained), heatmap_size, num_keypoints)
+
+
+def build_backbone(backbone: str = "resnet50", lsbn: bool = False, pretrained: str | os.PathLike | None = None) -> ResNet:
+    """The ResNet named ``backbone`` with ``pretrained`` (local ImageNet weights) loaded, then with ``lsbn`` its
+    BatchNorms converted to LSBN layers (so both branches start from the weights): the pose network's and the
+    person detector's backbone."""
     from exlpose_data.errors import UsageError
 
     if backbone not in BACKBONES:
@@ -190,7 +197,7 @@ def build_cpn(
         load_pretrained(net, pretrained)
     if lsbn:
         convert_lsbn(net)
-    return CPN(net, heatmap_size, num_keypoints)
+    return net
 
 
 def target_statistics(heatmap_size: tuple[int, int], kernels: tuple[int, ...] = (15, 11, 9, 7), peak: float = 255.0) -> list[tuple[float, float]]:
