@@ -21,6 +21,7 @@ import math
 import os
 import random
 import shutil
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,7 +46,7 @@ from .options import check_device
 
 __all__ = ["Distributed", "TrainWarning", "StepCallback", "build_optimizer", "apply_optimizer_settings", "setup", "scaler_for",
            "tensorboard", "epoch_loader", "train_annotation", "data_inputs", "run_folder", "restore", "check_finite", "fit_epoch",
-           "fit", "FitTask", "check_precision", "same_path", "place_net"]
+           "fit", "FitTask", "check_precision", "same_path", "place_net", "measure_rates"]
 
 StepCallback = Callable[[int, int, int, dict[str, float]], None]
 """Called after each training step with ``(epoch, step, steps in the epoch, losses)``, epoch and step from 1."""
@@ -509,3 +510,70 @@ def fit(task: FitTask, cfg: Any, env: Distributed, device: torch.device, folder:
     if writer is not None:
         writer.close()
     return record
+
+
+def measure_rates(task: FitTask, cfg: Any, device: torch.device, steps: int = 20) -> dict[str, Any]:
+    """Measure the data pipeline and the model separately, in one process, as the training run would use them.
+
+    ``data_samples_per_s``: training samples (pairs for paired variants) the loader delivers per second with
+    ``cfg.workers`` workers, nothing else running. ``model_samples_per_s``: samples per second of training steps
+    (forward, losses, backward, optimiser) on one batch already on the device. When the first is lower, the
+    accelerator would wait for data (``"bound": "data"``). Nothing is written.
+    """
+    if steps < 1:
+        raise UsageError(f"--benchmark-steps must be at least 1, got {steps}")
+    optimizer, _ = build_optimizer(task.net, cfg)
+    dataset = task.dataset
+    per_process = min(cfg.batch_size, len(dataset))
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed, drop_last=False)
+
+    def batches() -> Any:
+        epoch = 0
+        while True:
+            yield from epoch_loader(dataset, sampler, cfg, per_process, epoch, 0)
+            epoch += 1
+
+    stream = batches()
+    first = next(stream)  # starts the workers
+    start = time.perf_counter()
+    delivered = 0
+    for _ in range(steps):
+        delivered += len(next(stream)["meta"]["image_id"])
+    data_rate = delivered / (time.perf_counter() - start)
+
+    model = task.model.train()
+    scaler = scaler_for(cfg, device)
+    for key in task.target_keys:
+        if key in first:
+            first[key] = first[key].to(device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    inputs = {c: first[c].to(device).contiguous(memory_format=fmt) for c in task.conditions}
+
+    def step() -> None:
+        with autocast(device, cfg.amp):
+            outputs = model(inputs)
+        loss = task.loss_fn(outputs, first)["total"]
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+
+    step()  # warm-up (allocations, cuDNN autotuning)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    model_rate = steps * len(first["meta"]["image_id"]) / (time.perf_counter() - start)
+    return {
+        "device": str(device), "amp": cfg.amp, "channels_last": cfg.channels_last, "workers": cfg.workers, "batch_size": per_process,
+        "input_size": list(cfg.input_size), "steps": steps,
+        "data_samples_per_s": round(data_rate, 2), "model_samples_per_s": round(model_rate, 2),
+        "data_over_model": round(data_rate / model_rate, 3), "bound": "data" if data_rate < model_rate else "model",
+    }

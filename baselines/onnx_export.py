@@ -34,7 +34,7 @@ from exlpose_data.errors import InputError, UsageError
 from exlpose_data.lighting import Lighting
 from exlpose_data.outputs import check_output
 
-from .onnx_format import check_opset, onnx_session, read_metadata, write_onnx
+from .onnx_format import check_opset, portable_config, onnx_session, read_metadata, write_onnx
 from .onnx_format import lighting_key as _lighting_key
 from .onnx_format import parity_batch as _parity_batch
 
@@ -122,12 +122,13 @@ def export_pose_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, l
     target = check_output(out, inputs=[checkpoint], writes="file", produces="ONNX model", replaces=["ONNX model"], overwrite=overwrite)
     net, cfg, origin = load_model_and_origin(checkpoint, "cpu")
     input_size = [int(v) for v in cfg.input_size]
-    metadata = {"exlpose.kind": POSE_KIND, "exlpose.config": json.dumps(cfg.to_dict(), sort_keys=True), "exlpose.origin": origin,
+    metadata = {"exlpose.kind": POSE_KIND, "exlpose.config": json.dumps(portable_config(cfg.to_dict()), sort_keys=True), "exlpose.origin": origin,
                 "exlpose.lighting": key, "exlpose.input_size": json.dumps(input_size)}
     written = write_onnx(_PoseHeatmaps(net, key), _parity_batch(input_size), target, output_names=["heatmaps"], metadata=metadata, opset=opset)
     return {"kind": POSE_KIND, "out": str(out), "checkpoint": str(checkpoint), "variant": cfg.variant, "lsbn": bool(cfg.spec.lsbn),
             "lighting": key, "origin": origin, "opset": opset, "input_size": input_size, "output_size": written["output_shapes"][0][2:],
-            "max_abs_diff": written["max_abs_diff"], "tolerance": written["tolerance"], "bytes": written["bytes"]}
+            "max_abs_diff": written["max_abs_diff"], "tolerance": written["tolerance"], "batches": written["batches"],
+            "bytes": written["bytes"]}
 
 
 @dataclass(frozen=True)

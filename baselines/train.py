@@ -13,14 +13,12 @@ rate; ``exlpose-train import-official CKPT --out OURS.pth`` converts the authors
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler
 
 from exlpose_data.errors import UsageError
 from exlpose_data.outputs import check_output
@@ -29,7 +27,7 @@ from exlpose_data.provenance import RecordedRun
 from .adaptation import optimised_modules, variant_adaptation
 from .checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint
 from .config import TrainConfig, make_config, read_config_file
-from .engine import _TARGET_KEYS, PairModel, autocast, compute_losses, evaluate_split
+from .engine import _TARGET_KEYS, PairModel, compute_losses, evaluate_split
 from .loop import (
     Distributed,
     FitTask,
@@ -40,6 +38,7 @@ from .loop import (
     check_precision,
     epoch_loader,
     fit,
+    measure_rates,
     place_net,
     restore,
     run_folder,
@@ -232,62 +231,10 @@ def benchmark(cfg: TrainConfig, steps: int = 20) -> dict[str, Any]:
     env = Distributed()
     device = setup(cfg, env)
     net = _build_net(cfg, device, env)
-    optimizer, _ = build_optimizer(net, cfg)
-    dataset = _train_dataset(cfg)
-    per_process = min(cfg.batch_size, len(dataset))
-    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed, drop_last=False)
-
-    def batches() -> Any:
-        epoch = 0
-        while True:
-            yield from epoch_loader(dataset, sampler, cfg, per_process, epoch, 0)
-            epoch += 1
-
-    stream = batches()
-    first = next(stream)  # starts the workers
-    start = time.perf_counter()
-    delivered = 0
-    for _ in range(steps):
-        delivered += len(next(stream)["meta"]["image_id"])
-    data_rate = delivered / (time.perf_counter() - start)
-
-    model = PairModel(net).train()
-    scaler = scaler_for(cfg, device)
-    for key in [k for k in first if k.startswith(("heatmaps", "target_weight", "visible_weight"))]:  # with unpaired "_wl" ones
-        first[key] = first[key].to(device)
-    inputs = {c: first[c].to(device) for c in cfg.spec.conditions}
-    if cfg.channels_last:
-        inputs = {c: x.contiguous(memory_format=torch.channels_last) for c, x in inputs.items()}
-
-    def step() -> None:
-        with autocast(device, cfg.amp):
-            outputs = model(inputs)
-        loss = compute_losses(outputs, first, cfg)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-
-    step()  # warm-up (allocations, cuDNN autotuning)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    model_rate = steps * len(first["meta"]["image_id"]) / (time.perf_counter() - start)
-    return {
-        "benchmark": "exlpose-train", "variant": cfg.variant, "backbone": cfg.backbone, "device": str(device),
-        "amp": cfg.amp, "channels_last": cfg.channels_last, "workers": cfg.workers, "batch_size": per_process,
-        "input_size": list(cfg.input_size), "steps": steps,
-        "data_samples_per_s": round(data_rate, 2), "model_samples_per_s": round(model_rate, 2),
-        "data_over_model": round(data_rate / model_rate, 3), "bound": "data" if data_rate < model_rate else "model",
-    }
+    task = FitTask(net=net, model=PairModel(net), dataset=_train_dataset(cfg), conditions=cfg.spec.conditions, target_keys=_TARGET_KEYS,
+                   loss_fn=lambda outputs, batch: compute_losses(outputs, batch, cfg))
+    rates = measure_rates(task, cfg, device, steps)
+    return {"benchmark": "exlpose-train", "variant": cfg.variant, "backbone": cfg.backbone, **rates}
 
 
 def resume_config(checkpoint: Path, config: Path | None, overrides: dict[str, Any], *, warn: Callable[[str], None] | None = None) -> TrainConfig:

@@ -10,7 +10,7 @@ heatmaps, 32 pairs per step, AMP, channels-last) for ``--minutes`` each (the ste
 model rate before training, the same for every variant), evaluates each on LL-N/H/E/A and WL (the splits the
 simulated test scenes fill), and runs one training step under ``torchrun`` with one process. Every result is one
 JSON line on stdout (``"check"`` names it); the last line sums up. Then the person detector of Table 6: an
-``lsbn-lupi`` detector trained ``--detector-steps`` steps (300 by default; ResNet-50, 512x800 input, 32 pairs per
+``lsbn-lupi`` detector's data pipeline beside its model rate, trained ``--detector-steps`` steps (300 by default; ResNet-50, 512x800 input, 32 pairs per
 step, AMP), its box AP on LL-A and WL, its boxes feeding the ``lsbn-lupi`` pose network (``exlpose-eval model
 --boxes``), and both models exported to ONNX with their parity checks.
 
@@ -68,6 +68,23 @@ def train_args(size: dict, args: argparse.Namespace, release: Path, out: Path, v
             "--seed", str(args.seed), *(["--amp", "--channels-last"] if gpu else [])]
 
 
+def training_samples(release: Path, *, images: bool) -> int:
+    """Samples per epoch of the release's training file: its images (the detector) or its labelled people (pose)."""
+    doc = json.loads((release / "annotations" / "ExLPose_train_LL.json").read_text())
+    if images:
+        return len(doc["images"])
+    return sum(1 for a in doc["annotations"] if not a.get("iscrowd") and any(v > 0 for v in a["keypoints"][2::3]))
+
+
+def schedule(steps: int, samples: int, batch: int) -> tuple[int, int]:
+    """``(epochs, steps per epoch)`` that train at least ``steps`` steps: ``--steps-per-epoch`` only caps an epoch,
+    so a small release needs several epochs (the loader drops the last partial batch)."""
+    per_epoch = min(steps, samples // batch)
+    if per_epoch < 1:
+        raise CheckFailed(f"the training file holds {samples} samples, fewer than one batch of {batch}: simulate more scenes")
+    return -(-steps // per_epoch), per_epoch
+
+
 def filled_splits(release: Path) -> list[str]:
     """The test splits whose annotation file holds at least one person."""
     out = []
@@ -120,12 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         for variant in VARIANTS:
             run = work / "runs" / variant
             try:
-                _, train_s = exlpose(["train", *train_args(size, args, release, run, variant), "--epochs", "1", "--steps-per-epoch", str(steps),
-                                      *(["--overwrite"] if run.exists() else [])])
+                epochs, per_epoch = schedule(steps, training_samples(release, images=False), size["batch_size"])
+                _, train_s = exlpose(["train", *train_args(size, args, release, run, variant), "--epochs", str(epochs),
+                                      "--steps-per-epoch", str(per_epoch), *(["--overwrite"] if run.exists() else [])])
                 out, eval_s = exlpose(["eval", "model", str(run / "checkpoint.pth"), "--dataset", str(release), "--splits", ",".join(splits),
                                        "--device", args.device, "--workers", str(args.workers), "--json"])
                 table = last_json(out)
-                emit({"check": "train", "variant": variant, "steps": steps, "pairs_per_step": size["batch_size"], "train_seconds": round(train_s, 1),
+                emit({"check": "train", "variant": variant, "steps": epochs * per_epoch, "epochs": epochs, "pairs_per_step": size["batch_size"], "train_seconds": round(train_s, 1),
                       "eval_seconds": round(eval_s, 1), "AP": {k: round(v, 4) for k, v in table["AP"].items()}, "ok": True})
             except CheckFailed as exc:
                 failures += 1
@@ -150,17 +168,21 @@ def detector_checks(args: argparse.Namespace, release: Path, work: Path, splits:
     run = work / "runs" / "detector"
     gpu = args.device.startswith("cuda")
     failures = 0
+    common = ["--variant", "lsbn-lupi", "--dataset", str(release), "--output-dir", str(run), "--backbone", size["backbone"],
+              "--input-size", size["input_size"], "--batch-size", str(size["batch_size"]), "--device", args.device, "--workers", str(args.workers),
+              "--from-scratch", "--val-splits", "", "--no-progress", "--seed", str(args.seed), *(["--amp", "--channels-last"] if gpu else [])]
     try:
-        _, train_s = exlpose(["detect", "train", "--variant", "lsbn-lupi", "--dataset", str(release), "--output-dir", str(run),
-                              "--backbone", size["backbone"], "--input-size", size["input_size"], "--batch-size", str(size["batch_size"]),
-                              "--device", args.device, "--workers", str(args.workers), "--from-scratch", "--val-splits", "", "--no-progress",
-                              "--epochs", "1", "--steps-per-epoch", str(steps), "--seed", str(args.seed),
-                              *(["--amp", "--channels-last"] if gpu else []), *(["--overwrite"] if run.exists() else [])])
+        out, _ = exlpose(["detect", "train", *common, "--benchmark-steps", "3" if args.tiny else "20"])
+        rates = last_json(out)
+        emit({"check": "detector-pipeline", **{k: rates[k] for k in rates if k != "check"}, "gpu_waits_for_data": rates.get("bound") == "data"})
+        epochs, per_epoch = schedule(steps, training_samples(release, images=True), size["batch_size"])
+        _, train_s = exlpose(["detect", "train", *common, "--epochs", str(epochs), "--steps-per-epoch", str(per_epoch),
+                              *(["--overwrite"] if run.exists() else [])])
         box_splits = [s for s in ("LL-A", "WL") if s in splits]
         out, eval_s = exlpose(["detect", "eval", str(run / "checkpoint.pth"), "--dataset", str(release), "--splits", ",".join(box_splits),
                                "--device", args.device, "--workers", str(args.workers), "--json"])
         table = last_json(out)
-        emit({"check": "detector", "variant": "lsbn-lupi", "steps": steps, "pairs_per_step": size["batch_size"], "input_size": size["input_size"],
+        emit({"check": "detector", "variant": "lsbn-lupi", "steps": epochs * per_epoch, "epochs": epochs, "pairs_per_step": size["batch_size"], "input_size": size["input_size"],
               "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1), "box_AP": {k: round(v, 4) for k, v in table["AP"].items()},
               "box_AP50": {k: round(v, 4) for k, v in table["AP50"].items()}, "ok": True})
     except CheckFailed as exc:

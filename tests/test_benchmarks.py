@@ -73,7 +73,7 @@ def test_gpu_check_runs_every_check_on_a_cpu_at_tiny_size() -> None:
     one torchrun step; one JSON line per check."""
     rows = _run("gpu_check.py", "--device", "cpu", "--tiny")
     checks = [r["check"] for r in rows]
-    assert checks == ["simulate", "pipeline", "train", "train", "train", "torchrun", "detector", "table6-chain", "onnx", "onnx", "summary"]
+    assert checks == ["simulate", "pipeline", "train", "train", "train", "torchrun", "detector-pipeline", "detector", "table6-chain", "onnx", "onnx", "summary"]
     pipeline = rows[1]
     assert pipeline["data_samples_per_s"] > 0 and pipeline["model_samples_per_s"] > 0 and pipeline["bound"] in ("data", "model")
     trained = {r["variant"]: r for r in rows if r["check"] == "train"}

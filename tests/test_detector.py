@@ -263,3 +263,104 @@ def _umbrella():
     from exlpose.cli import app
 
     return app
+
+
+@pytest.mark.slow
+def test_trained_scale_outputs_export(tmp_path):
+    """A trained pose head peaks near 255 and a detector's size head predicts tens of cells: float32 rounding between
+    onnxruntime and torch grows with them, so parity is judged relative to each output's scale (an absolute 1e-4
+    refused such models)."""
+    from baselines.detect.config import make_detect_config
+    from baselines.detect.export import export_detector_onnx
+    from baselines.models.cpn import init_output_scale
+    from baselines.onnx_export import export_pose_onnx
+
+    cfg = make_config({"variant": "lsbn", "backbone": "resnet18", "input_size": (64, 48), "heatmap_size": (16, 12)})
+    torch.manual_seed(0)
+    net = init_output_scale(build_cpn("resnet18", lsbn=True, heatmap_size=(16, 12)))
+    ckpt = save_checkpoint(tmp_path / "pose.pth", model=net.state_dict(), config=cfg.to_dict(), epoch=0)
+    result = export_pose_onnx(ckpt, tmp_path / "pose.onnx")
+    assert result["max_abs_diff"] <= 1e-4 and result["batches"] == [2, 1, 3]
+
+    det_cfg = make_detect_config({"backbone": "resnet18", "input_size": (64, 96), "from_scratch": True})
+    torch.manual_seed(0)
+    det = build_detector("resnet18", lsbn=True)
+    with torch.no_grad():
+        det.size[-1].bias.fill_(100.0)  # boxes of about 100 cells, as on large people
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        assert det.eval()(x, condition="ll").size.abs().max() > 50
+    det_ckpt = save_checkpoint(tmp_path / "det.pth", format=DETECTOR_FORMAT, model=det.state_dict(), config=det_cfg.to_dict(), epoch=0)
+    result = export_detector_onnx(det_ckpt, tmp_path / "det.onnx")
+    assert result["max_abs_diff"] <= 1e-4 and result["kind"] == "detector"
+
+
+class _Oracle(torch.nn.Module):
+    """A detector network that outputs, image after image, the ideal heads of a split's own boxes (people of even
+    index shrunk to 80 %, so the AP lies between 0 and 1): the decoding, the map back to image pixels, the results'
+    ids and the scoring all run for real."""
+
+    def __init__(self, dataset) -> None:
+        super().__init__()
+        self.outputs = []
+        for i in range(len(dataset)):
+            s = dataset[i]
+            h, w = s["heatmap"].shape[1:]
+            heat = s["heatmap"].clamp(1e-6, 1 - 1e-6)
+            size = torch.zeros(1, 2, h, w)
+            offset = torch.zeros(1, 2, h, w)
+            for k in range(int(s["mask"].sum())):
+                cell = int(s["index"][k])
+                shrink = 0.8 if k % 2 == 0 else 1.0
+                size[0, :, cell // w, cell % w] = s["size"][k] * shrink
+                offset[0, :, cell // w, cell % w] = s["offset"][k]
+            self.outputs.append((torch.log(heat / (1 - heat))[None], size, offset))
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor, condition: str | None = None):
+        from baselines.detect.model import DetectorOutput
+
+        heat, size, offset = self.outputs[self.calls]
+        self.calls += 1
+        return DetectorOutput(heat, size, offset, [])
+
+
+def test_box_ap_of_a_known_detector_equals_pycocotools(release):
+    from pycocotools.cocoeval import COCOeval
+
+    from baselines.detect.evaluate import evaluate_split
+    from exlpose_data.datasets import ExLPoseDetection
+    from exlpose_data.evaluation.bbox_eval import prepare_box_ground_truth
+    from exlpose_data.evaluation.keypoint_eval import _quiet_coco
+
+    cfg = make_detect_config({"input_size": (128, 160)})
+    ann = release / "annotations" / "ExLPose_test_LL-A.json"
+    oracle = _Oracle(ExLPoseDetection(release, ann, condition="LL", input_size=(128, 160), train=False))
+    metrics, results = evaluate_split(oracle, cfg, release, ann, "LL", torch.device("cpu"), batch_size=1)
+    doc = json.loads(ann.read_text())
+    strong = [r for r in results if r["score"] > 0.5]
+    assert len(strong) == len(doc["annotations"]) and {r["image_id"] for r in strong} == {img["id"] for img in doc["images"]}
+    coco = _quiet_coco(prepare_box_ground_truth(ann))
+    evaluator = COCOeval(coco, coco.loadRes(results), "bbox")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    assert 0.3 < metrics.AP < 0.9 and metrics.AP50 == pytest.approx(1.0)  # shrunk boxes: IoU 0.64, matched up to 0.6
+    assert metrics.AP == pytest.approx(evaluator.stats[0], abs=1e-12) and metrics.AP75 == pytest.approx(evaluator.stats[2], abs=1e-12)
+
+
+def test_predict_refuses_options_it_would_ignore(release, tmp_path):
+    runner = CliRunner()
+    image = str(next((release / "dark").glob("*.png")))
+    cases = [
+        (["--dataset", str(release), "--split", "LL-A", "--condition", "WL"], "--condition goes with IMAGES; split LL-A has its own (LL)"),
+        ([image, "--dataset", str(release)], "--dataset and --annotations go with --split"),
+        ([image, "--min-score", "1.5"], "--min-score 1.5: must lie in [0, 1]"),
+        ([image, "--split", "LL-A", "--dataset", str(release)], "give either IMAGES or --dataset ROOT --split NAME"),
+        (["--split", "LL-A"], "--split needs --dataset ROOT"),
+        ([image, "--condition", "dusk"], "--condition 'DUSK': choose one of LL, WL"),
+    ]
+    for args, message in cases:
+        r = runner.invoke(detect_app, ["predict", str(tmp_path / "det.pth"), *args, "--out", str(tmp_path / "b.json")])
+        assert r.exit_code == 2 and message in r.output, (args, r.output)
+    assert not (tmp_path / "b.json").exists()

@@ -85,7 +85,12 @@ class Detector:
 
             boxes, scores = run_detector(self.runner, torch.from_numpy(x).to(self.device), key, top_k=self.config.max_detections)
             return boxes[0].cpu().numpy(), scores[0].cpu().numpy()
-        outputs = self.runner.run(None, {self.runner.get_inputs()[0].name: x.astype(np.float32)})
+        try:
+            outputs = self.runner.run(None, {self.runner.get_inputs()[0].name: x.astype(np.float32)})
+        except Exception as exc:  # onnxruntime's own exception types: a model that does not take the contract's input
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{detector_file(self.spec)}: failed on a float32 {tuple(x.shape)} input, which the ONNX detector contract "
+                             f"gives it ({first})") from None
         if len(outputs) < 2:
             raise InputError(f"{detector_file(self.spec)}: has {len(outputs)} output(s); a person detector gives boxes and scores")
         boxes, scores = np.asarray(outputs[0], dtype=np.float64), np.asarray(outputs[1], dtype=np.float64)
@@ -93,7 +98,11 @@ class Detector:
         if boxes is None or scores.size != boxes.shape[0]:
             raise InputError(f"{detector_file(self.spec)}: outputs must be boxes (1, K, 4) and scores (1, K); got shapes "
                              f"{np.shape(outputs[0])} and {np.shape(outputs[1])}")
-        return boxes, scores.reshape(-1)
+        scores = scores.reshape(-1)
+        if scores.size and not (np.isfinite(scores).all() and scores.min() >= 0.0 and scores.max() <= 1.0):
+            raise InputError(f"{detector_file(self.spec)}: scores must lie in [0, 1] (the ONNX detector contract), got "
+                             f"{scores.min():.3g} to {scores.max():.3g}; export the probabilities, not logits")
+        return boxes, scores
 
 
 def _onnx_detector(spec: str, path: Path) -> Detector:

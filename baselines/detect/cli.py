@@ -61,12 +61,13 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="continue from this detector checkpoint (or evaluate it with --test-only)")] = None,
     test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate the --resume checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the detector run in --output-dir: the new run is built beside it and swapped in when it completes")] = False,
+    benchmark_steps: Annotated[int | None, typer.Option(help="measure data pipeline and model rates over N steps, print JSON, train nothing")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
 ) -> None:
     """Train one variant of the person detector; prints the last epoch's record as JSON on stdout."""
     torch_threads = use_threads(threads)  # before torch is imported
     from .config import load_detect_config, make_detect_config
-    from .train import resume_config, run
+    from .train import benchmark, resume_config, run
     from ..loop import Distributed
 
     if device is not None:
@@ -90,6 +91,9 @@ def train(
         cfg = make_detect_config({k: v for k, v in overrides.items() if v is not None}, source="options")
     err_console.out(torch_threads.describe())
     with _train_warnings():
+        if benchmark_steps is not None:
+            typer.echo(json.dumps(benchmark(cfg, benchmark_steps)))
+            return
         try:
             with _epoch_progress(cfg.epochs, disable=not progress) as on_step:
                 record = run(cfg, resume=resume, test_only=test_only, on_step=on_step, overwrite=overwrite, config_file=config,
@@ -177,8 +181,8 @@ def predict(
     annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
     split: Annotated[str | None, typer.Option(help=f"run on every image of this test split ({SPLIT_HELP}); image_id from its annotation file")] = None,
     ann: Annotated[Path | None, typer.Option(help="with IMAGES: take each image's image_id from this annotation file (matched by file name)")] = None,
-    condition: Annotated[str, typer.Option(help="with IMAGES: LL (default) or WL")] = "LL",
-    min_score: Annotated[float, typer.Option(help="leave out boxes scoring below this (default 0: all, as COCO evaluation wants)", parser=finite_number)] = 0.0,
+    condition: Annotated[str | None, typer.Option(help="with IMAGES: LL (default) or WL (a split has its own)")] = None,
+    min_score: Annotated[float, typer.Option(help="leave out boxes scoring below this, 0 to 1 (default 0: all, as COCO evaluation wants)", parser=finite_number)] = 0.0,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
     threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier results file at --out")] = False,
@@ -194,10 +198,16 @@ def predict(
         raise UsageError("--split needs --dataset ROOT")
     if split is not None and ann is not None:
         raise UsageError("--ann goes with IMAGES; a --split takes its image ids from its own annotation file")
-    choose(condition.upper(), ("LL", "WL"), "--condition")
+    if split is not None and condition is not None:
+        raise UsageError(f"--condition goes with IMAGES; split {split} has its own ({'WL' if split == 'WL' else 'LL'})")
+    if images and (dataset is not None or annotations is not None):
+        raise UsageError("--dataset and --annotations go with --split; for IMAGES take image ids from an annotation file with --ann")
+    if not 0.0 <= min_score <= 1.0:
+        raise UsageError(f"--min-score {min_score:g}: must lie in [0, 1]")
+    condition = choose((condition or "LL").upper(), ("LL", "WL"), "--condition")
     err_console.out(torch_threads.describe())
     count, images_done = predict_boxes(checkpoint, out, images=images or None, dataset=dataset, annotations=annotations, split=split, ann=ann,
-                                       condition=condition.upper(), min_score=min_score, device=device, overwrite=overwrite)
+                                       condition=condition, min_score=min_score, device=device, overwrite=overwrite)
     err_console.print(f"{count} boxes on {images_done} images -> {out}", markup=False)
 
 

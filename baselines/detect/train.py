@@ -19,7 +19,7 @@ from exlpose_data.errors import UsageError
 
 from ..checkpoint import DETECTOR_FORMAT, checkpoint_config, load_checkpoint
 from ..engine import PairModel
-from ..loop import Distributed, FitTask, build_optimizer, fit, place_net, restore, run_folder, same_path, setup, train_annotation
+from ..loop import Distributed, FitTask, build_optimizer, fit, measure_rates, place_net, restore, run_folder, same_path, setup, train_annotation
 from ..options import check_device
 from ..results import owned_files
 from ..splits import resolve_split
@@ -27,7 +27,7 @@ from .config import DETECT_IDENTITY, DetectConfig, make_detect_config
 from .losses import compute_detect_losses
 from .model import CentreNet, build_detector
 
-__all__ = ["run", "resume_config", "DETECT_COMMAND", "PRETRAINED_HINT", "build_from_config", "evaluate_splits"]
+__all__ = ["run", "benchmark", "resume_config", "DETECT_COMMAND", "PRETRAINED_HINT", "build_from_config", "evaluate_splits"]
 
 DETECT_COMMAND = "exlpose-detect train"
 TARGET_KEYS = ("heatmap", "size", "offset", "index", "mask")
@@ -132,6 +132,17 @@ def _run(cfg: DetectConfig, env: Distributed, *, resume: Path | None, test_only:
     )
     return fit(task, cfg, env, device, folder, optimizer, scheduler, start_epoch=start_epoch, history=history,
                saved_config=saved_cfg.to_dict(), on_step=on_step)
+
+
+def benchmark(cfg: DetectConfig, steps: int = 20) -> dict[str, Any]:
+    """The detector's data pipeline beside its training steps (:func:`baselines.loop.measure_rates`): whether an
+    accelerator would wait for whole-image samples. Nothing is written."""
+    env = Distributed()
+    device = setup(cfg, env)
+    net = _build_net(cfg, device, env)
+    task = FitTask(net=net, model=PairModel(net), dataset=train_dataset(cfg), conditions=cfg.spec.conditions, target_keys=TARGET_KEYS,  # type: ignore[arg-type]
+                   loss_fn=lambda outputs, batch: compute_detect_losses(outputs, batch, cfg))
+    return {"benchmark": "exlpose-detect train", "variant": cfg.variant, "backbone": cfg.backbone, **measure_rates(task, cfg, device, steps)}
 
 
 def resume_config(checkpoint: Path, config: Path | None, overrides: dict[str, Any], *, warn: Callable[[str], None] | None = None) -> DetectConfig:
