@@ -82,3 +82,11 @@ def test_gpu_check_runs_every_check_on_a_cpu_at_tiny_size() -> None:
     assert summary["failures"] == 0 and set(trained["lsbn"]["AP"]) == set(summary["splits"]) and summary["splits"]
     assert all(0.0 <= ap <= 1.0 for r in trained.values() for ap in r["AP"].values())
     assert rows[5]["ok"] is True
+
+
+def test_bench_detector_data_compares_three_loaders() -> None:
+    (row,) = _run("bench_detector_data.py", "--pairs", "2", "--epochs", "1")
+    assert row["benchmark"] == "detector_data_pair" and row["input_size"] == [512, 800]
+    assert set(row["pairs_per_s"]) == {"naive", "files", "packed"} and all(v > 0 for v in row["pairs_per_s"].values())
+    assert row["pack_identical_to_files"] is True
+    assert row["packed_vs_naive"] == pytest.approx(row["pairs_per_s"]["packed"] / row["pairs_per_s"]["naive"], rel=0.02)
