@@ -311,7 +311,7 @@ def predict(
     input's folder."""
     torch_threads = use_threads(threads)  # before torch is imported
     from .config import FLIP_TESTS
-    from .predict import load_boxes, predict_to_folder
+    from .predict import DEFAULT_MIN_BOX_SCORE, load_boxes, predict_to_folder
 
     if flip_test is not None:
         choose(flip_test, FLIP_TESTS, "--flip-test")
@@ -325,6 +325,9 @@ def predict(
                                 device=device, overwrite=overwrite, notify=lambda line: err_console.print(line, markup=False, soft_wrap=True),
                                 detector=detector, min_box_score=min_box_score)
     err_console.print(f"{len(records)} people in {len(images)} images -> {out / 'keypoints.json'}", markup=False)
+    if detector is not None and not records:
+        err_console.print(f"hint: no box of {detector} scored {min_box_score if min_box_score is not None else DEFAULT_MIN_BOX_SCORE:g} or more; "
+                          "a lower --min-box-score keeps weaker ones", markup=False, soft_wrap=True)
 
 
 

@@ -46,7 +46,7 @@ from .options import check_device
 
 __all__ = ["Distributed", "TrainWarning", "StepCallback", "build_optimizer", "apply_optimizer_settings", "setup", "scaler_for",
            "tensorboard", "epoch_loader", "train_annotation", "data_inputs", "run_folder", "restore", "check_finite", "fit_epoch",
-           "fit", "FitTask", "check_precision", "same_path", "place_net", "measure_rates"]
+           "fit", "FitTask", "check_precision", "same_path", "place_net", "measure_rates", "check_resume"]
 
 StepCallback = Callable[[int, int, int, dict[str, float]], None]
 """Called after each training step with ``(epoch, step, steps in the epoch, losses)``, epoch and step from 1."""
@@ -304,6 +304,20 @@ def _check_resumable(out: Path, cfg: Any, data: dict[str, Path], option: str, id
                          f"a resumed run keeps them: pass --overwrite to train a new run in its place, or choose another {option}")
 
 
+def check_resume(resume: Path | None, cfg: Any, *, test_only: bool, format: str) -> None:
+    """Refuse, before anything is written, a ``--test-only`` with no split to evaluate and a resumed run that has
+    nothing left to train (it would write nothing and print an empty record)."""
+    if test_only and not cfg.val_splits:
+        raise UsageError("--test-only: no test split to evaluate; pass --val-splits, e.g. LL-A,WL")
+    if resume is not None and not test_only:
+        from .checkpoint import load_checkpoint
+
+        done = int(load_checkpoint(resume, format=format).get("epoch", 0))
+        if done >= cfg.epochs:
+            raise UsageError(f"{resume}: has trained {done} of {cfg.epochs} epochs already; pass --epochs N (more than {done}) to train on, "
+                             f"or --test-only to evaluate it")
+
+
 def restore(ckpt: dict[str, Any], source: Path, net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, cfg: Any, saved_config: dict[str, Any],
             *, test_only: bool, notify: Callable[[str], None] | None, what: str) -> tuple[int, list[dict[str, Any]]]:
     """Load a checkpoint's weights (and, to continue training, optimiser, schedule and RNG, with the optimiser
@@ -487,10 +501,9 @@ def fit(task: FitTask, cfg: Any, env: Distributed, device: torch.device, folder:
         scheduler.step()
         record = {"epoch": epoch + 1, "lr": lr, **{f"loss/{k}": v for k, v in losses.items()}}
         last = epoch + 1 == cfg.epochs
-        if env.is_main and task.evaluate is not None and cfg.val_splits and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
-            record.update(task.evaluate())
         history.append(record)
-        if env.is_main:
+
+        def save() -> None:
             folder.mkdir(parents=True, exist_ok=True)
             fmt = {"format": task.checkpoint_format} if task.checkpoint_format else {}
             save_checkpoint(
@@ -500,6 +513,15 @@ def fit(task: FitTask, cfg: Any, env: Distributed, device: torch.device, folder:
                 **({"adaptation": task.adaptation.state_dict()} if task.adaptation is not None else {}), **task.checkpoint_extra,
             )
             write_json_atomic(folder / "metrics.json", history, indent=1)
+
+        if env.is_main and task.evaluate is not None and cfg.val_splits and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
+            try:
+                record.update(task.evaluate())
+            except BaseException:
+                save()  # the epoch's training is kept (resumable) even when its evaluation fails
+                raise
+        if env.is_main:
+            save()
             if writer is not None:
                 for key, value in record.items():
                     if key != "epoch" and isinstance(value, (int, float)):

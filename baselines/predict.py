@@ -48,9 +48,28 @@ def _pose_model(checkpoint: Path, condition: Lighting, device: str) -> tuple[Any
     return net, cfg, origin, None
 
 
+def _named_results(path: Path, results: list[Any]) -> dict[str, list[list[float]]]:
+    """COCO detection results with ``file_name`` as ``{file_name: [[x, y, w, h, score], ...]}``."""
+    out: dict[str, list[list[float]]] = {}
+    for n, det in enumerate(results):
+        if not isinstance(det, dict) or "file_name" not in det:
+            raise InputError(f"{path}: detection {n} has no file_name, so its image is unknown here; COCO results keyed by image_id "
+                             f"go to exlpose-eval model --boxes (with the annotation file), or write them with exlpose-detect predict IMAGES")
+        bbox, score = det.get("bbox"), det.get("score", 1.0)
+        if not isinstance(bbox, list) or not isinstance(score, (int, float)) or isinstance(score, bool):
+            raise InputError(f"{path}: detection {n}: needs bbox [x, y, w, h] and a numeric score")
+        out.setdefault(str(det["file_name"]), []).append([*bbox, score])
+    return out
+
+
 def load_boxes(path: Path) -> dict[str, list[list[float]]]:
-    """Read ``{image: [[x, y, w, h(, score)], ...]}``; every box is checked."""
+    """Read ``{image: [[x, y, w, h(, score)], ...]}``; every box is checked.
+
+    COCO detection results that name their images (``[{"file_name", "bbox", "score", ...}, ...]``, as
+    ``exlpose-detect predict IMAGES`` writes them) are read too, grouped by ``file_name``."""
     raw = load_json(path)
+    if isinstance(raw, list):
+        raw = _named_results(path, raw)
     if not isinstance(raw, dict):
         raise InputError(f'{path}: expected {{"image.png": [[x, y, w, h], ...]}}, got {type(raw).__name__}')
     for name, boxes in raw.items():
@@ -240,6 +259,9 @@ def predict_to_folder(
     from .results import result_folder
 
     lighting = _condition(condition)  # before anything is written
+    missing = [p for p in images if not Path(p).is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]}: no such image file" + (f" ({len(missing)} of the {len(images)} images given are missing)" if len(missing) > 1 else ""))
     detector_path, found_by = _detector_settings(detector, min_box_score, has_boxes=boxes is not None or boxes_file is not None)
     exported = None
     if is_onnx_model(checkpoint):

@@ -25,7 +25,7 @@ from exlpose_data.outputs import check_output
 from exlpose_data.provenance import RecordedRun
 
 from .adaptation import optimised_modules, variant_adaptation
-from .checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, checkpoint_config, checkpoint_origin, load_checkpoint
 from .config import TrainConfig, make_config, read_config_file
 from .engine import _TARGET_KEYS, PairModel, compute_losses, evaluate_split
 from .loop import (
@@ -36,6 +36,7 @@ from .loop import (
     apply_optimizer_settings,
     build_optimizer,
     check_precision,
+    check_resume,
     epoch_loader,
     fit,
     measure_rates,
@@ -149,6 +150,7 @@ def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False
     if cfg.batch_size % env.world_size:
         raise UsageError(f"batch size {cfg.batch_size} is not divisible by the {env.world_size} processes")
     check_device(cfg.device)
+    check_resume(resume, cfg, test_only=test_only, format=CHECKPOINT_FORMAT)
     for split in cfg.val_splits:  # fail before anything is written or trained
         split_annotation(cfg, split)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -246,10 +248,15 @@ def resume_config(checkpoint: Path, config: Path | None, overrides: dict[str, An
     """
     saved = make_config(checkpoint_config(load_checkpoint(checkpoint)), source=str(checkpoint)).to_dict()
     given = read_config_file(config) if config is not None else {}
+    overrides_given = {k for k, v in overrides.items() if v is not None} | set(given)
     given.update({k: v for k, v in overrides.items() if v is not None})
+    # a resumed run continues in the folder its checkpoint lies in (a copied or moved run included), unless told
+    given.setdefault("output_dir", str(Path(checkpoint).parent))
     cfg = make_config({**saved, **given}, source=str(config) if config is not None else "options")
     changed = {k: v for k, v in cfg.to_dict().items() if v != saved[k]}
     if warn is not None and Distributed.from_env().is_main:
         for key, value in changed.items():
+            if key == "output_dir" and "output_dir" not in overrides_given:
+                continue
             warn(f"{key}: {saved[key]!r} in {checkpoint.name} -> {value!r} (given explicitly)")
     return cfg

@@ -125,10 +125,18 @@ def test_resume_and_run_folder_rules(release, detector, tmp_path):
     copy.mkdir()
     for name in ("checkpoint.pth", "metrics.json", ".exlpose-provenance.json"):
         (copy / name).write_bytes((run / name).read_bytes())
+    # a finished run has nothing left to train: said, nothing written
+    r = runner.invoke(detect_app, ["train", "--resume", str(copy / "checkpoint.pth"), "--no-progress", "--threads", "1"])
+    assert r.exit_code == 2 and "has trained 2 of 2 epochs already; pass --epochs N (more than 2)" in r.output
+    assert not (copy / "tensorboard").exists()
+    # without --out the resumed run continues where its checkpoint lies (the copy), not in the folder it was started in
     r = runner.invoke(detect_app, ["train", "--resume", str(copy / "checkpoint.pth"), "--epochs", "3", "--val-splits", "", "--no-progress",
-                                   "--threads", "1", "--out", str(copy)])
+                                   "--threads", "1"])
     assert r.exit_code == 0, r.output
     assert [h["epoch"] for h in json.loads((copy / "metrics.json").read_text())] == [1, 2, 3]
+    assert [h["epoch"] for h in json.loads((run / "metrics.json").read_text())] == [1, 2]
+    r = runner.invoke(detect_app, ["train", "--resume", str(copy / "checkpoint.pth"), "--test-only", "--val-splits", "", "--no-progress"])
+    assert r.exit_code == 2 and "--test-only: no test split to evaluate" in r.output
     r = runner.invoke(detect_app, ["train", "--resume", str(copy / "checkpoint.pth"), "--backbone", "resnet34", "--epochs", "4",
                                    "--no-progress", "--out", str(copy)])
     assert r.exit_code == 2 and "backbone" in r.output
@@ -364,3 +372,51 @@ def test_predict_refuses_options_it_would_ignore(release, tmp_path):
         r = runner.invoke(detect_app, ["predict", str(tmp_path / "det.pth"), *args, "--out", str(tmp_path / "b.json")])
         assert r.exit_code == 2 and message in r.output, (args, r.output)
     assert not (tmp_path / "b.json").exists()
+
+
+def test_boxes_rounding_to_nothing_are_not_written():
+    from baselines.detect.evaluate import coco_detections
+
+    rows = [[12.37, 148.69, 0.0032, 18.24, 0.5], [265.78, 106.38, 8.59, 0.004, 0.4], [1.0, 2.0, 3.0, 4.0, 0.9]]
+    assert coco_detections(3, rows) == [{"image_id": 3, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.9}]
+
+
+@pytest.mark.slow
+def test_a_failed_evaluation_keeps_the_trained_epoch(release, tmp_path, monkeypatch):
+    import baselines.detect.train as detect_train
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(detect_train, "evaluate_splits", broken)
+    cfg = make_detect_config({"variant": "baseline-all", "dataset": str(release), "backbone": "resnet18", "input_size": (64, 96),
+                              "batch_size": 2, "workers": 0, "from_scratch": True, "epochs": 1, "val_splits": ["LL-A"],
+                              "output_dir": str(tmp_path / "run")})
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        detect_train.run(cfg)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pth", format=DETECTOR_FORMAT)["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_predict_folders_after_mistakes_and_named_results(release, detector, pose, tmp_path):
+    runner = CliRunner()
+    dark = sorted((release / "dark").glob("*.png"))[:2]
+    out = tmp_path / "poses"
+    # a wrong model where the detector goes: refused, and the new folder is not left behind holding a record
+    r = runner.invoke(predict_app, [str(pose), *map(str, dark), "--detector", str(pose), "--out", str(out)])
+    assert r.exit_code == 2 and "is a pose checkpoint" in r.output and not out.exists()
+    r = runner.invoke(predict_app, [str(pose), str(tmp_path / "missing.png"), "--out", str(out)])
+    assert r.exit_code == 2 and "missing.png: no such image file" in r.output and not out.exists()
+    r = runner.invoke(predict_app, [str(pose), *map(str, dark), "--detector", str(detector), "--min-box-score", "0", "--out", str(out),
+                                    "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    # exlpose-detect predict IMAGES writes results naming their files, which exlpose-predict --boxes reads
+    named = tmp_path / "named.json"
+    r = runner.invoke(detect_app, ["predict", str(detector), *map(str, dark), "--out", str(named), "--min-score", "0.05", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    written = json.loads(named.read_text())
+    assert written and {d["file_name"] for d in written} <= set(map(str, dark))
+    r = runner.invoke(predict_app, [str(pose), *map(str, dark), "--boxes", str(named), "--out", str(tmp_path / "p2"), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    people = json.loads((tmp_path / "p2" / "keypoints.json").read_text())
+    assert len(people) == len(written) and people[0]["bbox"] == written[0]["bbox"]

@@ -22,7 +22,18 @@ from exlpose_data.lighting import Lighting
 from .config import STRIDE, DetectConfig
 from .decode import boxes_to_image, decode_centres
 
-__all__ = ["detect_split", "evaluate_split", "run_detector"]
+__all__ = ["detect_split", "evaluate_split", "run_detector", "coco_detections"]
+
+
+def coco_detections(image_id: int, rows: list[list[float]]) -> list[dict[str, Any]]:
+    """COCO detection results of one image's ``[x, y, w, h, score]`` rows, coordinates kept to 0.01 px and scores
+    to 1e-5; a box whose width or height rounds to 0 is left out (it is no box: the results' readers refuse it)."""
+    out = []
+    for x, y, w, h, score in rows:
+        box = [round(float(x), 2), round(float(y), 2), round(float(w), 2), round(float(h), 2)]
+        if box[2] > 0 and box[3] > 0:
+            out.append({"image_id": int(image_id), "category_id": 1, "bbox": box, "score": round(float(score), 5)})
+    return out
 
 
 @torch.no_grad()
@@ -56,9 +67,7 @@ def detect_split(net: Any, cfg: DetectConfig, root: str | os.PathLike, ann_file:
         for i in range(boxes.shape[0]):
             rows = boxes_to_image(boxes[i].cpu().numpy(), scores[i].cpu().numpy(), np.asarray(meta["affine"][i], dtype=np.float64),
                                   tuple(int(v) for v in meta["image_hw"][i]))
-            image_id = int(meta["image_id"][i])
-            results.extend({"image_id": image_id, "category_id": 1, "bbox": [round(float(v), 2) for v in r[:4]], "score": round(float(r[4]), 5)}
-                           for r in rows)
+            results.extend(coco_detections(int(meta["image_id"][i]), rows))
         if on_batch is not None:
             on_batch(boxes.shape[0])
     return results

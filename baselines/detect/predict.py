@@ -18,6 +18,7 @@ from exlpose_data.errors import InputError, UsageError
 from exlpose_data.outputs import check_output
 
 from .api import detector_file, load_detector_spec
+from .evaluate import coco_detections
 
 __all__ = ["predict_boxes", "image_ids_by_name"]
 
@@ -68,7 +69,7 @@ def predict_boxes(spec: str, out: Path, *, images: list[Path] | None = None, dat
             by_name = image_ids_by_name(ann)
             unknown = [p for p in images if Path(p).name not in by_name]
             if unknown:
-                raise InputError(f"{ann}: has no image record named {Path(unknown[0]).name!r} ({len(unknown)} of the images given are not in it)")
+                raise InputError(f"{ann}: has no image record named {Path(unknown[0]).name!r} ({len(unknown)} of the {len(images)} images given {'is' if len(unknown) == 1 else 'are'} not in it)")
             plan = [(by_name[Path(p).name], Path(p)) for p in images]
         else:
             plan = [(i + 1, Path(p)) for i, p in enumerate(images)]
@@ -78,8 +79,7 @@ def predict_boxes(spec: str, out: Path, *, images: list[Path] | None = None, dat
     detector = load_detector_spec(spec, device)
     results: list[dict[str, Any]] = []
     for image_id, path in plan:
-        for x, y, w, h, score in detector.detect(decode_image(path), condition, min_score=min_score):
-            record = {"image_id": image_id, "category_id": 1, "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)], "score": round(score, 5)}
+        for record in coco_detections(image_id, detector.detect(decode_image(path), condition, min_score=min_score)):
             if split is None and ann is None:
                 record["file_name"] = os.fspath(path)
             results.append(record)

@@ -19,7 +19,7 @@ from exlpose_data.errors import UsageError
 
 from ..checkpoint import DETECTOR_FORMAT, checkpoint_config, load_checkpoint
 from ..engine import PairModel
-from ..loop import Distributed, FitTask, build_optimizer, fit, measure_rates, place_net, restore, run_folder, same_path, setup, train_annotation
+from ..loop import Distributed, FitTask, build_optimizer, check_resume, fit, measure_rates, place_net, restore, run_folder, same_path, setup, train_annotation
 from ..options import check_device
 from ..results import owned_files
 from ..splits import resolve_split
@@ -89,6 +89,7 @@ def run(cfg: DetectConfig, *, resume: Path | None = None, test_only: bool = Fals
     if cfg.batch_size % env.world_size:
         raise UsageError(f"batch size {cfg.batch_size} is not divisible by the {env.world_size} processes")
     check_device(cfg.device)
+    check_resume(resume, cfg, test_only=test_only, format=DETECTOR_FORMAT)
     for split in cfg.val_splits:  # fail before anything is written or trained
         _split(cfg, split)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -152,11 +153,14 @@ def resume_config(checkpoint: Path, config: Path | None, overrides: dict[str, An
 
     saved = make_detect_config(checkpoint_config(load_checkpoint(checkpoint, format=DETECTOR_FORMAT)), source=str(checkpoint)).to_dict()
     given = read_config_file(config) if config is not None else {}
+    overrides_given = {k for k, v in overrides.items() if v is not None} | set(given)
     given.update({k: v for k, v in overrides.items() if v is not None})
+    # a resumed run continues in the folder its checkpoint lies in (a copied or moved run included), unless told
+    given.setdefault("output_dir", str(Path(checkpoint).parent))
     cfg = make_detect_config({**saved, **given}, source=str(config) if config is not None else "options")
     if warn is not None and Distributed.from_env().is_main:
         for key, value in cfg.to_dict().items():
-            if value != saved[key]:
+            if value != saved[key] and not (key == "output_dir" and "output_dir" not in overrides_given):
                 warn(f"{key}: {saved[key]!r} in {checkpoint.name} -> {value!r} (given explicitly)")
     return cfg
 
