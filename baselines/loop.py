@@ -46,7 +46,7 @@ from .options import check_device
 
 __all__ = ["Distributed", "TrainWarning", "StepCallback", "build_optimizer", "apply_optimizer_settings", "setup", "scaler_for",
            "tensorboard", "epoch_loader", "train_annotation", "data_inputs", "run_folder", "restore", "check_finite", "fit_epoch",
-           "fit", "FitTask", "check_precision", "same_path", "place_net", "measure_rates", "check_resume"]
+           "fit", "FitTask", "check_precision", "same_path", "place_net", "measure_rates", "check_resume", "run_training"]
 
 StepCallback = Callable[[int, int, int, dict[str, float]], None]
 """Called after each training step with ``(epoch, step, steps in the epoch, losses)``, epoch and step from 1."""
@@ -316,6 +316,42 @@ def check_resume(resume: Path | None, cfg: Any, *, test_only: bool, format: str)
         if done >= cfg.epochs:
             raise UsageError(f"{resume}: has trained {done} of {cfg.epochs} epochs already; pass --epochs N (more than {done}) to train on, "
                              f"or --test-only to evaluate it")
+
+
+def run_training(cfg: Any, body: Callable[..., dict[str, Any]], folder: Callable[..., Any], *, resume: Path | None, test_only: bool,
+                 overwrite: bool, config_file: Path | None, on_step: StepCallback | None, notify: Callable[[str], None] | None,
+                 checkpoint_format: str, check_split: Callable[[Any, str], Any]) -> dict[str, Any]:
+    """What every trainer's ``run`` does around its own ``body``: check the batch against the processes, the device,
+    the resume and every test split before anything is written; then, on rank 0, run ``body`` inside ``folder``
+    (a :func:`run_folder` context: the run folder and its record, owning every file the run leaves) and, on the
+    other ranks or for ``test_only``, without one; restore torch's determinism switch and leave the process group.
+
+    ``body(cfg, env, *, resume, test_only, on_step, folder, notify)`` trains (or tests) and returns the record.
+    """
+    from .results import owned_files
+
+    env = Distributed.from_env()
+    if cfg.batch_size % env.world_size:
+        raise UsageError(f"batch size {cfg.batch_size} is not divisible by the {env.world_size} processes")
+    check_device(cfg.device)
+    check_resume(resume, cfg, test_only=test_only, format=checkpoint_format)
+    for split in cfg.val_splits:  # fail before anything is written or trained
+        check_split(cfg, split)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    try:
+        if test_only or not env.is_main:  # only rank 0 writes
+            return body(cfg, env, resume=resume, test_only=test_only, on_step=on_step if env.is_main else None, folder=Path(cfg.output_dir),
+                        notify=notify if env.is_main else None)
+        with folder(cfg, env, resume=resume, overwrite=overwrite, config_file=config_file) as (where, recorded):
+            try:
+                return body(cfg, env, resume=resume, test_only=False, on_step=on_step, folder=where, notify=notify)
+            finally:
+                recorded.own(*owned_files(where))
+    finally:
+        # A library caller (a notebook, the tests) gets its global switch back.
+        torch.use_deterministic_algorithms(deterministic_before)
+        if env.enabled and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def restore(ckpt: dict[str, Any], source: Path, net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, cfg: Any, saved_config: dict[str, Any],

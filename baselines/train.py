@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from exlpose_data.errors import UsageError
 from exlpose_data.outputs import check_output
@@ -36,7 +35,7 @@ from .loop import (
     apply_optimizer_settings,
     build_optimizer,
     check_precision,
-    check_resume,
+    run_training,
     epoch_loader,
     fit,
     measure_rates,
@@ -51,8 +50,6 @@ from .loop import (
 from .inputs import dataset_options, inference_settings
 from .models import build_cpn
 from .models.cpn import CPN, init_output_scale
-from .options import check_device
-from .results import owned_files
 from .splits import resolve_split
 
 __all__ = ["run", "StepCallback", "benchmark", "resume_config", "build_optimizer", "apply_optimizer_settings", "split_annotation",
@@ -146,28 +143,8 @@ def run(cfg: TrainConfig, *, resume: Path | None = None, test_only: bool = False
     manifest, the training annotation file, the pack, the ImageNet weights and ``config_file``; it stays marked
     incomplete until the run completes. ``notify`` receives one-line notices (optimiser settings applied on resume).
     """
-    env = Distributed.from_env()
-    if cfg.batch_size % env.world_size:
-        raise UsageError(f"batch size {cfg.batch_size} is not divisible by the {env.world_size} processes")
-    check_device(cfg.device)
-    check_resume(resume, cfg, test_only=test_only, format=CHECKPOINT_FORMAT)
-    for split in cfg.val_splits:  # fail before anything is written or trained
-        split_annotation(cfg, split)
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
-    try:
-        if test_only or not env.is_main:  # only rank 0 writes
-            return _run(cfg, env, resume=resume, test_only=test_only, on_step=None if not env.is_main else on_step, folder=cfg.output_dir,
-                        notify=notify if env.is_main else None)
-        with _run_folder(cfg, env, resume=resume, overwrite=overwrite, config_file=config_file) as (folder, recorded):
-            try:
-                return _run(cfg, env, resume=resume, test_only=False, on_step=on_step, folder=folder, notify=notify)
-            finally:
-                recorded.own(*owned_files(folder))
-    finally:
-        # A library caller (a notebook, the tests) gets its global switch back.
-        torch.use_deterministic_algorithms(deterministic_before)
-        if env.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+    return run_training(cfg, _run, _run_folder, resume=resume, test_only=test_only, overwrite=overwrite, config_file=config_file,
+                        on_step=on_step, notify=notify, checkpoint_format=CHECKPOINT_FORMAT, check_split=split_annotation)
 
 
 @contextlib.contextmanager
@@ -221,15 +198,8 @@ def _run(cfg: TrainConfig, env: Distributed, *, resume: Path | None, test_only: 
 
 
 def benchmark(cfg: TrainConfig, steps: int = 20) -> dict[str, Any]:
-    """Measure the data pipeline and the model separately, in one process, as the training run would use them.
-
-    ``data_samples_per_s``: training samples (pairs for paired variants) the loader delivers per second with
-    ``cfg.workers`` workers, nothing else running. ``model_samples_per_s``: samples per second of training steps
-    (forward, losses, backward, optimiser) on one batch already on the device. When the first is lower, the
-    accelerator would wait for data (``"bound": "data"``). Nothing is written.
-    """
-    if steps < 1:
-        raise UsageError(f"--benchmark-steps must be at least 1, got {steps}")
+    """The pose variant's data pipeline beside its training steps (:func:`baselines.loop.measure_rates`): pairs per
+    second delivered with ``cfg.workers`` workers vs trained on the device, and which one bounds. Nothing is written."""
     env = Distributed()
     device = setup(cfg, env)
     net = _build_net(cfg, device, env)

@@ -8,20 +8,18 @@ box AP per split (:mod:`.evaluate`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from exlpose_data.errors import UsageError
 
 from ..checkpoint import DETECTOR_FORMAT, checkpoint_config, load_checkpoint
 from ..engine import PairModel
-from ..loop import Distributed, FitTask, build_optimizer, check_resume, fit, measure_rates, place_net, restore, run_folder, same_path, setup, train_annotation
-from ..options import check_device
-from ..results import owned_files
+from ..loop import Distributed, FitTask, build_optimizer, fit, run_training, measure_rates, place_net, restore, run_folder, same_path, setup, train_annotation
 from ..splits import resolve_split
 from .config import DETECT_IDENTITY, DetectConfig, make_detect_config
 from .losses import compute_detect_losses
@@ -85,28 +83,9 @@ def run(cfg: DetectConfig, *, resume: Path | None = None, test_only: bool = Fals
     never an input. Rank 0 writes ``checkpoint.pth`` (format ``exlpose-detector``), ``metrics.json`` and TensorBoard
     scalars after every epoch.
     """
-    env = Distributed.from_env()
-    if cfg.batch_size % env.world_size:
-        raise UsageError(f"batch size {cfg.batch_size} is not divisible by the {env.world_size} processes")
-    check_device(cfg.device)
-    check_resume(resume, cfg, test_only=test_only, format=DETECTOR_FORMAT)
-    for split in cfg.val_splits:  # fail before anything is written or trained
-        _split(cfg, split)
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
-    try:
-        if test_only or not env.is_main:
-            return _run(cfg, env, resume=resume, test_only=test_only, on_step=on_step if env.is_main else None, folder=Path(cfg.output_dir),
-                        notify=notify if env.is_main else None)
-        with run_folder(cfg, env, resume=resume, overwrite=overwrite, config_file=config_file, command=DETECT_COMMAND,
-                        produces="detector run", identity=DETECT_IDENTITY) as (folder, recorded):
-            try:
-                return _run(cfg, env, resume=resume, test_only=False, on_step=on_step, folder=folder, notify=notify)
-            finally:
-                recorded.own(*owned_files(folder))
-    finally:
-        torch.use_deterministic_algorithms(deterministic_before)
-        if env.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+    folder = functools.partial(run_folder, command=DETECT_COMMAND, produces="detector run", identity=DETECT_IDENTITY)
+    return run_training(cfg, _run, folder, resume=resume, test_only=test_only, overwrite=overwrite, config_file=config_file, on_step=on_step,
+                        notify=notify, checkpoint_format=DETECTOR_FORMAT, check_split=_split)
 
 
 def _run(cfg: DetectConfig, env: Distributed, *, resume: Path | None, test_only: bool, on_step: Any, folder: Path,
