@@ -17,6 +17,26 @@ from exlpose_data.errors import UsageError
 from exlpose_data.threads import THREADS_HELP, use_threads
 
 from ..cli_kit import DEFAULT_SPLITS, _epoch_progress, _size, _train_warnings
+from ..cli_kit import (
+    AmpOption,
+    AnnotationsOption,
+    BenchmarkStepsOption,
+    ChannelsLastOption,
+    ConfigOption,
+    DatasetOption,
+    DeterministicOption,
+    DeviceOption,
+    PackOption,
+    PretrainedOption,
+    ProgressOption,
+    SeedOption,
+    StepsPerEpochOption,
+    SyncBnOption,
+    TestOnlyOption,
+    ThreadsOption,
+    TrainAnnOption,
+    WorkersOption,
+)
 from ..options import DEVICE_HELP, check_device
 from ..splits import SPLIT_HELP
 
@@ -31,16 +51,16 @@ VARIANT_HELP = "baseline-low | baseline-well | baseline-all | lsbn | lsbn-lupi (
 @app.command("train")
 @handle_errors
 def train(
-    config: Annotated[Path | None, typer.Option(help="YAML/JSON config; flags given here override it")] = None,
+    config: ConfigOption = None,
     variant: Annotated[str | None, typer.Option(help=VARIANT_HELP + "; default lsbn-lupi")] = None,
-    dataset: Annotated[Path | None, typer.Option(help="image root holding bright/ and dark/")] = None,
-    annotations: Annotated[Path | None, typer.Option(help="annotation folder (found beside the dataset when omitted)")] = None,
-    train_ann: Annotated[Path | None, typer.Option(help="training annotation file (default: the release's train_LL)")] = None,
-    pack: Annotated[Path | None, typer.Option(help="training image pack from 'exlpose pack'")] = None,
+    dataset: DatasetOption = None,
+    annotations: AnnotationsOption = None,
+    train_ann: TrainAnnOption = None,
+    pack: PackOption = None,
     val_splits: Annotated[str | None, typer.Option(help="comma-separated test splits evaluated periodically ('' for none; default LL-A,WL)")] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "--out", help="run folder for checkpoint.pth, metrics.json and tensorboard/ (default runs/exlpose-detect): new or empty, or the folder of the --resume checkpoint")] = None,
     backbone: Annotated[str | None, typer.Option(help="resnet18 | resnet34 | resnet50 (default) | resnet101")] = None,
-    pretrained: Annotated[Path | None, typer.Option(help="local torchvision ImageNet checkpoint of the backbone")] = None,
+    pretrained: PretrainedOption = None,
     from_scratch: Annotated[bool | None, typer.Option("--from-scratch", help="train without ImageNet weights (otherwise --pretrained is required)")] = None,
     input_size: Annotated[str | None, typer.Option(help="network input HEIGHTxWIDTH, multiples of 32 (default 512x800); whole images are fitted inside")] = None,
     epochs: Annotated[int | None, typer.Option(help="epochs (default 140, CenterNet's)")] = None,
@@ -48,21 +68,21 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 1.25e-4)", parser=finite_number)] = None,
     lupi_weight: Annotated[float | None, typer.Option(help="multiplier of the LUPI Gram term (default 1)", parser=finite_number)] = None,
     lupi_gram: Annotated[str | None, typer.Option(help="gram (Eq. 3 averaged; default) | gram-reference (the pose reference's weighting)")] = None,
-    sync_bn: Annotated[bool | None, typer.Option("--sync-bn/--no-sync-bn", help="BatchNorm statistics over the global batch under torchrun")] = None,
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")] = None,
-    channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="channels_last memory format")] = None,
-    workers: Annotated[int | None, typer.Option(help="data loader processes per training process (default 4)")] = None,
-    seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
-    device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
-    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
-    deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help="deterministic algorithms")] = None,
+    sync_bn: SyncBnOption = None,
+    amp: AmpOption = None,
+    channels_last: ChannelsLastOption = None,
+    workers: WorkersOption = None,
+    seed: SeedOption = None,
+    device: DeviceOption = None,
+    threads: ThreadsOption = None,
+    deterministic: DeterministicOption = None,
     eval_every: Annotated[int | None, typer.Option(help="evaluate every N epochs (and after the last; default 10)")] = None,
-    steps_per_epoch: Annotated[int | None, typer.Option(help="cap on steps per epoch (smoke runs)")] = None,
+    steps_per_epoch: StepsPerEpochOption = None,
     resume: Annotated[Path | None, typer.Option(help="continue from this detector checkpoint (or evaluate it with --test-only)")] = None,
-    test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate the --resume checkpoint")] = False,
+    test_only: TestOnlyOption = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the detector run in --output-dir: the new run is built beside it and swapped in when it completes")] = False,
-    benchmark_steps: Annotated[int | None, typer.Option(help="measure data pipeline and model rates over N steps, print JSON, train nothing")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
+    benchmark_steps: BenchmarkStepsOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Train one variant of the person detector; prints the last epoch's record as JSON on stdout."""
     torch_threads = use_threads(threads)  # before torch is imported
