@@ -420,3 +420,22 @@ def test_predict_folders_after_mistakes_and_named_results(release, detector, pos
     assert r.exit_code == 0, r.output
     people = json.loads((tmp_path / "p2" / "keypoints.json").read_text())
     assert len(people) == len(written) and people[0]["bbox"] == written[0]["bbox"]
+
+
+@pytest.mark.slow
+def test_detector_under_torchrun_two_processes(release, tmp_path):
+    """Two CPU processes (gloo): the shared machinery's DDP path with the detector's model, LUPI included."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "baselines.detect.cli", "train",
+           "--variant", "lsbn-lupi", "--dataset", str(release), "--output-dir", str(tmp_path / "run"), *TINY, "--epochs", "1", "--val-splits", ""]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # rank 0 prints
+    record = json.loads(lines[0])
+    assert record["epoch"] == 1 and record["loss/lupi"] >= 0 and np.isfinite(record["loss/total"])
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pth", format=DETECTOR_FORMAT)["epoch"] == 1
