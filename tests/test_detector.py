@@ -439,3 +439,28 @@ def test_detector_under_torchrun_two_processes(release, tmp_path):
     record = json.loads(lines[0])
     assert record["epoch"] == 1 and record["loss/lupi"] >= 0 and np.isfinite(record["loss/total"])
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pth", format=DETECTOR_FORMAT)["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_pretrained_imagenet_weights_or_from_scratch(release, tmp_path):
+    from baselines.models.resnet import ResNet
+
+    runner = CliRunner()
+    base = ["train", "--variant", "lsbn", "--dataset", str(release), "--backbone", "resnet18", "--input-size", "64x96", "--batch-size", "2",
+            "--workers", "0", "--no-progress", "--threads", "1", "--epochs", "1", "--val-splits", ""]
+    r = runner.invoke(detect_app, [*base, "--out", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "no ImageNet weights given" in r.output and "--from-scratch" in r.output
+    assert not (tmp_path / "none").exists()
+    torch.manual_seed(123)
+    imagenet = ResNet(18, num_classes=1000).state_dict()  # torchvision's key names, classifier included
+    torch.save(imagenet, tmp_path / "resnet18-imagenet.pth")
+    r = runner.invoke(detect_app, [*base, "--pretrained", str(tmp_path / "resnet18-imagenet.pth"), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    model = load_checkpoint(tmp_path / "run" / "checkpoint.pth", format=DETECTOR_FORMAT)["model"]
+    # one Adam step at lr 1.25e-4 moves each weight by about the lr: the start was ImageNet's, in both LSBN branches
+    assert (model["backbone.conv1.weight"] - imagenet["conv1.weight"]).abs().max() < 1e-3
+    for branch in ("ll", "wl"):
+        assert (model[f"backbone.layer1.0.bn1.branches.{branch}.weight"] - imagenet["layer1.0.bn1.weight"]).abs().max() < 1e-3
+    torch.save(ResNet(34).state_dict(), tmp_path / "resnet34.pth")
+    r = runner.invoke(detect_app, [*base, "--pretrained", str(tmp_path / "resnet34.pth"), "--out", str(tmp_path / "wrong")])
+    assert r.exit_code == 2 and "resnet34.pth: does not fit a ResNet-18" in r.output
