@@ -464,3 +464,21 @@ def test_pretrained_imagenet_weights_or_from_scratch(release, tmp_path):
     torch.save(ResNet(34).state_dict(), tmp_path / "resnet34.pth")
     r = runner.invoke(detect_app, [*base, "--pretrained", str(tmp_path / "resnet34.pth"), "--out", str(tmp_path / "wrong")])
     assert r.exit_code == 2 and "resnet34.pth: does not fit a ResNet-18" in r.output
+
+
+def test_centre_radius_exact_by_default_centernets_on_request(release):
+    from exlpose_data.datasets import ExLPoseDetection
+    from exlpose_data.datasets.centre_targets import gaussian_radius
+
+    # a 20 x 40 box: a shift of r in x and y keeps IoU 0.7 up to r = 2.45 (solved by hand: (60 - sqrt(3600 - 4 * 141.18)) / 2);
+    # CenterNet's code takes the third quadratic's (b + sqrt(b^2 - 4ac)) / 2 with a = 2.8: 7.36
+    assert gaussian_radius(40, 20) == pytest.approx(2.4532, abs=1e-4)
+    assert gaussian_radius(40, 20, rule="centernet") == pytest.approx(7.3559, abs=1e-4)
+    assert DetectConfig().centre_radius == "exact" and "centre_radius" in __import__("baselines.detect.config", fromlist=["x"]).DETECT_IDENTITY
+    ann = release / "annotations" / "ExLPose_train_LL.json"
+    blobs = {rule: ExLPoseDetection(release, ann, condition="LL", input_size=(128, 160), train=False, radius_rule=rule)[0]["heatmap"]
+             for rule in ("exact", "centernet")}
+    assert (blobs["centernet"] > 0.01).sum() > 2 * (blobs["exact"] > 0.01).sum()
+    assert torch.equal(blobs["exact"] == 1, blobs["centernet"] == 1)  # the same centres
+    with pytest.raises(InputError, match="centre_radius"):
+        make_detect_config({"centre_radius": "wide"})

@@ -68,6 +68,7 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 1.25e-4)", parser=finite_number)] = None,
     lupi_weight: Annotated[float | None, typer.Option(help="multiplier of the LUPI Gram term (default 1)", parser=finite_number)] = None,
     lupi_gram: Annotated[str | None, typer.Option(help="gram (Eq. 3 averaged; default) | gram-reference (the pose reference's weighting)")] = None,
+    centre_radius: Annotated[str | None, typer.Option(help="exact (the radius keeping IoU 0.7; default) | centernet (CenterNet's published formula, about 3x larger)")] = None,
     sync_bn: SyncBnOption = None,
     amp: AmpOption = None,
     channels_last: ChannelsLastOption = None,
@@ -97,7 +98,7 @@ def train(
         "val_splits": None if val_splits is None else [s for s in val_splits.split(",") if s.strip()],
         "output_dir": output_dir, "backbone": backbone, "pretrained": pretrained, "from_scratch": from_scratch,
         "input_size": _size(input_size, "--input-size"), "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "lupi_weight": lupi_weight, "lupi_gram": lupi_gram, "sync_bn": sync_bn, "amp": amp, "channels_last": channels_last,
+        "lupi_weight": lupi_weight, "lupi_gram": lupi_gram, "centre_radius": centre_radius, "sync_bn": sync_bn, "amp": amp, "channels_last": channels_last,
         "workers": workers, "seed": seed, "device": device, "deterministic": deterministic, "eval_every": eval_every,
         "steps_per_epoch": steps_per_epoch,
     }

@@ -51,7 +51,7 @@ def train_dataset(cfg: DetectConfig, *, train: bool = True) -> Any:
     from exlpose_data.datasets.lowlight import WL_NORMALISATIONS
 
     return ExLPoseDetection(cfg.dataset, train_annotation(cfg), condition=cfg.spec.dataset_condition, input_size=tuple(cfg.input_size),
-                            train=train, pack=cfg.pack, wl_normalisation=WL_NORMALISATIONS[cfg.wl_normalisation])
+                            train=train, pack=cfg.pack, wl_normalisation=WL_NORMALISATIONS[cfg.wl_normalisation], radius_rule=cfg.centre_radius)
 
 
 def evaluate_splits(net: CentreNet, cfg: DetectConfig, device: torch.device, splits: list[str] | None = None) -> dict[str, float]:

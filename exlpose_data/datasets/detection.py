@@ -13,6 +13,7 @@ from ..errors import UsageError
 from ..lighting import Lighting
 from ..schema import load_document
 from .centre_targets import (
+    RADIUS_RULES,
     DetectionAugmentation,
     boxes_to_input,
     centre_targets,
@@ -69,6 +70,8 @@ class ExLPoseDetection(Dataset):
         augmentation: training augmentation (default :class:`DetectionAugmentation`'s).
         max_objects: rows of the per-object targets; None takes the most people of any image of the file, so no
             box is ever cut. A smaller value that an image exceeds is refused.
+        radius_rule: the centre Gaussians' radius, ``"exact"`` or ``"centernet"`` (CenterNet's published formula;
+            :func:`~exlpose_data.datasets.centre_targets.gaussian_radius`).
         ll_scaling: LL brightening, None for plain ``x / 255``.
         wl_normalisation: WL normalisation, None for plain ``x / 255``.
         pad: padding outside the image, RGB on the 0-255 scale (default the reference's pixel means; None: zeros).
@@ -91,6 +94,7 @@ class ExLPoseDetection(Dataset):
         *,
         augmentation: DetectionAugmentation | None = None,
         max_objects: int | None = None,
+        radius_rule: str = "exact",
         ll_scaling: LowLightScaling | None = _DEFAULT_LL,
         wl_normalisation: Normalisation | None = _DEFAULT_WL,
         pad: tuple[float, float, float] | None = PIXEL_MEANS,
@@ -106,6 +110,9 @@ class ExLPoseDetection(Dataset):
         self.condition = condition
         self.conditions = ("LL", "WL") if condition == "pair" else (condition,)
         self.train = train
+        if radius_rule not in RADIUS_RULES:
+            raise UsageError(f"radius_rule must be one of {', '.join(RADIUS_RULES)}, got {radius_rule!r}")
+        self.radius_rule = radius_rule
         self.augmentation = (augmentation or DetectionAugmentation()) if train else None
         self.ll_scaling = ll_scaling
         self.wl_normalisation = wl_normalisation
@@ -164,7 +171,8 @@ class ExLPoseDetection(Dataset):
             image = warp_image(pixels, cond_hw, means, cond, affine, self.input_size, ll_scaling=self.ll_scaling,
                                wl_normalisation=self.wl_normalisation, pad=self.pad)
             sample[Lighting(cond).key] = torch.from_numpy(image)
-        targets = centre_targets(boxes_to_input(self.boxes[i], affine), self.input_size, stride=self.stride, max_objects=self.max_objects)
+        targets = centre_targets(boxes_to_input(self.boxes[i], affine), self.input_size, stride=self.stride, max_objects=self.max_objects,
+                                 radius_rule=self.radius_rule)
         for key in _TARGET_KEYS:
             sample[key] = torch.from_numpy(targets[key])
         sample["meta"] = {
