@@ -275,16 +275,22 @@ def predict_to_folder(
         model = f"ONNX model, {exported.upper()} branch" if exported is not None else "checkpoint"
         found = f"; boxes from {detector} (score >= {found_by['min_box_score']:g})" if found_by else ""
         notify(f"{checkpoint.name} ({chosen.origin} {model}): {chosen.describe()}{found}")
+    finder = None
+    if detector is not None:  # loaded and checked before the folder is claimed: a wrong model leaves nothing behind
+        from .detect.api import load_detector_spec
+
+        finder = load_detector_spec(detector, device)
+        finder.check_condition(lighting.value)
     stems = [f"{path.stem}_pose.png" for path in images] if overlays else []
     settings = {"images": [str(p) for p in images], "condition": condition, **chosen.as_dict(), "overlays": overlays,
                 "boxes": boxes_file is not None or boxes is not None, **found_by}
     with result_folder(out, command="exlpose-predict", produces="prediction folder", settings=settings,
                        inputs={"checkpoint": checkpoint, "boxes": boxes_file, "detector": detector_path}, read=images,
                        files=["keypoints.json", "settings.json", *stems], overwrite=overwrite) as (folder, recorded):
-        if detector is not None:
+        if finder is not None:
             from .detect.api import detect_images
 
-            boxes = detect_images(detector, images, condition=lighting.value, device=device, min_score=found_by["min_box_score"])
+            boxes = detect_images(finder, images, condition=lighting.value, min_score=found_by["min_box_score"])
         records = predict(checkpoint, images, boxes=boxes, condition=condition, settings=chosen, device=device)
         write_json_atomic(folder / "keypoints.json", records, indent=1)
         onnx = {"onnx_lighting": exported} if exported is not None else {}

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from exlpose_data.outputs import building_folder, check_output, what_is
+from exlpose_data.outputs import building_folder, check_output
 from exlpose_data.provenance import RECORD_FILE, RecordedRun, recorded_run
 
 __all__ = ["result_folder", "owned_files"]
@@ -60,32 +59,19 @@ def result_folder(
         overwrite: the user passed ``--overwrite``.
         option: the option naming ``out``.
 
-    A run that fails in a folder that was new or empty leaves it as it was (empty, or absent); one that fails in
-    an earlier run's folder leaves that folder's record marked incomplete (``exlpose verify`` lists it).
+    A run that fails leaves the folder's record marked incomplete (``exlpose verify`` lists it; a re-run with the
+    same settings continues it), so commands check their inputs (models, images) before entering this.
 
     Raises:
         UsageError: ``out`` is or holds an input, holds something this command did not write, or holds an
             earlier run with other settings (without ``overwrite``).
     """
     digested = {role: p for role, p in (inputs or {}).items() if p is not None}
-    target = Path(out)
-    existed, new = target.exists(), what_is(target) is None  # None: nothing there, or an empty folder
     # what_is() names a folder by the command its provenance record names: only this command's own folder
     # is continued (its settings then decide, in recorded_run) or, with --overwrite, replaced
     check_output(out, inputs=[*digested.values(), *read], writes="folder", produces=produces, replaces=[produces],
                  overwrite=overwrite, resumes=True, files=files, option=option)
-    try:
-        with building_folder(out, overwrite=overwrite) as build, recorded_run(
-            build, command, command=command, settings=settings, inputs=digested, overwrite=overwrite, out_option=option,
-        ) as run:
-            yield build, run
-    except BaseException:
-        # A new folder whose run failed (a wrong model, a missing image) holds nothing worth keeping: removed, so
-        # the corrected command runs into it again instead of meeting an unfinished record of other settings.
-        if new and target.is_dir():
-            if existed:
-                for child in target.iterdir():
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-            else:
-                shutil.rmtree(target, ignore_errors=True)
-        raise
+    with building_folder(out, overwrite=overwrite) as build, recorded_run(
+        build, command, command=command, settings=settings, inputs=digested, overwrite=overwrite, out_option=option,
+    ) as run:
+        yield build, run

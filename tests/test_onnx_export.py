@@ -291,26 +291,30 @@ def test_a_model_without_lsbn_records_the_lighting_and_runs_either_condition(tmp
 
 
 @pytest.mark.slow
-def test_detector_boxes_are_used_as_a_boxes_file_and_recorded(tmp_path, monkeypatch):
+def test_detector_boxes_are_used_as_a_boxes_file_and_recorded(tmp_path):
+    from baselines.checkpoint import DETECTOR_FORMAT
+    from baselines.detect.api import detect_images
+    from baselines.detect.config import make_detect_config
+    from baselines.detect.model import build_detector
+
     ckpt = make_pose_checkpoint(tmp_path / "pose.pth", "baseline-low")
     photo = _image(tmp_path / "p.png")
-    det = tmp_path / "det.pth"
-    det.write_bytes(b"stand-in detector")
-    calls = []
-
-    def detect_images(spec, images, *, condition, device, min_score):
-        calls.append((spec, [str(p) for p in images], condition, device, min_score))
-        return {str(photo): [[5.0, 4.0, 50.0, 70.0, 0.8]]}
-
-    monkeypatch.setattr("baselines.detect.api.detect_images", detect_images)
+    # a real (untrained) detector checkpoint whose heatmap head is pushed up, so its peaks score about 0.8
+    torch.manual_seed(0)
+    net = build_detector("resnet18")
+    with torch.no_grad():
+        net.heatmap[-1].bias.fill_(1.4)
+    det = save_checkpoint(tmp_path / "det.pth", format=DETECTOR_FORMAT, model=net.state_dict(), epoch=0,
+                          config=make_detect_config({"variant": "baseline-low", "backbone": "resnet18", "input_size": (64, 96), "from_scratch": True}).to_dict())
+    found = detect_images(str(det), [photo], condition="LL", min_score=0.5)
+    assert found[str(photo)], "the stand-in detector must find boxes above 0.5"
     r = CliRunner().invoke(predict_app, [str(ckpt), str(photo), "--detector", str(det), "--min-box-score", "0.5", "--out", str(tmp_path / "pred"),
                                          "--no-overlays"])
     assert r.exit_code == 0, r.output
-    assert calls == [(str(det), [str(photo)], "LL", "cpu", 0.5)]
     got = json.loads((tmp_path / "pred" / "keypoints.json").read_text())
-    want = predict(ckpt, [photo], boxes={"p.png": [[5.0, 4.0, 50.0, 70.0, 0.8]]})
-    assert got == want and got[0]["bbox"] == [5.0, 4.0, 50.0, 70.0]
-    assert got[0]["score"] == pytest.approx(0.8 * np.mean(np.reshape(got[0]["keypoints"], (14, 3))[:, 2]), abs=1e-4)
+    want = predict(ckpt, [photo], boxes={"p.png": found[str(photo)]})
+    assert got == want and got[0]["bbox"] == pytest.approx(found[str(photo)][0][:4])
+    assert got[0]["score"] == pytest.approx(found[str(photo)][0][4] * np.mean(np.reshape(got[0]["keypoints"], (14, 3))[:, 2]), abs=1e-4)
     step = read_record(tmp_path / "pred")["steps"]["exlpose-predict"]
     assert step["inputs"]["detector"]["path"] == str(det)
     assert step["settings"]["detector"] == str(det) and step["settings"]["min_box_score"] == 0.5

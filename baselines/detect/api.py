@@ -51,7 +51,8 @@ class Detector:
     lighting: str | None = None
     device: str = "cpu"
 
-    def _check_condition(self, condition: str) -> str:
+    def check_condition(self, condition: str) -> str:
+        """The condition (``LL``/``WL``) of ``condition``; refused for an ONNX export of an LSBN detector's other branch."""
         cond = Lighting.parse(condition)
         if self.lighting is not None and self.config is not None and self.config.spec.lsbn and cond.key != self.lighting:
             raise UsageError(f"{detector_file(self.spec)}: exported with the {self.lighting.upper()} branch of its LSBN backbone; "
@@ -63,7 +64,7 @@ class Detector:
 
         from .decode import boxes_to_image
 
-        cond = self._check_condition(condition)
+        cond = self.check_condition(condition)
         hw = (int(bgr.shape[0]), int(bgr.shape[1]))
         if self.kind == "onnx":  # a foreign model: RGB on [0, 1], fitted into its fixed size with black borders
             size = self.input_size or (hw[0], hw[1])
@@ -148,10 +149,11 @@ def load_detector_spec(spec: str, device: str = "cpu") -> Detector:
     return Detector(spec, net, "checkpoint", tuple(cfg.input_size), config=cfg, device=str(device))
 
 
-def detect_images(spec: str, images: Sequence[str | os.PathLike], *, condition: str = "LL", device: str = "cpu",
+def detect_images(spec: str | Detector, images: Sequence[str | os.PathLike], *, condition: str = "LL", device: str = "cpu",
                   min_score: float = 0.3) -> dict[str, list[list[float]]]:
-    """``{str(path): [[x, y, w, h, score], ...]}`` for each image (the boxes file format of ``exlpose-predict``)."""
+    """``{str(path): [[x, y, w, h, score], ...]}`` for each image (the boxes file format of ``exlpose-predict``);
+    ``spec`` names the detector (:func:`load_detector_spec`) or is one already loaded."""
     from exlpose_data.datasets.sources import decode_image
 
-    detector = load_detector_spec(spec, device)
+    detector = spec if isinstance(spec, Detector) else load_detector_spec(spec, device)
     return {str(p): detector.detect(decode_image(p), condition, min_score=min_score) for p in images}
