@@ -139,8 +139,13 @@ def predict(
     input_scale: str | None = None,
     settings: Any = None,
     device: str = "cpu",
+    detector: Any = None,
+    min_box_score: float = 0.0,
 ) -> list[dict[str, Any]]:
     """One record per person: ``image``, ``bbox``, ``keypoints`` (14 x [x, y, score] flattened), ``score``.
+
+    ``detector`` (a :class:`baselines.detect.api.Detector`, not with ``boxes``) finds each image's people on the
+    image as decoded, before any enhancement, keeping boxes scoring at least ``min_box_score``.
 
     ``checkpoint`` is a training checkpoint or an ONNX pose model (:func:`is_onnx_model`). The test settings are
     ``settings`` (a :class:`baselines.inputs.InferenceSettings`) when given, otherwise the checkpoint's defaults
@@ -158,6 +163,8 @@ def predict(
     from .options import check_device
 
     cond = _condition(condition)
+    if detector is not None and boxes is not None:
+        raise UsageError("--detector and --boxes exclude each other: give one")
     check_device(device)
     net, cfg, origin, _ = _pose_model(checkpoint, cond, device)
     if settings is None:
@@ -169,10 +176,11 @@ def predict(
     records = []
     for path in images:
         img = decode_image(path)
+        found = detector.detect(img, cond.value, min_score=min_box_score) if detector is not None else None  # one decode for both
         if enhancer is not None:
             img = enhance_bgr(enhancer, img)
         h, w = img.shape[:2]
-        person_boxes = [[0.0, 0.0, float(w), float(h)]]
+        person_boxes = [[0.0, 0.0, float(w), float(h)]] if found is None else found
         if boxes is not None:
             person_boxes = boxes.get(str(path), boxes.get(path.name))  # type: ignore[assignment]
             if person_boxes is None:
@@ -287,11 +295,8 @@ def predict_to_folder(
     with result_folder(out, command="exlpose-predict", produces="prediction folder", settings=settings,
                        inputs={"checkpoint": checkpoint, "boxes": boxes_file, "detector": detector_path}, read=images,
                        files=["keypoints.json", "settings.json", *stems], overwrite=overwrite) as (folder, recorded):
-        if finder is not None:
-            from .detect.api import detect_images
-
-            boxes = detect_images(finder, images, condition=lighting.value, min_score=found_by["min_box_score"])
-        records = predict(checkpoint, images, boxes=boxes, condition=condition, settings=chosen, device=device)
+        records = predict(checkpoint, images, boxes=boxes, condition=condition, settings=chosen, device=device, detector=finder,
+                          min_box_score=found_by.get("min_box_score", 0.0))
         write_json_atomic(folder / "keypoints.json", records, indent=1)
         onnx = {"onnx_lighting": exported} if exported is not None else {}
         write_json_atomic(folder / "settings.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "condition": lighting.value,

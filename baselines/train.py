@@ -35,15 +35,13 @@ from .loop import (
     apply_optimizer_settings,
     build_optimizer,
     check_precision,
-    run_training,
-    epoch_loader,
     fit,
     measure_rates,
     place_net,
     restore,
     run_folder,
+    run_training,
     same_path,
-    scaler_for,
     setup,
     train_annotation,
 )
@@ -76,13 +74,6 @@ def split_annotation(cfg: TrainConfig, split: str) -> tuple[Path, str]:
     if cfg.dataset is None:
         raise UsageError("no dataset: pass --dataset ROOT (the folder holding bright/ and dark/)")
     return resolve_split(cfg.dataset, cfg.annotations, split)
-
-
-# The shared machinery under the names this module's callers and tests have used.
-_train_annotation = train_annotation
-_epoch_loader = epoch_loader
-_setup = setup
-_scaler = scaler_for
 
 
 def evaluate_splits(net: CPN, cfg: TrainConfig, device: torch.device, splits: list[str] | None = None,
@@ -118,11 +109,11 @@ def _train_dataset(cfg: TrainConfig) -> Any:
     if not cfg.spec.paired:
         from .pairing import UnpairedPairs
 
-        unpaired = UnpairedPairs.from_annotation(cfg.dataset, _train_annotation(cfg), seed=cfg.seed, pack=cfg.pack, **dataset_options(cfg))
+        unpaired = UnpairedPairs.from_annotation(cfg.dataset, train_annotation(cfg), seed=cfg.seed, pack=cfg.pack, **dataset_options(cfg))
         attach_enhancer(unpaired.ll, cfg, fill=True)
         return unpaired
     dataset = ExLPoseTopDown(
-        cfg.dataset, _train_annotation(cfg), condition=cfg.spec.dataset_condition,  # type: ignore[arg-type]
+        cfg.dataset, train_annotation(cfg), condition=cfg.spec.dataset_condition,  # type: ignore[arg-type]
         train=True, pack=cfg.pack, **dataset_options(cfg),
     )
     return attach_enhancer(dataset, cfg, fill=True)

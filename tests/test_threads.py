@@ -164,12 +164,12 @@ def test_training_loader_workers_run_one_torch_thread(torch_threads_restored):
     """The trainer's workers (forked) run one torch thread while the main process runs two: --workers 4 never
     starts 4 x cores threads. OpenCV's pool is deliberately not touched in workers (module notes)."""
     from baselines.config import make_config
-    from baselines.train import _epoch_loader
+    from baselines.loop import epoch_loader
 
     torch.set_num_threads(2)
     ds = _ThreadsSeen()
     cfg = make_config({"variant": "baseline-low", "workers": 1, "batch_size": 2})
-    loader = _epoch_loader(ds, DistributedSampler(ds, num_replicas=1, rank=0), cfg, 2, 0, 0)
+    loader = epoch_loader(ds, DistributedSampler(ds, num_replicas=1, rank=0), cfg, 2, 0, 0)
     (batch,) = list(loader)
     assert batch.tolist() == [[1], [1]] and torch.get_num_threads() == 2
 
