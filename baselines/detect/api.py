@@ -60,7 +60,7 @@ class Detector:
         return cond.value
 
     def detect(self, bgr: np.ndarray, condition: str = "LL", *, min_score: float = 0.0) -> list[list[float]]:
-        from exlpose_data.datasets.centre_targets import letterbox_affine, prepare_image
+        from exlpose_data.datasets.centre_targets import prepare_image
 
         from .decode import boxes_to_image
 
@@ -69,8 +69,6 @@ class Detector:
         if self.kind == "onnx":  # a foreign model: RGB on [0, 1], fitted into its fixed size with black borders
             size = self.input_size or (hw[0], hw[1])
             x, affine = prepare_image(bgr, cond, size, ll_scaling=None, wl_normalisation=None, pad=None)
-            if self.input_size is None:
-                affine = letterbox_affine(hw, size)
         else:
             from exlpose_data.datasets.lowlight import WL_NORMALISATIONS
 
